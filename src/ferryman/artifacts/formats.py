@@ -1,0 +1,166 @@
+"""The format gate: which files may become artifacts, and what they declare.
+
+An allow-list, not a scanner: a file is accepted only if it parses as a self-contained
+ONNX model (a non-executable format). Everything else is refused. Files that look like
+Python pickles (pickle, joblib, ``torch.save``) get a message that says why they are
+refused and what to register instead; they are only ever sniffed by their first bytes,
+never loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from ferryman.errors import UnsafeArtifact
+from ferryman.signature import Datatype, Signature, TensorSpec
+
+_ONNX_DATATYPES: dict[int, Datatype] = {
+    onnx.TensorProto.FLOAT: "FP32",
+    onnx.TensorProto.DOUBLE: "FP64",
+    onnx.TensorProto.FLOAT16: "FP16",
+    onnx.TensorProto.BFLOAT16: "BF16",
+    onnx.TensorProto.INT8: "INT8",
+    onnx.TensorProto.INT16: "INT16",
+    onnx.TensorProto.INT32: "INT32",
+    onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.UINT16: "UINT16",
+    onnx.TensorProto.UINT32: "UINT32",
+    onnx.TensorProto.UINT64: "UINT64",
+    onnx.TensorProto.BOOL: "BOOL",
+    onnx.TensorProto.STRING: "BYTES",
+}
+
+_PICKLE_ADVICE = (
+    "pickles run arbitrary code when loaded, so Ferryman never stores or loads them; "
+    "export the model to ONNX (torch.onnx.export for PyTorch, skl2onnx for scikit-learn) "
+    "and register the .onnx file"
+)
+
+
+class ArtifactFormat(StrEnum):
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True)
+class InspectedArtifact:
+    """An accepted file: its format and the signature it declares."""
+
+    format: ArtifactFormat
+    signature: Signature
+
+
+def inspect_artifact(data: bytes) -> InspectedArtifact:
+    """Accept ``data`` if it is a self-contained ONNX model; raise UnsafeArtifact otherwise."""
+    looks_like = _sniff_unsafe(data)
+    if looks_like is not None:
+        raise UnsafeArtifact(f"refused: the file looks like {looks_like}; {_PICKLE_ADVICE}")
+    model = _parse_onnx(data)
+    _refuse_external_data(model)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+        raise UnsafeArtifact(f"refused: the ONNX model does not pass onnx.checker: {first_line}")
+    return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model))
+
+
+def read_signature(model: Any) -> Signature:
+    """The graph's inputs (initializers excluded) and outputs as tensor specs."""
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    inputs = tuple(_spec(value) for value in graph.input if value.name not in initializers)
+    return Signature(inputs=inputs, outputs=tuple(_spec(value) for value in graph.output))
+
+
+def _sniff_unsafe(data: bytes) -> str | None:
+    head = data[:8]
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return f"a Python pickle (protocol {head[1]}; pickle, joblib or legacy torch.save)"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (torch.save writes pickles inside one)"
+    compressed = {
+        b"\x1f\x8b": "gzip",
+        b"\x78\x01": "zlib",
+        b"\x78\x5e": "zlib",
+        b"\x78\x9c": "zlib",
+        b"\x78\xda": "zlib",
+        b"BZh": "bzip2",
+        b"\xfd7zXZ\x00": "xz",
+        b"\x04\x22\x4d\x18": "lz4",
+    }
+    for magic, name in compressed.items():
+        if head.startswith(magic):
+            return f"{name}-compressed data (joblib compresses pickles this way)"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy file (which may hold pickled objects)"
+    return None
+
+
+def _parse_onnx(data: bytes) -> Any:
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except (DecodeError, RuntimeError, ValueError):
+        model = None
+    if model is None or model.ir_version <= 0 or not model.graph.node:
+        raise UnsafeArtifact(
+            "refused: the file is not an ONNX model (the only format Ferryman accepts); "
+            "export your model to ONNX and register the .onnx file"
+        )
+    return model
+
+
+def _refuse_external_data(model: Any) -> None:
+    for tensor in _all_tensors(model.graph):
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = next(
+                (entry.value for entry in tensor.external_data if entry.key == "location"), "?"
+            )
+            raise UnsafeArtifact(
+                f"refused: tensor {tensor.name!r} keeps its data in an external file "
+                f"({location!r}); register a self-contained model instead (torch.onnx.export "
+                "with external_data=False, or onnx.save(model, path, save_as_external_data=False))"
+            )
+
+
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _all_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _all_tensors(subgraph)
+
+
+def _spec(value: Any) -> TensorSpec:
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        raise UnsafeArtifact(
+            f"refused: graph value {value.name!r} is a {kind}, not a tensor; Ferryman serves "
+            "tensors only (for skl2onnx classifiers pass options={id(model): {'zipmap': False}})"
+        )
+    tensor_type = value.type.tensor_type
+    datatype = _ONNX_DATATYPES.get(tensor_type.elem_type)
+    if datatype is None:
+        name = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+        raise UnsafeArtifact(f"refused: tensor {value.name!r} has unsupported element type {name}")
+    shape: tuple[int, ...] | None = None
+    if tensor_type.HasField("shape"):
+        shape = tuple(
+            dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
+        )
+    return TensorSpec(name=value.name, datatype=datatype, shape=shape)

@@ -1,0 +1,113 @@
+"""The one error tree of Ferryman.
+
+Every error carries the HTTP status a server renders it with, as ``{"error": message}``
+(the Open Inference Protocol's shape); the CLI prints the message on one line and exits 1.
+Messages say the value, the rule and the fix.
+
+    FerrymanError (500)
+    ├── InvalidInput (400)                  a value breaks a rule the caller can fix
+    │   ├── InvalidName (400)               a model name, alias, tag key, digest…
+    │   └── UnsafeArtifact (415)            pickle, joblib, torch.save, unknown format
+    ├── Unauthenticated (401)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    │   ├── ModelNotFound / VersionNotFound / AliasNotFound / RunNotFound
+    │   └── ArtifactNotFound
+    ├── Conflict (409)                      archived object, duplicate variant…
+    ├── PayloadTooLarge (413)
+    ├── HeadersTooLarge (431)
+    ├── ArtifactCorrupt (500)               stored bytes no longer match their digest
+    ├── Unavailable (503)                   not ready, overloaded; may carry Retry-After
+    ├── DeadlineExceeded (504)
+    └── StorageFull (507)                   the artifact store ran out of space
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FerrymanError(Exception):
+    """Root of every error Ferryman raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(FerrymanError):
+    status_code = 400
+
+
+class InvalidName(InvalidInput):
+    pass
+
+
+class UnsafeArtifact(InvalidInput):
+    status_code = 415
+
+
+class Unauthenticated(FerrymanError):
+    status_code = 401
+
+
+class Forbidden(FerrymanError):
+    status_code = 403
+
+
+class NotFound(FerrymanError):
+    status_code = 404
+
+
+class ModelNotFound(NotFound):
+    pass
+
+
+class VersionNotFound(NotFound):
+    pass
+
+
+class AliasNotFound(NotFound):
+    pass
+
+
+class RunNotFound(NotFound):
+    pass
+
+
+class ArtifactNotFound(NotFound):
+    pass
+
+
+class Conflict(FerrymanError):
+    status_code = 409
+
+
+class PayloadTooLarge(FerrymanError):
+    status_code = 413
+
+
+class HeadersTooLarge(FerrymanError):
+    status_code = 431
+
+
+class ArtifactCorrupt(FerrymanError):
+    pass
+
+
+class Unavailable(FerrymanError):
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(FerrymanError):
+    status_code = 504
+
+
+class StorageFull(FerrymanError):
+    status_code = 507

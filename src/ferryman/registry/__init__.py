@@ -1,0 +1,39 @@
+"""The registry: durable truth about models, versions, aliases, variants, runs and events."""
+
+from __future__ import annotations
+
+from ferryman.registry.database import Database
+from ferryman.registry.metadata import VersionMetadata, build_metadata
+from ferryman.registry.records import (
+    AliasRecord,
+    Checkpoint,
+    EventRecord,
+    MetricPoint,
+    ModelRecord,
+    RunRecord,
+    RunStatus,
+    VariantRecord,
+    VariantStatus,
+    VersionRecord,
+)
+from ferryman.registry.registry import Registry, VersionRef
+from ferryman.registry.runs import RunLog
+
+__all__ = [
+    "AliasRecord",
+    "Checkpoint",
+    "Database",
+    "EventRecord",
+    "MetricPoint",
+    "ModelRecord",
+    "Registry",
+    "RunLog",
+    "RunRecord",
+    "RunStatus",
+    "VariantRecord",
+    "VariantStatus",
+    "VersionMetadata",
+    "VersionRecord",
+    "VersionRef",
+    "build_metadata",
+]

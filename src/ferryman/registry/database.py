@@ -1,0 +1,131 @@
+"""One database URL, two engines that behave the same: SQLite (WAL) and PostgreSQL.
+
+Writers are serialised where it matters: on SQLite every write transaction starts with
+``BEGIN IMMEDIATE`` (so the version-number read and the insert cannot interleave with
+another writer), on PostgreSQL the model row is locked ``FOR UPDATE``. Migrations run under
+the same write lock (plus an advisory lock on PostgreSQL), so many processes may start
+against a fresh database at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from ferryman.errors import InvalidInput, Unavailable
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_WRITE = "ferryman_write"
+_MIGRATION_LOCK_KEY = 0x6665727279  # "ferry": the PostgreSQL advisory-lock id
+_RACE_RETRIES = 8
+
+
+class Database:
+    """An engine plus the two kinds of transaction the registry uses."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in {"sqlite", "postgresql"}:
+            raise InvalidInput(
+                f"database URL scheme {parsed.drivername!r} is not supported; "
+                "use sqlite:///path/registry.db or postgresql+psycopg://host/db"
+            )
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, busy_timeout_s)
+        self._writer = self.engine.execution_options(**{_WRITE: True})
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (no write lock taken)."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a write transaction and commit it, or leave nothing behind.
+
+        A uniqueness race with a concurrent writer (two processes creating the same model)
+        rolls back and runs ``work`` again; ``work`` sees the winner's row the second time.
+        """
+        for attempt in range(_RACE_RETRIES):
+            try:
+                with Session(self._writer, expire_on_commit=False) as session, session.begin():
+                    return work(session)
+            except IntegrityError:
+                if attempt == _RACE_RETRIES - 1:
+                    raise
+                logger.debug("write raced another writer; retrying (attempt %d)", attempt + 1)
+                time.sleep(0.005 * (attempt + 1))
+            except OperationalError as exc:
+                if "locked" in str(exc.orig):
+                    raise Unavailable("the registry database is busy; retry", 1) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe to call from many processes."""
+        config = _alembic_config()
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self._writer.connect() as connection, connection.begin():
+            if self.dialect == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            current = MigrationContext.configure(connection).get_current_revision()
+            if current == head:
+                return
+            logger.info("migrating registry schema %s -> %s", current, head)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    location = resources.files("ferryman.registry") / "migrations"
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    """WAL, foreign keys, full sync, and our own BEGIN (pysqlite's is unreliable)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        is_write = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")

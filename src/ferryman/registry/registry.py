@@ -1,0 +1,451 @@
+"""The registry: models, their immutable versions, aliases and variants, with an audit log.
+
+Registration writes the artifact first (temp file, fsync, rename) and the rows second, in
+one transaction with their events. A crash in between leaves at most an unreferenced
+artifact, never a version without its bytes; a failed transaction leaves nothing.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ferryman.artifacts import ArtifactStore, inspect_artifact
+from ferryman.errors import (
+    AliasNotFound,
+    Conflict,
+    InvalidInput,
+    ModelNotFound,
+    RunNotFound,
+    VersionNotFound,
+)
+from ferryman.names import validate_name
+from ferryman.registry.audit import append_event, query_events
+from ferryman.registry.database import Database
+from ferryman.registry.metadata import VersionMetadata, validate_alias
+from ferryman.registry.records import (
+    AliasRecord,
+    EventRecord,
+    ModelRecord,
+    VariantRecord,
+    VariantStatus,
+    VersionRecord,
+)
+from ferryman.registry.runs import RunLog
+from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
+from ferryman.signature import Signature
+
+VersionRef = int | str
+"""A version number, an alias name, or ``"latest"``."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Registry:
+    """Durable truth about models. Every change is one transaction plus its events."""
+
+    def __init__(
+        self,
+        database: Database,
+        store: ArtifactStore,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._db = database
+        self._store = store
+        self._clock = clock
+        self.runs = RunLog(database, clock)
+
+    @property
+    def store(self) -> ArtifactStore:
+        return self._store
+
+    # -- versions -------------------------------------------------------------------------
+
+    def register(
+        self, model: str, data: bytes, actor: str, metadata: VersionMetadata | None = None
+    ) -> VersionRecord:
+        """Store ``data`` (an ONNX model) as the next version of ``model``, creating it if new."""
+        validate_name(model, "model name")
+        metadata = metadata or VersionMetadata()
+        inspected = inspect_artifact(data)
+        stored = self._store.put(io.BytesIO(data))
+
+        def work(session: Session) -> VersionRecord:
+            now = self._clock()
+            model_row = self._model_for_update(session, model, actor, now)
+            if metadata.parent_run is not None and session.get(RunRow, metadata.parent_run) is None:
+                raise RunNotFound(f"parent run {metadata.parent_run!r} does not exist")
+            latest = session.scalar(
+                select(func.max(VersionRow.number)).where(VersionRow.model_id == model_row.id)
+            )
+            row = VersionRow(
+                model_id=model_row.id,
+                number=(latest or 0) + 1,
+                artifact_digest=stored.digest,
+                artifact_format=inspected.format.value,
+                size_bytes=stored.size_bytes,
+                metrics=metadata.metrics,
+                params=metadata.params,
+                tags=metadata.tags,
+                description=metadata.description,
+                signature=inspected.signature.model_dump(mode="json"),
+                data_fingerprint=metadata.data_fingerprint,
+                parent_run_id=metadata.parent_run,
+                created_by=actor,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            append_event(
+                session,
+                now,
+                actor,
+                "version.registered",
+                ("version", f"{model}/{row.number}", model),
+                {"digest": stored.digest, "size_bytes": stored.size_bytes},
+            )
+            for alias in metadata.aliases:
+                self._move_alias(session, model_row, alias, row, actor, now)
+            return self._version_record(session, model, row)
+
+        return self._db.write(work)
+
+    def get_version(self, model: str, ref: VersionRef) -> VersionRecord:
+        with self._db.reading() as session:
+            model_row = self._model(session, model)
+            return self._version_record(session, model, self._version(session, model_row, ref))
+
+    def list_versions(self, model: str, include_archived: bool = False) -> list[VersionRecord]:
+        with self._db.reading() as session:
+            model_row = self._model(session, model)
+            query = select(VersionRow).where(VersionRow.model_id == model_row.id)
+            if not include_archived:
+                query = query.where(VersionRow.archived_at.is_(None))
+            rows = session.scalars(query.order_by(VersionRow.number)).all()
+            aliases = self._aliases_by_version(session, model_row.id)
+            return [_version_record(model, row, aliases.get(row.id, ())) for row in rows]
+
+    def archive_version(self, model: str, ref: VersionRef, actor: str) -> VersionRecord:
+        """Hide a version from listings and deployment; refused while an alias points at it."""
+
+        def work(session: Session) -> VersionRecord:
+            model_row = self._model(session, model, for_update=True)
+            row = self._version(session, model_row, ref)
+            held = self._aliases_by_version(session, model_row.id).get(row.id, ())
+            if held:
+                raise Conflict(
+                    f"{model} v{row.number} is still aliased as {', '.join(held)}; "
+                    f"move the alias first (ferryman alias set {model} {held[0]} VERSION)"
+                )
+            if row.archived_at is None:
+                row.archived_at = now = self._clock()
+                append_event(
+                    session, now, actor, "version.archived", ("version", f"{model}/{row.number}", model)
+                )
+            return self._version_record(session, model, row)
+
+        return self._db.write(work)
+
+    # -- models ---------------------------------------------------------------------------
+
+    def get_model(self, name: str) -> ModelRecord:
+        with self._db.reading() as session:
+            return self._model_records(session, [self._model(session, name)])[0]
+
+    def list_models(self, include_archived: bool = False) -> list[ModelRecord]:
+        with self._db.reading() as session:
+            query = select(ModelRow).order_by(ModelRow.name)
+            if not include_archived:
+                query = query.where(ModelRow.archived_at.is_(None))
+            return self._model_records(session, list(session.scalars(query)))
+
+    def archive_model(self, name: str, actor: str) -> ModelRecord:
+        """Refuse new versions of ``name`` and hide it from listings; nothing is deleted."""
+
+        def work(session: Session) -> ModelRecord:
+            row = self._model(session, name, for_update=True)
+            if row.archived_at is None:
+                row.archived_at = now = self._clock()
+                append_event(session, now, actor, "model.archived", ("model", name, name))
+            return self._model_records(session, [row])[0]
+
+        return self._db.write(work)
+
+    # -- aliases --------------------------------------------------------------------------
+
+    def set_alias(self, model: str, alias: str, ref: VersionRef, actor: str) -> AliasRecord:
+        """Point ``alias`` at a version; moving it is recorded as an event."""
+        validate_alias(alias)
+
+        def work(session: Session) -> AliasRecord:
+            model_row = self._model(session, model, for_update=True)
+            target = self._version(session, model_row, ref)
+            return self._move_alias(session, model_row, alias, target, actor, self._clock())
+
+        return self._db.write(work)
+
+    def remove_alias(self, model: str, alias: str, actor: str) -> None:
+        def work(session: Session) -> None:
+            model_row = self._model(session, model, for_update=True)
+            row = session.get(AliasRow, (model_row.id, alias))
+            if row is None:
+                raise AliasNotFound(f"model {model!r} has no alias {alias!r}")
+            number = session.get_one(VersionRow, row.version_id).number
+            session.delete(row)
+            append_event(
+                session,
+                self._clock(),
+                actor,
+                "alias.removed",
+                ("alias", f"{model}@{alias}", model),
+                {"version": number},
+            )
+
+        self._db.write(work)
+
+    # -- variants -------------------------------------------------------------------------
+
+    def add_variant(
+        self,
+        model: str,
+        ref: VersionRef,
+        kind: str,
+        data: bytes,
+        actor: str,
+        gate: dict[str, Any] | None = None,
+        status: VariantStatus = VariantStatus.PENDING,
+    ) -> VariantRecord:
+        """Attach a servable form (``onnx-fp32``, ``onnx-int8``…) to a version."""
+        validate_name(kind, "variant kind")
+        inspect_artifact(data)
+        stored = self._store.put(io.BytesIO(data))
+
+        def work(session: Session) -> VariantRecord:
+            model_row = self._model(session, model, for_update=True)
+            version = self._version(session, model_row, ref)
+            existing = session.scalar(
+                select(VariantRow).where(
+                    VariantRow.version_id == version.id, VariantRow.kind == kind
+                )
+            )
+            if existing is not None:
+                raise Conflict(f"{model} v{version.number} already has a variant {kind!r}")
+            now = self._clock()
+            row = VariantRow(
+                version_id=version.id,
+                kind=kind,
+                artifact_digest=stored.digest,
+                size_bytes=stored.size_bytes,
+                status=status.value,
+                gate=gate or {},
+                created_by=actor,
+                created_at=now,
+            )
+            session.add(row)
+            append_event(
+                session,
+                now,
+                actor,
+                "variant.added",
+                ("variant", f"{model}/{version.number}/{kind}", model),
+                {"digest": stored.digest, "status": status.value},
+            )
+            return _variant_record(model, version.number, row)
+
+        return self._db.write(work)
+
+    def list_variants(self, model: str, ref: VersionRef) -> list[VariantRecord]:
+        with self._db.reading() as session:
+            version = self._version(session, self._model(session, model), ref)
+            rows = session.scalars(
+                select(VariantRow).where(VariantRow.version_id == version.id).order_by(VariantRow.id)
+            )
+            return [_variant_record(model, version.number, row) for row in rows]
+
+    # -- events ---------------------------------------------------------------------------
+
+    def list_events(
+        self, model: str | None = None, limit: int = 50, after_id: int | None = None
+    ) -> list[EventRecord]:
+        if model is not None:
+            validate_name(model, "model name")
+        if not 1 <= limit <= 10_000:
+            raise InvalidInput(f"limit {limit} is out of range; use 1..10000")
+        with self._db.reading() as session:
+            return query_events(session, model, limit, after_id)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _model(self, session: Session, name: str, for_update: bool = False) -> ModelRow:
+        validate_name(name, "model name")
+        query = select(ModelRow).where(ModelRow.name == name)
+        row = session.scalar(query.with_for_update() if for_update else query)
+        if row is None:
+            raise ModelNotFound(f"model {name!r} does not exist (ferryman models list shows them)")
+        return row
+
+    def _model_for_update(self, session: Session, name: str, actor: str, now: datetime) -> ModelRow:
+        """The model row, locked; created (with its event) if new. Refused if archived."""
+        row = session.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
+        if row is None:
+            row = ModelRow(name=name, description="", created_by=actor, created_at=now)
+            session.add(row)
+            session.flush()  # a concurrent creator makes this raise; Database.write retries
+            append_event(session, now, actor, "model.created", ("model", name, name))
+        if row.archived_at is not None:
+            raise Conflict(f"model {name!r} is archived; it takes no new versions")
+        return row
+
+    def _version(self, session: Session, model_row: ModelRow, ref: VersionRef) -> VersionRow:
+        query = select(VersionRow).where(VersionRow.model_id == model_row.id)
+        number = _as_number(ref)
+        if number is not None:
+            row = session.scalar(query.where(VersionRow.number == number))
+            what = f"version {number}"
+        elif ref == "latest":
+            row = session.scalar(
+                query.where(VersionRow.archived_at.is_(None)).order_by(VersionRow.number.desc())
+            )
+            what = "any active version"
+        else:
+            alias = session.get(AliasRow, (model_row.id, validate_name(str(ref), "alias")))
+            row = None if alias is None else session.get(VersionRow, alias.version_id)
+            what = f"an alias {ref!r}"
+        if row is None:
+            raise VersionNotFound(f"model {model_row.name!r} has no {what}")
+        return row
+
+    def _move_alias(
+        self,
+        session: Session,
+        model_row: ModelRow,
+        alias: str,
+        target: VersionRow,
+        actor: str,
+        now: datetime,
+    ) -> AliasRecord:
+        if target.archived_at is not None:
+            raise Conflict(f"{model_row.name} v{target.number} is archived; aliases cannot point at it")
+        row = session.get(AliasRow, (model_row.id, alias))
+        previous = None if row is None else session.get_one(VersionRow, row.version_id).number
+        if row is None:
+            row = AliasRow(model_id=model_row.id, name=alias)
+            session.add(row)
+        if previous != target.number:
+            row.version_id, row.updated_by, row.updated_at = target.id, actor, now
+            append_event(
+                session,
+                now,
+                actor,
+                "alias.set",
+                ("alias", f"{model_row.name}@{alias}", model_row.name),
+                {"from": previous, "to": target.number},
+            )
+        return AliasRecord(
+            model=model_row.name,
+            alias=alias,
+            version=target.number,
+            previous_version=previous,
+            updated_by=row.updated_by,
+            updated_at=row.updated_at,
+        )
+
+    def _aliases_by_version(self, session: Session, model_id: int) -> dict[int, tuple[str, ...]]:
+        found: dict[int, list[str]] = {}
+        rows = session.scalars(
+            select(AliasRow).where(AliasRow.model_id == model_id).order_by(AliasRow.name)
+        )
+        for row in rows:
+            found.setdefault(row.version_id, []).append(row.name)
+        return {version_id: tuple(names) for version_id, names in found.items()}
+
+    def _version_record(self, session: Session, model: str, row: VersionRow) -> VersionRecord:
+        aliases = self._aliases_by_version(session, row.model_id).get(row.id, ())
+        return _version_record(model, row, aliases)
+
+    def _model_records(self, session: Session, rows: list[ModelRow]) -> list[ModelRecord]:
+        ids = [row.id for row in rows]
+        latest = dict(
+            session.execute(
+                select(VersionRow.model_id, func.max(VersionRow.number))
+                .where(VersionRow.model_id.in_(ids))
+                .group_by(VersionRow.model_id)
+            )
+            .tuples()
+            .all()
+        )
+        aliases: dict[int, dict[str, int]] = {}
+        alias_rows = session.execute(
+            select(AliasRow.model_id, AliasRow.name, VersionRow.number)
+            .join(VersionRow, VersionRow.id == AliasRow.version_id)
+            .where(AliasRow.model_id.in_(ids))
+            .order_by(AliasRow.name)
+        ).tuples()
+        for model_id, alias, number in alias_rows:
+            aliases.setdefault(model_id, {})[alias] = number
+        return [
+            ModelRecord(
+                name=row.name,
+                description=row.description,
+                created_by=row.created_by,
+                created_at=row.created_at,
+                archived_at=row.archived_at,
+                latest_version=latest.get(row.id),
+                aliases=aliases.get(row.id, {}),
+            )
+            for row in rows
+        ]
+
+
+def _as_number(ref: VersionRef) -> int | None:
+    if isinstance(ref, bool):
+        raise InvalidInput(f"version {ref!r} is not a version number or alias")
+    if isinstance(ref, int):
+        if ref < 1:
+            raise InvalidInput(f"version {ref} is not valid; versions are numbered from 1")
+        return ref
+    if ref.isascii() and ref.isdigit():
+        return _as_number(int(ref))
+    return None
+
+
+def _version_record(model: str, row: VersionRow, aliases: tuple[str, ...]) -> VersionRecord:
+    return VersionRecord(
+        model=model,
+        version=row.number,
+        digest=row.artifact_digest,
+        format=row.artifact_format,
+        size_bytes=row.size_bytes,
+        metrics=row.metrics,
+        params=row.params,
+        tags=row.tags,
+        description=row.description,
+        signature=Signature.model_validate(row.signature),
+        data_fingerprint=row.data_fingerprint,
+        parent_run=row.parent_run_id,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        archived_at=row.archived_at,
+        aliases=aliases,
+    )
+
+
+def _variant_record(model: str, number: int, row: VariantRow) -> VariantRecord:
+    return VariantRecord(
+        model=model,
+        version=number,
+        kind=row.kind,
+        digest=row.artifact_digest,
+        size_bytes=row.size_bytes,
+        status=VariantStatus(row.status),
+        gate=row.gate,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
