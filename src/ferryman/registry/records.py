@@ -39,6 +39,7 @@ class VersionRecord(Record):
     description: str
     signature: Signature
     data_fingerprint: str | None
+    reference_digest: str | None
     parent_run: str | None
     created_by: str
     created_at: datetime

@@ -37,6 +37,7 @@ from ferryman.registry.records import (
     VersionRecord,
 )
 from ferryman.registry.runs import RunLog
+from ferryman.reference import ReferenceData
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
 from ferryman.signature import Signature
 
@@ -69,13 +70,26 @@ class Registry:
     # -- versions -------------------------------------------------------------------------
 
     def register(
-        self, model: str, data: bytes, actor: str, metadata: VersionMetadata | None = None
+        self,
+        model: str,
+        data: bytes,
+        actor: str,
+        metadata: VersionMetadata | None = None,
+        reference: ReferenceData | None = None,
     ) -> VersionRecord:
-        """Store ``data`` (an ONNX model) as the next version of ``model``, creating it if new."""
+        """Store ``data`` (an ONNX model) as the next version of ``model``, creating it if new.
+
+        ``reference`` (golden requests, input and prediction summaries) is stored as a JSON
+        artifact beside the model; :meth:`get_reference` reads it back, verified.
+        """
         validate_name(model, "model name")
         metadata = metadata or VersionMetadata()
         inspected = inspect_artifact(data)
         stored = self._store.put(io.BytesIO(data))
+        reference_digest = None
+        if reference is not None:
+            encoded = reference.model_dump_json().encode()
+            reference_digest = self._store.put(io.BytesIO(encoded)).digest
 
         def work(session: Session) -> VersionRecord:
             now = self._clock()
@@ -97,6 +111,7 @@ class Registry:
                 description=metadata.description,
                 signature=inspected.signature.model_dump(mode="json"),
                 data_fingerprint=metadata.data_fingerprint,
+                reference_digest=reference_digest,
                 parent_run_id=metadata.parent_run,
                 created_by=actor,
                 created_at=now,
@@ -121,6 +136,13 @@ class Registry:
         with self._db.reading() as session:
             model_row = self._model(session, model)
             return self._version_record(session, model, self._version(session, model_row, ref))
+
+    def get_reference(self, model: str, ref: VersionRef) -> ReferenceData | None:
+        """The version's reference data (golden requests, summaries), or None if it has none."""
+        digest = self.get_version(model, ref).reference_digest
+        if digest is None:
+            return None
+        return ReferenceData.model_validate_json(self._store.read(digest))
 
     def list_versions(self, model: str, include_archived: bool = False) -> list[VersionRecord]:
         with self._db.reading() as session:
@@ -429,6 +451,7 @@ def _version_record(model: str, row: VersionRow, aliases: tuple[str, ...]) -> Ve
         description=row.description,
         signature=Signature.model_validate(row.signature),
         data_fingerprint=row.data_fingerprint,
+        reference_digest=row.reference_digest,
         parent_run=row.parent_run_id,
         created_by=row.created_by,
         created_at=row.created_at,

@@ -119,6 +119,7 @@ class VersionRow(Base):
     description: Mapped[str] = mapped_column(Text)
     signature: Mapped[dict[str, Any]]
     data_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    reference_digest: Mapped[str | None] = mapped_column(DIGEST)
     parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="RESTRICT"))
     created_by: Mapped[str] = mapped_column(KEY)
     created_at: Mapped[datetime]

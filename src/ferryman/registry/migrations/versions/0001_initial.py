@@ -22,7 +22,7 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Columns of a version that never change after it is created (all but archived_at).
 _IMMUTABLE_VERSION_COLUMNS = (
     "id, model_id, number, artifact_digest, artifact_format, size_bytes, metrics, params, "
-    "tags, description, signature, data_fingerprint, parent_run_id, created_by, created_at"
+    "tags, description, signature, data_fingerprint, reference_digest, parent_run_id, created_by, created_at"
 )
 
 
@@ -82,6 +82,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("signature", sa.JSON(), nullable=False),
         sa.Column("data_fingerprint", sa.String(128), nullable=True),
+        sa.Column("reference_digest", sa.String(64), nullable=True),
         sa.Column("parent_run_id", sa.String(32), nullable=True),
         sa.Column("created_by", sa.String(128), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
