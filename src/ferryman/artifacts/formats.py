@@ -67,7 +67,9 @@ def inspect_artifact(data: bytes) -> InspectedArtifact:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
-        raise UnsafeArtifact(f"refused: the ONNX model does not pass onnx.checker: {first_line}")
+        raise UnsafeArtifact(
+            f"refused: the ONNX model does not pass onnx.checker: {first_line}"
+        ) from None
     return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model))
 
 

@@ -18,6 +18,7 @@ def append_event(
     actor: str,
     action: str,
     subject: tuple[str, str, str | None],
+    *,
     details: dict[str, Any] | None = None,
 ) -> None:
     """Add one event in the caller's transaction: it commits or vanishes with the change.
@@ -46,7 +47,9 @@ def query_events(
     if model is not None:
         query = query.where(EventRow.model_name == model)
     if after_id is not None:
-        rows = session.scalars(query.where(EventRow.id > after_id).order_by(EventRow.id).limit(limit))
+        rows = session.scalars(
+            query.where(EventRow.id > after_id).order_by(EventRow.id).limit(limit)
+        )
         ordered = list(rows)
     else:
         ordered = list(session.scalars(query.order_by(EventRow.id.desc()).limit(limit)))[::-1]

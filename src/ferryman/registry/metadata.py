@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -48,7 +49,9 @@ class VersionMetadata(BaseModel):
         _check_keys(values, "key")
         for key, value in values.items():
             if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-                raise InvalidInput(f"value of {key!r} has {len(value)} characters; at most {MAX_VALUE_CHARS}")
+                raise InvalidInput(
+                    f"value of {key!r} has {len(value)} characters; at most {MAX_VALUE_CHARS}"
+                )
             if isinstance(value, float) and not math.isfinite(value):
                 raise InvalidInput(f"value of {key!r} is {value}; numbers must be finite")
         return values
@@ -82,7 +85,7 @@ def validate_alias(alias: str) -> str:
     return alias
 
 
-def _check_keys(values: dict[str, object], kind: str) -> None:
+def _check_keys(values: Mapping[str, object], kind: str) -> None:
     if len(values) > MAX_ENTRIES:
         raise InvalidInput(f"{len(values)} {kind}s given; at most {MAX_ENTRIES}")
     for key in values:

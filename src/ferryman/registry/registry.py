@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ferryman.artifacts import ArtifactStore, inspect_artifact
+from ferryman.artifacts import ArtifactStore, LocalArtifactStore, inspect_artifact
+from ferryman.config import Settings
 from ferryman.errors import (
     AliasNotFound,
     Conflict,
@@ -25,6 +26,7 @@ from ferryman.errors import (
     VersionNotFound,
 )
 from ferryman.names import validate_name
+from ferryman.reference import ReferenceData
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
 from ferryman.registry.metadata import VersionMetadata, validate_alias
@@ -37,7 +39,6 @@ from ferryman.registry.records import (
     VersionRecord,
 )
 from ferryman.registry.runs import RunLog
-from ferryman.reference import ReferenceData
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
 from ferryman.signature import Signature
 
@@ -62,6 +63,20 @@ class Registry:
         self._store = store
         self._clock = clock
         self.runs = RunLog(database, clock)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Registry:
+        """The registry the settings name: migrated, with its local artifact store."""
+        database = Database(
+            settings.resolved_database_url, busy_timeout_s=settings.sqlite_busy_timeout_s
+        )
+        database.migrate()
+        store = LocalArtifactStore(settings.artifacts_dir)
+        store.sweep_temporaries()
+        return cls(database, store)
+
+    def close(self) -> None:
+        self._db.dispose()
 
     @property
     def store(self) -> ArtifactStore:
@@ -124,10 +139,10 @@ class Registry:
                 actor,
                 "version.registered",
                 ("version", f"{model}/{row.number}", model),
-                {"digest": stored.digest, "size_bytes": stored.size_bytes},
+                details={"digest": stored.digest, "size_bytes": stored.size_bytes},
             )
             for alias in metadata.aliases:
-                self._move_alias(session, model_row, alias, row, actor, now)
+                self._move_alias(session, model_row, alias, row, actor, now=now)
             return self._version_record(session, model, row)
 
         return self._db.write(work)
@@ -169,7 +184,11 @@ class Registry:
             if row.archived_at is None:
                 row.archived_at = now = self._clock()
                 append_event(
-                    session, now, actor, "version.archived", ("version", f"{model}/{row.number}", model)
+                    session,
+                    now,
+                    actor,
+                    "version.archived",
+                    ("version", f"{model}/{row.number}", model),
                 )
             return self._version_record(session, model, row)
 
@@ -209,7 +228,7 @@ class Registry:
         def work(session: Session) -> AliasRecord:
             model_row = self._model(session, model, for_update=True)
             target = self._version(session, model_row, ref)
-            return self._move_alias(session, model_row, alias, target, actor, self._clock())
+            return self._move_alias(session, model_row, alias, target, actor, now=self._clock())
 
         return self._db.write(work)
 
@@ -227,7 +246,7 @@ class Registry:
                 actor,
                 "alias.removed",
                 ("alias", f"{model}@{alias}", model),
-                {"version": number},
+                details={"version": number},
             )
 
         self._db.write(work)
@@ -241,6 +260,7 @@ class Registry:
         kind: str,
         data: bytes,
         actor: str,
+        *,
         gate: dict[str, Any] | None = None,
         status: VariantStatus = VariantStatus.PENDING,
     ) -> VariantRecord:
@@ -277,7 +297,7 @@ class Registry:
                 actor,
                 "variant.added",
                 ("variant", f"{model}/{version.number}/{kind}", model),
-                {"digest": stored.digest, "status": status.value},
+                details={"digest": stored.digest, "status": status.value},
             )
             return _variant_record(model, version.number, row)
 
@@ -287,7 +307,9 @@ class Registry:
         with self._db.reading() as session:
             version = self._version(session, self._model(session, model), ref)
             rows = session.scalars(
-                select(VariantRow).where(VariantRow.version_id == version.id).order_by(VariantRow.id)
+                select(VariantRow)
+                .where(VariantRow.version_id == version.id)
+                .order_by(VariantRow.id)
             )
             return [_variant_record(model, version.number, row) for row in rows]
 
@@ -351,10 +373,13 @@ class Registry:
         alias: str,
         target: VersionRow,
         actor: str,
+        *,
         now: datetime,
     ) -> AliasRecord:
         if target.archived_at is not None:
-            raise Conflict(f"{model_row.name} v{target.number} is archived; aliases cannot point at it")
+            raise Conflict(
+                f"{model_row.name} v{target.number} is archived; aliases cannot point at it"
+            )
         row = session.get(AliasRow, (model_row.id, alias))
         previous = None if row is None else session.get_one(VersionRow, row.version_id).number
         if row is None:
@@ -368,7 +393,7 @@ class Registry:
                 actor,
                 "alias.set",
                 ("alias", f"{model_row.name}@{alias}", model_row.name),
-                {"from": previous, "to": target.number},
+                details={"from": previous, "to": target.number},
             )
         return AliasRecord(
             model=model_row.name,

@@ -63,7 +63,14 @@ class RunLog:
                 started_at=now,
             )
             session.add(row)
-            append_event(session, now, actor, "run.started", ("run", run_id, model), {"recipe": recipe})
+            append_event(
+                session,
+                now,
+                actor,
+                "run.started",
+                ("run", run_id, model),
+                details={"recipe": recipe},
+            )
             return _record(row, {})
 
         return self._db.write(work)
@@ -73,7 +80,9 @@ class RunLog:
         for key, value in values.items():
             validate_key(key, "metric")
             if not math.isfinite(value):
-                raise InvalidInput(f"metric {key!r} is {value} at step {step}; metrics must be finite")
+                raise InvalidInput(
+                    f"metric {key!r} is {value} at step {step}; metrics must be finite"
+                )
 
         def work(session: Session) -> None:
             self._open_run(session, run_id)
@@ -121,7 +130,9 @@ class RunLog:
             if RunStatus(row.status) in _FINISHED:
                 raise Conflict(f"run {run_id} already {row.status}; start a new run instead")
             row.status, row.finished_at = RunStatus.RUNNING.value, None
-            append_event(session, self._clock(), actor, "run.resumed", ("run", run_id, row.model_name))
+            append_event(
+                session, self._clock(), actor, "run.resumed", ("run", run_id, row.model_name)
+            )
             return _record(row, _metrics(session, run_id))
 
         return self._db.write(work)

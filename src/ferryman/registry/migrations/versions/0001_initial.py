@@ -22,7 +22,8 @@ _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # Columns of a version that never change after it is created (all but archived_at).
 _IMMUTABLE_VERSION_COLUMNS = (
     "id, model_id, number, artifact_digest, artifact_format, size_bytes, metrics, params, "
-    "tags, description, signature, data_fingerprint, reference_digest, parent_run_id, created_by, created_at"
+    "tags, description, signature, data_fingerprint, reference_digest, parent_run_id, "
+    "created_by, created_at"
 )
 
 

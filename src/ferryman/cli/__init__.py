@@ -1,0 +1,1 @@
+"""The ``ferryman`` command line."""

@@ -1,0 +1,38 @@
+"""What every command gets from the global options: settings and, on demand, the registry."""
+
+from __future__ import annotations
+
+import typer
+
+from ferryman.config import Settings
+from ferryman.registry import Registry
+from ferryman.sdk import Client, LocalBackend
+
+
+class CliContext:
+    """Built once by the root callback; opens the registry only when a command needs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._registry: Registry | None = None
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry.open(self.settings)
+        return self._registry
+
+    def client(self) -> Client:
+        return Client(LocalBackend(self.registry(), self.settings.user))
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    """The :class:`CliContext` of the running command."""
+    state = ctx.find_root().obj
+    if not isinstance(state, CliContext):  # pragma: no cover - the root callback sets it
+        raise typer.Exit(2)
+    return state

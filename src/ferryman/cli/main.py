@@ -1,0 +1,98 @@
+"""The ``ferryman`` command: global options, the command tree, and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ferryman import __version__
+from ferryman.cli import registry
+from ferryman.cli.context import CliContext
+from ferryman.cli.logs import configure_logging
+from ferryman.cli.output import errors
+from ferryman.config import load_settings
+from ferryman.errors import FerrymanError
+
+app = typer.Typer(
+    name="ferryman",
+    help="Take models from training to production and keep them current there.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+app.command("register")(registry.register)
+app.add_typer(registry.models_app, name="models")
+app.add_typer(registry.versions_app, name="versions")
+app.add_typer(registry.alias_app, name="alias")
+app.command("events")(registry.events)
+
+GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ferryman {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data dir [env FERRYMAN_DATA_DIR; default ./ferryman-data]."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Registry database URL [env FERRYMAN_DATABASE_URL; default SQLite]."),
+    ] = None,
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None, typer.Option(help="Log level.")
+    ] = None,
+    log_format: Annotated[
+        Literal["console", "json"] | None, typer.Option(help="Log line format.")
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Version.")
+    ] = False,
+) -> None:
+    """Global options apply to every command and may be given anywhere on the line."""
+    settings = load_settings(
+        data_dir=data_dir, database_url=database_url, log_level=log_level, log_format=log_format
+    )
+    configure_logging(settings)
+    state = CliContext(settings)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options to the front, so ``ferryman versions list m --data-dir d`` works."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest.extend(args[index:])
+            break
+        if arg in GLOBAL_OPTIONS and index + 1 < len(args):
+            hoisted += args[index : index + 2]
+            index += 2
+            continue
+        (hoisted if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg else rest).append(arg)
+        index += 1
+    return hoisted + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: errors become one line on stderr and exit 1."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    try:
+        app(args=args, prog_name="ferryman")
+    except FerrymanError as exc:
+        errors.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

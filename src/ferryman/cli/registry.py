@@ -1,0 +1,226 @@
+"""Registry commands: register, models, versions, alias, events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ferryman.cli.context import cli_context
+from ferryman.cli.output import JsonOption, console, pairs, print_json, size, when
+from ferryman.errors import InvalidInput
+from ferryman.registry import VersionRecord
+
+models_app = typer.Typer(help="List and archive models.", no_args_is_help=True)
+versions_app = typer.Typer(help="List, show and archive versions.", no_args_is_help=True)
+alias_app = typer.Typer(help="Move aliases such as production and candidate.", no_args_is_help=True)
+
+Pairs = Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE")]
+
+
+def register(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="The model file (.onnx).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name, e.g. digits.")],
+    metric: Pairs = None,
+    param: Pairs = None,
+    tag: Pairs = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Alias to point at it.")] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+    json_output: JsonOption = False,
+) -> None:
+    """Register a model file as the next version of MODEL."""
+    metrics = {key: _float(key, value) for key, value in parse_pairs(metric, "--metric").items()}
+    record = (
+        cli_context(ctx)
+        .client()
+        .register(
+            path,
+            model,
+            metrics=metrics,
+            params=dict(parse_pairs(param, "--param")),
+            tags=parse_pairs(tag, "--tag"),
+            aliases=alias or (),
+            description=description,
+        )
+    )
+    if json_output:
+        print_json({"model": record.model, "version": record.version, "digest": record.digest})
+        return
+    console.print(
+        f"Registered [bold]{record.model}[/] v{record.version} "
+        f"(sha256:{record.digest[:12]}, {size(record.size_bytes)})"
+        + (f", aliases: {', '.join(record.aliases)}" if record.aliases else "")
+    )
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List models with their newest version and aliases."""
+    models = cli_context(ctx).client().list_models()
+    if json_output:
+        print_json(models)
+        return
+    table = Table("model", "latest", "aliases", "created", "by", title="Models")
+    for item in models:
+        aliases = ", ".join(f"{name}→v{number}" for name, number in item.aliases.items())
+        latest = "" if item.latest_version is None else f"v{item.latest_version}"
+        table.add_row(item.name, latest, aliases, when(item.created_at), item.created_by)
+    console.print(table)
+
+
+@versions_app.command("list")
+def list_versions(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """List the active versions of MODEL."""
+    versions = cli_context(ctx).client().list_versions(model)
+    if json_output:
+        print_json(versions)
+        return
+    table = Table("version", "aliases", "format", "size", "metrics", "created", "by", title=model)
+    for item in versions:
+        table.add_row(
+            f"v{item.version}",
+            ", ".join(item.aliases),
+            item.format,
+            size(item.size_bytes),
+            pairs(item.metrics),
+            when(item.created_at),
+            item.created_by,
+        )
+    console.print(table)
+
+
+@versions_app.command("show")
+def show_version(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Number, alias or 'latest'.")] = "latest",
+    json_output: JsonOption = False,
+) -> None:
+    """Show one version: metadata, signature, lineage and variants."""
+    client = cli_context(ctx).client()
+    record = client.get_version(model, version)
+    variants = client.list_variants(model, record.version)
+    if json_output:
+        print_json(
+            {
+                **record.model_dump(mode="json"),
+                "variants": [variant.model_dump(mode="json") for variant in variants],
+            }
+        )
+        return
+    console.print(_version_summary(record))
+    signature = Table("", "name", "datatype", "shape", title="Signature")
+    for role, specs in (("input", record.signature.inputs), ("output", record.signature.outputs)):
+        for spec in specs:
+            shape = "?" if spec.shape is None else str(list(spec.shape))
+            signature.add_row(role, spec.name, spec.datatype, shape)
+    console.print(signature)
+    if variants:
+        table = Table("variant", "status", "size", "gate", title="Variants")
+        for variant in variants:
+            table.add_row(
+                variant.kind, variant.status, size(variant.size_bytes), pairs(variant.gate)
+            )
+        console.print(table)
+
+
+@versions_app.command("archive")
+def archive_version(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Number or alias.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Archive a version: hidden and never deployed, but kept."""
+    record = cli_context(ctx).client().archive_version(model, version)
+    if json_output:
+        print_json(record)
+        return
+    console.print(f"Archived [bold]{record.model}[/] v{record.version}")
+
+
+@alias_app.command("set")
+def set_alias(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production.")],
+    version: Annotated[str, typer.Argument(help="Version number (or another alias).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Point ALIAS of MODEL at VERSION."""
+    record = cli_context(ctx).client().set_alias(model, alias, version)
+    if json_output:
+        print_json(record)
+        return
+    moved = "" if record.previous_version is None else f" (was v{record.previous_version})"
+    console.print(f"{record.model}@{record.alias} → v{record.version}{moved}")
+
+
+def events(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """Show the audit log: who did what to which object, when."""
+    found = cli_context(ctx).client().list_events(model, limit)
+    if json_output:
+        print_json(found)
+        return
+    table = Table("#", "when", "actor", "action", "object", "details", title="Events")
+    for event in found:
+        table.add_row(
+            str(event.id),
+            when(event.at),
+            event.actor,
+            event.action,
+            event.object_key,
+            pairs(event.details),
+        )
+    console.print(table)
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``["k=v", …]`` from repeated options into a dict; a malformed one is a clear error."""
+    parsed: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{option} {item!r} is not KEY=VALUE (e.g. {option} accuracy=0.97)")
+        parsed[key] = value
+    return parsed
+
+
+def _float(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"--metric {key}={value!r}: the value is not a number") from None
+
+
+def _version_summary(record: VersionRecord) -> Table:
+    table = Table.grid(padding=(0, 2))
+    rows = {
+        "model": f"{record.model} v{record.version}",
+        "aliases": ", ".join(record.aliases),
+        "artifact": f"{record.format}, {size(record.size_bytes)}, sha256:{record.digest}",
+        "metrics": pairs(record.metrics),
+        "params": pairs(record.params),
+        "tags": pairs(record.tags),
+        "data": record.data_fingerprint or "",
+        "lineage": f"run {record.parent_run} → v{record.version}" if record.parent_run else "",
+        "created": f"{when(record.created_at)} by {record.created_by}",
+        "archived": when(record.archived_at),
+        "description": record.description,
+    }
+    for key, value in rows.items():
+        if value:
+            table.add_row(f"[bold]{key}[/]", value)
+    return table

@@ -1,0 +1,111 @@
+"""The Python SDK: what users import to register and inspect their models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from ferryman.config import Settings, load_settings
+from ferryman.errors import InvalidInput
+from ferryman.registry import (
+    AliasRecord,
+    EventRecord,
+    ModelRecord,
+    Registry,
+    VariantRecord,
+    VersionRecord,
+    VersionRef,
+    build_metadata,
+)
+from ferryman.registry.records import ParamValue
+from ferryman.sdk.backend import LocalBackend, RegistryBackend
+
+
+class Client:
+    """Register models and read the registry, locally now and over HTTP later.
+
+    >>> import tempfile
+    >>> with Client.local(data_dir=tempfile.mkdtemp()) as client:
+    ...     client.list_models()
+    []
+    """
+
+    def __init__(self, backend: RegistryBackend) -> None:
+        self._backend = backend
+
+    @classmethod
+    def local(
+        cls,
+        data_dir: str | Path | None = None,
+        database_url: str | None = None,
+        settings: Settings | None = None,
+    ) -> Client:
+        """A client on this machine's data dir (SQLite by default) or a database URL."""
+        settings = settings or load_settings(data_dir=data_dir, database_url=database_url)
+        return cls(LocalBackend(Registry.open(settings), settings.user))
+
+    def register(
+        self,
+        path: str | Path,
+        model: str,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, ParamValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Sequence[str] = (),
+        description: str = "",
+    ) -> VersionRecord:
+        """Register the ONNX file at ``path`` as the next version of ``model``."""
+        metadata = build_metadata(
+            metrics=dict(metrics or {}),
+            params=dict(params or {}),
+            tags=dict(tags or {}),
+            aliases=tuple(aliases),
+            description=description,
+        )
+        return self._backend.register(model, read_model_file(Path(path)), metadata)
+
+    def list_models(self) -> list[ModelRecord]:
+        return self._backend.list_models()
+
+    def list_versions(self, model: str) -> list[VersionRecord]:
+        return self._backend.list_versions(model)
+
+    def get_version(self, model: str, version: VersionRef = "latest") -> VersionRecord:
+        """A version by number, alias (``"production"``) or ``"latest"``."""
+        return self._backend.get_version(model, version)
+
+    def list_variants(self, model: str, version: VersionRef = "latest") -> list[VariantRecord]:
+        return self._backend.list_variants(model, version)
+
+    def set_alias(self, model: str, alias: str, version: VersionRef) -> AliasRecord:
+        """Point ``alias`` at ``version``; the move is recorded in the audit log."""
+        return self._backend.set_alias(model, alias, version)
+
+    def archive_version(self, model: str, version: VersionRef) -> VersionRecord:
+        return self._backend.archive_version(model, version)
+
+    def list_events(self, model: str | None = None, limit: int = 50) -> list[EventRecord]:
+        """The newest ``limit`` audit-log events, oldest first."""
+        return self._backend.list_events(model, limit)
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, *exc_info: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_model_file(path: Path) -> bytes:
+    """The bytes of a model file the user named, refused with a reason if it is not one."""
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist")
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a regular file; give the path of a .onnx model")
+    return path.read_bytes()
