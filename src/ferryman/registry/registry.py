@@ -424,9 +424,7 @@ class Registry:
                 select(VersionRow.model_id, func.max(VersionRow.number))
                 .where(VersionRow.model_id.in_(ids))
                 .group_by(VersionRow.model_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         aliases: dict[int, dict[str, int]] = {}
         alias_rows = session.execute(
@@ -434,7 +432,7 @@ class Registry:
             .join(VersionRow, VersionRow.id == AliasRow.version_id)
             .where(AliasRow.model_id.in_(ids))
             .order_by(AliasRow.name)
-        ).tuples()
+        ).all()
         for model_id, alias, number in alias_rows:
             aliases.setdefault(model_id, {})[alias] = number
         return [

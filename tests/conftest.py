@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny ONNX models, and the registry on SQLite and on PostgreSQL.
+
+Registry tests take the ``database_url`` fixture and so run twice: against a SQLite file in
+a temporary directory and against the PostgreSQL server on 127.0.0.1:5432 (database
+``test``), each test in a schema of its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto, helper
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from ferryman.artifacts import LocalArtifactStore
+from ferryman.registry import Database, Registry
+
+POSTGRES_URL = os.environ.get(
+    "FERRYMAN_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+
+
+def make_onnx(name: str = "relu", width: int = 4, seed_value: float = 0.0) -> bytes:
+    """A valid, tiny ONNX model: y = relu(x + c). ``seed_value`` makes distinct files."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])
+    const = helper.make_tensor("c", TensorProto.FLOAT, [width], [seed_value] * width)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+        name,
+        [x],
+        [y],
+        initializer=[const],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.fixture
+def onnx_bytes() -> Callable[..., bytes]:
+    return make_onnx
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"NO POSTGRESQL at {POSTGRES_URL} - the PostgreSQL half is NOT tested: {exc}")
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def registry(database: Database, store: LocalArtifactStore) -> Registry:
+    return Registry(database, store)
