@@ -1,0 +1,121 @@
+"""The format gate: ONNX in, everything executable (or unknown) out, with the reason."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto, helper
+
+from ferryman.artifacts import ArtifactFormat, inspect_artifact
+from ferryman.errors import UnsafeArtifact
+from ferryman.registry import Registry
+
+
+class _Canary:
+    """Unpickling this creates a file: the proof that something loaded the pickle."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_onnx_is_accepted_and_its_signature_read(onnx_bytes: Callable[..., bytes]) -> None:
+    inspected = inspect_artifact(onnx_bytes(width=8))
+    assert inspected.format is ArtifactFormat.ONNX
+    assert [s.describe() for s in inspected.signature.inputs] == ["x FP32 [-1, 8]"]
+    assert [s.describe() for s in inspected.signature.outputs] == ["y FP32 [-1, 8]"]
+
+
+def _pickle_payloads(canary: Path) -> dict[str, bytes]:
+    pickled = pickle.dumps(_Canary(canary), protocol=4)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:  # the layout torch.save writes
+        zipped.writestr("archive/data.pkl", pickled)
+    return {
+        "pickle": pickled,
+        "pickle-protocol-2": pickle.dumps(_Canary(canary), protocol=2),
+        "torch.save": archive.getvalue(),
+        "joblib-zlib": zlib.compress(pickled),
+        "joblib-gzip": gzip.compress(pickled),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["pickle", "pickle-protocol-2", "torch.save", "joblib-zlib", "joblib-gzip"]
+)
+def test_pickles_are_refused_and_never_loaded(
+    kind: str, tmp_path: Path, registry: Registry
+) -> None:
+    canary = tmp_path / "CANARY"
+    payload = _pickle_payloads(canary)[kind]
+    with pytest.raises(UnsafeArtifact, match="never stores or loads them") as refused:
+        registry.register("digits", payload, "mallory")
+
+    assert refused.value.status_code == 415
+    assert "export the model to ONNX" in refused.value.message
+    assert not canary.exists()
+    assert registry.list_models() == []
+    stored = [p for p in (registry.store.root / "objects").rglob("*") if p.is_file()]  # type: ignore[attr-defined]
+    assert stored == []
+
+
+def test_the_canary_payload_is_real(tmp_path: Path) -> None:
+    """Guard the guard: loading the payload does create the canary."""
+    canary = tmp_path / "CANARY"
+    pickle.loads(_pickle_payloads(canary)["pickle"])  # the point of this test
+    assert canary.exists()
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world", os.urandom(4096), b"\x08\x07" * 100])
+def test_non_models_are_refused(data: bytes) -> None:
+    with pytest.raises(UnsafeArtifact, match="not an ONNX model"):
+        inspect_artifact(data)
+
+
+@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "weights.bin"])
+def test_external_data_is_refused(location: str) -> None:
+    """RELIABILITY B6: ONNX external_data.location can point anywhere; we never follow it."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0] * 4)
+    weights.data_location = TensorProto.EXTERNAL
+    weights.ClearField("float_data")
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        entry = weights.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [weights]
+    )
+    model = helper.make_model(graph)
+    with pytest.raises(UnsafeArtifact, match="external file"):
+        inspect_artifact(model.SerializeToString())
+
+
+def test_sequence_outputs_are_refused_with_the_zipmap_hint() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    seq = helper.make_tensor_sequence_value_info("probabilities", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["x"], ["probabilities"])], "g", [x], [seq]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsafeArtifact, match="zipmap"):
+        inspect_artifact(model.SerializeToString())
+
+
+def test_models_failing_the_checker_are_refused() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsafeArtifact, match=r"onnx\.checker"):
+        inspect_artifact(model.SerializeToString())
