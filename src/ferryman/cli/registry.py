@@ -163,6 +163,17 @@ def set_alias(
     console.print(f"{record.model}@{record.alias} → v{record.version}{moved}")
 
 
+@alias_app.command("remove")
+def remove_alias(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias to remove.")],
+) -> None:
+    """Remove ALIAS from MODEL (recorded as an event)."""
+    cli_context(ctx).client().remove_alias(model, alias)
+    console.print(f"{model}@{alias} removed")
+
+
 def events(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,

@@ -83,6 +83,9 @@ class Client:
         """Point ``alias`` at ``version``; the move is recorded in the audit log."""
         return self._backend.set_alias(model, alias, version)
 
+    def remove_alias(self, model: str, alias: str) -> None:
+        self._backend.remove_alias(model, alias)
+
     def archive_version(self, model: str, version: VersionRef) -> VersionRecord:
         return self._backend.archive_version(model, version)
 
