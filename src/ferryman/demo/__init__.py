@@ -1,0 +1,1 @@
+"""``ferryman demo``: the user's journey, narrated, on the embedded default."""
