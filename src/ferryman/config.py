@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +31,58 @@ def _current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         return "unknown"
+
+
+class ServingSettings(BaseModel):
+    """The data plane of one replica: where it listens, how it batches, what it refuses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1", description="Interface the replica binds; loopback unless told."
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free port).")
+    grpc_port: int | None = Field(
+        default=None, ge=0, le=65535, description="gRPC port of the V2 protocol; None: no gRPC."
+    )
+    max_batch_size: int = Field(
+        default=32, ge=1, le=4096, description="Most rows (batch entries) one model call takes."
+    )
+    max_delay_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="Longest the oldest queued request waits for a batch to fill, in ms; "
+        "the wait is skipped when no other request is on its way.",
+    )
+    queue_capacity: int = Field(
+        default=512, ge=1, description="Requests that may wait for the model; more get 503."
+    )
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="Deadline of every request from arrival; then 504."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body; more gets 413."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest total of request header bytes; 431."
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="Most request headers; more gets 431."
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0: its own default."
+    )
+    cache_entries: int = Field(
+        default=0, ge=0, description="Response cache size in entries; 0: no cache."
+    )
+    cache_redis_url: str | None = Field(
+        default=None,
+        description="Shared response cache, e.g. redis://127.0.0.1:6379/0; None: in-process.",
+    )
 
 
 class Settings(BaseSettings):
@@ -64,6 +116,9 @@ class Settings(BaseSettings):
     )
     sqlite_busy_timeout_s: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
+    )
+    serving: ServingSettings = Field(
+        default_factory=ServingSettings, description="The data plane of a replica."
     )
 
     @property

@@ -1,0 +1,70 @@
+"""``ferryman serve``: run one replica in the foreground until SIGTERM, then drain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferryman.cli.context import cli_context
+from ferryman.cli.output import errors
+from ferryman.config import Settings
+from ferryman.registry import VersionRef
+from ferryman.serving.app import create_app
+from ferryman.serving.replica import ReplicaSource, from_file, from_registry
+from ferryman.serving.server import serve as run_server
+
+
+def parse_target(target: str) -> tuple[str, VersionRef]:
+    """``digits`` → latest, ``digits:3`` → version 3, ``digits@production`` → the alias."""
+    if "@" in target:
+        model, alias = target.split("@", 1)
+        return model, alias
+    if ":" in target:
+        model, number = target.split(":", 1)
+        if not number.isdigit():
+            raise typer.BadParameter(f"version {number!r} is not a number; use MODEL:3")
+        return model, int(number)
+    return target, "latest"
+
+
+def serve(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="MODEL[:VERSION|@ALIAS] from the registry, or a .onnx file.")
+    ],
+    variant: Annotated[
+        str | None, typer.Option(help="Variant to serve, e.g. onnx-int8 (default: its own file).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [default 8080].")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface [default 127.0.0.1].")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="Also serve V2 over gRPC here.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name for a .onnx file.")] = None,
+) -> None:
+    """Serve one variant over the Open Inference Protocol V2 until SIGTERM, then drain."""
+    state = cli_context(ctx)
+    settings = _with_serving(state.settings, port=port, host=host, grpc_port=grpc_port)
+    threads = settings.serving.intra_op_threads
+    source: ReplicaSource
+    if target.endswith(".onnx") or Path(target).is_file():
+        source = from_file(Path(target), name, threads)
+    else:
+        model, ref = parse_target(target)
+        source = from_registry(state.registry(), model, ref, variant, threads)
+        state.close()  # no database in the request path
+    app = create_app(settings, source.runtime, source.identity, source.reference)
+    serving = settings.serving
+    errors.print(
+        f"serving {source.identity.describe()} on http://{serving.host}:{serving.port}",
+        markup=False,
+        highlight=False,
+    )
+    run_server(settings, app)
+
+
+def _with_serving(settings: Settings, **changes: object) -> Settings:
+    given = {key: value for key, value in changes.items() if value is not None}
+    if not given:
+        return settings
+    return settings.model_copy(update={"serving": settings.serving.model_copy(update=given)})

@@ -1,0 +1,324 @@
+"""Conversions at the edge: strict JSON, V2 tensors to numpy and back, binary tensors.
+
+Every check a request can fail runs here, before the model sees it: datatype and shape
+against the signature, the shape's element count against the data and against the size
+limit (computed with Python integers, so ``[2147483647, 2147483647]`` costs nothing),
+value kinds (no strings in FP32), ranges and finiteness.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from ferryman.errors import InvalidInput
+from ferryman.protocol.v2 import (
+    InferenceRequest,
+    InferenceResponse,
+    RequestInput,
+    ResponseOutput,
+)
+from ferryman.signature import Signature, TensorSpec
+
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+DATATYPES: dict[np.dtype[Any], str] = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
+_ACCEPTED_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
+_KIND_WORDS = {"b": "booleans", "u": "integers", "i": "integers", "f": "numbers"}
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChoice:
+    """An output to return and whether it goes back as a binary tensor."""
+
+    name: str
+    is_binary: bool
+
+
+def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
+    """Parse strict JSON: UTF-8 only, no NaN/Infinity, no duplicate keys, bounded depth."""
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{what} is not valid UTF-8 (bad byte at offset {exc.start}); send UTF-8 JSON"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidInput(f"{what} nests JSON too deeply; send flat tensors") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise InvalidInput(f"JSON object has the key {duplicate!r} twice; send each key once")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidInput(f"JSON contains {name}, which JSON does not allow; send finite numbers")
+
+
+def parse_inference_request(
+    body: bytes, header_length: int | None
+) -> tuple[InferenceRequest, memoryview]:
+    """Split a V2 body into its JSON header and binary tail, and validate the header."""
+    view = memoryview(body)
+    if header_length is None:
+        header, tail = view, view[len(view) :]
+    elif 0 <= header_length <= len(view):
+        header, tail = view[:header_length], view[header_length:]
+    else:
+        raise InvalidInput(
+            f"Inference-Header-Content-Length is {header_length} but the body has "
+            f"{len(view)} bytes; it must be the length of the JSON part"
+        )
+    document = parse_json(header)
+    try:
+        return InferenceRequest.model_validate(document), tail
+    except ValidationError as exc:
+        raise InvalidInput(f"not a V2 inference request: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {error['msg']}{more}"
+
+
+def decode_inputs(
+    request: InferenceRequest, binary: memoryview, signature: Signature, max_elements: int
+) -> dict[str, np.ndarray]:
+    """Turn the request's inputs into arrays, refusing anything the signature does not allow."""
+    specs = {spec.name: spec for spec in signature.inputs}
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for item in request.inputs:
+        spec = specs.get(item.name)
+        if spec is None:
+            raise InvalidInput(
+                f"input {item.name!r} is not an input of this model; its inputs are "
+                f"{', '.join(s.describe() for s in signature.inputs)}"
+            )
+        if item.name in arrays:
+            raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
+        count = check_tensor(item.name, item.datatype, item.shape, spec, max_elements)
+        if (item.parameters or {}).get("binary_data_size") is None:
+            arrays[item.name] = _json_array(item, spec, count)
+        else:
+            arrays[item.name] = _binary_array(item, binary[offset:], spec, count)
+            offset += arrays[item.name].nbytes
+    if offset != len(binary):
+        raise InvalidInput(
+            f"the body has {len(binary) - offset} binary bytes that no input claims; "
+            "binary_data_size of the inputs must add up to the binary part"
+        )
+    missing = [spec.describe() for spec in signature.inputs if spec.name not in arrays]
+    if missing:
+        raise InvalidInput(f"missing input(s): {', '.join(missing)}")
+    return arrays
+
+
+def check_tensor(
+    name: str, datatype: str, shape: list[int], spec: TensorSpec, max_elements: int
+) -> int:
+    """Check a declared tensor against its spec and the size limit; return its element count."""
+    if datatype != spec.datatype:
+        raise InvalidInput(
+            f"input {name!r} has datatype {datatype[:16]}; the model expects {spec.describe()}"
+        )
+    if spec.datatype not in NUMPY_DTYPES:
+        raise InvalidInput(f"input {name!r}: datatype {spec.datatype} is not served by replicas")
+    if spec.shape is not None and not _shape_fits(shape, spec.shape):
+        raise InvalidInput(
+            f"input {name!r} has shape {list(shape)}; the model expects {spec.describe()}"
+        )
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise InvalidInput(f"input {name!r} has a negative dimension in shape {list(shape)}")
+        count *= dim
+        if count > max_elements:
+            raise InvalidInput(
+                f"input {name!r} declares shape {list(shape)}, more than the "
+                f"{max_elements} elements a request may carry; send smaller batches"
+            )
+    return count
+
+
+def _shape_fits(shape: list[int], expected: Iterable[int]) -> bool:
+    wanted = tuple(expected)
+    return len(shape) == len(wanted) and all(
+        w in (-1, d) for d, w in zip(shape, wanted, strict=True)
+    )
+
+
+def _json_array(item: RequestInput, spec: TensorSpec, count: int) -> np.ndarray:
+    if item.data is None:
+        raise InvalidInput(f"input {item.name!r} has neither data nor a binary_data_size parameter")
+    return coerce_array(item.name, item.data, spec, item.shape, count)
+
+
+def coerce_array(
+    name: str, data: object, spec: TensorSpec, shape: list[int], count: int
+) -> np.ndarray:
+    """JSON values as an array of the spec's datatype and ``shape`` (checked), or 400."""
+    try:
+        raw = np.array(data)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"input {name!r}: data is ragged or out of range") from None
+    kind = NUMPY_DTYPES[spec.datatype].kind
+    if raw.size != count:
+        raise InvalidInput(
+            f"input {name!r} has {raw.size} values; shape {list(shape)} needs {count}"
+        )
+    if raw.size and raw.dtype.kind not in _ACCEPTED_KINDS[kind]:
+        raise InvalidInput(
+            f"input {name!r} is {spec.datatype} and needs {_KIND_WORDS[kind]}; "
+            f"got values like {str(raw.flat[0])[:32]!r}"
+        )
+    return _checked(name, raw, spec).reshape(shape)
+
+
+def _checked(name: str, raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    dtype = NUMPY_DTYPES[spec.datatype]
+    if dtype.kind in "iu" and raw.size and raw.dtype != dtype:
+        info = np.iinfo(dtype)
+        low, high = raw.min(), raw.max()
+        if low < info.min or high > info.max:
+            raise InvalidInput(
+                f"input {name!r} is {spec.datatype} ({info.min}..{info.max}); got {low}..{high}"
+            )
+    array = raw.astype(dtype, copy=False)
+    if dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput(f"input {name!r} contains NaN or infinity; send finite numbers")
+    return array
+
+
+def _binary_array(item: RequestInput, rest: memoryview, spec: TensorSpec, count: int) -> np.ndarray:
+    """The input's bytes from ``rest``, the binary part not yet claimed by earlier inputs."""
+    name, shape = item.name, item.shape
+    size = (item.parameters or {}).get("binary_data_size")
+    dtype = NUMPY_DTYPES[spec.datatype]
+    needed = count * dtype.itemsize
+    if not isinstance(size, int) or isinstance(size, bool) or size != needed:
+        raise InvalidInput(
+            f"input {name!r}: binary_data_size is {size!r}; shape {list(shape)} of "
+            f"{spec.datatype} needs {needed} bytes"
+        )
+    if size > len(rest):
+        raise InvalidInput(
+            f"input {name!r} needs {size} binary bytes; only {len(rest)} are left in the body"
+        )
+    array = np.frombuffer(rest, dtype=dtype, count=count)
+    return _checked(name, array, spec).reshape(shape)
+
+
+def choose_outputs(request: InferenceRequest, signature: Signature) -> list[OutputChoice]:
+    """The outputs to return, in the request's order (all of them when none are named)."""
+    default_binary = bool((request.parameters or {}).get("binary_data_output", False))
+    if not request.outputs:
+        return [OutputChoice(spec.name, default_binary) for spec in signature.outputs]
+    known = {spec.name for spec in signature.outputs}
+    choices = []
+    for output in request.outputs:
+        if output.name not in known:
+            raise InvalidInput(
+                f"output {output.name!r} is not an output of this model; its outputs are "
+                f"{', '.join(spec.describe() for spec in signature.outputs)}"
+            )
+        wanted = (output.parameters or {}).get("binary_data", default_binary)
+        choices.append(OutputChoice(output.name, bool(wanted)))
+    return choices
+
+
+def build_response(
+    response_head: tuple[str, str, str],
+    arrays: dict[str, np.ndarray],
+    choices: list[OutputChoice],
+) -> tuple[InferenceResponse, list[bytes]]:
+    """Pair each chosen output with its array; binary ones give their bytes separately."""
+    model_name, model_version, request_id = response_head
+    outputs: list[ResponseOutput] = []
+    tail: list[bytes] = []
+    for choice in choices:
+        array = np.ascontiguousarray(arrays[choice.name])
+        datatype = DATATYPES.get(array.dtype, "BYTES")
+        if choice.is_binary:
+            raw = array.tobytes()
+            tail.append(raw)
+            parameters = {"binary_data_size": len(raw)}
+            outputs.append(
+                ResponseOutput(choice.name, datatype, list(array.shape), None, parameters)
+            )
+        else:
+            outputs.append(ResponseOutput(choice.name, datatype, list(array.shape), array.ravel()))
+    return InferenceResponse(model_name, model_version, request_id, outputs), tail
+
+
+def encode_response(response: InferenceResponse) -> bytes:
+    """The JSON document of a response, without ``null`` fields."""
+    return orjson.dumps(
+        {
+            "model_name": response.model_name,
+            "model_version": response.model_version,
+            "id": response.id,
+            "outputs": [_output_document(output) for output in response.outputs],
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+        default=_fallback,
+    )
+
+
+def _output_document(output: ResponseOutput) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": output.name,
+        "datatype": output.datatype,
+        "shape": output.shape,
+    }
+    if output.data is not None:
+        document["data"] = output.data
+    if output.parameters:
+        document["parameters"] = output.parameters
+    return document
+
+
+def _fallback(value: object) -> Any:
+    if isinstance(value, np.ndarray):  # dtypes orjson does not write natively (float16)
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def to_array(datatype: str, shape: Iterable[int], data: Iterable[Any]) -> np.ndarray:
+    """A plain JSON tensor (such as a golden request's) as an array of its datatype."""
+    if datatype not in NUMPY_DTYPES:
+        raise InvalidInput(f"datatype {datatype} is not served by replicas")
+    return np.array(list(data), dtype=NUMPY_DTYPES[datatype]).reshape(tuple(shape))

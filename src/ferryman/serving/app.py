@@ -1,0 +1,62 @@
+"""The replica's ASGI app: routes, the one error renderer, the edge, and the model's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from ferryman.config import Settings
+from ferryman.errors import FerrymanError
+from ferryman.reference import ReferenceData
+from ferryman.runtimes import ModelRuntime
+from ferryman.serving.cache import LruCache, ResponseCache
+from ferryman.serving.dataplane import DataPlane
+from ferryman.serving.edge import Edge
+from ferryman.serving.http import ROUTES, render_error
+from ferryman.serving.metrics import ReplicaIdentity
+
+
+def create_app(
+    settings: Settings,
+    runtime: ModelRuntime,
+    identity: ReplicaIdentity,
+    reference: ReferenceData | None = None,
+) -> Starlette:
+    """The ASGI app of a replica serving ``runtime`` as ``identity``.
+
+    The model loads (and replays its golden requests) in the app's lifespan; until then,
+    and if that fails, the replica is live but not ready.
+    """
+    plane = DataPlane(identity, runtime, settings.serving, reference, _cache(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await plane.load()
+        try:
+            yield
+        finally:
+            await plane.unload()
+
+    app = Starlette(
+        routes=list(ROUTES),
+        middleware=[Middleware(Edge, plane=plane)],
+        exception_handlers={FerrymanError: render_error, HTTPException: render_error},
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    return app
+
+
+def _cache(settings: Settings) -> ResponseCache | None:
+    serving = settings.serving
+    if serving.cache_redis_url is not None:
+        from ferryman.serving.redis_cache import RedisCache  # noqa: PLC0415 (optional dep)
+
+        return RedisCache(serving.cache_redis_url)
+    if serving.cache_entries > 0:
+        return LruCache(serving.cache_entries)
+    return None

@@ -1,0 +1,77 @@
+"""The optional response cache of deterministic variants, keyed by the request's tensors.
+
+Off by default. :class:`LruCache` keeps entries in the replica's memory; a shared cache
+(Redis) plugs in behind the same :class:`ResponseCache` seam.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Protocol
+
+import numpy as np
+
+Arrays = dict[str, np.ndarray]
+
+
+def tensor_key(inputs: Arrays) -> str:
+    """A digest of the inputs' names, datatypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(inputs):
+        array = np.ascontiguousarray(inputs[name])
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class ResponseCache(Protocol):
+    """Outputs of earlier requests, by the digest of their inputs."""
+
+    def key_of(self, inputs: Arrays) -> str:
+        """The cache key of ``inputs``."""
+
+    async def get(self, key: str) -> Arrays | None:
+        """The outputs stored under ``key``, or None."""
+
+    async def put(self, key: str, outputs: Arrays) -> None:
+        """Store ``outputs`` under ``key``."""
+
+
+class LruCache:
+    """At most ``max_entries`` responses in memory, least recently used out first.
+
+    >>> import asyncio
+    >>> cache = LruCache(max_entries=1)
+    >>> asyncio.run(cache.get("missing")) is None
+    True
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._entries: OrderedDict[str, Arrays] = OrderedDict()
+        self._max_entries = max_entries
+
+    def key_of(self, inputs: Arrays) -> str:
+        return tensor_key(inputs)
+
+    async def get(self, key: str) -> Arrays | None:
+        outputs = self._entries.get(key)
+        if outputs is not None:
+            self._entries.move_to_end(key)
+        return outputs
+
+    async def put(self, key: str, outputs: Arrays) -> None:
+        frozen = {name: _read_only(array) for name, array in outputs.items()}
+        self._entries[key] = frozen
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.flags.writeable = False
+    return copy

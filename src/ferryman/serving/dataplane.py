@@ -1,0 +1,190 @@
+"""The protocol-independent data plane: the one place where serving work happens.
+
+REST and gRPC only translate to and from it. It owns readiness (loaded and answering its
+golden requests, not draining), admission, deadlines, the response cache and the batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+from ferryman.config import ServingSettings
+from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
+from ferryman.names import validate_name
+from ferryman.protocol.v2 import MetadataModelResponse, MetadataTensor
+from ferryman.reference import ReferenceData
+from ferryman.runtimes import ModelRuntime
+from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
+from ferryman.serving.cache import ResponseCache
+from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
+from ferryman.serving.readiness import replay_golden
+from ferryman.signature import Signature
+
+logger = logging.getLogger(__name__)
+
+
+def is_batchable(signature: Signature) -> bool:
+    """True when every input and every known output has a dynamic first (batch) axis."""
+    inputs_ok = all(spec.shape and spec.shape[0] == -1 for spec in signature.inputs)
+    outputs_ok = all(spec.shape is None or spec.shape[:1] == (-1,) for spec in signature.outputs)
+    return bool(signature.inputs) and inputs_ok and outputs_ok
+
+
+class DataPlane:
+    """Serves one variant: admits requests, batches them, knows whether it is ready."""
+
+    def __init__(
+        self,
+        identity: ReplicaIdentity,
+        runtime: ModelRuntime,
+        settings: ServingSettings,
+        reference: ReferenceData | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self.identity = identity
+        self.signature = runtime.metadata()
+        self.settings = settings
+        self.metrics = ReplicaMetrics(identity)
+        self.labels = reference.labels if reference is not None else ()
+        self._runtime = runtime
+        self._reference = reference
+        self._cache = cache
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._admitted = 0
+        self._is_batchable = is_batchable(self.signature)
+        policy = BatchPolicy(
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_delay_ms / 1000,
+            queue_capacity=settings.queue_capacity,
+            is_batchable=self._is_batchable,
+        )
+        self._batcher = Batcher(runtime, self._executor, policy, self.metrics, self._arrivals)
+        self._batcher.subject = identity.describe()
+        self.not_ready_reason: str | None = "the model is loading"
+        self.is_draining = False
+
+    def _arrivals(self) -> int:
+        return self._admitted
+
+    @property
+    def is_ready(self) -> bool:
+        return self.not_ready_reason is None and not self.is_draining
+
+    async def load(self) -> None:
+        """Load the model and replay the golden requests; failures leave it not ready."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            await loop.run_in_executor(self._executor, self._runtime.load)
+        except Exception as exc:  # the reason is what readiness reports
+            self._set_not_ready(f"the model failed to load: {type(exc).__name__}: {exc}")
+            return
+        self.metrics.load_s.set(time.monotonic() - started)
+        reason = await loop.run_in_executor(
+            self._executor, replay_golden, self._runtime, self._reference
+        )
+        if reason is not None:
+            self._set_not_ready(f"warm-up failed: {reason}")
+            return
+        self._batcher.start()
+        self.not_ready_reason = None
+        self.metrics.is_ready.set(1)
+        logger.info("%s is ready", self.identity.describe())
+
+    def _set_not_ready(self, reason: str) -> None:
+        self.not_ready_reason = reason
+        self.metrics.is_ready.set(0)
+        logger.error("%s is not ready: %s", self.identity.describe(), reason)
+
+    async def unload(self) -> None:
+        """Stop batching, release the model and the executor."""
+        self.is_draining = True
+        self.metrics.is_ready.set(0)
+        await self._batcher.stop()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._runtime.unload)
+        self._executor.shutdown(wait=False)
+
+    def check_model(self, name: str, version: str | None = None) -> None:
+        """Raise unless ``name`` (and ``version``, when given) is what this replica serves."""
+        validate_name(name, "model name")
+        if name != self.identity.model:
+            raise ModelNotFound(
+                f"model {name!r} is not served here; this replica serves {self.identity.model!r}"
+            )
+        if version is not None and version != self.identity.version:
+            raise VersionNotFound(
+                f"version {version[:64]!r} of {name!r} is not served here; "
+                f"this replica serves version {self.identity.version}"
+            )
+
+    def check_ready(self) -> None:
+        """Raise 503 with the reason unless the replica is ready."""
+        if self.is_draining:
+            raise Unavailable(f"{self.identity.describe()} is draining; retry elsewhere", 1)
+        if self.not_ready_reason is not None:
+            raise Unavailable(
+                f"{self.identity.describe()} is not ready: {self.not_ready_reason}", 1
+            )
+
+    @contextmanager
+    def admit(self) -> Iterator[float]:
+        """Admit one inference request; yields its deadline on the monotonic clock."""
+        self.check_ready()
+        self._admitted += 1
+        try:
+            yield time.monotonic() + self.settings.request_timeout_s
+        finally:
+            self._admitted -= 1
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a model call."""
+        return self._batcher.queued
+
+    @property
+    def max_elements(self) -> int:
+        """The most tensor elements one request may declare (one byte each, at the least)."""
+        return self.settings.max_body_bytes
+
+    async def infer(self, inputs: Arrays, deadline: float) -> Arrays:
+        """Run the model on one request's validated inputs."""
+        if self._is_batchable:
+            rows = {int(array.shape[0]) for array in inputs.values()}
+            if len(rows) > 1:
+                raise InvalidInput(
+                    f"inputs disagree on the batch size (first axis): {sorted(rows)}; "
+                    "send the same number of rows for every input"
+                )
+        if self._cache is None:
+            return await self._batcher.submit(inputs, deadline)
+        key = self._cache.key_of(inputs)
+        cached = await self._cache.get(key)
+        if cached is not None:
+            self.metrics.cache_hits.inc()
+            return cached
+        self.metrics.cache_misses.inc()
+        outputs = await self._batcher.submit(inputs, deadline)
+        await self._cache.put(key, outputs)
+        return outputs
+
+    def model_metadata(self) -> MetadataModelResponse:
+        """The V2 model metadata of the served variant."""
+        return MetadataModelResponse(
+            name=self.identity.model,
+            versions=[self.identity.version],
+            platform="onnxruntime_onnx",
+            inputs=[
+                _tensor(spec.name, spec.datatype, spec.shape) for spec in self.signature.inputs
+            ],
+            outputs=[_tensor(s.name, s.datatype, s.shape) for s in self.signature.outputs],
+            parameters={"variant": self.identity.variant},
+        )
+
+
+def _tensor(name: str, datatype: str, shape: tuple[int, ...] | None) -> MetadataTensor:
+    return MetadataTensor(name=name, datatype=datatype, shape=list(shape or ()))

@@ -1,0 +1,155 @@
+"""Predict APIs for people and for TF-Serving clients, on the same data plane as V2.
+
+``POST /predict`` takes an image (PNG/JPEG bytes, or base64 in ``{"image": ...}``) or a JSON
+row (``{"row": [...]}`` or ``{"rows": [[...], ...]}``) and answers labels and probabilities.
+``POST /v1/models/{model}:predict`` speaks TF-Serving's REST (``instances`` or ``inputs``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferryman.errors import InvalidInput
+from ferryman.protocol import codecs
+from ferryman.protocol.images import decode_base64_image, image_to_array
+from ferryman.serving.batching import Arrays
+from ferryman.serving.dataplane import DataPlane
+from ferryman.serving.limits import read_body
+from ferryman.signature import TensorSpec
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+
+
+async def predict(request: Request) -> Response:
+    """Plain predict: one image or JSON rows in; labels and probabilities out."""
+    plane: DataPlane = request.app.state.plane
+    with plane.admit() as deadline:
+        body = await read_body(
+            request.headers.get("content-length"), request.stream(), plane.settings.max_body_bytes
+        )
+        spec = _single_input(plane)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in IMAGE_TYPES:
+            array = image_to_array(body, spec)
+        else:
+            array = _plain_json(codecs.parse_json(body), spec, plane.max_elements)
+        outputs = await plane.infer({spec.name: array}, deadline)
+    first = plane.signature.outputs[0].name
+    document = {
+        "model": plane.identity.model,
+        "version": plane.identity.version,
+        "predictions": label_rows(outputs[first], plane.labels),
+    }
+    return Response(orjson.dumps(document), media_type="application/json")
+
+
+def _single_input(plane: DataPlane) -> TensorSpec:
+    if len(plane.signature.inputs) != 1 or not plane.signature.outputs:
+        raise InvalidInput(
+            f"/predict serves models with one input; {plane.identity.describe()} has "
+            f"{len(plane.signature.inputs)}; use /v2/models/{plane.identity.model}/infer"
+        )
+    return plane.signature.inputs[0]
+
+
+def _plain_json(document: Any, spec: TensorSpec, max_elements: int) -> np.ndarray:
+    if isinstance(document, dict) and isinstance(document.get("image"), str):
+        return image_to_array(decode_base64_image(document["image"]), spec)
+    if isinstance(document, dict) and "row" in document:
+        rows = [document["row"]]
+    elif isinstance(document, dict) and "rows" in document:
+        rows = document["rows"]
+    else:
+        raise InvalidInput(
+            'send {"row": [...]}, {"rows": [[...], ...]}, {"image": "<base64>"} '
+            "or the image bytes with Content-Type image/png or image/jpeg"
+        )
+    return _tensor_of(rows, spec, max_elements)
+
+
+def _tensor_of(value: Any, spec: TensorSpec, max_elements: int) -> np.ndarray:
+    """Rows as a tensor of the input's datatype, shaped by the input's non-batch dims."""
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"input {spec.name!r} needs a non-empty list of rows")
+    inner = list(spec.shape[1:]) if spec.shape else []
+    if spec.shape and -1 not in inner:
+        shape = [len(value), *inner]
+    else:
+        try:
+            shape = list(np.shape(value))
+        except ValueError:
+            raise InvalidInput(f"input {spec.name!r}: the rows are ragged") from None
+    count = codecs.check_tensor(spec.name, spec.datatype, shape, spec, max_elements)
+    return codecs.coerce_array(spec.name, value, spec, shape, count)
+
+
+def label_rows(scores: np.ndarray, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per row: the best label, its probability and every label's probability."""
+    matrix = np.asarray(scores, dtype=np.float64).reshape(scores.shape[0], -1)
+    is_distribution = bool((matrix >= 0).all() and np.allclose(matrix.sum(axis=1), 1.0, atol=1e-3))
+    if not is_distribution:
+        shifted = np.exp(matrix - matrix.max(axis=1, keepdims=True))
+        matrix = shifted / shifted.sum(axis=1, keepdims=True)
+    names = labels if len(labels) == matrix.shape[1] else tuple(map(str, range(matrix.shape[1])))
+    predictions = []
+    for row in matrix:
+        best = int(np.argmax(row))
+        predictions.append({
+            "label": names[best],
+            "probability": round(float(row[best]), 6),
+            "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
+        })  # fmt: skip
+    return predictions
+
+
+async def tf_serving_predict(request: Request) -> Response:
+    """TF-Serving REST: ``{"instances": [...]}`` (rows) or ``{"inputs": ...}`` (columns)."""
+    plane: DataPlane = request.app.state.plane
+    plane.check_model(request.path_params["model"])
+    with plane.admit() as deadline:
+        body = await read_body(
+            request.headers.get("content-length"), request.stream(), plane.settings.max_body_bytes
+        )
+        document = codecs.parse_json(body)
+        is_rows, inputs = _tf_inputs(document, plane)
+        outputs = await plane.infer(inputs, deadline)
+    names = [spec.name for spec in plane.signature.outputs]
+    if is_rows:
+        if len(names) == 1:
+            answer: Any = {"predictions": outputs[names[0]]}
+        else:
+            count = len(next(iter(outputs.values())))
+            answer = {"predictions": [{n: outputs[n][i] for n in names} for i in range(count)]}
+    else:
+        answer = {"outputs": outputs[names[0]] if len(names) == 1 else outputs}
+    return Response(
+        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
+
+
+def _tf_inputs(document: Any, plane: DataPlane) -> tuple[bool, Arrays]:
+    if not isinstance(document, dict) or ("instances" in document) == ("inputs" in document):
+        raise InvalidInput('send {"instances": [...]} or {"inputs": ...}, exactly one of them')
+    specs = plane.signature.inputs
+    is_rows = "instances" in document
+    value = document["instances" if is_rows else "inputs"]
+    if len(specs) == 1 and not (isinstance(value, dict) or _is_list_of_dicts(value)):
+        return is_rows, {specs[0].name: _tensor_of(value, specs[0], plane.max_elements)}
+    if is_rows:
+        if not _is_list_of_dicts(value):
+            raise InvalidInput('"instances" must be a list of objects keyed by input name')
+        columns: dict[str, Any] = {s.name: [row.get(s.name) for row in value] for s in specs}
+    elif isinstance(value, dict):
+        columns = {s.name: value.get(s.name) for s in specs}
+    else:
+        raise InvalidInput('"inputs" must be an object keyed by input name for this model')
+    return is_rows, {s.name: _tensor_of(columns[s.name], s, plane.max_elements) for s in specs}
+
+
+def _is_list_of_dicts(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)

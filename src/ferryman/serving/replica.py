@@ -1,0 +1,64 @@
+"""What a replica serves, found in the registry or in a local ONNX file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferryman.errors import Conflict, InvalidInput, NotFound
+from ferryman.names import validate_name
+from ferryman.reference import ReferenceData
+from ferryman.registry import Registry, VariantStatus, VersionRef
+from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.serving.metrics import ReplicaIdentity
+
+BASE_VARIANT = "onnx"
+"""The variant name of a version's own registered ONNX file."""
+
+
+@dataclass(frozen=True)
+class ReplicaSource:
+    """A runtime ready to load, who it is, and the golden requests it must answer."""
+
+    identity: ReplicaIdentity
+    runtime: OnnxRuntime
+    reference: ReferenceData | None
+
+
+def from_registry(
+    registry: Registry, model: str, ref: VersionRef, variant: str | None, intra_op_threads: int
+) -> ReplicaSource:
+    """The variant of ``model`` at ``ref`` (its own file when ``variant`` is None).
+
+    Bytes come through the artifact store, which checks their sha256 on every read.
+    """
+    version = registry.get_version(model, ref)
+    digest = version.digest
+    if variant is not None and variant != BASE_VARIANT:
+        variants = {v.kind: v for v in registry.list_variants(model, version.version)}
+        chosen = variants.get(variant)
+        if chosen is None:
+            known = ", ".join(sorted(variants)) or "none"
+            raise NotFound(
+                f"{model} v{version.version} has no variant {variant!r} (variants: {known}); "
+                "run the export first"
+            )
+        if chosen.status != VariantStatus.PASSED:
+            raise Conflict(
+                f"variant {variant} of {model} v{version.version} is {chosen.status.value}, "
+                "not passed; only variants that passed their gate are served"
+            )
+        digest = chosen.digest
+    runtime = OnnxRuntime(registry.store.read(digest), intra_op_threads)
+    identity = ReplicaIdentity(model, str(version.version), variant or BASE_VARIANT)
+    return ReplicaSource(identity, runtime, registry.get_reference(model, version.version))
+
+
+def from_file(path: Path, name: str | None, intra_op_threads: int) -> ReplicaSource:
+    """A local ONNX file, served as version 1 of ``name`` (default: the file's stem)."""
+    model = name or path.stem.lower().replace("_", "-")
+    validate_name(model, "model name (pass --name to choose one)")
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a file; pass an .onnx file or MODEL[:VERSION|@ALIAS]")
+    runtime = OnnxRuntime(path.read_bytes(), intra_op_threads)
+    return ReplicaSource(ReplicaIdentity(model, "1", BASE_VARIANT), runtime, None)

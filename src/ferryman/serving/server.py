@@ -1,0 +1,71 @@
+"""Running a replica in the foreground: uvicorn (uvloop, httptools) with a graceful drain.
+
+On SIGTERM or SIGINT the replica turns not-ready at once (new requests on open connections
+get 503 with Retry-After, so a router retries elsewhere), stops accepting connections,
+lets in-flight requests finish within ``drain_timeout_s`` and exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ferryman.config import Settings
+from ferryman.serving.dataplane import DataPlane
+
+logger = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that marks its data plane draining before it stops."""
+
+    def __init__(self, config: uvicorn.Config, plane: DataPlane) -> None:
+        super().__init__(config)
+        self.plane = plane
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.plane.is_draining:
+            logger.warning("signal %d: draining %s", sig, self.plane.identity.describe())
+        self.plane.is_draining = True
+        super().handle_exit(sig, frame)
+
+
+def build_server(settings: Settings, app: Starlette) -> DrainingServer:
+    """A server for ``app`` on the settings' host and port (not started)."""
+    serving = settings.serving
+    config = uvicorn.Config(
+        app,
+        host=serving.host,
+        port=serving.port,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(serving.drain_timeout_s) or None,
+        timeout_keep_alive=30,
+        server_header=False,
+    )
+    plane: DataPlane = app.state.plane
+    return DrainingServer(config, plane)
+
+
+def serve(settings: Settings, app: Starlette) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT, then drain and return (the process exits 0)."""
+    # uvicorn raises the signal again once it has drained, to the handlers it found; a
+    # finished drain is a clean exit, so those handlers are quiet ones while it runs.
+    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        build_server(settings, app).run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _drained(sig: int, frame: FrameType | None) -> None:
+    logger.info("drained after signal %d", sig)

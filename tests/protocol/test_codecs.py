@@ -1,0 +1,98 @@
+"""Codecs at the edge: strict JSON, tensors to arrays and back, binary tensors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from ferryman.errors import InvalidInput
+from ferryman.protocol import codecs
+from ferryman.protocol.v2 import InferenceRequest
+from ferryman.signature import Signature, TensorSpec
+
+X = TensorSpec(name="x", datatype="FP32", shape=(-1, 2))
+IDS = TensorSpec(name="ids", datatype="INT64", shape=None)
+SIGNATURE = Signature(
+    inputs=(X, IDS), outputs=(TensorSpec(name="y", datatype="FP32", shape=(-1,)),)
+)
+
+
+def request(**document: object) -> InferenceRequest:
+    return InferenceRequest.model_validate(document)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"a": 1, "a": 2}', "key 'a' twice"),
+        (b"[NaN]", "NaN"),
+        (b"[" * 5000 + b"]" * 5000, "too deeply"),
+        (b'"\xc3\x28"', "not valid UTF-8 (bad byte at offset 1)"),
+        (b"{", "not valid JSON"),
+    ],
+)
+def test_strict_json(text: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+        codecs.parse_json(text)
+
+
+def test_decode_json_and_binary_inputs_together() -> None:
+    ids = np.array([[7, 8, 9]], dtype=np.int64)
+    inference = request(inputs=[
+        {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]},
+        {"name": "ids", "shape": [1, 3], "datatype": "INT64",
+         "parameters": {"binary_data_size": ids.nbytes}},
+    ])  # fmt: skip
+    arrays = codecs.decode_inputs(inference, memoryview(ids.tobytes()), SIGNATURE, 1000)
+    assert arrays["x"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["x"], [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(arrays["ids"], ids)
+
+
+def test_unclaimed_binary_bytes_are_refused() -> None:
+    inference = request(inputs=[
+        {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+        {"name": "ids", "shape": [1], "datatype": "INT64", "data": [1]},
+    ])  # fmt: skip
+    with pytest.raises(InvalidInput, match="4 binary bytes that no input claims"):
+        codecs.decode_inputs(inference, memoryview(b"\0" * 4), SIGNATURE, 1000)
+
+
+def test_declared_size_is_checked_with_python_integers() -> None:
+    with pytest.raises(InvalidInput, match="more than the 1000 elements"):
+        codecs.check_tensor("ids", "INT64", [2**62, 2**62, 2**62], IDS, 1000)
+
+
+def test_header_length_outside_the_body() -> None:
+    with pytest.raises(InvalidInput, match="Inference-Header-Content-Length is 99"):
+        codecs.parse_inference_request(b"{}", 99)
+
+
+def test_choose_outputs_binary_by_default_or_per_output() -> None:
+    everything = request(inputs=[{"name": "x", "shape": [0, 2], "datatype": "FP32", "data": []}],
+                         parameters={"binary_data_output": True})  # fmt: skip
+    assert codecs.choose_outputs(everything, SIGNATURE) == [codecs.OutputChoice("y", True)]
+    named = request(inputs=everything.inputs, outputs=[{"name": "y"}])
+    assert codecs.choose_outputs(named, SIGNATURE) == [codecs.OutputChoice("y", False)]
+
+
+def test_response_documents_omit_what_is_absent() -> None:
+    arrays = {"y": np.array([1.5, 2.5], dtype=np.float32), "z": np.array([[1]], dtype=np.int8)}
+    choices = [codecs.OutputChoice("y", False), codecs.OutputChoice("z", True)]
+    response, tail = codecs.build_response(("m", "1", "r"), arrays, choices)
+    document = json.loads(codecs.encode_response(response))
+    assert document["outputs"] == [
+        {"name": "y", "datatype": "FP32", "shape": [2], "data": [1.5, 2.5]},
+        {"name": "z", "datatype": "INT8", "shape": [1, 1], "parameters": {"binary_data_size": 1}},
+    ]
+    assert tail == [b"\x01"]
+
+
+def test_float16_outputs_are_written_as_numbers() -> None:
+    response, _ = codecs.build_response(
+        ("m", "1", "r"), {"y": np.array([0.5], dtype=np.float16)}, [codecs.OutputChoice("y", False)]
+    )
+    assert orjson.loads(codecs.encode_response(response))["outputs"][0]["data"] == [0.5]

@@ -1,0 +1,125 @@
+"""Real tiny ONNX models built with onnx.helper, and replicas serving them in process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from starlette.applications import Starlette
+
+from ferryman.config import ServingSettings, Settings
+from ferryman.reference import GoldenRequest, ReferenceData, Tensor
+from ferryman.runtimes import ModelRuntime
+from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.serving.app import create_app
+from ferryman.serving.metrics import ReplicaIdentity
+from ferryman.serving.server import DrainingServer, build_server
+
+IDENTITY = ReplicaIdentity("tiny", "3", "onnx-fp32")
+
+
+def affine_model(features: int = 4, batch: int | str = "N") -> bytes:
+    """y = 2x + 1 and p = softmax(x), for x FP32 [batch, features]."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, features])
+    p = helper.make_tensor_value_info("p", TensorProto.FLOAT, [batch, features])
+    nodes = [
+        helper.make_node("Mul", ["x", "two"], ["twice"]),
+        helper.make_node("Add", ["twice", "one"], ["y"]),
+        helper.make_node("Softmax", ["x"], ["p"], axis=1),
+    ]
+    constants = [
+        helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+    ]
+    graph = helper.make_graph(nodes, "affine", [x], [y, p], initializer=constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def golden(x: list[float], scale: float = 2.0) -> GoldenRequest:
+    """A golden request for the affine model; ``scale`` other than 2 makes it wrong."""
+    array = np.array([x], dtype=np.float32)
+    y = array * scale + 1
+    p = np.exp(array) / np.exp(array).sum(axis=1, keepdims=True)
+    return GoldenRequest(
+        inputs={"x": Tensor(datatype="FP32", shape=(1, len(x)), data=tuple(x))},
+        outputs={
+            "y": Tensor(datatype="FP32", shape=(1, len(x)), data=tuple(y.ravel().tolist())),
+            "p": Tensor(datatype="FP32", shape=(1, len(x)), data=tuple(p.ravel().tolist())),
+        },
+        atol=1e-5,
+    )
+
+
+def settings_with(**serving: Any) -> Settings:
+    return Settings(serving=ServingSettings(**serving))
+
+
+@asynccontextmanager
+async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan run, and an in-process client talking to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
+            yield client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """A ready replica of the affine model, with one golden request."""
+    reference = ReferenceData(golden=(golden([0.0, 1.0, 2.0, 3.0]),), labels=("a", "b", "c", "d"))
+    app = create_app(settings_with(), OnnxRuntime(affine_model()), IDENTITY, reference)
+    async with running(app) as http:
+        yield http
+
+
+def replica(
+    runtime: ModelRuntime, reference: ReferenceData | None = None, **serving: Any
+) -> Starlette:
+    return create_app(settings_with(**serving), runtime, IDENTITY, reference)
+
+
+@dataclass
+class RunningServer:
+    address: str
+    server: DrainingServer
+    thread: threading.Thread
+
+
+@contextmanager
+def serving_in_thread(app: Starlette, **serving: Any) -> Iterator[RunningServer]:
+    """A real uvicorn server for ``app`` on a loopback socket bound before it starts.
+
+    Connections wait in the socket's backlog until the server accepts them, so callers
+    need no readiness polling.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = build_server(settings_with(port=port, **serving), app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield RunningServer(f"127.0.0.1:{port}", server, thread)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

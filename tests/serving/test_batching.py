@@ -1,0 +1,151 @@
+"""Dynamic batching: own answers under concurrency, overflow, deadlines, failing batches."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+
+from ferryman.runtimes.function import CallableRuntime
+from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.serving.dataplane import DataPlane
+from ferryman.signature import Signature, TensorSpec
+from tests.serving.conftest import affine_model, replica, running
+
+pytestmark = pytest.mark.anyio
+
+URL = "/v2/models/tiny/infer"
+SPEC = TensorSpec(name="x", datatype="FP32", shape=(-1, 4))
+SIGNATURE = Signature(inputs=(SPEC,), outputs=(SPEC.model_copy(update={"name": "y"}),))
+
+
+def body(x: np.ndarray) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                        "data": x.ravel().tolist()}]}  # fmt: skip
+
+
+class GatedModel:
+    """y = x + 1, after ``gate`` opens; fails on batches that contain the value 13."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        self.batches.append(len(inputs["x"]))
+        if (inputs["x"] == 13).any():
+            raise ValueError("poison value 13")
+        return {"y": inputs["x"] + 1}
+
+
+async def queued(plane: DataPlane, count: int) -> None:
+    """Let the event loop run until ``count`` requests wait in the batcher's queue."""
+    for _ in range(10_000):
+        if plane.queued == count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{plane.queued} queued, expected {count}")
+
+
+async def test_every_response_matches_its_request_under_concurrency() -> None:
+    app = replica(OnnxRuntime(affine_model()), max_batch_size=16, max_delay_ms=20)
+    rng = np.random.default_rng(7)
+    requests = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32) for i in range(200)]
+    async with running(app) as client:
+        responses = await asyncio.gather(*(client.post(URL, json=body(x)) for x in requests))
+        metrics = (await client.get("/metrics")).text
+    for x, response in zip(requests, responses, strict=True):
+        y = response.json()["outputs"][0]
+        assert y["shape"] == list(x.shape)
+        np.testing.assert_allclose(np.reshape(y["data"], x.shape), x * 2 + 1, rtol=1e-6)
+    calls = float(metrics.split("ferryman_batch_size_count{")[1].split("} ")[1].split()[0])
+    assert calls < 100, "requests were not batched"
+
+
+async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=1, queue_capacity=2)
+    x = np.zeros((1, 4), dtype=np.float32)
+    async with running(app) as client:
+        first = asyncio.ensure_future(client.post(URL, json=body(x)))
+        await asyncio.to_thread(model.entered.wait, 10)
+        waiting = [asyncio.ensure_future(client.post(URL, json=body(x))) for _ in range(2)]
+        await queued(app.state.plane, 2)
+        started = time.monotonic()
+        refused = await client.post(URL, json=body(x))
+        refused_in_s = time.monotonic() - started
+        model.gate.set()
+        answered = await asyncio.gather(first, *waiting)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "2 requests already wait" in refused.json()["error"]
+    assert refused_in_s < 0.02
+    assert [r.status_code for r in answered] == [200, 200, 200]
+
+
+async def test_deadline_gives_504_and_the_replica_recovers() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model), request_timeout_s=0.2)
+    x = np.zeros((1, 4), dtype=np.float32)
+    async with running(app) as client:
+        started = time.monotonic()
+        late = await client.post(URL, json=body(x))
+        waited_s = time.monotonic() - started
+        model.gate.set()
+        after = await client.post(URL, json=body(x))
+    assert late.status_code == 504
+    assert "deadline" in late.json()["error"]
+    assert 0.2 <= waited_s < 0.5
+    assert after.status_code == 200
+
+
+async def test_a_model_error_fails_only_its_own_batch() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=2)
+    values = [0, 13, 1, 2]  # batches: [0], then [13, 1] (fails), then [2]
+    async with running(app) as client:
+        first = asyncio.ensure_future(client.post(URL, json=body(np.full((1, 4), 0, "f4"))))
+        await asyncio.to_thread(model.entered.wait, 10)
+        rest = []
+        for count, value in enumerate(values[1:], start=1):
+            rest.append(
+                asyncio.ensure_future(client.post(URL, json=body(np.full((1, 4), value, "f4"))))
+            )
+            await queued(app.state.plane, count)
+        model.gate.set()
+        responses = await asyncio.gather(first, *rest)
+    assert [r.status_code for r in responses] == [200, 500, 500, 200]
+    assert "failed on a batch of 2 request(s): ValueError: poison value 13" in responses[1].text
+    assert responses[3].json()["outputs"][0]["data"] == [3, 3, 3, 3]
+    assert model.batches == [1, 2, 1]
+
+
+async def test_a_lone_request_does_not_wait_for_company() -> None:
+    app = replica(OnnxRuntime(affine_model()), max_delay_ms=500)
+    async with running(app) as client:
+        await client.post(URL, json=body(np.ones((1, 4), "f4")))
+        started = time.monotonic()
+        response = await client.post(URL, json=body(np.ones((1, 4), "f4")))
+        elapsed_s = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed_s < 0.25
+
+
+async def test_batches_never_exceed_max_batch_size() -> None:
+    model = GatedModel()
+    model.gate.set()
+    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=4, max_delay_ms=50)
+    x = np.ones((1, 4), dtype=np.float32)
+    async with running(app) as client:
+        responses = await asyncio.gather(*(client.post(URL, json=body(x)) for _ in range(40)))
+    assert {r.status_code for r in responses} == {200}
+    assert max(model.batches) <= 4
+    assert sum(model.batches) == 40
+    assert len(model.batches) < 40

@@ -1,0 +1,58 @@
+"""Graceful drain: on SIGTERM in-flight requests finish, new ones are turned away, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from ferryman.runtimes.function import CallableRuntime
+from tests.serving.conftest import replica, running, serving_in_thread
+from tests.serving.test_batching import SIGNATURE, GatedModel, body
+
+URL = "/v2/models/tiny/infer"
+
+
+def test_in_flight_requests_finish_after_sigterm() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model))
+    x = np.ones((2, 4), dtype=np.float32)
+    answers: list[httpx.Response] = []
+    with serving_in_thread(app, drain_timeout_s=10) as live:
+        url = f"http://{live.address}{URL}"
+        caller = threading.Thread(target=lambda: answers.append(httpx.post(url, json=body(x))))
+        caller.start()
+        assert model.entered.wait(10)
+        live.server.handle_exit(signal.SIGTERM, None)
+        assert app.state.plane.is_draining
+        model.gate.set()
+        caller.join(10)
+        live.thread.join(10)
+        assert not live.thread.is_alive(), "the server did not stop after draining"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{live.address}/v2/health/live")
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].json()["outputs"][0]["data"] == [2.0] * 8
+
+
+@pytest.mark.anyio
+async def test_a_draining_replica_turns_new_requests_away() -> None:
+    model = GatedModel()
+    model.gate.set()
+    app = replica(CallableRuntime(SIGNATURE, model))
+    async with running(app) as client:
+        app.state.plane.is_draining = True
+        refused = await client.post(URL, json=body(np.ones((1, 4), "f4")))
+        ready = await client.get("/v2/health/ready")
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "draining" in refused.json()["error"]
+    assert ready.status_code == 503
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
