@@ -1,0 +1,1 @@
+"""The control plane: API, deployments, reconciler, gateway, autoscaler."""
