@@ -17,8 +17,7 @@ from ferryman.registry import (
 )
 from ferryman.sdk import Client
 from ferryman.signature import Signature, TensorSpec
-
-__version__ = "0.1.0"
+from ferryman.version import __version__
 
 __all__ = [
     "AliasRecord",

@@ -85,6 +85,90 @@ class ServingSettings(BaseModel):
     )
 
 
+class ControlSettings(BaseModel):
+    """The control plane: where its API listens, who may call it, and how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1", description="Interface the API binds; loopback unless told."
+    )
+    port: int = Field(default=7070, ge=0, le=65535, description="HTTP(S) port of the API.")
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host header values accepted besides loopback names (DNS-rebinding guard).",
+    )
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate: serve HTTPS.")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
+    auth_required: bool = Field(
+        default=True, description="Require the bearer token on every API route (keep it on)."
+    )
+    allow_insecure_bind: bool = Field(
+        default=False,
+        description="Allow a non-loopback bind without auth; refused unless this is set.",
+    )
+    max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
+    )
+
+
+class GatewaySettings(BaseModel):
+    """The gateway: the one address of all endpoints, applying the route table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1", description="Interface the gateway binds; loopback unless told."
+    )
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="HTTP port (replicas default to 8080)."
+    )
+    routes_file: Path | None = Field(
+        default=None, description="Route table JSON to apply; default: routes.json in the data dir."
+    )
+    routes_poll_interval_s: float = Field(
+        default=0.15, gt=0, le=10, description="How often the route file is checked for changes."
+    )
+    backend_hosts: tuple[str, ...] = Field(
+        default=(), description="Backend hosts allowed besides loopback in the route table."
+    )
+    connect_timeout_s: float = Field(
+        default=1.0, gt=0, description="Longest wait to connect to a replica; then the next one."
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for a replica's whole answer; then 504."
+    )
+    backend_recheck_s: float = Field(
+        default=2.0, gt=0, description="How long a replica that refused a connection is skipped."
+    )
+    pool_connections_per_backend: int = Field(
+        default=256, ge=1, description="Most open keep-alive connections to one replica."
+    )
+    pool_keepalive_s: float = Field(
+        default=4.0,
+        gt=0,
+        description="Idle time before a pooled connection is closed; below the replica's own.",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body; more gets 413."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Largest total of request header bytes; 431."
+    )
+    max_header_count: int = Field(
+        default=100, ge=8, description="Most request headers; more gets 431."
+    )
+    shadow_max_in_flight: int = Field(
+        default=64, ge=0, description="Most shadow copies on their way; more are dropped."
+    )
+    shadow_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a shadow answer before it is an error."
+    )
+    shadow_tolerance: float = Field(
+        default=1e-3, ge=0, description="Relative (and absolute) difference of outputs that match."
+    )
+
+
 class Settings(BaseSettings):
     """Everything a Ferryman process can be told; each field says its unit."""
 
@@ -119,6 +203,12 @@ class Settings(BaseSettings):
     )
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The data plane of a replica."
+    )
+    control: ControlSettings = Field(
+        default_factory=ControlSettings, description="The control plane's API server."
+    )
+    gateway: GatewaySettings = Field(
+        default_factory=GatewaySettings, description="The gateway in front of all endpoints."
     )
 
     @property

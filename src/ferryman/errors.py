@@ -111,3 +111,24 @@ class DeadlineExceeded(FerrymanError):
 
 class StorageFull(FerrymanError):
     status_code = 507
+
+
+def error_for_status(status_code: int, message: str) -> FerrymanError:
+    """The error a client raises for a server's ``{"error": message}`` with this status."""
+    by_status: dict[int, type[FerrymanError]] = {
+        400: InvalidInput,
+        401: Unauthenticated,
+        403: Forbidden,
+        404: NotFound,
+        409: Conflict,
+        413: PayloadTooLarge,
+        415: UnsafeArtifact,
+        431: HeadersTooLarge,
+        503: Unavailable,
+        504: DeadlineExceeded,
+        507: StorageFull,
+    }
+    error_class = by_status.get(status_code)
+    if error_class is None:
+        return InvalidInput(message) if 400 <= status_code < 500 else FerrymanError(message)
+    return error_class(message)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ferryman import __version__
-from ferryman.cli import demo, registry, serve
+from ferryman.cli import demo, registry, serve, up
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -29,6 +29,7 @@ app.add_typer(registry.versions_app, name="versions")
 app.add_typer(registry.alias_app, name="alias")
 app.command("events")(registry.events)
 app.command("demo")(demo.demo)
+app.command("up")(up.up)
 app.command("serve")(serve.serve)
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")

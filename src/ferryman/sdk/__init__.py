@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from ferryman.sdk.backend import LocalBackend, RegistryBackend
 from ferryman.sdk.client import Client
+from ferryman.sdk.http import HttpBackend
 
-__all__ = ["Client", "LocalBackend", "RegistryBackend"]
+__all__ = ["Client", "HttpBackend", "LocalBackend", "RegistryBackend"]

@@ -20,6 +20,7 @@ from ferryman.registry import (
 )
 from ferryman.registry.records import ParamValue
 from ferryman.sdk.backend import LocalBackend, RegistryBackend
+from ferryman.sdk.http import HttpBackend
 
 
 class Client:
@@ -44,6 +45,13 @@ class Client:
         """A client on this machine's data dir (SQLite by default) or a database URL."""
         settings = settings or load_settings(data_dir=data_dir, database_url=database_url)
         return cls(LocalBackend(Registry.open(settings), settings.user))
+
+    @classmethod
+    def remote(
+        cls, url: str, token: str, actor: str | None = None, verify: bool | str = True
+    ) -> Client:
+        """A client of a control plane (``ferryman up``) at ``url``, e.g. http://127.0.0.1:7070."""
+        return cls(HttpBackend(url, token, actor, verify))
 
     def register(
         self,

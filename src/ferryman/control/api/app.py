@@ -1,0 +1,67 @@
+"""The control-plane API application: one security middleware, one error handler."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ferryman.config import Settings
+from ferryman.control.api import registry_routes
+from ferryman.control.api.security import SecurityMiddleware
+from ferryman.errors import FerrymanError
+from ferryman.registry import Registry
+from ferryman.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, registry: Registry, token: str | None) -> FastAPI:
+    """The API over ``registry``; ``token`` None only when auth is explicitly off."""
+    app = FastAPI(
+        title="Ferryman control plane",
+        version=__version__,
+        description="Models, versions, variants, runs and events. Bearer token required.",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.include_router(registry_routes.router)
+    app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
+    app.exception_handler(FerrymanError)(_ferryman_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(HTTPException)(_http_error)
+    app.add_middleware(
+        SecurityMiddleware, token=token, allowed_hosts=settings.control.allowed_hosts
+    )
+    return app
+
+
+async def _healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _ferryman_error(_: Request, exc: FerrymanError) -> JSONResponse:
+    if exc.status_code >= 500:
+        logger.error("request failed: %s", exc.message)
+    headers = {}
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    return JSONResponse({"error": exc.message}, exc.status_code, headers=headers)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors()[:5]
+    ]
+    return JSONResponse({"error": "; ".join(problems)}, 400)
+
+
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    return JSONResponse({"error": str(exc.detail)}, exc.status_code)

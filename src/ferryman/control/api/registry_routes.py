@@ -1,0 +1,170 @@
+"""``/api/v1`` routes over the registry: models, versions, variants, aliases, runs, events.
+
+Routes only translate HTTP to registry calls; the registry validates and raises the error
+that the app's one handler renders as ``{"error": …}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ferryman.errors import InvalidInput, PayloadTooLarge
+from ferryman.names import validate_key
+from ferryman.registry import (
+    AliasRecord,
+    EventRecord,
+    ModelRecord,
+    Registry,
+    RunRecord,
+    VariantRecord,
+    VersionRecord,
+    build_metadata,
+)
+
+router = APIRouter(prefix="/api/v1")
+
+METADATA_HEADER = "ferryman-metadata"
+ACTOR_HEADER = "ferryman-actor"
+
+
+def registry_of(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def actor_of(actor: Annotated[str | None, Header(alias=ACTOR_HEADER)] = None) -> str:
+    """The caller, as the token holder names themselves (``api`` when they do not)."""
+    return "api" if actor is None else f"api:{validate_key(actor, 'actor')}"
+
+
+RegistryDep = Annotated[Registry, Depends(registry_of)]
+ActorDep = Annotated[str, Depends(actor_of)]
+
+
+class AliasTarget(BaseModel):
+    version: int | str
+
+
+@router.get("/models")
+def list_models(registry: RegistryDep, include_archived: bool = False) -> list[ModelRecord]:
+    return registry.list_models(include_archived)
+
+
+@router.get("/models/{model}")
+def get_model(model: str, registry: RegistryDep) -> ModelRecord:
+    return registry.get_model(model)
+
+
+@router.post("/models/{model}/archive")
+def archive_model(model: str, registry: RegistryDep, actor: ActorDep) -> ModelRecord:
+    return registry.archive_model(model, actor)
+
+
+@router.get("/models/{model}/versions")
+def list_versions(
+    model: str, registry: RegistryDep, include_archived: bool = False
+) -> list[VersionRecord]:
+    return registry.list_versions(model, include_archived)
+
+
+@router.post("/models/{model}/versions", status_code=201)
+async def register_version(
+    model: str,
+    request: Request,
+    actor: ActorDep,
+    metadata: Annotated[str | None, Header(alias=METADATA_HEADER)] = None,
+) -> VersionRecord:
+    """Register the request body (an ONNX file) as the next version of ``model``.
+
+    Metrics, params, tags, aliases and description travel as JSON in the
+    ``Ferryman-Metadata`` header, so the body stays the file's bytes.
+    """
+    fields = _metadata_fields(metadata)
+    data = await _read_body(request, request.app.state.settings.control.max_upload_bytes)
+    register = registry_of(request).register
+    return await run_in_threadpool(register, model, data, actor, build_metadata(**fields))
+
+
+@router.get("/models/{model}/versions/{version}")
+def get_version(model: str, version: str, registry: RegistryDep) -> VersionRecord:
+    return registry.get_version(model, version)
+
+
+@router.post("/models/{model}/versions/{version}/archive")
+def archive_version(
+    model: str, version: str, registry: RegistryDep, actor: ActorDep
+) -> VersionRecord:
+    return registry.archive_version(model, version, actor)
+
+
+@router.get("/models/{model}/versions/{version}/variants")
+def list_variants(model: str, version: str, registry: RegistryDep) -> list[VariantRecord]:
+    return registry.list_variants(model, version)
+
+
+@router.put("/models/{model}/aliases/{alias}")
+def set_alias(
+    model: str, alias: str, target: AliasTarget, registry: RegistryDep, actor: ActorDep
+) -> AliasRecord:
+    return registry.set_alias(model, alias, target.version, actor)
+
+
+@router.delete("/models/{model}/aliases/{alias}", status_code=204)
+def remove_alias(model: str, alias: str, registry: RegistryDep, actor: ActorDep) -> None:
+    registry.remove_alias(model, alias, actor)
+
+
+@router.get("/runs")
+def list_runs(
+    registry: RegistryDep,
+    model: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RunRecord]:
+    return registry.runs.list(model, limit)
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: str, registry: RegistryDep) -> RunRecord:
+    return registry.runs.get(run_id)
+
+
+@router.get("/events")
+def list_events(
+    registry: RegistryDep,
+    model: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+    after_id: Annotated[int | None, Query(ge=0)] = None,
+) -> list[EventRecord]:
+    return registry.list_events(model, limit, after_id)
+
+
+def _metadata_fields(header: str | None) -> dict[str, object]:
+    if header is None:
+        return {}
+    try:
+        fields = json.loads(header)
+    except ValueError:
+        raise InvalidInput(f"the {METADATA_HEADER} header is not valid JSON") from None
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"the {METADATA_HEADER} header must be a JSON object")
+    return fields
+
+
+async def _read_body(request: Request, limit_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit_bytes`` (never buffered past)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise PayloadTooLarge(f"the upload declares {declared} bytes; the limit is {limit_bytes}")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit_bytes:
+            raise PayloadTooLarge(f"the upload passed {limit_bytes} bytes, the limit; refused")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,189 @@
+"""RELIABILITY S1, S2, S7 against the real control-plane server."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ferryman.config import ControlSettings, load_settings
+from ferryman.control.api.app import create_app
+from ferryman.control.api.security import OPEN_PATHS, TOKEN_FILE, load_or_create_token
+from ferryman.control.server import check_bind
+from ferryman.errors import InvalidInput
+from ferryman.registry import Registry
+from tests.control.api.conftest import RunningServer
+
+
+def _every_route(registry: Registry) -> list[tuple[str, str]]:
+    """(method, concrete path) for every route: the OpenAPI paths plus unlisted routes."""
+    app = create_app(load_settings(), registry, "t")
+    census = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    for route in app.routes:
+        if isinstance(getattr(route, "path", None), str):
+            for method in getattr(route, "methods", None) or {"GET"}:
+                census.add((method, route.path))  # type: ignore[attr-defined]
+    return sorted((method, re.sub(r"\{[^}]+\}", "x", path)) for method, path in census)
+
+
+def test_every_route_needs_the_token(control: RunningServer) -> None:
+    """S1: enumerate every route and method; no token (or a wrong one) → 401."""
+    census = _every_route(control.registry)
+    assert len(census) >= 15
+    open_routes = set()
+    for method, path in census:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic abc"}):
+            response = httpx.request(method, control.url + path, headers=headers)
+            if response.status_code != 401:
+                open_routes.add(path)
+                continue
+            assert response.json()["error"].startswith("a valid bearer token is required")
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    assert open_routes <= OPEN_PATHS
+    assert {"/docs", "/openapi.json", "/healthz"} <= {path for _, path in census}
+
+
+def test_the_right_token_gets_through(control: RunningServer) -> None:
+    response = httpx.get(
+        control.url + "/api/v1/models", headers={"authorization": f"Bearer {control.token}"}
+    )
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.evil.example"])
+def test_foreign_host_headers_are_refused(control: RunningServer, host: str) -> None:
+    """S7: a DNS-rebinding request names another host; refused even with the token."""
+    response = httpx.get(
+        control.url + "/api/v1/models",
+        headers={"host": host, "authorization": f"Bearer {control.token}"},
+    )
+    assert response.status_code == 403
+    assert "Host" in response.json()["error"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_cross_origin_changes_are_refused(control: RunningServer, method: str) -> None:
+    """S7: state-changing methods from another origin → 403, DELETE included."""
+    response = httpx.request(
+        method,
+        control.url + "/api/v1/models/digits/aliases/production",
+        headers={"origin": "http://evil.example", "authorization": f"Bearer {control.token}"},
+    )
+    assert response.status_code == 403
+    assert "cross-origin" in response.json()["error"]
+
+
+def test_same_origin_changes_pass_the_origin_check(control: RunningServer) -> None:
+    response = httpx.delete(
+        control.url + "/api/v1/models/digits/aliases/production",
+        headers={"origin": control.url, "authorization": f"Bearer {control.token}"},
+    )
+    assert response.status_code == 404  # past the checks: the model does not exist
+
+
+def test_token_file_is_private_and_stable(tmp_path: Path) -> None:
+    first = load_or_create_token(tmp_path)
+    again = load_or_create_token(tmp_path)
+    assert first.is_new
+    assert not again.is_new
+    assert first.value == again.value
+    assert len(first.value) >= 40
+    assert stat.S_IMODE(os.stat(tmp_path / TOKEN_FILE).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "insecure", "refused"),
+    [
+        ("127.0.0.1", False, False, False),
+        ("::1", False, False, False),
+        ("0.0.0.0", True, False, False),
+        ("0.0.0.0", False, False, True),
+        ("10.1.2.3", False, False, True),
+        ("0.0.0.0", False, True, False),
+    ],
+)
+def test_non_loopback_bind_without_auth_is_refused(
+    host: str, auth: bool, insecure: bool, refused: bool
+) -> None:
+    """S2."""
+    control = ControlSettings(host=host, auth_required=auth, allow_insecure_bind=insecure)
+    settings = load_settings(control=control)
+    if refused:
+        with pytest.raises(InvalidInput, match="without authentication"):
+            check_bind(settings)
+    else:
+        check_bind(settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.e2e
+def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path: Path) -> None:
+    """S2: a fresh start binds 127.0.0.1; the CLI refuses 0.0.0.0 without auth."""
+    ferryman = str(Path(sys.executable).with_name("ferryman"))
+    env = {**os.environ, "FERRYMAN_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    port = _free_port()
+    process = subprocess.Popen(
+        [ferryman, "up", "--port", str(port)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(4)]
+        token = (tmp_path / "data" / TOKEN_FILE).read_text().strip()
+        assert any(token in line for line in banner)
+        _wait_until_listening(port)
+        listening = _listening_addresses(port)
+        assert listening == {"127.0.0.1"}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    refused = subprocess.run(
+        [ferryman, "up", "--host", "0.0.0.0", "--port", str(port)],
+        capture_output=True, text=True, check=False,
+        env={**env, "FERRYMAN_CONTROL__AUTH_REQUIRED": "false"},
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "without authentication" in refused.stderr
+
+
+def _wait_until_listening(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("ferryman up did not start listening")
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of TCP sockets listening on ``port``, from /proc/net/tcp{,6}."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(address) == 8:
+                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                else:
+                    found.add(address)
+    return found
