@@ -1,0 +1,91 @@
+"""Reference data for monitoring, built from the validation set at registration.
+
+Golden requests are a handful of validation inputs with the outputs the fp32 ONNX model
+gave for them; input summaries are histograms (per feature for tables, of per-image mean
+intensity for images); the prediction summary is the share of validation predictions per
+class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ferryman.export.gate import EvaluationSet, open_session
+from ferryman.reference import GoldenRequest, Histogram, ReferenceData, Tensor
+
+HISTOGRAM_BINS = 10
+GOLDEN_COUNT = 8
+
+
+def build_reference(
+    onnx_bytes: bytes,
+    evaluation: EvaluationSet,
+    labels: tuple[str, ...],
+    input_summaries: dict[str, Histogram],
+    golden_count: int = GOLDEN_COUNT,
+) -> ReferenceData:
+    """Golden requests answered by ``onnx_bytes``, plus the summaries, for one version."""
+    session = open_session(onnx_bytes)
+    golden = []
+    for row in evaluation.inputs[:golden_count]:
+        batch = row[None, ...]
+        outputs: list[Any] = session.run(None, {evaluation.input_name: batch})
+        names = [output.name for output in session.get_outputs()]
+        golden.append(
+            GoldenRequest(
+                inputs={evaluation.input_name: _tensor(batch)},
+                outputs={
+                    name: _tensor(np.asarray(value))
+                    for name, value in zip(names, outputs, strict=True)
+                },
+            )
+        )
+    scores = np.asarray(
+        session.run([evaluation.output_name], {evaluation.input_name: evaluation.inputs})[0]
+    )
+    predicted = np.bincount(np.argmax(scores, axis=1), minlength=len(labels))
+    shares = predicted / max(1, len(scores))
+    return ReferenceData(
+        golden=tuple(golden),
+        input_summaries=input_summaries,
+        prediction_summary={
+            label: float(share) for label, share in zip(labels, shares, strict=True)
+        },
+        labels=labels,
+    )
+
+
+def histogram(values: npt.NDArray[Any]) -> Histogram:
+    """Equal-width bins over the values' range; a constant column gets one bin."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return Histogram(edges=(low, low + 1.0), fractions=(1.0,))
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high))
+    return Histogram(
+        edges=tuple(float(edge) for edge in edges),
+        fractions=tuple(float(count) / len(values) for count in counts),
+    )
+
+
+def image_summaries(images: npt.NDArray[np.float32]) -> dict[str, Histogram]:
+    """Per-image mean intensity and contrast (standard deviation)."""
+    flat = images.reshape(len(images), -1)
+    return {"mean_intensity": histogram(flat.mean(axis=1)), "contrast": histogram(flat.std(axis=1))}
+
+
+def feature_summaries(
+    features: npt.NDArray[np.float32], names: tuple[str, ...]
+) -> dict[str, Histogram]:
+    return {name: histogram(features[:, index]) for index, name in enumerate(names)}
+
+
+def _tensor(array: npt.NDArray[Any]) -> Tensor:
+    if array.dtype.kind == "i":
+        return Tensor(
+            datatype="INT64", shape=array.shape, data=tuple(int(v) for v in array.ravel())
+        )
+    return Tensor(datatype="FP32", shape=array.shape, data=tuple(float(v) for v in array.ravel()))
