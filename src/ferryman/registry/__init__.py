@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from ferryman.registry.database import Database
+from ferryman.registry.deployments import (
+    Autoscaling,
+    DeploymentRecord,
+    Deployments,
+    DeploymentSpec,
+    HeaderRuleSpec,
+    VariantSpec,
+)
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.records import (
     AliasRecord,
@@ -21,9 +29,14 @@ from ferryman.registry.runs import RunLog
 
 __all__ = [
     "AliasRecord",
+    "Autoscaling",
     "Checkpoint",
     "Database",
+    "DeploymentRecord",
+    "DeploymentSpec",
+    "Deployments",
     "EventRecord",
+    "HeaderRuleSpec",
     "MetricPoint",
     "ModelRecord",
     "Registry",
@@ -31,6 +44,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "VariantRecord",
+    "VariantSpec",
     "VariantStatus",
     "VersionMetadata",
     "VersionRecord",

@@ -29,6 +29,7 @@ from ferryman.names import validate_name
 from ferryman.reference import ReferenceData
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
+from ferryman.registry.deployments import Deployments
 from ferryman.registry.metadata import VersionMetadata, validate_alias
 from ferryman.registry.records import (
     AliasRecord,
@@ -63,6 +64,7 @@ class Registry:
         self._store = store
         self._clock = clock
         self.runs = RunLog(database, clock)
+        self.deployments = Deployments(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

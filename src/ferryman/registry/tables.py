@@ -164,3 +164,17 @@ class EventRow(Base):
     object_key: Mapped[str] = mapped_column(String(256))
     model_name: Mapped[str | None] = mapped_column(NAME, index=True)
     details: Mapped[dict[str, Any]]
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(NAME, unique=True)
+    spec: Mapped[dict[str, Any]]
+    generation: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(KEY)
+    created_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(KEY)
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
