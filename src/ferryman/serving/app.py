@@ -16,6 +16,7 @@ from ferryman.runtimes import ModelRuntime
 from ferryman.serving.cache import LruCache, ResponseCache
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.edge import Edge
+from ferryman.serving.grpc import build_grpc_server
 from ferryman.serving.http import ROUTES, render_error
 from ferryman.serving.metrics import ReplicaIdentity
 
@@ -29,16 +30,26 @@ def create_app(
     """The ASGI app of a replica serving ``runtime`` as ``identity``.
 
     The model loads (and replays its golden requests) in the app's lifespan; until then,
-    and if that fails, the replica is live but not ready.
+    and if that fails, the replica is live but not ready. When ``settings.serving.grpc_port``
+    is set, the gRPC service starts in the same lifespan, on the same data plane.
     """
     plane = DataPlane(identity, runtime, settings.serving, reference, _cache(settings))
+
+    serving = settings.serving
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await plane.load()
+        grpc_server = None
+        if serving.grpc_port is not None:
+            grpc_server = build_grpc_server(plane, serving.host, serving.grpc_port)
+            await grpc_server.start()
         try:
             yield
         finally:
+            plane.is_draining = True
+            if grpc_server is not None:
+                await grpc_server.stop(grace=serving.drain_timeout_s)
             await plane.unload()
 
     app = Starlette(

@@ -7,6 +7,7 @@ golden requests, not draining), admission, deadlines, the response cache and the
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from ferryman.config import ServingSettings
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
 from ferryman.names import validate_name
-from ferryman.protocol.v2 import MetadataModelResponse, MetadataTensor
+from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, MetadataTensor
 from ferryman.reference import ReferenceData
 from ferryman.runtimes import ModelRuntime
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
@@ -26,6 +27,8 @@ from ferryman.serving.readiness import replay_golden
 from ferryman.signature import Signature
 
 logger = logging.getLogger(__name__)
+
+EXTENSIONS = ("binary_tensor_data", "tf_serving_predict", "plain_predict", "grpc")
 
 
 def is_batchable(signature: Signature) -> bool:
@@ -171,6 +174,14 @@ class DataPlane:
         outputs = await self._batcher.submit(inputs, deadline)
         await self._cache.put(key, outputs)
         return outputs
+
+    def server_metadata(self) -> MetadataServerResponse:
+        """The V2 server metadata: who answers and which extensions it speaks."""
+        try:
+            version = importlib.metadata.version("ferryman")
+        except importlib.metadata.PackageNotFoundError:  # running from a source tree
+            version = "0+unknown"
+        return MetadataServerResponse("ferryman", version, list(EXTENSIONS))
 
     def model_metadata(self) -> MetadataModelResponse:
         """The V2 model metadata of the served variant."""

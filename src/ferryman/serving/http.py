@@ -8,8 +8,6 @@ same way.
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
@@ -19,14 +17,12 @@ from starlette.routing import Route
 
 from ferryman.errors import FerrymanError, InvalidInput
 from ferryman.protocol import codecs
-from ferryman.protocol.v2 import MetadataServerResponse
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
 from ferryman.serving.predict import predict, tf_serving_predict
 
 JSON = "application/json"
 BINARY_HEADER = "inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data", "tf_serving_predict", "plain_predict"]
 
 
 def plane_of(request: Request) -> DataPlane:
@@ -50,14 +46,7 @@ async def server_ready(request: Request) -> Response:
 
 
 async def server_metadata(request: Request) -> Response:
-    return json_response(MetadataServerResponse("ferryman", _version(), EXTENSIONS))
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ferryman")
-    except importlib.metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
+    return json_response(plane_of(request).server_metadata())
 
 
 async def model_metadata(request: Request) -> Response:
