@@ -51,8 +51,3 @@ async def test_a_draining_replica_turns_new_requests_away() -> None:
     assert refused.headers["retry-after"] == "1"
     assert "draining" in refused.json()["error"]
     assert ready.status_code == 503
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

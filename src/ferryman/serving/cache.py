@@ -15,9 +15,9 @@ import numpy as np
 Arrays = dict[str, np.ndarray]
 
 
-def tensor_key(inputs: Arrays) -> str:
-    """A digest of the inputs' names, datatypes, shapes and bytes."""
-    digest = hashlib.sha256()
+def tensor_key(scope: str, inputs: Arrays) -> str:
+    """A digest of ``scope`` (who answers) and the inputs' names, datatypes, shapes and bytes."""
+    digest = hashlib.sha256(scope.encode())
     for name in sorted(inputs):
         array = np.ascontiguousarray(inputs[name])
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
@@ -26,16 +26,16 @@ def tensor_key(inputs: Arrays) -> str:
 
 
 class ResponseCache(Protocol):
-    """Outputs of earlier requests, by the digest of their inputs."""
-
-    def key_of(self, inputs: Arrays) -> str:
-        """The cache key of ``inputs``."""
+    """Outputs of earlier requests, by the digest of their inputs (see :func:`tensor_key`)."""
 
     async def get(self, key: str) -> Arrays | None:
         """The outputs stored under ``key``, or None."""
 
     async def put(self, key: str, outputs: Arrays) -> None:
         """Store ``outputs`` under ``key``."""
+
+    async def close(self) -> None:
+        """Release connections and memory."""
 
 
 class LruCache:
@@ -51,9 +51,6 @@ class LruCache:
         self._entries: OrderedDict[str, Arrays] = OrderedDict()
         self._max_entries = max_entries
 
-    def key_of(self, inputs: Arrays) -> str:
-        return tensor_key(inputs)
-
     async def get(self, key: str) -> Arrays | None:
         outputs = self._entries.get(key)
         if outputs is not None:
@@ -66,6 +63,9 @@ class LruCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+
+    async def close(self) -> None:
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

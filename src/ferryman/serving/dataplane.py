@@ -21,7 +21,7 @@ from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, 
 from ferryman.reference import ReferenceData
 from ferryman.runtimes import ModelRuntime
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
-from ferryman.serving.cache import ResponseCache
+from ferryman.serving.cache import ResponseCache, tensor_key
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
 from ferryman.serving.readiness import replay_golden
 from ferryman.signature import Signature
@@ -57,6 +57,7 @@ class DataPlane:
         self._runtime = runtime
         self._reference = reference
         self._cache = cache
+        self._cache_scope = f"{identity.model}/{identity.version}/{identity.variant}"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._admitted = 0
         self._is_batchable = is_batchable(self.signature)
@@ -109,6 +110,8 @@ class DataPlane:
         self.is_draining = True
         self.metrics.is_ready.set(0)
         await self._batcher.stop()
+        if self._cache is not None:
+            await self._cache.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._runtime.unload)
         self._executor.shutdown(wait=False)
 
@@ -165,7 +168,7 @@ class DataPlane:
                 )
         if self._cache is None:
             return await self._batcher.submit(inputs, deadline)
-        key = self._cache.key_of(inputs)
+        key = tensor_key(self._cache_scope, inputs)
         cached = await self._cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()

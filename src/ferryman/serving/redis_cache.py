@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ferryman.serving.cache import Arrays, tensor_key
+from ferryman.serving.cache import Arrays
 
 DEFAULT_TTL_S = 3600
 
@@ -22,11 +22,8 @@ class RedisCache:
         self._ttl_s = ttl_s
         self._prefix = prefix
 
-    def key_of(self, inputs: Arrays) -> str:
-        return self._prefix + tensor_key(inputs)
-
     async def get(self, key: str) -> Arrays | None:
-        raw = await self._client.get(key)
+        raw = await self._client.get(self._prefix + key)
         if raw is None:
             return None
         with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
@@ -35,7 +32,7 @@ class RedisCache:
     async def put(self, key: str, outputs: Arrays) -> None:
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, **outputs)
-        await self._client.set(key, buffer.getvalue(), ex=self._ttl_s)
+        await self._client.set(self._prefix + key, buffer.getvalue(), ex=self._ttl_s)
 
     async def close(self) -> None:
         await self._client.aclose()
