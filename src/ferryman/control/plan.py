@@ -32,7 +32,7 @@ class RestartPolicy:
     max_s: float = 60.0
 
     def delay_s(self, failures: int) -> float:
-        return min(self.max_s, self.base_s * 2 ** max(0, failures - 1))
+        return min(self.max_s, self.base_s * float(2 ** max(0, failures - 1)))
 
 
 @dataclass(frozen=True)
