@@ -25,7 +25,7 @@ from ferryman.errors import (
     RunNotFound,
     VersionNotFound,
 )
-from ferryman.names import validate_name
+from ferryman.names import validate_key, validate_name
 from ferryman.reference import ReferenceData
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
@@ -326,6 +326,21 @@ class Registry:
             raise InvalidInput(f"limit {limit} is out of range; use 1..10000")
         with self._db.reading() as session:
             return query_events(session, model, limit, after_id)
+
+    def record_event(
+        self,
+        actor: str,
+        action: str,
+        subject: tuple[str, str, str | None],
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an event about something outside the registry's tables (a replica, a scale)."""
+        validate_key(action, "action")
+
+        def work(session: Session) -> None:
+            append_event(session, self._clock(), actor, action, subject, details=details)
+
+        self._db.write(work)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -1,0 +1,226 @@
+"""The ``local`` runtime: replicas as processes on this machine.
+
+Each replica is ``python -m ferryman serve MODEL:VERSION`` in a session of its own (so a
+control plane killed with SIGKILL leaves the data plane serving), on a free loopback port.
+A state file per replica under ``<data_dir>/replicas/`` records its pid, the kernel's start
+time of that pid and its spec; a restarted control plane re-adopts the processes whose pid
+and start time still match, and forgets the rest, so there are neither orphans nor
+duplicates. Stopping is non-blocking: SIGTERM (the replica drains), then SIGKILL once the
+drain timeout has passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from ferryman.config import Settings
+from ferryman.control.runtime import Replica, ReplicaSpec, ReplicaState
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "replicas"
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What the state file of one replica holds."""
+
+    id: str
+    pid: int
+    port: int
+    started_at_s: float
+    process_start: str
+    spec: dict[str, object]
+    stopping_since_s: float | None = None
+
+
+class LocalRuntime:
+    """A :class:`~ferryman.control.runtime.Runtime` of local processes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self._settings = settings
+        self._dir = settings.data_dir / STATE_DIR
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._startup_timeout_s = startup_timeout_s
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._http = httpx.Client(timeout=1.0)
+
+    def observe(self) -> list[Replica]:
+        replicas = []
+        for record in self._records():
+            exit_reason = self._exit_reason(record)
+            if record.stopping_since_s is not None:
+                self._finish_stopping(record, exit_reason is not None)
+            elif exit_reason is not None:
+                replicas.append(self._replica(record, ReplicaState.FAILED, exit_reason))
+            else:
+                replicas.append(self._probe(record))
+        return replicas
+
+    def start(self, spec: ReplicaSpec) -> Replica:
+        replica_id = f"{spec.endpoint}-{spec.variant}-{uuid.uuid4().hex[:8]}"
+        port = _free_port()
+        log = (self._dir / f"{replica_id}.log").open("ab")
+        with log:
+            child = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+                self._command(spec, port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(spec),
+                start_new_session=True,
+            )
+        self._children[child.pid] = child
+        record = ProcessRecord(
+            id=replica_id,
+            pid=child.pid,
+            port=port,
+            started_at_s=self._clock(),
+            process_start=_process_start(child.pid) or "",
+            spec=asdict(spec),
+        )
+        self._write(record)
+        logger.info("started replica %s (pid %d, port %d)", replica_id, child.pid, port)
+        return self._replica(record, ReplicaState.STARTING)
+
+    def stop(self, replica_id: str) -> None:
+        path = self._dir / f"{replica_id}.json"
+        record = self._read(path)
+        if record is None or record.stopping_since_s is not None:
+            return
+        self._signal(record, signal.SIGTERM)
+        self._write(ProcessRecord(**{**asdict(record), "stopping_since_s": self._clock()}))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _command(self, spec: ReplicaSpec, port: int) -> list[str]:
+        settings = self._settings
+        command = [
+            sys.executable, "-m", "ferryman",
+            "--data-dir", str(settings.data_dir.absolute()),
+            "--database-url", settings.resolved_database_url,
+            "serve", f"{spec.model}:{spec.version}", "--port", str(port), "--host", "127.0.0.1",
+        ]  # fmt: skip
+        return command + (["--variant", spec.kind] if spec.kind else [])
+
+    def _environment(self, spec: ReplicaSpec) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("FERRYMAN_")}
+        overrides = {
+            "MAX_BATCH_SIZE": spec.max_batch_size,
+            "MAX_DELAY_MS": spec.max_delay_ms,
+            "INTRA_OP_THREADS": spec.intra_op_threads,
+        }
+        for key, value in overrides.items():
+            if value is not None:
+                env[f"FERRYMAN_SERVING__{key}"] = str(value)
+        return env
+
+    def _probe(self, record: ProcessRecord) -> Replica:
+        url = f"http://127.0.0.1:{record.port}"
+        try:
+            is_ready = self._http.get(f"{url}/v2/health/ready").status_code == 200
+        except httpx.HTTPError:
+            is_ready = False
+        if is_ready:
+            return self._replica(record, ReplicaState.READY)
+        age_s = self._clock() - record.started_at_s
+        if age_s > self._startup_timeout_s:
+            reason = f"not ready after {age_s:.0f} s (see {record.id}.log)"
+            return self._replica(record, ReplicaState.FAILED, reason)
+        return self._replica(record, ReplicaState.STARTING)
+
+    def _finish_stopping(self, record: ProcessRecord, has_exited: bool) -> None:
+        drain_s = self._settings.serving.drain_timeout_s + 5
+        since = record.stopping_since_s or 0.0
+        if not has_exited and self._clock() - since > drain_s:
+            logger.warning("replica %s did not drain in %.0f s; killing it", record.id, drain_s)
+            self._signal(record, signal.SIGKILL)
+            has_exited = True
+        if has_exited:
+            self._forget(record)
+
+    def _exit_reason(self, record: ProcessRecord) -> str | None:
+        """None while the recorded process runs; else why it is gone."""
+        child = self._children.get(record.pid)
+        if child is not None and (code := child.poll()) is not None:
+            return f"exited with code {code} (see {record.id}.log)"
+        if _process_start(record.pid) != record.process_start:
+            return "its process is gone"
+        return None
+
+    def _signal(self, record: ProcessRecord, which: signal.Signals) -> None:
+        if self._exit_reason(record) is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, which)
+
+    def _forget(self, record: ProcessRecord) -> None:
+        child = self._children.pop(record.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+        (self._dir / f"{record.id}.json").unlink(missing_ok=True)
+
+    def _replica(self, record: ProcessRecord, state: ReplicaState, reason: str = "") -> Replica:
+        spec = ReplicaSpec(**record.spec)  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{record.port}"
+        return Replica(record.id, spec, state, url, record.started_at_s, reason)
+
+    def _records(self) -> list[ProcessRecord]:
+        found = (self._read(path) for path in sorted(self._dir.glob("*.json")))
+        return [record for record in found if record is not None]
+
+    def _read(self, path: Path) -> ProcessRecord | None:
+        try:
+            return ProcessRecord(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            logger.warning("ignoring unreadable replica state file %s", path.name)
+            return None
+
+    def _write(self, record: ProcessRecord) -> None:
+        path = self._dir / f"{record.id}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(record)))
+        os.replace(temporary, path)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/pid/stat); None if no process.
+
+    Together with the pid it names one process for good: a recycled pid has another start.
+    Zombies count as gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
