@@ -123,6 +123,10 @@ class GatewaySettings(BaseModel):
     port: int = Field(
         default=8000, ge=0, le=65535, description="HTTP port (replicas default to 8080)."
     )
+    allow_insecure_bind: bool = Field(
+        default=False,
+        description="Allow a non-loopback bind; the gateway has no auth of its own.",
+    )
     routes_file: Path | None = Field(
         default=None, description="Route table JSON to apply; default: routes.json in the data dir."
     )

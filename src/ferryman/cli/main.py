@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ferryman import __version__
-from ferryman.cli import demo, registry, serve, up
+from ferryman.cli import demo, gateway, registry, serve, up
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -31,6 +31,7 @@ app.command("events")(registry.events)
 app.command("demo")(demo.demo)
 app.command("up")(up.up)
 app.command("serve")(serve.serve)
+app.command("gateway")(gateway.gateway)
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 

@@ -1,0 +1,287 @@
+"""The gateway's ASGI app: paths and limits at the edge, then route, hold, forward, mirror.
+
+A bare ASGI callable rather than a framework router: the gateway serves a handful of fixed
+paths and forwards bytes, so each request costs one path split, one dict lookup and one
+pure :func:`~ferryman.control.routes.pick_variant` call before the bytes go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+from ferryman.config import GatewaySettings, Settings
+from ferryman.control.gateway.health import BackendHealth
+from ferryman.control.gateway.holding import Holding
+from ferryman.control.gateway.messages import (
+    Answer,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    check_headers,
+    error_answer,
+    json_answer,
+    read_body,
+    send_answer,
+)
+from ferryman.control.gateway.metrics import GatewayMetrics
+from ferryman.control.gateway.paths import Target, parse_target
+from ferryman.control.gateway.proxy import NoLiveBackend, Proxy
+from ferryman.control.gateway.routefile import RouteFile
+from ferryman.control.gateway.shadow import PrimaryAnswer, ShadowMirror
+from ferryman.control.gateway.transport import REQUEST_DROPPED, PooledTransport, Transport, Upstream
+from ferryman.control.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
+from ferryman.errors import FerrymanError, NotFound, Unavailable
+
+logger = logging.getLogger(__name__)
+
+VARIANT_HEADER = b"ferryman-variant"
+_KINDS = {502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+
+
+def create_gateway(settings: Settings) -> Gateway:
+    """The gateway for these settings, reading ``gateway.routes_file`` (or the data dir's)."""
+    routes_file = settings.gateway.routes_file or settings.data_dir / "routes.json"
+    return Gateway(settings.gateway, routes_file=routes_file)
+
+
+class Gateway:
+    """The ASGI app. ``set_routes`` swaps the table in whole; a lifespan starts the pools.
+
+    >>> gateway = Gateway(GatewaySettings())
+    >>> gateway.set_routes(RouteTable(generation=1, endpoints={}))
+    >>> gateway.routes.generation
+    1
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        routes_file: Path | None = None,
+        transport: Callable[[GatewaySettings], Transport] = PooledTransport,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.routes = RouteTable(generation=0, endpoints={})
+        self._make_transport = transport
+        self._clock = clock
+        self._draw = draw
+        self._holding = Holding(self.metrics, clock)
+        self._health = BackendHealth(settings.backend_recheck_s, clock)
+        self._proxy: Proxy | None = None
+        self._shadow: ShadowMirror | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.route_file = (
+            RouteFile(routes_file, self.set_routes, self.metrics, settings.backend_hosts)
+            if routes_file
+            else None
+        )
+
+    def set_routes(self, table: RouteTable) -> None:
+        """Apply a new route table at once; held requests are routed again."""
+        if table.generation != self.routes.generation and self._proxy is not None:
+            self._proxy.forget()
+        self.routes = table
+        self.metrics.route_generation.set(table.generation)
+        self._holding.notify()
+        logger.info(
+            "route table generation %d: %d endpoints", table.generation, len(table.endpoints)
+        )
+
+    def held(self) -> dict[str, int]:
+        """Requests waiting for a ready replica now, by endpoint (the autoscaler's demand)."""
+        return self._holding.held()
+
+    async def start(self) -> None:
+        """Open the pools, load the route file and start watching it."""
+        self._proxy = Proxy(self._make_transport(self.settings), self._health, self.metrics)
+        self._shadow = ShadowMirror(self._proxy, self.metrics, self.settings)
+        if self.route_file is not None:
+            self.route_file.check()
+            interval_s = self.settings.routes_poll_interval_s
+            self._watcher = asyncio.create_task(self.route_file.watch(interval_s))
+
+    async def close(self) -> None:
+        """Stop watching, cancel shadow copies, close the pools."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._shadow is not None:
+            await self._shadow.close()
+        if self._proxy is not None:
+            await self._proxy.transport.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                answer = await self._answer(scope, receive)
+            except FerrymanError as exc:
+                answer = error_answer(exc)
+            await send_answer(send, answer)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        path: str = scope["path"]
+        if path == "/metrics":
+            return Answer(
+                200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.exposition()
+            )
+        if path in ("/-/healthz", "/v2/health/live", "/v2/health/ready"):
+            return json_answer(200, {"status": "ok", "generation": self.routes.generation})
+        if path == "/-/held":
+            return json_answer(200, {"held": self.held()})
+        target = parse_target(scope["method"], path)
+        if target is None:
+            raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
+        settings = self.settings
+        check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
+        self._route(target.endpoint)  # 404 before reading a body for an unknown endpoint
+        body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+        return await self._exchange(target, scope["headers"], body)
+
+    async def _exchange(self, target: Target, raw_headers: RawHeaders, body: bytes) -> Answer:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
+        forwarded = _forwarded(raw_headers, headers.get("connection", ""))
+        started = self._clock()
+        endpoint = target.endpoint
+        self.metrics.in_flight.labels(endpoint).inc()
+        try:
+            variant, answer = await self._deliver(target, headers, forwarded, body, started)
+        finally:
+            self.metrics.in_flight.labels(endpoint).dec()
+        self._record(endpoint, variant.name, answer.status, started)
+        logger.debug("%s %s -> %s %d", target.method, endpoint, variant.name, answer.status)
+        headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
+        return Answer(answer.status, headers_out, answer.body)
+
+    async def _deliver(
+        self,
+        target: Target,
+        headers: dict[str, str],
+        forwarded: Forwarded,
+        body: bytes,
+        started: float,
+    ) -> tuple[VariantRoute, Answer]:
+        """Route, forward, and hold while the chosen variant has no live replica."""
+        draw = self._draw()
+        deadline: float | None = None
+        while True:
+            route = self._route(target.endpoint)
+            variant = self._pick(route, target, headers, draw)
+            try:
+                return variant, await self._forward(route, variant, target, forwarded, body)
+            except NoLiveBackend:
+                pass
+            except FerrymanError as exc:
+                return variant, error_answer(exc)
+            deadline = started + route.hold_timeout_s if deadline is None else deadline
+            try:
+                await self._holding.wait(route, deadline)
+            except FerrymanError as exc:
+                return variant, error_answer(exc)
+
+    async def _forward(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        target: Target,
+        forwarded: Forwarded,
+        body: bytes,
+    ) -> Answer:
+        proxy = self._running_proxy()
+        if not proxy.has_live_backend(variant):
+            raise NoLiveBackend(variant.name)
+        request = Upstream(target.method, target.upstream_path(variant.model), forwarded, body)
+        primary = self._mirror(route, variant, target, forwarded, body)
+        answer: Answer | None = None
+        try:
+            answer = await proxy.forward(route.endpoint, variant, request)
+            return answer
+        finally:
+            if primary is not None and not primary.done():
+                primary.set_result(answer)
+
+    def _mirror(
+        self,
+        route: EndpointRoute,
+        variant: VariantRoute,
+        target: Target,
+        forwarded: Forwarded,
+        body: bytes,
+    ) -> PrimaryAnswer | None:
+        """Start a shadow copy of an inference request (not of reads, not of a versioned one)."""
+        if route.shadow is None or variant.name == route.shadow or self._shadow is None:
+            return None
+        if target.method != "POST" or target.version is not None:
+            return None
+        model = route.variant(route.shadow).model
+        copy = Upstream(target.method, target.upstream_path(model), forwarded, body)
+        return self._shadow.mirror(route, copy)
+
+    def _route(self, endpoint: str) -> EndpointRoute:
+        route = self.routes.endpoints.get(endpoint)
+        if route is None:
+            self.metrics.unknown_endpoint.inc()
+            raise NotFound(f"endpoint {endpoint!r} is not deployed; see `ferryman endpoints list`")
+        return route
+
+    @staticmethod
+    def _pick(
+        route: EndpointRoute, target: Target, headers: dict[str, str], draw: float
+    ) -> VariantRoute:
+        if target.version is None:
+            return pick_variant(route, headers, draw)
+        serving = [v for v in route.weighted() if v.version == target.version]
+        if not serving:
+            versions = sorted({v.version for v in route.weighted()})
+            raise NotFound(
+                f"endpoint {route.endpoint!r} serves versions {versions}, not {target.version}"
+            )
+        return serving[int(draw * len(serving)) % len(serving)]
+
+    def _record(self, endpoint: str, variant: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(endpoint, variant, f"{status // 100}xx").inc()
+        self.metrics.latency.labels(endpoint, variant).observe(self._clock() - started)
+        if status >= 500:
+            kind = _KINDS.get(status, "server_error")
+            self.metrics.errors.labels(endpoint, variant, kind).inc()
+
+    def _running_proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise Unavailable("the gateway is starting; try again shortly", retry_after_s=1)
+        return self._proxy
+
+
+Forwarded = tuple[tuple[str, str], ...]
+
+
+def _forwarded(raw_headers: RawHeaders, connection: str) -> Forwarded:
+    """Request headers for the replica: end-to-end ones only (RFC 9110 7.6.1)."""
+    named = {token.strip().lower().encode("latin-1") for token in connection.split(",")}
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in raw_headers
+        if name not in REQUEST_DROPPED and name not in named
+    )

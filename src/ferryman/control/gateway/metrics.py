@@ -1,0 +1,83 @@
+"""The gateway's Prometheus metrics, on a registry this object owns.
+
+Label values come only from the route table (endpoint and variant names, which the table
+validated) or from small fixed sets, so a client naming random endpoints cannot grow the
+series (RELIABILITY B9): unknown names only bump one unlabelled counter.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    """Requests, errors, latency, held requests, shadow outcomes and backend health."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        by_variant = ["endpoint", "variant"]
+        self.requests = Counter(
+            "ferryman_gateway_requests",
+            "Requests answered, by the status class of the answer.",
+            [*by_variant, "code"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "ferryman_gateway_errors",
+            "Requests answered with a 5xx, by kind: bad_gateway, unavailable, timeout.",
+            [*by_variant, "kind"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ferryman_gateway_request_duration_seconds",
+            "Time from a request's arrival to its answer, holding included.",
+            by_variant,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "ferryman_gateway_in_flight_requests",
+            "Requests on their way to a replica or held, per endpoint.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.held = Gauge(
+            "ferryman_gateway_held_requests",
+            "Requests waiting for a ready replica (scale from zero): demand for the autoscaler.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.shadow = Counter(
+            "ferryman_gateway_shadow",
+            "Shadow copies by outcome: equal, close, same_argmax, different, status_differs, "
+            "primary_failed, error, dropped.",
+            [*by_variant, "outcome"],
+            registry=self.registry,
+        )
+        self.backend_down = Counter(
+            "ferryman_gateway_backend_down",
+            "Times a replica refused a connection and was taken out of rotation.",
+            by_variant,
+            registry=self.registry,
+        )
+        self.unknown_endpoint = Counter(
+            "ferryman_gateway_unknown_endpoint",
+            "Requests for endpoints that are not in the route table (no label on purpose).",
+            registry=self.registry,
+        )
+        self.route_generation = Gauge(
+            "ferryman_gateway_route_generation",
+            "Generation of the route table in force.",
+            registry=self.registry,
+        )
+        self.route_reload_errors = Counter(
+            "ferryman_gateway_route_reload_errors",
+            "Route files that could not be read or were invalid (the last good table stays).",
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,77 @@
+"""The protocol paths the gateway serves, and the replica path each one becomes.
+
+Only the endpoint segment (and a version number) is read from a client's path; the path
+sent upstream is rebuilt from the variant's model name, so nothing else of the client's
+path or query string ever reaches a replica.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ferryman.errors import InvalidInput, NotFound
+from ferryman.names import validate_name
+
+Protocol = Literal["v2", "v1", "predict"]
+_V2_TAILS = {(): "GET", ("ready",): "GET", ("infer",): "POST"}
+_MAX_VERSION_DIGITS = 9
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A proxied request: the endpoint, an optional version, and what to call on a replica."""
+
+    endpoint: str
+    method: str
+    protocol: Protocol
+    tail: str = ""
+    version: int | None = None
+
+    def upstream_path(self, model: str) -> str:
+        """The replica's path for this request, naming the variant's ``model``."""
+        if self.protocol == "predict":
+            return "/predict"
+        if self.protocol == "v1":
+            return f"/v1/models/{model}:predict"
+        version = f"/versions/{self.version}" if self.version is not None else ""
+        return f"/v2/models/{model}{version}{self.tail}"
+
+
+def parse_target(method: str, path: str) -> Target | None:
+    """The :class:`Target` of a proxied path, ``None`` for any other path.
+
+    >>> parse_target("POST", "/v2/models/digits/versions/3/infer").upstream_path("mnist")
+    '/v2/models/mnist/versions/3/infer'
+    """
+    target: Target | None = None
+    if path.startswith("/v2/models/"):
+        target = _v2(path.removeprefix("/v2/models/").split("/"))
+    elif path.startswith("/v1/models/") and path.endswith(":predict"):
+        target = Target(path[len("/v1/models/") : -len(":predict")], "POST", "v1")
+    elif path.startswith("/endpoints/") and path.endswith("/predict"):
+        target = Target(path[len("/endpoints/") : -len("/predict")], "POST", "predict")
+    if target is None:
+        return None
+    validate_name(target.endpoint, "endpoint name")
+    if method != target.method:
+        raise NotFound(f"{path[:120]!r} takes {target.method}, not {method[:10]}")
+    return target
+
+
+def _v2(segments: list[str]) -> Target | None:
+    endpoint, rest = segments[0], tuple(segments[1:])
+    version: int | None = None
+    if rest[:1] == ("versions",) and len(rest) >= 2:
+        version, rest = _version(rest[1]), rest[2:]
+    method = _V2_TAILS.get(rest)
+    if method is None:
+        return None
+    tail = f"/{rest[0]}" if rest else ""
+    return Target(endpoint, method, "v2", tail, version)
+
+
+def _version(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_VERSION_DIGITS:
+        raise InvalidInput(f"version {text[:20]!r} is not a version number; use e.g. 3")
+    return int(text)

@@ -1,0 +1,52 @@
+"""Running the gateway in the foreground: uvicorn with uvloop and httptools."""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+
+import uvicorn
+
+from ferryman.config import Settings
+from ferryman.control.gateway.app import Gateway
+from ferryman.errors import Forbidden
+
+LOOPBACK_HOSTS = frozenset({"localhost"})
+
+
+def build_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
+    """A server for ``gateway`` on the settings' host and port (not started).
+
+    A non-loopback bind is refused unless ``gateway.allow_insecure_bind`` is set: the
+    gateway forwards to replicas without a token of its own (RELIABILITY S2).
+    """
+    config = settings.gateway
+    if not (_is_loopback(config.host) or config.allow_insecure_bind):
+        raise Forbidden(
+            f"gateway host {config.host!r} is not loopback and the gateway has no auth; bind "
+            "127.0.0.1, or set gateway.allow_insecure_bind behind a proxy that authenticates"
+        )
+    return uvicorn.Server(
+        uvicorn.Config(
+            gateway,
+            host=config.host,
+            port=config.port,
+            loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+            http="httptools" if importlib.util.find_spec("httptools") else "h11",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=int(config.request_timeout_s),
+        )
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
