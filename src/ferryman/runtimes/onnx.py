@@ -46,6 +46,9 @@ class OnnxRuntime:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._intra_op_threads
         options.inter_op_num_threads = 1
+        # Idle intra-op threads spin by default, taking the cores the event loop needs
+        # between model calls; a replica shares its CPUs with its HTTP work.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(onnxruntime.get_available_providers())
         providers = [name for name in PREFERRED_PROVIDERS if name in available]
         self._session = onnxruntime.InferenceSession(

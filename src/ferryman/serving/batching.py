@@ -11,6 +11,7 @@ of the call that raised it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -27,6 +28,11 @@ from ferryman.serving.metrics import ReplicaMetrics
 logger = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
+
+INLINE_BELOW_S = 0.0005
+"""Model calls that typically take less than this run on the event loop itself: for tiny
+models the hop to the executor thread and back costs several times the call. Slower models
+(and any model until its first call was timed) run on the executor."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._typical_call_s = float("inf")  # unknown until a call was timed
+        self._queued_rows = 0
         self.outstanding = 0
         """Requests submitted and not yet answered."""
         self.subject = "the model"
@@ -91,6 +99,7 @@ class Batcher:
             pending = self._queue.popleft()
             if not pending.future.done():
                 pending.future.set_exception(Unavailable("the replica is shutting down", 1))
+        self._queued_rows = 0
 
     async def submit(self, inputs: Arrays, deadline: float) -> Arrays:
         """Queue ``inputs`` and wait for their outputs until ``deadline`` (monotonic s)."""
@@ -105,8 +114,10 @@ class Batcher:
             inputs, *self._shape_of(inputs), now, asyncio.get_running_loop().create_future()
         )
         self._queue.append(pending)
-        self._wakeup.set()
+        self._queued_rows += pending.rows
         self.outstanding += 1
+        if len(self._queue) == 1 or not self._should_wait():
+            self._wakeup.set()  # the loop is idle, or the batch is full, or nobody else comes
         try:
             return await asyncio.wait_for(pending.future, timeout=max(deadline - now, 0.0))
         except TimeoutError:
@@ -134,36 +145,32 @@ class Batcher:
         while not self._queue:
             self._wakeup.clear()
             await self._wakeup.wait()
-        await asyncio.sleep(0)  # let requests that arrived in this same tick join
-        cut_at = self._queue[0].enqueued_at + self._policy.max_delay_s
-        while self._should_wait():
+        if self._should_wait():
+            # One wait per batch: submit() wakes it early only when waiting stops paying.
             self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), cut_at - time.monotonic())
-            except TimeoutError:
-                break
+            cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), max(cut_in_s, 0.0))
         return self._take()
 
     def _should_wait(self) -> bool:
-        if sum(p.rows for p in self._queue) >= self._policy.max_batch_size:
+        """Wait for company while the batch has room and admitted requests are on their way."""
+        if self._queued_rows >= self._policy.max_batch_size:
             return False
-        coming = self._arrivals() - self.outstanding
-        return (
-            coming > 0 and time.monotonic() < self._queue[0].enqueued_at + self._policy.max_delay_s
-        )
+        return self._arrivals() > self.outstanding
 
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []
         rows = 0
         while self._queue:
             pending = self._queue[0]
-            if pending.future.done():  # its deadline passed while it waited
-                self._queue.popleft()
-                continue
             if batch and rows + pending.rows > self._policy.max_batch_size:
                 break
-            batch.append(self._queue.popleft())
-            rows += pending.rows
+            self._queue.popleft()
+            self._queued_rows -= pending.rows
+            if not pending.future.done():  # else its deadline passed while it waited
+                batch.append(pending)
+                rows += pending.rows
         return batch
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
@@ -177,7 +184,10 @@ class Batcher:
         for items in groups.values():
             self._metrics.batch_size.observe(len(items))
             try:
-                outputs = await loop.run_in_executor(self._executor, self._predict, items)
+                if self._typical_call_s < INLINE_BELOW_S:
+                    outputs = self._predict(items)
+                else:
+                    outputs = await loop.run_in_executor(self._executor, self._predict, items)
             except FerrymanError as exc:
                 _fail(items, exc)
             except Exception as exc:  # a model error fails its own call, nothing else
@@ -192,10 +202,10 @@ class Batcher:
 
     def _predict(self, items: list[_Pending]) -> list[Arrays]:
         if len(items) == 1:
-            return [self._runtime.predict(items[0].inputs)]
+            return [self._timed_predict(items[0].inputs)]
         names = items[0].inputs.keys()
         stacked = {name: np.concatenate([p.inputs[name] for p in items]) for name in names}
-        outputs = self._runtime.predict(stacked)
+        outputs = self._timed_predict(stacked)
         total = sum(p.rows for p in items)
         for name, array in outputs.items():
             if array.ndim == 0 or array.shape[0] != total:
@@ -206,6 +216,13 @@ class Batcher:
         bounds = np.cumsum([p.rows for p in items])[:-1]
         split = {name: np.split(array, bounds) for name, array in outputs.items()}
         return [{name: parts[i] for name, parts in split.items()} for i in range(len(items))]
+
+    def _timed_predict(self, inputs: Arrays) -> Arrays:
+        started = time.perf_counter()
+        outputs = self._runtime.predict(inputs)
+        elapsed_s = time.perf_counter() - started
+        self._typical_call_s = min(self._typical_call_s, elapsed_s * 4) * 0.8 + elapsed_s * 0.2
+        return outputs
 
 
 def _fail(items: list[_Pending], error: FerrymanError) -> None:

@@ -113,7 +113,8 @@ async def render_error(request: Request, exc: Exception) -> Response:
     raise exc
 
 
-ROUTES = (
+ROUTES = (  # matched in order: inference first
+    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
     Route("/v2/health/live", server_live, methods=["GET"]),
     Route("/v2/health/ready", server_ready, methods=["GET"]),
     Route("/v2", server_metadata, methods=["GET"]),
@@ -121,7 +122,6 @@ ROUTES = (
     Route("/v2/models/{model}/versions/{version}", model_metadata, methods=["GET"]),
     Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
     Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
     Route("/v1/models/{model}:predict", tf_serving_predict, methods=["POST"]),
     Route("/predict", predict, methods=["POST"]),

@@ -1,0 +1,73 @@
+"""The comparison servers, each run as its own process by run.py.
+
+    python bench/serving/servers.py bare PORT            # HTTP floor: constant JSON, raw ASGI
+    python bench/serving/servers.py naive PORT MODEL     # FastAPI + uvicorn + ONNX Runtime
+
+The naive baseline is what a first attempt looks like: a FastAPI route that parses the V2
+JSON with pydantic, builds a numpy array, runs ONNX Runtime, and returns lists.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+CONSTANT = b'{"model_name":"m","outputs":[{"name":"y","datatype":"FP32","shape":[1],"data":[1]}]}'
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:  # read the body, as a real endpoint must
+        message = await receive()
+        more = message.get("more_body", False)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(CONSTANT))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": CONSTANT})
+
+
+class Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class Request(BaseModel):
+    inputs: list[Tensor]
+
+
+def naive_app(model: Path) -> FastAPI:
+    session = onnxruntime.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"])
+    output = session.get_outputs()[0].name
+    app = FastAPI()
+
+    @app.post("/v2/models/{name}/infer")
+    def infer(name: str, request: Request) -> dict[str, Any]:
+        tensor = request.inputs[0]
+        x = np.array(tensor.data, dtype=np.float32).reshape(tensor.shape)
+        (y,) = session.run([output], {tensor.name: x})
+        return {"model_name": name, "outputs": [
+            {"name": output, "datatype": "FP32", "shape": list(y.shape), "data": y.ravel().tolist()}
+        ]}  # fmt: skip
+
+    return app
+
+
+def main() -> None:
+    kind, port = sys.argv[1], int(sys.argv[2])
+    app: Any = bare_app if kind == "bare" else naive_app(Path(sys.argv[3]))
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
