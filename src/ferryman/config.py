@@ -173,6 +173,29 @@ class GatewaySettings(BaseModel):
     )
 
 
+class TrainingSettings(BaseModel):
+    """Training runs and the gate their exported variants must pass."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fp32_parity_max_abs_diff: float = Field(
+        default=1e-4,
+        ge=0,
+        description="Largest output difference (absolute) an onnx-fp32 variant may show "
+        "against the model it was exported from.",
+    )
+    int8_accuracy_drop_max_pct: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Most validation accuracy, in percentage points, a quantised variant may "
+        "lose against onnx-fp32 before the gate rejects it.",
+    )
+    latency_repeats_count: int = Field(
+        default=20, ge=1, le=10_000, description="Timed runs per batch size (median reported)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything a Ferryman process can be told; each field says its unit."""
 
@@ -213,6 +236,10 @@ class Settings(BaseSettings):
     )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings, description="The gateway in front of all endpoints."
+    )
+
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings, description="Training runs and the variant gate."
     )
 
     @property

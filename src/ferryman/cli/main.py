@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ferryman import __version__
-from ferryman.cli import demo, gateway, registry, serve, up
+from ferryman.cli import demo, gateway, registry, serve, train, up
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -28,6 +28,9 @@ app.add_typer(registry.models_app, name="models")
 app.add_typer(registry.versions_app, name="versions")
 app.add_typer(registry.alias_app, name="alias")
 app.command("events")(registry.events)
+app.command("train")(train.train)
+app.command("tune")(train.tune)
+app.add_typer(train.runs_app, name="runs")
 app.command("demo")(demo.demo)
 app.command("up")(up.up)
 app.command("serve")(serve.serve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -29,9 +30,21 @@ def register(
     tag: Pairs = None,
     alias: Annotated[list[str] | None, typer.Option(help="Alias to point at it.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Convert a scikit-learn pickle to ONNX first. Loading a pickle runs code "
+            "from the file: only for files you trust. The pickle is never stored.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Register a model file as the next version of MODEL."""
+    if trust:
+        workdir = Path(ctx.with_resource(tempfile.TemporaryDirectory(prefix="ferryman-")))
+        path = _convert_trusted(path, workdir)
+        tag = [*(tag or []), *TRUSTED_TAGS]
     metrics = {key: _float(key, value) for key, value in parse_pairs(metric, "--metric").items()}
     record = (
         cli_context(ctx)
@@ -54,6 +67,18 @@ def register(
         f"(sha256:{record.digest[:12]}, {size(record.size_bytes)})"
         + (f", aliases: {', '.join(record.aliases)}" if record.aliases else "")
     )
+
+
+TRUSTED_TAGS = ("converted_from=pickle", "trust=explicit")
+
+
+def _convert_trusted(path: Path, workdir: Path) -> Path:
+    """The ONNX form of a trusted scikit-learn pickle, written into ``workdir``."""
+    from ferryman.export.conversion import convert_trusted_file  # noqa: PLC0415 - sklearn
+
+    converted = workdir / "converted.onnx"
+    converted.write_bytes(convert_trusted_file(path))
+    return converted
 
 
 @models_app.command("list")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 from typing import Any
 
 import joblib
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 
-from ferryman.errors import UnsafeArtifact
+from ferryman.errors import InvalidInput, UnsafeArtifact
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ INPUT_NAME = "features"
 LABEL_OUTPUT = "label"
 SCORE_OUTPUT = "probabilities"
 OPSET = 17
+MAX_PICKLE_BYTES = 2 * 1024**3
 
 
 def convert_sklearn(model: Any, n_features: int) -> bytes:
@@ -44,6 +46,15 @@ def convert_sklearn(model: Any, n_features: int) -> bytes:
     return data
 
 
+def convert_trusted_file(path: Path) -> bytes:
+    """:func:`convert_trusted_pickle` of the file at ``path`` (``register --trust``)."""
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a file; give the path of a pickled model")
+    if path.stat().st_size > MAX_PICKLE_BYTES:
+        raise InvalidInput(f"{path.name} is larger than {MAX_PICKLE_BYTES} bytes; refused")
+    return convert_trusted_pickle(path.read_bytes())
+
+
 def convert_trusted_pickle(data: bytes) -> bytes:
     """Unpickle a scikit-learn model the caller explicitly trusts and return its ONNX form.
 
@@ -51,7 +62,10 @@ def convert_trusted_pickle(data: bytes) -> bytes:
     the file names. The pickle itself is never stored.
     """
     logger.warning("unpickling a trusted file (%d bytes) to convert it to ONNX", len(data))
-    model = joblib.load(io.BytesIO(data))  # explicit --trust path only
+    try:
+        model = joblib.load(io.BytesIO(data))  # explicit --trust path only
+    except Exception as exc:  # whatever the file does while unpickling
+        raise UnsafeArtifact(f"the trusted file could not be unpickled: {exc}") from None
     n_features = getattr(model, "n_features_in_", None)
     if not hasattr(model, "predict") or not isinstance(n_features, int):
         raise UnsafeArtifact(

@@ -85,4 +85,7 @@ class RichProgress:
         self._progress.reset(self._batches)
 
     def close(self) -> None:
+        if self._batches is not None:
+            self._progress.remove_task(self._batches)
+            self._batches = None
         self._progress.stop()

@@ -85,9 +85,11 @@ def _drive(train: TrainFunction, run: RunRecord, env: RunEnvironment) -> RunOutc
     try:
         with _sigterm_interrupts():
             registration = train(ctx)
-    except (KeyboardInterrupt, RunInterrupted):
+    except (KeyboardInterrupt, RunInterrupted) as exc:
         runs.finish(run.id, RunStatus.INTERRUPTED, env.actor, "interrupted by a signal")
-        raise
+        raise RunInterrupted(
+            f"run {run.id} stopped; continue it with: ferryman train --resume {run.id}"
+        ) from exc
     except Exception as exc:
         runs.finish(run.id, RunStatus.FAILED, env.actor, f"{type(exc).__name__}: {exc}")
         raise
