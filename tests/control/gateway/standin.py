@@ -4,7 +4,8 @@ It is not the data plane: it does no inference. It answers the protocol paths th
 forwards with a V2-shaped JSON body that names its variant and echoes the ``x-request-id``
 header, so tests can tell which replica served what. Knobs: a fixed delay, a status, the
 output values, and a file that gets each request id on arrival (before any answer), which
-survives a ``kill -9``. Run as a process with ``python -m tests.control.gateway.standin``.
+survives a ``kill -9``. Run as a process with ``python -m tests.control.gateway.standin``
+on a listening socket it inherits (``--fd``), so nobody waits for it to bind.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,23 +80,22 @@ class StandIn:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="A listening TCP socket to serve.")
     parser.add_argument("--variant", required=True)
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--log-file", type=Path)
     args = parser.parse_args()
     app = StandIn(args.variant, delay_s=args.delay_s, log_file=args.log_file)
-    print(f"stand-in {args.variant} pid {os.getpid()} on {args.port}", flush=True)
-    uvicorn.run(
+    sock = socket.socket(fileno=args.fd)  # family and protocol read from the socket itself
+    config = uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=args.port,
         log_level="warning",
         loop="uvloop",
         http="httptools",
         access_log=False,
         lifespan="off",
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
