@@ -81,6 +81,7 @@ async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
         started = time.monotonic()
         refused = await client.post(URL, json=body(x))
         refused_in_s = time.monotonic() - started
+        metrics = (await client.get("/metrics")).text
         model.gate.set()
         answered = await asyncio.gather(first, *waiting)
     assert refused.status_code == 503
@@ -88,6 +89,8 @@ async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
     assert "2 requests already wait" in refused.json()["error"]
     assert refused_in_s < 0.02
     assert [r.status_code for r in answered] == [200, 200, 200]
+    labels = 'model="tiny",variant="onnx-fp32",version="3"'
+    assert f"ferryman_in_flight_requests{{{labels}}} 3.0" in metrics
 
 
 async def test_deadline_gives_504_and_the_replica_recovers() -> None:

@@ -55,6 +55,9 @@ class Edge:
 
         started = time.perf_counter()
         problem = self.limits.check(scope["headers"])
+        is_inference = scope["path"].endswith(_INFERENCE_SUFFIXES)
+        if is_inference:
+            self.plane.metrics.in_flight.inc()
         try:
             if problem is not None:
                 await _send_error(stamped_send, problem)
@@ -65,14 +68,15 @@ class Edge:
             if status == 0:
                 await _send_error(stamped_send, FerrymanError("internal error; see the log"))
         finally:
-            self._account(scope, status or 500, time.perf_counter() - started)
-
-    def _account(self, scope: Scope, status: int, elapsed_s: float) -> None:
-        path: str = scope["path"]
-        if path.endswith(_INFERENCE_SUFFIXES):
-            self.plane.metrics.count_request(status, elapsed_s)
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("%s %s %d %.2f ms", scope["method"], path[:200], status, elapsed_s * 1000)
+            elapsed_s = time.perf_counter() - started
+            if is_inference:
+                self.plane.metrics.in_flight.dec()
+                self.plane.metrics.count_request(status or 500, elapsed_s)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s %s %d %.2f ms", scope["method"], scope["path"][:200], status or 500,
+                    elapsed_s * 1000,
+                )  # fmt: skip
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
