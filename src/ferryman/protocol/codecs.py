@@ -9,6 +9,7 @@ value kinds (no strings in FP32), ranges and finiteness.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +55,46 @@ class OutputChoice:
 
 
 def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
-    """Parse strict JSON: UTF-8 only, no NaN/Infinity, no duplicate keys, bounded depth."""
+    """Parse strict JSON: UTF-8 only, no NaN/Infinity, no duplicate keys, bounded depth.
+
+    orjson parses (it already refuses invalid UTF-8, NaN and nesting past 1024); a count of
+    the keys it kept against the keys written in the text catches duplicates. Anything it
+    refuses or doubts is parsed again by the strict standard-library parser, which names
+    the problem precisely.
+    """
+    raw = bytes(body)
     try:
-        text = bytes(body).decode("utf-8")
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _parse_strictly(raw, what)
+    if _count_keys(document) != _count_written_keys(raw):
+        return _parse_strictly(raw, what)
+    return document
+
+
+_STRING_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
+
+
+def _count_written_keys(raw: bytes) -> int:
+    """Keys in JSON text: string tokens followed by a colon (quotes only occur in strings)."""
+    return sum(1 for token in _STRING_TOKEN.finditer(raw) if token.group(1))
+
+
+def _count_keys(document: Any) -> int:
+    count, stack = 0, [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (dict, list)))
+    return count
+
+
+def _parse_strictly(body: bytes, what: str) -> Any:
+    try:
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(
             f"{what} is not valid UTF-8 (bad byte at offset {exc.start}); send UTF-8 JSON"
