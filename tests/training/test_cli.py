@@ -45,6 +45,9 @@ def test_train_digits_shows_progress_and_registers(run: Run) -> None:
     code, out, _ = run("runs", "list", "--json")
     (listed,) = json.loads(out)
     assert listed["status"] == "succeeded"
+    code, out, _ = run("runs", "show", listed["id"], "--json")
+    log_path = Path(json.loads(out)["log_path"])
+    assert "checkpoint at step 1" in log_path.read_text()
     code, out, _ = run("runs", "show", listed["id"])
     assert code == 0
     assert "val_accuracy" in out

@@ -45,6 +45,7 @@ from ferryman.registry import (
 from ferryman.registry.records import ParamValue
 from ferryman.training.checkpoint import CheckpointData, decode_checkpoint, encode_checkpoint
 from ferryman.training.progress import NullProgress, ProgressSink
+from ferryman.training.summaries import fit_golden_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +154,12 @@ class RunContext:
             data_fingerprint=candidate.data_fingerprint,
             parent_run=self.run_id,
         )
+        reference = candidate.reference
+        if reference is not None:
+            servable = [v.onnx_bytes for v in plan.variants if v.report.passed]
+            reference = fit_golden_tolerance(reference, servable)
         version = self._registry.register(
-            self.model, candidate.onnx_bytes, self._actor, metadata, candidate.reference
+            self.model, candidate.onnx_bytes, self._actor, metadata, reference
         )
         variants = export_variants(self._registry, self.model, version.version, plan, self._actor)
         self._note(f"registered {self.model} v{version.version}")

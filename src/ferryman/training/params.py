@@ -12,12 +12,10 @@ from ferryman.registry.records import ParamValue
 
 P = TypeVar("P", bound="RecipeParams")
 
-RUN_KEYS = frozenset({"data"})
-"""Params the runner adds itself (the data path), which every recipe accepts."""
-
 
 class RecipeParams(BaseModel):
-    """Base of each recipe's params; unknown names are refused."""
+    """Base of each recipe's params; unknown names are refused. ``data`` is the data path,
+    which the runner records as a param so that a resumed run reads the same data."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

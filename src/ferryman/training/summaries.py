@@ -8,6 +8,7 @@ class.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from ferryman.reference import GoldenRequest, Histogram, ReferenceData, Tensor
 
 HISTOGRAM_BINS = 10
 GOLDEN_COUNT = 8
+GOLDEN_MARGIN = 1.5
 
 
 def build_reference(
@@ -89,3 +91,30 @@ def _tensor(array: npt.NDArray[Any]) -> Tensor:
             datatype="INT64", shape=array.shape, data=tuple(int(v) for v in array.ravel())
         )
     return Tensor(datatype="FP32", shape=array.shape, data=tuple(float(v) for v in array.ravel()))
+
+
+def fit_golden_tolerance(reference: ReferenceData, variants: Sequence[bytes]) -> ReferenceData:
+    """Widen each golden request's tolerance to cover what every servable variant answers.
+
+    Golden requests hold the fp32 answers; an INT8 variant that passed its accuracy gate
+    answers a little differently, and its replicas must still pass the readiness replay.
+    Each request keeps its own tolerance: the largest deviation seen, times a margin.
+    """
+    sessions = [open_session(onnx_bytes) for onnx_bytes in variants]
+    golden = []
+    for request in reference.golden:
+        feed = {name: _array(tensor) for name, tensor in request.inputs.items()}
+        worst = 0.0
+        for session in sessions:
+            names = [output.name for output in session.get_outputs()]
+            for name, value in zip(names, session.run(None, feed), strict=True):
+                if name in request.outputs:
+                    error = np.abs(np.asarray(value, np.float64) - _array(request.outputs[name]))
+                    worst = max(worst, float(error.max(initial=0.0)))
+        golden.append(request.model_copy(update={"atol": max(request.atol, GOLDEN_MARGIN * worst)}))
+    return reference.model_copy(update={"golden": tuple(golden)})
+
+
+def _array(tensor: Tensor) -> npt.NDArray[Any]:
+    dtype = np.int64 if tensor.datatype == "INT64" else np.float32
+    return np.asarray(tensor.data, dtype=dtype).reshape(tensor.shape)

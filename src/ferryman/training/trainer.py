@@ -47,7 +47,7 @@ class FitSettings:
 
 
 @dataclass
-class _Progress:
+class _Counters:
     """Early-stopping bookkeeping; saved in every checkpoint."""
 
     epoch: int = 0
@@ -70,7 +70,7 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     best: dict[str, torch.Tensor]
-    progress: _Progress
+    progress: _Counters
     device: torch.device
 
 
@@ -147,7 +147,7 @@ def _start(ctx: RunContext, data: ImageData, settings: FitSettings) -> _Loop:
     )
     generator = torch.Generator().manual_seed(settings.seed)
     best = {name: value.detach().clone() for name, value in network.state_dict().items()}
-    loop = _Loop(network, optimizer, generator, best, _Progress(), device)
+    loop = _Loop(network, optimizer, generator, best, _Counters(), device)
     checkpoint = ctx.load_checkpoint()
     if checkpoint is not None:
         _restore(loop, checkpoint)
@@ -279,7 +279,7 @@ def _restore(loop: _Loop, checkpoint: CheckpointData) -> None:
     )
     torch.set_rng_state(tensors["rng/torch"])
     loop.generator.set_state(tensors["rng/data"])
-    loop.progress = _Progress(**checkpoint.state["progress"])
+    loop.progress = _Counters(**checkpoint.state["progress"])
 
 
 def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
