@@ -37,7 +37,8 @@ def make_onnx(name: str = "relu", width: int = 4, seed_value: float = 0.0) -> by
         [y],
         initializer=[const],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return model.SerializeToString()  # IR 9: loadable by every ONNX Runtime we support
 
 
 @pytest.fixture

@@ -83,6 +83,11 @@ class ServingSettings(BaseModel):
         default=None,
         description="Shared response cache, e.g. redis://127.0.0.1:6379/0; None: in-process.",
     )
+    is_remote_without_auth_allowed: bool = Field(
+        default=False,
+        description="Allow binding a non-loopback host although the data plane has no token "
+        "auth yet; off, such a bind refuses to start (RELIABILITY S2).",
+    )
 
 
 class ControlSettings(BaseModel):
@@ -109,6 +114,17 @@ class ControlSettings(BaseModel):
     )
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
+    )
+    reconcile_interval_s: float = Field(
+        default=0.5, gt=0, le=60, description="Time between two passes of the control loop."
+    )
+    route_grace_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Time a new route table has to reach the gateway before replicas leave.",
+    )
+    replica_startup_timeout_s: float = Field(
+        default=120.0, gt=0, description="A replica not ready after this long has failed."
     )
 
 
@@ -252,6 +268,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def routes_path(self) -> Path:
+        """The route table file the control plane writes and the gateway reads."""
+        return self.gateway.routes_file or self.data_dir / "routes.json"
 
     @classmethod
     def settings_customise_sources(

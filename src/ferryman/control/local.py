@@ -96,7 +96,7 @@ class LocalRuntime:
             pid=child.pid,
             port=port,
             started_at_s=self._clock(),
-            process_start=_process_start(child.pid) or "",
+            process_start=process_start(child.pid) or "",
             spec=asdict(spec),
         )
         self._write(record)
@@ -165,7 +165,7 @@ class LocalRuntime:
         child = self._children.get(record.pid)
         if child is not None and (code := child.poll()) is not None:
             return f"exited with code {code} (see {record.id}.log)"
-        if _process_start(record.pid) != record.process_start:
+        if process_start(record.pid) != record.process_start:
             return "its process is gone"
         return None
 
@@ -212,7 +212,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (field 22 of /proc/pid/stat); None if no process.
 
     Together with the pid it names one process for good: a recycled pid has another start.

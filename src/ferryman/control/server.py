@@ -10,6 +10,7 @@ import uvicorn
 from ferryman.config import Settings
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
+from ferryman.control.loop import ControlLoop
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry
 
@@ -48,6 +49,8 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     check_tls(settings)
     registry = Registry.open(settings)
     app = create_app(settings, registry, token.value if settings.control.auth_required else None)
+    loop = ControlLoop(settings, registry)
+    loop.start()
     control = settings.control
     uvicorn.run(
         app,
@@ -58,6 +61,7 @@ def run_control_plane(settings: Settings, token: Token) -> None:
         log_level="warning",
         server_header=False,
     )
+    loop.stop()
     registry.close()
 
 

@@ -59,6 +59,6 @@ def _model_bytes(bias: float) -> bytes:
     c = helper.make_tensor("bias", TensorProto.FLOAT, [4], [bias] * 4)
     nodes = [helper.make_node("Add", ["x", "bias"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
     graph = helper.make_graph(nodes, "demo", [x], [y], initializer=[c])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     encoded: bytes = model.SerializeToString()
     return encoded

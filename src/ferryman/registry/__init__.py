@@ -10,6 +10,7 @@ from ferryman.registry.deployments import (
     DeploymentSpec,
     HeaderRuleSpec,
     VariantSpec,
+    scaled,
 )
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.records import (
@@ -50,4 +51,5 @@ __all__ = [
     "VersionRecord",
     "VersionRef",
     "build_metadata",
+    "scaled",
 ]

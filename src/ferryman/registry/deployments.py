@@ -184,6 +184,18 @@ class Deployments:
         return self._db.write(work)
 
 
+def scaled(
+    spec: DeploymentSpec, replicas: int | None, autoscaling: Autoscaling | None
+) -> DeploymentSpec:
+    """``spec`` with a fixed replica count per variant (autoscaling off) or new bounds."""
+    if (replicas is None) == (autoscaling is None):
+        raise InvalidInput("give either a replica count or autoscaling bounds, not both or neither")
+    if autoscaling is not None:
+        return spec.model_copy(update={"autoscaling": autoscaling})
+    variants = tuple(v.model_copy(update={"replicas": replicas}) for v in spec.variants)
+    return spec.model_copy(update={"variants": variants, "autoscaling": None})
+
+
 def _active(session: Session, endpoint: str) -> DeploymentRow:
     validate_name(endpoint, "endpoint name")
     row = session.scalar(select(DeploymentRow).where(DeploymentRow.endpoint == endpoint))

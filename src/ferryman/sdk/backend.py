@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ferryman.control.validation import check_routable
 from ferryman.registry import (
     AliasRecord,
+    DeploymentRecord,
+    DeploymentSpec,
     EventRecord,
     ModelRecord,
     Registry,
@@ -34,6 +37,10 @@ class RegistryBackend(Protocol):
     def remove_alias(self, model: str, alias: str) -> None: ...
     def archive_version(self, model: str, ref: VersionRef) -> VersionRecord: ...
     def list_events(self, model: str | None, limit: int) -> list[EventRecord]: ...
+    def put_deployment(self, spec: DeploymentSpec) -> DeploymentRecord: ...
+    def get_deployment(self, endpoint: str) -> DeploymentRecord: ...
+    def list_deployments(self) -> list[DeploymentRecord]: ...
+    def remove_deployment(self, endpoint: str) -> DeploymentRecord: ...
     def close(self) -> None: ...
 
 
@@ -70,6 +77,18 @@ class LocalBackend:
 
     def list_events(self, model: str | None, limit: int) -> list[EventRecord]:
         return self.registry.list_events(model, limit)
+
+    def put_deployment(self, spec: DeploymentSpec) -> DeploymentRecord:
+        return self.registry.deployments.put(check_routable(spec), self._actor)
+
+    def get_deployment(self, endpoint: str) -> DeploymentRecord:
+        return self.registry.deployments.get(endpoint)
+
+    def list_deployments(self) -> list[DeploymentRecord]:
+        return self.registry.deployments.list()
+
+    def remove_deployment(self, endpoint: str) -> DeploymentRecord:
+        return self.registry.deployments.remove(endpoint, self._actor)
 
     def close(self) -> None:
         self.registry.close()

@@ -10,6 +10,9 @@ from ferryman.config import Settings, load_settings
 from ferryman.errors import InvalidInput
 from ferryman.registry import (
     AliasRecord,
+    Autoscaling,
+    DeploymentRecord,
+    DeploymentSpec,
     EventRecord,
     ModelRecord,
     Registry,
@@ -17,6 +20,7 @@ from ferryman.registry import (
     VersionRecord,
     VersionRef,
     build_metadata,
+    scaled,
 )
 from ferryman.registry.records import ParamValue
 from ferryman.sdk.backend import LocalBackend, RegistryBackend
@@ -100,6 +104,26 @@ class Client:
     def list_events(self, model: str | None = None, limit: int = 50) -> list[EventRecord]:
         """The newest ``limit`` audit-log events, oldest first."""
         return self._backend.list_events(model, limit)
+
+    def deploy(self, spec: DeploymentSpec) -> DeploymentRecord:
+        """Create or change an endpoint's desired state; the reconciler makes it so."""
+        return self._backend.put_deployment(spec)
+
+    def get_deployment(self, endpoint: str) -> DeploymentRecord:
+        return self._backend.get_deployment(endpoint)
+
+    def list_deployments(self) -> list[DeploymentRecord]:
+        return self._backend.list_deployments()
+
+    def scale(
+        self, endpoint: str, replicas: int | None = None, autoscaling: Autoscaling | None = None
+    ) -> DeploymentRecord:
+        """Fixed replicas per variant, or autoscaling bounds."""
+        spec = self._backend.get_deployment(endpoint).spec
+        return self._backend.put_deployment(scaled(spec, replicas, autoscaling))
+
+    def undeploy(self, endpoint: str) -> DeploymentRecord:
+        return self._backend.remove_deployment(endpoint)
 
     def close(self) -> None:
         self._backend.close()

@@ -13,6 +13,8 @@ from ferryman.errors import FerrymanError, error_for_status
 from ferryman.names import validate_name
 from ferryman.registry import (
     AliasRecord,
+    DeploymentRecord,
+    DeploymentSpec,
     EventRecord,
     ModelRecord,
     VariantRecord,
@@ -27,6 +29,7 @@ _VERSIONS = TypeAdapter(list[VersionRecord])
 _MODELS = TypeAdapter(list[ModelRecord])
 _VARIANTS = TypeAdapter(list[VariantRecord])
 _EVENTS = TypeAdapter(list[EventRecord])
+_DEPLOYMENTS = TypeAdapter(list[DeploymentRecord])
 
 
 class HttpBackend:
@@ -90,6 +93,23 @@ class HttpBackend:
         if model is not None:
             params["model"] = model
         return _EVENTS.validate_python(self._call("GET", "/events", params=params))
+
+    def put_deployment(self, spec: DeploymentSpec) -> DeploymentRecord:
+        path = f"/deployments/{_segment(spec.endpoint)}"
+        body = spec.model_dump(mode="json")
+        return DeploymentRecord.model_validate(self._call("PUT", path, json=body))
+
+    def get_deployment(self, endpoint: str) -> DeploymentRecord:
+        return DeploymentRecord.model_validate(
+            self._call("GET", f"/deployments/{_segment(endpoint)}")
+        )
+
+    def list_deployments(self) -> list[DeploymentRecord]:
+        return _DEPLOYMENTS.validate_python(self._call("GET", "/deployments"))
+
+    def remove_deployment(self, endpoint: str) -> DeploymentRecord:
+        path = f"/deployments/{_segment(endpoint)}"
+        return DeploymentRecord.model_validate(self._call("DELETE", path))
 
     def close(self) -> None:
         self._http.close()

@@ -1,0 +1,158 @@
+"""Deployment commands: deploy, scale, undeploy, endpoints list|show."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+import typer
+from prometheus_client.parser import text_string_to_metric_families
+from rich.table import Table
+
+from ferryman.cli.context import cli_context
+from ferryman.cli.output import JsonOption, console, print_json
+from ferryman.cli.serve import parse_target
+from ferryman.config import Settings
+from ferryman.control.routes import RouteTable
+from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, VariantSpec
+
+endpoints_app = typer.Typer(help="See endpoints: variants, weights, replicas, traffic.")
+
+Replicas = Annotated[int | None, typer.Option(help="Fixed replicas (no autoscaling).")]
+MinReplicas = Annotated[int | None, typer.Option("--min", help="Autoscale from (0: to zero).")]
+MaxReplicas = Annotated[int | None, typer.Option("--max", help="Autoscale up to.")]
+
+
+def deploy(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="MODEL[:VERSION|@ALIAS] (default: latest).")],
+    endpoint: Annotated[str | None, typer.Option(help="Endpoint name [the model's].")] = None,
+    variant: Annotated[str | None, typer.Option(help="Variant kind, e.g. onnx-int8.")] = None,
+    replicas: Replicas = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Deploy a version to an endpoint (its whole traffic); the control plane starts it."""
+    client = cli_context(ctx).client()
+    model, ref = parse_target(target)
+    version = client.get_version(model, ref).version
+    variant_spec = VariantSpec(model=model, version=version, kind=variant, replicas=replicas or 1)
+    spec = DeploymentSpec(
+        endpoint=endpoint or model,
+        variants=(variant_spec,),
+        autoscaling=_autoscaling(min_replicas, max_replicas),
+    )
+    _show(client.deploy(spec), json_output, "Deployed")
+
+
+def scale(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    replicas: Replicas = None,
+    min_replicas: MinReplicas = None,
+    max_replicas: MaxReplicas = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Set fixed replicas, or autoscaling bounds, for every variant of an endpoint."""
+    bounds = _autoscaling(min_replicas, max_replicas)
+    record = cli_context(ctx).client().scale(endpoint, replicas, bounds)
+    _show(record, json_output, "Scaled")
+
+
+def undeploy(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Remove an endpoint; its replicas drain and stop."""
+    _show(cli_context(ctx).client().undeploy(endpoint), json_output, "Undeployed")
+
+
+@endpoints_app.command("list")
+def list_endpoints(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Every endpoint with its variants, weights, replicas and traffic."""
+    state = cli_context(ctx)
+    records = state.client().list_deployments()
+    if json_output:
+        print_json(records)
+        return
+    console.print(_endpoint_table(records, state.settings))
+
+
+@endpoints_app.command("show")
+def show_endpoint(
+    ctx: typer.Context,
+    endpoint: Annotated[str, typer.Argument(help="Endpoint name.")],
+    json_output: JsonOption = False,
+) -> None:
+    """One endpoint: its desired state and what serves it now."""
+    state = cli_context(ctx)
+    record = state.client().get_deployment(endpoint)
+    if json_output:
+        print_json(record)
+        return
+    console.print(_endpoint_table([record], state.settings))
+
+
+def _autoscaling(min_replicas: int | None, max_replicas: int | None) -> Autoscaling | None:
+    if min_replicas is None and max_replicas is None:
+        return None
+    low = 1 if min_replicas is None else min_replicas
+    return Autoscaling(min_replicas=low, max_replicas=max(low, max_replicas or 4))
+
+
+def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
+    if json_output:
+        print_json(record)
+        return
+    console.print(f"{verb} endpoint [bold]{record.endpoint}[/] (generation {record.generation})")
+
+
+def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Table:
+    routes = _routes(settings)
+    traffic = _gateway_traffic(settings)
+    table = Table("endpoint", "variant", "weight", "replicas", "requests", "errors",
+                  title="Endpoints")  # fmt: skip
+    for record in records:
+        route = routes.endpoints.get(record.endpoint) if routes else None
+        for variant in record.spec.variants:
+            live = (
+                next((v for v in route.variants if v.name == variant.name), None) if route else None
+            )
+            desired = "auto" if record.spec.autoscaling else str(variant.replicas)
+            ready = len(live.backends) if live else 0
+            weight = live.weight if live else variant.weight
+            requests, errors = traffic.get((record.endpoint, variant.name), (0, 0))
+            role = " (shadow)" if variant.name == record.spec.shadow else ""
+            counts = (f"{ready}/{desired} ready", f"{requests:.0f}", f"{errors:.0f}")
+            table.add_row(record.endpoint, variant.name + role, f"{weight}%", *counts)
+    return table
+
+
+def _routes(settings: Settings) -> RouteTable | None:
+    try:
+        return RouteTable.from_json(settings.routes_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _gateway_traffic(settings: Settings) -> dict[tuple[str, str], tuple[float, float]]:
+    """Requests and 5xx answers per (endpoint, variant) from the gateway, if it runs."""
+    gateway = settings.gateway
+    try:
+        text = httpx.get(f"http://{gateway.host}:{gateway.port}/metrics", timeout=1).text
+    except httpx.HTTPError:
+        return {}
+    totals: dict[tuple[str, str], tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "ferryman_gateway_requests":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            key = (sample.labels.get("endpoint", ""), sample.labels.get("variant", ""))
+            requests, errors = totals.get(key, (0.0, 0.0))
+            is_error = sample.labels.get("code", "").startswith("5")
+            totals[key] = (requests + sample.value, errors + (sample.value if is_error else 0))
+    return totals

@@ -1,0 +1,57 @@
+"""The control loop of ``ferryman up``: the reconciler ticking in a thread it owns.
+
+Stopping the loop (or killing the process) leaves replicas and the gateway running: they
+serve on while the control plane is away, and the next start re-adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ferryman.config import Settings
+from ferryman.control.gateway_process import GatewayProcess
+from ferryman.control.load import ScrapedLoad
+from ferryman.control.local import LocalRuntime
+from ferryman.control.reconciler import Reconciler
+from ferryman.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+
+class ControlLoop:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self._settings = settings
+        self.gateway = GatewayProcess(settings)
+        self.runtime = LocalRuntime(
+            settings, startup_timeout_s=settings.control.replica_startup_timeout_s
+        )
+        self._load = ScrapedLoad(self.gateway.url)
+        self.reconciler = Reconciler(
+            registry,
+            self.runtime,
+            settings.routes_path,
+            load=self._load,
+            route_grace_s=settings.control.route_grace_s,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ferryman-control-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._load.close()
+        self.runtime.close()
+
+    def _run(self) -> None:
+        interval_s = self._settings.control.reconcile_interval_s
+        while not self._stop.is_set():
+            try:
+                self.gateway.ensure_running()
+                self.reconciler.tick()
+            except Exception:  # the loop must outlive any one failed pass
+                logger.exception("control loop pass failed; retrying in %.1f s", interval_s)
+            self._stop.wait(interval_s)
