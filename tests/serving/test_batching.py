@@ -87,7 +87,7 @@ async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
     assert "2 requests already wait" in refused.json()["error"]
-    assert refused_in_s < 0.02
+    assert refused_in_s < 0.1  # at once: it waits for nothing (20 ms in L2 is a load figure)
     assert [r.status_code for r in answered] == [200, 200, 200]
     labels = 'model="tiny",variant="onnx-fp32",version="3"'
     assert f"ferryman_in_flight_requests{{{labels}}} 3.0" in metrics

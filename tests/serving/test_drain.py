@@ -1,4 +1,4 @@
-"""Graceful drain: on SIGTERM in-flight requests finish, new ones are turned away, exit 0."""
+"""Graceful drain on SIGTERM (in-flight requests finish, new ones are turned away), safe binds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
+from ferryman.errors import Forbidden
 from ferryman.runtimes.function import CallableRuntime
+from ferryman.serving.server import check_bind
 from tests.serving.conftest import replica, running, serving_in_thread
 from tests.serving.test_batching import SIGNATURE, GatedModel, body
 
@@ -51,3 +53,18 @@ async def test_a_draining_replica_turns_new_requests_away() -> None:
     assert refused.headers["retry-after"] == "1"
     assert "draining" in refused.json()["error"]
     assert ready.status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("host", "is_allowed", "refused"),
+    [("127.0.0.1", False, False), ("::1", False, False), ("localhost", False, False),
+     ("0.0.0.0", False, True), ("10.1.2.3", False, True), ("0.0.0.0", True, False)],
+)  # fmt: skip
+def test_only_loopback_binds_without_an_explicit_allowance(
+    host: str, is_allowed: bool, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(Forbidden, match="refusing to listen"):
+            check_bind(host, is_allowed)
+    else:
+        check_bind(host, is_allowed)

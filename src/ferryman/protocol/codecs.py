@@ -330,7 +330,7 @@ def encode_response(response: InferenceResponse) -> bytes:
             "outputs": [_output_document(output) for output in response.outputs],
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
-        default=_fallback,
+        default=json_default,
     )
 
 
@@ -347,7 +347,8 @@ def _output_document(output: ResponseOutput) -> dict[str, Any]:
     return document
 
 
-def _fallback(value: object) -> Any:
+def json_default(value: object) -> Any:
+    """What orjson calls for values it does not write natively."""
     if isinstance(value, np.ndarray):  # dtypes orjson does not write natively (float16)
         return value.tolist()
     if isinstance(value, np.generic):

@@ -32,7 +32,9 @@ def plane_of(request: Request) -> DataPlane:
 
 def json_response(document: object, status_code: int = 200) -> Response:
     return Response(
-        orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY), status_code, media_type=JSON
+        orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY, default=codecs.json_default),
+        status_code,
+        media_type=JSON,
     )
 
 

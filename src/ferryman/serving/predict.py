@@ -127,9 +127,8 @@ async def tf_serving_predict(request: Request) -> Response:
             answer = {"predictions": [{n: outputs[n][i] for n in names} for i in range(count)]}
     else:
         answer = {"outputs": outputs[names[0]] if len(names) == 1 else outputs}
-    return Response(
-        orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
-    )
+    encoded = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY, default=codecs.json_default)
+    return Response(encoded, media_type="application/json")
 
 
 def _tf_inputs(document: Any, plane: DataPlane) -> tuple[bool, Arrays]:

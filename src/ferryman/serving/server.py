@@ -8,6 +8,7 @@ lets in-flight requests finish within ``drain_timeout_s`` and exits 0.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import logging
 import signal
 from types import FrameType
@@ -16,6 +17,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ferryman.config import Settings
+from ferryman.errors import Forbidden
 from ferryman.serving.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class DrainingServer(uvicorn.Server):
 def build_server(settings: Settings, app: Starlette) -> DrainingServer:
     """A server for ``app`` on the settings' host and port (not started)."""
     serving = settings.serving
+    check_bind(serving.host, serving.is_remote_without_auth_allowed)
     config = uvicorn.Config(
         app,
         host=serving.host,
@@ -53,6 +56,20 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
     )
     plane: DataPlane = app.state.plane
     return DrainingServer(config, plane)
+
+
+def check_bind(host: str, is_remote_allowed: bool) -> None:
+    """Refuse a non-loopback bind unless it was explicitly allowed (no data-plane auth yet)."""
+    try:
+        is_loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        is_loopback = False
+    if not is_loopback and not is_remote_allowed:
+        raise Forbidden(
+            f"refusing to listen on {host!r}: replicas have no token auth yet, so they bind "
+            "loopback only; set FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED=true (behind "
+            "a gateway or firewall you trust) to listen there anyway"
+        )
 
 
 def serve(settings: Settings, app: Starlette) -> None:
