@@ -139,11 +139,14 @@ class LocalRuntime:
     def _probe(self, record: ProcessRecord) -> Replica:
         url = f"http://127.0.0.1:{record.port}"
         try:
-            is_ready = self._http.get(f"{url}/v2/health/ready").status_code == 200
+            answer = self._http.get(f"{url}/v2/health/ready")
         except httpx.HTTPError:
-            is_ready = False
-        if is_ready:
+            answer = None
+        if answer is not None and answer.status_code == 200:
             return self._replica(record, ReplicaState.READY)
+        failure = _lasting_failure(answer)
+        if failure is not None:  # it loaded and then failed its load or warm-up: final
+            return self._replica(record, ReplicaState.FAILED, failure)
         age_s = self._clock() - record.started_at_s
         if age_s > self._startup_timeout_s:
             reason = f"not ready after {age_s:.0f} s (see {record.id}.log)"
@@ -204,6 +207,23 @@ class LocalRuntime:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(asdict(record)))
         os.replace(temporary, path)
+
+
+def _lasting_failure(answer: httpx.Response | None) -> str | None:
+    """The reason a replica will never be ready (failed load or warm-up), if it says so.
+
+    A replica answers 503 with ``{"error": "… is not ready: <reason>"}``; "the model is
+    loading" is the one reason that passes by itself.
+    """
+    if answer is None or answer.status_code != 503:
+        return None
+    try:
+        message = str(answer.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "is loading" in message or "draining" in message:
+        return None
+    return message[:500]
 
 
 def _free_port() -> int:

@@ -10,14 +10,17 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 import tritonclient.http as triton
 
 from ferryman import Client
-from ferryman.registry import Autoscaling
+from ferryman.registry import Autoscaling, DeploymentSpec, VariantSpec
+from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Load, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -116,3 +119,36 @@ def test_scale_from_zero_holds_a_burst_then_returns_to_zero(stack: Stack) -> Non
     assert elapsed_s < 30  # within the gateway's hold limit
     assert "requests held with no replica" in stack.ferryman("events", "--limit", "100", "--json")
     wait_for(lambda: not stack.replica_pids(), 30, "back to zero when idle")
+
+
+def test_a_version_that_cannot_load_never_takes_traffic(stack: Stack, tmp_path: Path) -> None:
+    """RELIABILITY F2 at the control plane: v2 passes the format gate but ONNX Runtime cannot
+    load it (IR version 14). As a 10% canary it fails fast, is retried with back-off, never
+    enters the route table, and v1 keeps all the traffic: 0 failed requests."""
+    stack.ferryman("deploy", "m", "--replicas", "1")
+    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    unloadable = tmp_path / "v2.onnx"
+    model = onnx.ModelProto.FromString(make_onnx(seed_value=1.0))
+    model.ir_version = 14
+    unloadable.write_bytes(model.SerializeToString())
+    stack.ferryman("register", str(unloadable), "--model", "m")
+    canary = DeploymentSpec(
+        endpoint="m",
+        variants=(
+            VariantSpec(model="m", version=1, weight=90),
+            VariantSpec(model="m", version=2, weight=10),
+        ),
+    )
+    with Load(infer_url(stack), rate=40, max_s=40).running() as load:
+        with Client.local(data_dir=stack.data_dir) as client:
+            client.deploy(canary)
+        events = lambda: stack.ferryman("events", "--limit", "200", "--json")  # noqa: E731
+        waited_s = wait_for(lambda: "failed to load" in events(), 30, "v2 reported failed")
+        time.sleep(2)
+    assert waited_s < 20  # not the 60 s startup timeout: the replica said it cannot load
+    assert load.failures() == []
+    route = stack.routes()
+    assert route is not None
+    weights = {v.name: (v.weight, v.backends) for v in route.endpoints["m"].variants}
+    assert weights["v2"] == (0, ())
+    assert weights["v1"][0] == 100
