@@ -77,17 +77,20 @@ _STRING_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
 
 def _count_written_keys(raw: bytes) -> int:
     """Keys in JSON text: string tokens followed by a colon (quotes only occur in strings)."""
-    return sum(1 for token in _STRING_TOKEN.finditer(raw) if token.group(1))
+    colons = _STRING_TOKEN.findall(raw)  # the colon group: empty for string values
+    return len(colons) - colons.count(b"")
 
 
 def _count_keys(document: Any) -> int:
+    """Keys kept by the parser. Lists whose first item is a scalar (tensor data) are not
+    walked: one that hides an object further on is refused later as a tensor anyway."""
     count, stack = 0, [document]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             count += len(value)
             stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
-        elif isinstance(value, list):
+        elif value and isinstance(value[0], (dict, list)):
             stack.extend(v for v in value if isinstance(v, (dict, list)))
     return count
 

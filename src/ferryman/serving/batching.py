@@ -110,23 +110,26 @@ class Batcher:
                 retry_after_s=1,
             )
         now = time.monotonic()
-        pending = _Pending(
-            inputs, *self._shape_of(inputs), now, asyncio.get_running_loop().create_future()
-        )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(inputs, *self._shape_of(inputs), now, loop.create_future())
         self._queue.append(pending)
         self._queued_rows += pending.rows
         self.outstanding += 1
         if len(self._queue) == 1 or not self._should_wait():
             self._wakeup.set()  # the loop is idle, or the batch is full, or nobody else comes
+        expiry = loop.call_later(max(deadline - now, 0.0), self._expire, pending, deadline - now)
         try:
-            return await asyncio.wait_for(pending.future, timeout=max(deadline - now, 0.0))
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"no answer from {self.subject} within the request deadline of "
-                f"{deadline - now:.3f} s; the replica is overloaded or the model is slow"
-            ) from None
+            return await pending.future
         finally:
+            expiry.cancel()
             self.outstanding -= 1
+
+    def _expire(self, pending: _Pending, timeout_s: float) -> None:
+        if not pending.future.done():  # the batcher skips it, or drops its late answer
+            pending.future.set_exception(DeadlineExceeded(
+                f"no answer from {self.subject} within the request deadline of "
+                f"{timeout_s:.3f} s; the replica is overloaded or the model is slow"
+            ))  # fmt: skip
 
     def _shape_of(self, inputs: Arrays) -> tuple[int, Hashable]:
         if not self._policy.is_batchable:
