@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -52,7 +53,11 @@ class Client:
 
     @classmethod
     def remote(
-        cls, url: str, token: str, actor: str | None = None, verify: bool | str = True
+        cls,
+        url: str,
+        token: str,
+        actor: str | None = None,
+        verify: bool | str | ssl.SSLContext = True,
     ) -> Client:
         """A client of a control plane (``ferryman up``) at ``url``, e.g. http://127.0.0.1:7070."""
         return cls(HttpBackend(url, token, actor, verify))

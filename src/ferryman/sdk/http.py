@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -40,12 +41,14 @@ class HttpBackend:
         base_url: str,
         token: str,
         actor: str | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         timeout_s: float = 60.0,
     ) -> None:
         headers = {"authorization": f"Bearer {token}"}
         if actor:
             headers["ferryman-actor"] = actor
+        if isinstance(verify, str):  # a CA bundle's path
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/api/v1",
             headers=headers,
