@@ -117,6 +117,16 @@ def test_resnet_option_trains_and_registers(registry: Registry) -> None:
     assert {v.kind for v in outcome.registration.variants} == {"onnx-fp32", "onnx-int8"}
 
 
+def test_bf16_autocast_on_the_cpu_still_exports_fp32(registry: Registry) -> None:
+    params = {"epochs": 1, "width": 4, "precision": "bf16", "int8": "off"}
+    request = TrainingRequest("digits", "digits", params)
+    outcome = start_run(train_image_classifier, request, RunEnvironment(registry, "ci"))
+    assert outcome.registration is not None
+    (fp32,) = outcome.registration.variants
+    assert fp32.status is VariantStatus.PASSED  # parity with the (fp32-weight) source model
+    assert outcome.registration.version.signature.inputs[0].datatype == "FP32"
+
+
 def _write_image_folder(root: Path) -> None:
     rng = np.random.default_rng(0)
     for label, level in (("dark", 40), ("light", 210)):

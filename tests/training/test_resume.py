@@ -62,13 +62,13 @@ def test_sigterm_then_sigkill_mid_epoch_resumes_to_the_same_weights(tmp_path: Pa
 
     root = tmp_path / "killed"
     registry = open_registry(root)
-    _stop_at(_child(root), epoch=1, batch=5, sig=signal.SIGTERM)
+    _stop_at(_child(root), epoch=1, batch=1, sig=signal.SIGTERM)
     (run,) = registry.runs.list()
     assert run.status is RunStatus.INTERRUPTED
     assert [c.step for c in registry.runs.get(run.id).checkpoints] == [0]
 
     resumed = _child(root, run.id)
-    _stop_at(resumed, epoch=2, batch=10, sig=signal.SIGKILL)
+    _stop_at(resumed, epoch=2, batch=1, sig=signal.SIGKILL)
     killed = registry.runs.get(run.id)
     assert killed.status is RunStatus.RUNNING  # SIGKILL leaves no chance to record anything
     assert [c.step for c in killed.checkpoints] == [0, 1]
