@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import httpx
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from ferryman.cli.context import cli_context
@@ -14,7 +14,10 @@ from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
 from ferryman.control.routes import RouteTable
+from ferryman.control.traffic import Key, Traffic, traffic_by_variant, window
 from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, VariantSpec
+
+TRAFFIC_WINDOW_S = 1.0
 
 endpoints_app = typer.Typer(help="See endpoints: variants, weights, replicas, traffic.")
 
@@ -111,22 +114,30 @@ def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
 
 def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Table:
     routes = _routes(settings)
-    traffic = _gateway_traffic(settings)
-    table = Table("endpoint", "variant", "weight", "replicas", "requests", "errors",
-                  title="Endpoints")  # fmt: skip
+    totals, recent = _gateway_traffic(settings)
+    table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "errors", "requests",
+                  title="Endpoints (qps, p99 and errors over the last second)")  # fmt: skip
     for record in records:
         route = routes.endpoints.get(record.endpoint) if routes else None
+        live_variants = {v.name: v for v in route.variants} if route else {}
         for variant in record.spec.variants:
-            live = (
-                next((v for v in route.variants if v.name == variant.name), None) if route else None
-            )
+            key = (record.endpoint, variant.name)
+            live = live_variants.get(variant.name)
             desired = "auto" if record.spec.autoscaling else str(variant.replicas)
             ready = len(live.backends) if live else 0
-            weight = live.weight if live else variant.weight
-            requests, errors = traffic.get((record.endpoint, variant.name), (0, 0))
+            now, total = recent.get(key, Traffic()), totals.get(key, Traffic())
+            p99_s = now.quantile_s(0.99)
             role = " (shadow)" if variant.name == record.spec.shadow else ""
-            counts = (f"{ready}/{desired} ready", f"{requests:.0f}", f"{errors:.0f}")
-            table.add_row(record.endpoint, variant.name + role, f"{weight}%", *counts)
+            table.add_row(
+                record.endpoint,
+                variant.name + role,
+                f"{live.weight if live else variant.weight}%",
+                f"{ready}/{desired} ready",
+                f"{now.requests / TRAFFIC_WINDOW_S:.0f}",
+                "" if p99_s is None else f"{p99_s * 1000:.1f} ms",
+                f"{now.errors:.0f}",
+                f"{total.requests:.0f}",
+            )
     return table
 
 
@@ -137,22 +148,13 @@ def _routes(settings: Settings) -> RouteTable | None:
         return None
 
 
-def _gateway_traffic(settings: Settings) -> dict[tuple[str, str], tuple[float, float]]:
-    """Requests and 5xx answers per (endpoint, variant) from the gateway, if it runs."""
-    gateway = settings.gateway
+def _gateway_traffic(settings: Settings) -> tuple[dict[Key, Traffic], dict[Key, Traffic]]:
+    """Totals and the last second's traffic per variant from the gateway, if it runs."""
+    url = f"http://{settings.gateway.host}:{settings.gateway.port}/metrics"
     try:
-        text = httpx.get(f"http://{gateway.host}:{gateway.port}/metrics", timeout=1).text
+        earlier = traffic_by_variant(httpx.get(url, timeout=1).text)
+        time.sleep(TRAFFIC_WINDOW_S)
+        later = traffic_by_variant(httpx.get(url, timeout=1).text)
     except httpx.HTTPError:
-        return {}
-    totals: dict[tuple[str, str], tuple[float, float]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "ferryman_gateway_requests":
-            continue
-        for sample in family.samples:
-            if not sample.name.endswith("_total"):
-                continue
-            key = (sample.labels.get("endpoint", ""), sample.labels.get("variant", ""))
-            requests, errors = totals.get(key, (0.0, 0.0))
-            is_error = sample.labels.get("code", "").startswith("5")
-            totals[key] = (requests + sample.value, errors + (sample.value if is_error else 0))
-    return totals
+        return {}, {}
+    return later, window(later, earlier)
