@@ -169,3 +169,30 @@ def test_undeploy_stops_everything(world: World) -> None:
     table = ticks(reconciler, clock, 4)
     assert table.endpoints == {}
     assert runtime.replicas == {}
+
+
+def test_the_forecast_scales_ahead_of_a_recurring_peak(world: World) -> None:
+    """A 10-step season with a peak at steps 6-8; cold start 2 s: after three seasons the
+    loop adds replicas before the peak's traffic arrives."""
+    registry, reconciler, clock, load = world.registry, world.reconciler, world.clock, world.load
+    bounds = Autoscaling(
+        min_replicas=1, max_replicas=4, target_in_flight=100, target_qps=10,
+        scale_down_delay_s=0.5, forecast_season_s=10, forecast_step_s=1, cold_start_s=2,
+    )  # fmt: skip
+    spec = DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", version=1),),
+                          autoscaling=bounds)  # fmt: skip
+    registry.deployments.put(spec, "alice")
+    ready_before_peak = []
+    for step in range(40):
+        season_step = step % 10
+        load.by_slot[("digits", "v1")] = Load(qps=40.0 if season_step in (6, 7, 8) else 5.0)
+        for _ in range(2):  # two ticks per one-second step
+            table = reconciler.tick()
+            clock.now_s += 0.5
+        if step >= 30 and season_step == 5:  # still quiet: 5 qps wants one replica
+            ready_before_peak.append(len(table.endpoints["digits"].variants[0].backends))
+    assert ready_before_peak
+    assert min(ready_before_peak) >= 3
+    reasons = [e.details["reason"] for e in registry.list_events("digits", limit=1000)
+               if e.action == "endpoint.scaled"]  # fmt: skip
+    assert any("forecast" in reason for reason in reasons)

@@ -11,6 +11,7 @@ smoothing here is the textbook recurrence (level, trend, one seasonal term per s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ferryman.errors import InvalidInput
@@ -67,3 +68,28 @@ def predict(model: SeasonalModel, state: ForecastState, steps_ahead: int) -> flo
         return None
     slot = (state.steps + steps_ahead - 1) % model.season_length
     return max(0.0, state.level + steps_ahead * state.trend + state.seasonals[slot])
+
+
+@dataclass(frozen=True)
+class RateTrack:
+    """Request-rate samples folded into steps of ``step_s`` for the seasonal model."""
+
+    model: SeasonalModel
+    step_s: float
+    state: ForecastState = ForecastState()
+    step_started_s: float | None = None
+    step_sum: float = 0.0
+    step_samples: int = 0
+
+    def add(self, now_s: float, qps: float) -> RateTrack:
+        """Add one sample; each completed step is one observation of its mean rate."""
+        if self.step_started_s is None:
+            return replace(self, step_started_s=now_s, step_sum=qps, step_samples=1)
+        if now_s - self.step_started_s < self.step_s:
+            return replace(self, step_sum=self.step_sum + qps, step_samples=self.step_samples + 1)
+        state = observe(self.model, self.state, self.step_sum / self.step_samples)
+        return replace(self, state=state, step_started_s=now_s, step_sum=qps, step_samples=1)
+
+    def ahead(self, seconds: float) -> float | None:
+        """The forecast rate ``seconds`` from now (rounded up to whole steps)."""
+        return predict(self.model, self.state, max(1, math.ceil(seconds / self.step_s)))

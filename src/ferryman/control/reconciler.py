@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Protocol
 
 from ferryman.control.autoscale import Observation, ScalerState, ScalingPolicy, desired_replicas
+from ferryman.control.forecast import RateTrack, SeasonalModel
 from ferryman.control.plan import Backoff, RestartPolicy, Slot, plan_replicas, route_table
 from ferryman.control.routes import RouteTable
 from ferryman.control.runtime import Replica, ReplicaSpec, ReplicaState, Runtime, replica_specs
-from ferryman.registry import DeploymentRecord, Registry
+from ferryman.registry import Autoscaling, DeploymentRecord, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class ReconcilerState:
 
     backoff: dict[Slot, Backoff] = field(default_factory=dict)
     scalers: dict[Slot, ScalerState] = field(default_factory=dict)
+    rates: dict[Slot, RateTrack] = field(default_factory=dict)
     stopping: dict[Replica, float] = field(default_factory=dict)
     table: RouteTable | None = None
 
@@ -117,25 +119,27 @@ class Reconciler:
             for variant, spec in zip(record.spec.variants, replica_specs(record.spec), strict=True):
                 count = variant.replicas
                 if autoscaling is not None:
-                    policy = ScalingPolicy(
-                        min_replicas=autoscaling.min_replicas,
-                        max_replicas=autoscaling.max_replicas,
-                        target_in_flight=autoscaling.target_in_flight,
-                        scale_down_window_s=autoscaling.scale_down_delay_s,
-                        idle_to_zero_s=autoscaling.idle_to_zero_s,
-                    )
-                    count = self._autoscale(spec, policy, observed, now)
+                    count = self._autoscale(spec, autoscaling, observed, now)
                 desired[spec.slot] = (spec, count)
         return desired
 
     def _autoscale(
-        self, spec: ReplicaSpec, policy: ScalingPolicy, observed: list[Replica], now: float
+        self, spec: ReplicaSpec, autoscaling: Autoscaling, observed: list[Replica], now: float
     ) -> int:
+        policy = ScalingPolicy(
+            min_replicas=autoscaling.min_replicas,
+            max_replicas=autoscaling.max_replicas,
+            target_in_flight=autoscaling.target_in_flight,
+            target_qps=autoscaling.target_qps,
+            scale_down_window_s=autoscaling.scale_down_delay_s,
+            idle_to_zero_s=autoscaling.idle_to_zero_s,
+        )
         mine = [
             r for r in observed if r.spec.slot == spec.slot and r.state is not ReplicaState.FAILED
         ]
         load = self._load.load(spec.slot, mine)
-        observation = Observation(now, len(mine), load.in_flight, load.qps, load.held)
+        forecast = self._forecast(spec.slot, autoscaling, now, load.qps)
+        observation = Observation(now, len(mine), load.in_flight, load.qps, load.held, forecast)
         state = self.state.scalers.get(spec.slot, ScalerState())
         decision, self.state.scalers[spec.slot] = desired_replicas(policy, observation, state)
         if decision.replicas != len(mine):
@@ -143,6 +147,20 @@ class Reconciler:
             details = {"replicas": decision.replicas, "reason": decision.reason}
             self._registry.record_event(ACTOR, "endpoint.scaled", subject, details)
         return decision.replicas
+
+    def _forecast(
+        self, slot: Slot, autoscaling: Autoscaling, now: float, qps: float
+    ) -> float | None:
+        """Fold the rate into the slot's seasonal model; the rate one cold start ahead."""
+        season_s = autoscaling.forecast_season_s
+        if season_s is None or autoscaling.target_qps is None:
+            return None
+        step_s = autoscaling.forecast_step_s
+        track = self.state.rates.get(slot) or RateTrack(
+            SeasonalModel(season_length=max(2, round(season_s / step_s))), step_s
+        )
+        self.state.rates[slot] = track = track.add(now, qps)
+        return track.ahead(autoscaling.cold_start_s)
 
     def _publish(
         self, deployments: list[DeploymentRecord], ready: Mapping[Slot, list[str]]

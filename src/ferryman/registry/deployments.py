@@ -71,6 +71,19 @@ class Autoscaling(BaseModel):
     idle_to_zero_s: float = Field(
         default=300.0, gt=0, description="With min_replicas 0: idle this long → zero replicas."
     )
+    target_qps: float | None = Field(
+        default=None, gt=0, description="Requests per second one replica should carry."
+    )
+    forecast_season_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Length of the traffic's cycle (86400: daily); with target_qps, replicas "
+        "are added ahead of the forecast rate one cold start before it arrives.",
+    )
+    forecast_step_s: float = Field(default=60.0, gt=0, description="Resolution of the forecast.")
+    cold_start_s: float = Field(
+        default=30.0, ge=0, description="Time from starting a replica to its first answer."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscaling:
