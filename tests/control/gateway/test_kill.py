@@ -34,6 +34,7 @@ from tests.control.gateway.conftest import (
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[3]
 TOTAL = 800
+MAX_REQUESTS = 20_000
 KILL_AT = 200
 WORKERS = 16
 
@@ -78,14 +79,18 @@ class Outcome:
 
 
 async def load(
-    session: aiohttp.ClientSession, url: str, on_count: Callable[[int], None]
+    session: aiohttp.ClientSession, url: str, on_count: Callable[[int], float | None]
 ) -> list[Outcome]:
-    """TOTAL requests from WORKERS closed-loop workers, bounded in time."""
+    """WORKERS closed-loop workers until TOTAL requests and 1.5 s after the kill (bounded)."""
     outcomes: list[Outcome] = []
-    ids = iter(range(TOTAL))
+    ids = iter(range(MAX_REQUESTS))
 
     async def worker() -> None:
         for index in ids:
+            killed_at = on_count(len(outcomes))
+            is_done = len(outcomes) >= TOTAL and killed_at is not None
+            if is_done and time.monotonic() > killed_at + 1.5:  # type: ignore[operator]
+                return
             started = time.monotonic()
             outcome = Outcome(str(index), started, 0, "")
             try:
@@ -95,7 +100,6 @@ async def load(
             except aiohttp.ClientError:
                 pass
             outcomes.append(outcome)
-            on_count(len(outcomes))
 
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(WORKERS))), timeout=60)
     return outcomes
@@ -109,17 +113,19 @@ async def test_kill_9_fails_only_in_flight_requests(
     gateway.set_routes(table(endpoint(variant("v1", 100, a.url, b.url))))
     killed_at: list[float] = []
 
-    def kill_once(count: int) -> None:
+    def kill_once(count: int) -> float | None:
         if count >= KILL_AT and not killed_at:
             os.kill(a.process.pid, signal.SIGKILL)
+            a.process.wait(timeout=10)  # it is dead from here on (a few ms on the loop)
             killed_at.append(time.monotonic())
+        return killed_at[0] if killed_at else None
 
     async with serving(gateway, "on") as gw, aiohttp.ClientSession() as session:
         outcomes = await load(session, gw + INFER.format("digits"), kill_once)
         metrics = gateway.metrics.exposition().decode()
     kill = killed_at[0]
     failed = [o for o in outcomes if o.status != 200]
-    assert len(outcomes) == TOTAL
+    assert len(outcomes) >= TOTAL
     assert len(failed) <= WORKERS, failed  # at most what was in flight
     assert all(o.started < kill for o in failed), [o for o in failed if o.started >= kill]
     # A failed request was on its way to the killed replica: in its socket buffer, its parser

@@ -32,17 +32,17 @@ from ferryman.control.gateway.messages import (
 )
 from ferryman.control.gateway.metrics import GatewayMetrics
 from ferryman.control.gateway.paths import Target, parse_target
+from ferryman.control.gateway.pool import ConnectionPool
 from ferryman.control.gateway.proxy import NoLiveBackend, Proxy
 from ferryman.control.gateway.routefile import RouteFile
 from ferryman.control.gateway.shadow import PrimaryAnswer, ShadowMirror
-from ferryman.control.gateway.transport import REQUEST_DROPPED, PooledTransport, Transport, Upstream
+from ferryman.control.gateway.transport import REQUEST_DROPPED, Transport, Upstream
 from ferryman.control.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
 from ferryman.errors import FerrymanError, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
 
 VARIANT_HEADER = b"ferryman-variant"
-_KINDS = {502: "bad_gateway", 503: "unavailable", 504: "timeout"}
 
 
 def create_gateway(settings: Settings) -> Gateway:
@@ -65,7 +65,7 @@ class Gateway:
         settings: GatewaySettings,
         *,
         routes_file: Path | None = None,
-        transport: Callable[[GatewaySettings], Transport] = PooledTransport,
+        transport: Callable[[GatewaySettings], Transport] = ConnectionPool,
         clock: Callable[[], float] = time.monotonic,
         draw: Callable[[], float] = random.random,
     ) -> None:
@@ -166,12 +166,13 @@ class Gateway:
         forwarded = _forwarded(raw_headers, headers.get("connection", ""))
         started = self._clock()
         endpoint = target.endpoint
-        self.metrics.in_flight.labels(endpoint).inc()
+        in_flight = self.metrics.in_flight_of(endpoint)
+        in_flight.inc()
         try:
             variant, answer = await self._deliver(target, headers, forwarded, body, started)
         finally:
-            self.metrics.in_flight.labels(endpoint).dec()
-        self._record(endpoint, variant.name, answer.status, started)
+            in_flight.dec()
+        self.metrics.answered(endpoint, variant.name, answer.status, self._clock() - started)
         logger.debug("%s %s -> %s %d", target.method, endpoint, variant.name, answer.status)
         headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
         return Answer(answer.status, headers_out, answer.body)
@@ -260,13 +261,6 @@ class Gateway:
                 f"endpoint {route.endpoint!r} serves versions {versions}, not {target.version}"
             )
         return serving[int(draw * len(serving)) % len(serving)]
-
-    def _record(self, endpoint: str, variant: str, status: int, started: float) -> None:
-        self.metrics.requests.labels(endpoint, variant, f"{status // 100}xx").inc()
-        self.metrics.latency.labels(endpoint, variant).observe(self._clock() - started)
-        if status >= 500:
-            kind = _KINDS.get(status, "server_error")
-            self.metrics.errors.labels(endpoint, variant, kind).inc()
 
     def _running_proxy(self) -> Proxy:
         if self._proxy is None:

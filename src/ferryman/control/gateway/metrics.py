@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+ERROR_KINDS = {502: "bad_gateway", 503: "unavailable", 504: "timeout"}
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -72,11 +73,37 @@ class GatewayMetrics:
             "Generation of the route table in force.",
             registry=self.registry,
         )
+        self._answers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._in_flight: dict[str, Gauge] = {}
         self.route_reload_errors = Counter(
             "ferryman_gateway_route_reload_errors",
             "Route files that could not be read or were invalid (the last good table stays).",
             registry=self.registry,
         )
+
+    def answered(self, endpoint: str, variant: str, status: int, duration_s: float) -> None:
+        """Count one answer and observe its latency (labelled children cached: hot path)."""
+        key = (endpoint, variant, status // 100)
+        children = self._answers.get(key)
+        if children is None:
+            code = f"{status // 100}xx"
+            children = (
+                self.requests.labels(endpoint, variant, code),
+                self.latency.labels(endpoint, variant),
+            )
+            self._answers[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
+        if status >= 500:
+            kind = ERROR_KINDS.get(status, "server_error")
+            self.errors.labels(endpoint, variant, kind).inc()
+
+    def in_flight_of(self, endpoint: str) -> Gauge:
+        """The in-flight gauge of one endpoint (cached: hot path)."""
+        gauge = self._in_flight.get(endpoint)
+        if gauge is None:
+            gauge = self._in_flight[endpoint] = self.in_flight.labels(endpoint)
+        return gauge
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -37,6 +37,7 @@ def build_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
             access_log=False,
             log_config=None,
             server_header=False,
+            proxy_headers=False,  # the client's address is not trusted from headers
             timeout_keep_alive=30,
             timeout_graceful_shutdown=int(config.request_timeout_s),
         )

@@ -1,0 +1,278 @@
+"""Gateway benchmark: throughput and latency through the gateway vs straight to one replica.
+
+One run, one load tool (wrk, keep-alive, concurrency 64 by default) against the same replica:
+first directly, then through ``ferryman gateway`` (aiohttp pools), then through the same
+gateway with an httpx transport (the alternative the dependency choice was measured against).
+The replica is ``ferryman serve`` on a digits-sized ONNX MLP when that command exists, else
+the stand-in replica from the tests (which the table says).
+
+    .venv/bin/python bench/gateway/run.py [--duration-s 10] [--concurrency 64]
+
+Needs wrk (Debian: ``apt-get install -y wrk``). The load generator shares the machine with
+both servers; on a 2-core machine the gateway path pays for a second busy process, so read
+the ratio with the core count in mind (it is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from rich.console import Console
+from rich.table import Table
+
+from ferryman.config import GatewaySettings, Settings
+from ferryman.control.gateway import Gateway
+from ferryman.control.gateway.server import build_server
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from transports import AiohttpTransport, HttpxTransport  # noqa: E402 - the bench's own module
+
+PATH = "/v2/models/digits/infer"
+BODY = {
+    "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0.5] * 64}]
+}
+TRANSPORTS = ("httptools", "aiohttp", "httpx")
+LUA = """
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Result:
+    path: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration-s", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--serve-gateway", nargs=3, metavar=("PORT", "ROUTES", "TRANSPORT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.serve_gateway:
+        serve_gateway(
+            int(args.serve_gateway[0]), Path(args.serve_gateway[1]), args.serve_gateway[2]
+        )
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed; install it with: apt-get install -y wrk")
+    console = Console()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        replica, kind = start_replica(stack, work)
+        routes = work / "routes.json"
+        routes.write_text(route_table(replica))
+        gateways = {name: start_gateway(stack, routes, name) for name in TRANSPORTS}
+        for url in (replica, *gateways.values()):
+            wait_ready(url)
+            run_wrk(url, 1, 2)  # warm the pools and the model
+        results = [run_wrk(replica, args.duration_s, args.concurrency, "direct to the replica")]
+        for name, url in gateways.items():
+            results.append(
+                run_wrk(url, args.duration_s, args.concurrency, f"gateway ({name} pools)")
+            )
+    show(console, results, kind, args)
+
+
+def start_replica(stack: ExitStack, work: Path) -> tuple[str, str]:
+    port = free_port()
+    env = {**os.environ, "FERRYMAN_DATA_DIR": str(work / "data")}
+    if importlib.util.find_spec("ferryman.cli.serve") and importlib.util.find_spec("onnxruntime"):
+        model = work / "digits.onnx"
+        model.write_bytes(digits_mlp())
+        ferryman = str(Path(sys.executable).parent / "ferryman")
+        command = [ferryman, "serve", str(model), "--name", "digits", "--port", str(port)]
+        kind = "ferryman serve (ONNX Runtime, digits-sized MLP)"
+    else:
+        command = [sys.executable, "-c", STANDIN.format(port=port)]
+        kind = "the stand-in replica from tests/control/gateway (no inference)"
+    stack.enter_context(running(command, env))
+    return f"http://127.0.0.1:{port}", kind
+
+
+STANDIN = """
+import socket
+from tests.control.gateway.standin import main
+import sys
+sock = socket.create_server(("127.0.0.1", {port}))
+sys.argv = ["standin", "--fd", str(sock.fileno()), "--variant", "digits"]
+main()
+"""
+
+
+def start_gateway(stack: ExitStack, routes: Path, transport: str) -> str:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(Path(__file__)),
+        "--serve-gateway",
+        str(port),
+        str(routes),
+        transport,
+    ]
+    stack.enter_context(running(command, dict(os.environ)))
+    return f"http://127.0.0.1:{port}"
+
+
+def serve_gateway(port: int, routes: Path, transport: str) -> None:
+    """Run a gateway in this process (the bench's child), with the transport named."""
+    settings = Settings(gateway=GatewaySettings(port=port, routes_file=routes))
+    gateway = Gateway(settings.gateway, routes_file=routes)
+    if transport == "httpx":
+        gateway = Gateway(settings.gateway, routes_file=routes, transport=HttpxTransport)
+    elif transport == "aiohttp":
+        gateway = Gateway(settings.gateway, routes_file=routes, transport=AiohttpTransport)
+    build_server(settings, gateway).run()
+
+
+class running:
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        quiet = subprocess.DEVNULL
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=quiet, stderr=quiet)
+
+    def __enter__(self) -> subprocess.Popen[bytes]:
+        return self.process
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def route_table(replica: str) -> str:
+    variant = {"name": "v1", "model": "digits", "version": 1, "weight": 100, "backends": [replica]}
+    return json.dumps(
+        {"generation": 1, "endpoints": {"digits": {"endpoint": "digits", "variants": [variant]}}}
+    )
+
+
+def wait_ready(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(url + PATH, json=BODY, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{url} did not answer {PATH} within {timeout_s} s")
+
+
+def run_wrk(url: str, duration_s: int, concurrency: int, label: str = "") -> Result:
+    env = {**os.environ, "BENCH_BODY": json.dumps(BODY)}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA)
+    threads = min(2, concurrency)
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{duration_s}s",
+        "--latency",
+        "-s",
+        script.name,
+        url + PATH,
+    ]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    return parse_wrk(label, output)
+
+
+def parse_wrk(label: str, output: str) -> Result:
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    return Result(label, rate, latency_ms(output, "50%"), latency_ms(output, "99%"), errors)
+
+
+def latency_ms(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def show(console: Console, results: list[Result], kind: str, args: argparse.Namespace) -> None:
+    direct = results[0].requests_per_s
+    table = Table(
+        title=f"gateway vs direct, concurrency {args.concurrency}, "
+        f"{args.duration_s} s each, {os.cpu_count()} cores"
+    )
+    for column in ("path", "req/s", "p50 ms", "p99 ms", "errors", "throughput vs direct"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for result in results:
+        ratio = f"{100 * result.requests_per_s / direct:.0f}%"
+        table.add_row(
+            result.path,
+            f"{result.requests_per_s:,.0f}",
+            f"{result.p50_ms:.2f}",
+            f"{result.p99_ms:.2f}",
+            str(result.errors),
+            ratio,
+        )
+    console.print(table)
+    console.print(f"replica: {kind}; target: the gateway keeps >= 80% of the direct throughput")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def digits_mlp() -> bytes:
+    """pixels FP32 [N, 1, 8, 8] -> probabilities [N, 10]: 64-128-10, ReLU, softmax (seeded)."""
+
+    rng = np.random.default_rng(1)
+    weights = {
+        "w1": rng.standard_normal((64, 128)) * 0.1,
+        "b1": np.zeros(128),
+        "w2": rng.standard_normal((128, 10)) * 0.1,
+        "b2": np.zeros(10),
+    }
+    nodes = [
+        helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w1", "b1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    x = helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 1, 8, 8])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])
+    init = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights.items()]
+    graph = helper.make_graph(nodes, "digits", [x], [y], initializer=init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
