@@ -61,7 +61,12 @@ async def test_infer_with_raw_contents(stub: Stub) -> None:
     request = pb.ModelInferRequest(model_name="tiny", id="g-1", raw_input_contents=[x.tobytes()])
     request.inputs.add(name="x", datatype="FP32", shape=[2, 4])
     request.outputs.add(name="y")
-    response = await stub.ModelInfer(request)
+    call = stub.ModelInfer(request, metadata=(("ferryman-request-id", "trace-9"),))
+    response = await call
+    assert dict(await call.initial_metadata()) == {
+        "ferryman-model-version": "3",
+        "ferryman-request-id": "trace-9",
+    }
     assert response.id == "g-1"
     assert response.model_version == "3"
     (output,) = response.outputs

@@ -9,6 +9,7 @@ typed ``contents`` as JSON data), so one set of checks guards both. Outputs go b
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ _CONTENTS = {
 }  # fmt: skip
 Handler = Callable[[Any, Any], Awaitable[Message]]
 _SNAKE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class InferenceService:
@@ -142,6 +144,7 @@ def _unary(service: InferenceService, name: str, request_type: type[Message]) ->
     async def handle(request: Any, context: Any) -> Message:
         started = time.perf_counter()
         status = 200
+        await context.send_initial_metadata(_stamp(service.plane, context))
         try:
             return await method(request, context)
         except FerrymanError as exc:
@@ -157,6 +160,13 @@ def _unary(service: InferenceService, name: str, request_type: type[Message]) ->
         request_deserializer=request_type.FromString,
         response_serializer=lambda message: message.SerializeToString(),
     )
+
+
+def _stamp(plane: DataPlane, context: Any) -> tuple[tuple[str, str], ...]:
+    """The metadata every answer carries, like the REST headers of the edge."""
+    given = dict(context.invocation_metadata() or ()).get("ferryman-request-id", "")
+    request_id = given if _CLIENT_ID.fullmatch(given) else os.urandom(16).hex()
+    return (("ferryman-model-version", plane.identity.version), ("ferryman-request-id", request_id))
 
 
 def build_grpc_server(plane: DataPlane, host: str, port: int) -> Any:
