@@ -117,8 +117,9 @@ def test_resnet_option_trains_and_registers(registry: Registry) -> None:
     assert {v.kind for v in outcome.registration.variants} == {"onnx-fp32", "onnx-int8"}
 
 
-def test_bf16_autocast_on_the_cpu_still_exports_fp32(registry: Registry) -> None:
-    params = {"epochs": 1, "width": 4, "precision": "bf16", "int8": "off"}
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_on_the_cpu_still_exports_fp32(registry: Registry, precision: str) -> None:
+    params = {"epochs": 1, "width": 4, "precision": precision, "int8": "off"}
     request = TrainingRequest("digits", "digits", params)
     outcome = start_run(train_image_classifier, request, RunEnvironment(registry, "ci"))
     assert outcome.registration is not None

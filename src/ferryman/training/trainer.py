@@ -72,6 +72,7 @@ class _Loop:
     best: dict[str, torch.Tensor]
     progress: _Counters
     device: torch.device
+    scaler: torch.amp.GradScaler
 
 
 def fit(
@@ -147,7 +148,10 @@ def _start(ctx: RunContext, data: ImageData, settings: FitSettings) -> _Loop:
     )
     generator = torch.Generator().manual_seed(settings.seed)
     best = {name: value.detach().clone() for name, value in network.state_dict().items()}
-    loop = _Loop(network, optimizer, generator, best, _Counters(), device)
+    # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler is a no-op.
+    is_fp16 = _autocast(settings.precision, device) is torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=is_fp16)
+    loop = _Loop(network, optimizer, generator, best, _Counters(), device, scaler)
     checkpoint = ctx.load_checkpoint()
     if checkpoint is not None:
         _restore(loop, checkpoint)
@@ -178,8 +182,9 @@ def _train_epoch(
         with torch.autocast(loop.device.type, dtype=autocast, enabled=autocast is not None):
             loss = functional.cross_entropy(loop.network(images), targets[rows])
         loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        loop.optimizer.step()
+        loop.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
         total_loss += float(loss.detach()) * len(rows)
         seen += len(rows)
         ctx.progress.batch_done(loop.progress.epoch, batch)
@@ -262,6 +267,7 @@ def _checkpoint(loop: _Loop, metrics: Mapping[str, float]) -> CheckpointData:
         "progress": vars(loop.progress),
         "param_groups": optimizer_state["param_groups"],
         "metrics": dict(metrics),
+        "scaler": loop.scaler.state_dict(),
     }
     return CheckpointData(step=loop.progress.epoch - 1, arrays=arrays, state=state)
 
@@ -280,6 +286,8 @@ def _restore(loop: _Loop, checkpoint: CheckpointData) -> None:
     torch.set_rng_state(tensors["rng/torch"])
     loop.generator.set_state(tensors["rng/data"])
     loop.progress = _Counters(**checkpoint.state["progress"])
+    if checkpoint.state.get("scaler"):
+        loop.scaler.load_state_dict(checkpoint.state["scaler"])
 
 
 def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
