@@ -72,7 +72,7 @@ def test_only_deployable_variants_are_accepted(two_versions: Registry) -> None:
 
     with pytest.raises(InvalidInput, match=r"rejected \(accuracy dropped 2.1 pp"):
         deployments.put(spec(version=1, kind="onnx-int8"), "alice")
-    with pytest.raises(VersionNotFound, match="v9 does not exist"):
+    with pytest.raises(VersionNotFound, match="has no version 9"):
         deployments.put(spec(version=9), "alice")
     with pytest.raises(VersionNotFound, match="no variant 'onnx-fp16'"):
         deployments.put(spec(version=2, kind="onnx-fp16"), "alice")

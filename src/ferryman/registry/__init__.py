@@ -12,6 +12,7 @@ from ferryman.registry.deployments import (
     VariantSpec,
     scaled,
 )
+from ferryman.registry.lookup import VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.records import (
     AliasRecord,
@@ -25,7 +26,7 @@ from ferryman.registry.records import (
     VariantStatus,
     VersionRecord,
 )
-from ferryman.registry.registry import Registry, VersionRef
+from ferryman.registry.registry import Registry
 from ferryman.registry.runs import RunLog
 
 __all__ = [

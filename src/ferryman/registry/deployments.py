@@ -20,8 +20,9 @@ from ferryman.errors import Conflict, InvalidInput, NotFound, VersionNotFound
 from ferryman.names import validate_name
 from ferryman.registry.audit import append_event
 from ferryman.registry.database import Database
+from ferryman.registry.lookup import find_model, find_version
 from ferryman.registry.records import Record, VariantStatus
-from ferryman.registry.tables import DeploymentRow, ModelRow, VariantRow, VersionRow
+from ferryman.registry.tables import DeploymentRow, VariantRow
 
 MAX_REPLICAS = 64
 
@@ -219,14 +220,7 @@ def _active(session: Session, endpoint: str) -> DeploymentRow:
 
 def _check_deployable(session: Session, spec: VariantSpec) -> None:
     """The version exists and is not archived; a named variant exists and passed its gate."""
-    version = session.scalar(
-        select(VersionRow)
-        .join(ModelRow, ModelRow.id == VersionRow.model_id)
-        .where(ModelRow.name == validate_name(spec.model, "model name"))
-        .where(VersionRow.number == spec.version)
-    )
-    if version is None:
-        raise VersionNotFound(f"{spec.model} v{spec.version} does not exist")
+    version = find_version(session, find_model(session, spec.model), spec.version)
     if version.archived_at is not None:
         raise Conflict(f"{spec.model} v{spec.version} is archived and cannot be deployed")
     if spec.kind is None:

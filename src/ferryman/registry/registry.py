@@ -21,15 +21,23 @@ from ferryman.errors import (
     AliasNotFound,
     Conflict,
     InvalidInput,
-    ModelNotFound,
     RunNotFound,
-    VersionNotFound,
 )
 from ferryman.names import validate_key, validate_name
 from ferryman.reference import ReferenceData
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
 from ferryman.registry.deployments import Deployments
+from ferryman.registry.lookup import (
+    VersionRef,
+    aliases_by_version,
+    find_model,
+    find_version,
+    model_records,
+    variant_record,
+    version_record,
+    version_record_of,
+)
 from ferryman.registry.metadata import VersionMetadata, validate_alias
 from ferryman.registry.records import (
     AliasRecord,
@@ -41,10 +49,6 @@ from ferryman.registry.records import (
 )
 from ferryman.registry.runs import RunLog
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
-from ferryman.signature import Signature
-
-VersionRef = int | str
-"""A version number, an alias name, or ``"latest"``."""
 
 
 def utc_now() -> datetime:
@@ -145,14 +149,14 @@ class Registry:
             )
             for alias in metadata.aliases:
                 self._move_alias(session, model_row, alias, row, actor, now=now)
-            return self._version_record(session, model, row)
+            return version_record(session, model, row)
 
         return self._db.write(work)
 
     def get_version(self, model: str, ref: VersionRef) -> VersionRecord:
         with self._db.reading() as session:
-            model_row = self._model(session, model)
-            return self._version_record(session, model, self._version(session, model_row, ref))
+            model_row = find_model(session, model)
+            return version_record(session, model, find_version(session, model_row, ref))
 
     def get_reference(self, model: str, ref: VersionRef) -> ReferenceData | None:
         """The version's reference data (golden requests, summaries), or None if it has none."""
@@ -163,21 +167,21 @@ class Registry:
 
     def list_versions(self, model: str, include_archived: bool = False) -> list[VersionRecord]:
         with self._db.reading() as session:
-            model_row = self._model(session, model)
+            model_row = find_model(session, model)
             query = select(VersionRow).where(VersionRow.model_id == model_row.id)
             if not include_archived:
                 query = query.where(VersionRow.archived_at.is_(None))
             rows = session.scalars(query.order_by(VersionRow.number)).all()
-            aliases = self._aliases_by_version(session, model_row.id)
-            return [_version_record(model, row, aliases.get(row.id, ())) for row in rows]
+            aliases = aliases_by_version(session, model_row.id)
+            return [version_record_of(model, row, aliases.get(row.id, ())) for row in rows]
 
     def archive_version(self, model: str, ref: VersionRef, actor: str) -> VersionRecord:
         """Hide a version from listings and deployment; refused while an alias points at it."""
 
         def work(session: Session) -> VersionRecord:
-            model_row = self._model(session, model, for_update=True)
-            row = self._version(session, model_row, ref)
-            held = self._aliases_by_version(session, model_row.id).get(row.id, ())
+            model_row = find_model(session, model, for_update=True)
+            row = find_version(session, model_row, ref)
+            held = aliases_by_version(session, model_row.id).get(row.id, ())
             if held:
                 raise Conflict(
                     f"{model} v{row.number} is still aliased as {', '.join(held)}; "
@@ -192,7 +196,7 @@ class Registry:
                     "version.archived",
                     ("version", f"{model}/{row.number}", model),
                 )
-            return self._version_record(session, model, row)
+            return version_record(session, model, row)
 
         return self._db.write(work)
 
@@ -200,24 +204,24 @@ class Registry:
 
     def get_model(self, name: str) -> ModelRecord:
         with self._db.reading() as session:
-            return self._model_records(session, [self._model(session, name)])[0]
+            return model_records(session, [find_model(session, name)])[0]
 
     def list_models(self, include_archived: bool = False) -> list[ModelRecord]:
         with self._db.reading() as session:
             query = select(ModelRow).order_by(ModelRow.name)
             if not include_archived:
                 query = query.where(ModelRow.archived_at.is_(None))
-            return self._model_records(session, list(session.scalars(query)))
+            return model_records(session, list(session.scalars(query)))
 
     def archive_model(self, name: str, actor: str) -> ModelRecord:
         """Refuse new versions of ``name`` and hide it from listings; nothing is deleted."""
 
         def work(session: Session) -> ModelRecord:
-            row = self._model(session, name, for_update=True)
+            row = find_model(session, name, for_update=True)
             if row.archived_at is None:
                 row.archived_at = now = self._clock()
                 append_event(session, now, actor, "model.archived", ("model", name, name))
-            return self._model_records(session, [row])[0]
+            return model_records(session, [row])[0]
 
         return self._db.write(work)
 
@@ -228,15 +232,15 @@ class Registry:
         validate_alias(alias)
 
         def work(session: Session) -> AliasRecord:
-            model_row = self._model(session, model, for_update=True)
-            target = self._version(session, model_row, ref)
+            model_row = find_model(session, model, for_update=True)
+            target = find_version(session, model_row, ref)
             return self._move_alias(session, model_row, alias, target, actor, now=self._clock())
 
         return self._db.write(work)
 
     def remove_alias(self, model: str, alias: str, actor: str) -> None:
         def work(session: Session) -> None:
-            model_row = self._model(session, model, for_update=True)
+            model_row = find_model(session, model, for_update=True)
             row = session.get(AliasRow, (model_row.id, alias))
             if row is None:
                 raise AliasNotFound(f"model {model!r} has no alias {alias!r}")
@@ -272,8 +276,8 @@ class Registry:
         stored = self._store.put(io.BytesIO(data))
 
         def work(session: Session) -> VariantRecord:
-            model_row = self._model(session, model, for_update=True)
-            version = self._version(session, model_row, ref)
+            model_row = find_model(session, model, for_update=True)
+            version = find_version(session, model_row, ref)
             existing = session.scalar(
                 select(VariantRow).where(
                     VariantRow.version_id == version.id, VariantRow.kind == kind
@@ -301,19 +305,19 @@ class Registry:
                 ("variant", f"{model}/{version.number}/{kind}", model),
                 details={"digest": stored.digest, "status": status.value},
             )
-            return _variant_record(model, version.number, row)
+            return variant_record(model, version.number, row)
 
         return self._db.write(work)
 
     def list_variants(self, model: str, ref: VersionRef) -> list[VariantRecord]:
         with self._db.reading() as session:
-            version = self._version(session, self._model(session, model), ref)
+            version = find_version(session, find_model(session, model), ref)
             rows = session.scalars(
                 select(VariantRow)
                 .where(VariantRow.version_id == version.id)
                 .order_by(VariantRow.id)
             )
-            return [_variant_record(model, version.number, row) for row in rows]
+            return [variant_record(model, version.number, row) for row in rows]
 
     # -- events ---------------------------------------------------------------------------
 
@@ -344,14 +348,6 @@ class Registry:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _model(self, session: Session, name: str, for_update: bool = False) -> ModelRow:
-        validate_name(name, "model name")
-        query = select(ModelRow).where(ModelRow.name == name)
-        row = session.scalar(query.with_for_update() if for_update else query)
-        if row is None:
-            raise ModelNotFound(f"model {name!r} does not exist (ferryman models list shows them)")
-        return row
-
     def _model_for_update(self, session: Session, name: str, actor: str, now: datetime) -> ModelRow:
         """The model row, locked; created (with its event) if new. Refused if archived."""
         row = session.scalar(select(ModelRow).where(ModelRow.name == name).with_for_update())
@@ -362,25 +358,6 @@ class Registry:
             append_event(session, now, actor, "model.created", ("model", name, name))
         if row.archived_at is not None:
             raise Conflict(f"model {name!r} is archived; it takes no new versions")
-        return row
-
-    def _version(self, session: Session, model_row: ModelRow, ref: VersionRef) -> VersionRow:
-        query = select(VersionRow).where(VersionRow.model_id == model_row.id)
-        number = _as_number(ref)
-        if number is not None:
-            row = session.scalar(query.where(VersionRow.number == number))
-            what = f"version {number}"
-        elif ref == "latest":
-            row = session.scalar(
-                query.where(VersionRow.archived_at.is_(None)).order_by(VersionRow.number.desc())
-            )
-            what = "any active version"
-        else:
-            alias = session.get(AliasRow, (model_row.id, validate_name(str(ref), "alias")))
-            row = None if alias is None else session.get(VersionRow, alias.version_id)
-            what = f"an alias {ref!r}"
-        if row is None:
-            raise VersionNotFound(f"model {model_row.name!r} has no {what}")
         return row
 
     def _move_alias(
@@ -420,95 +397,3 @@ class Registry:
             updated_by=row.updated_by,
             updated_at=row.updated_at,
         )
-
-    def _aliases_by_version(self, session: Session, model_id: int) -> dict[int, tuple[str, ...]]:
-        found: dict[int, list[str]] = {}
-        rows = session.scalars(
-            select(AliasRow).where(AliasRow.model_id == model_id).order_by(AliasRow.name)
-        )
-        for row in rows:
-            found.setdefault(row.version_id, []).append(row.name)
-        return {version_id: tuple(names) for version_id, names in found.items()}
-
-    def _version_record(self, session: Session, model: str, row: VersionRow) -> VersionRecord:
-        aliases = self._aliases_by_version(session, row.model_id).get(row.id, ())
-        return _version_record(model, row, aliases)
-
-    def _model_records(self, session: Session, rows: list[ModelRow]) -> list[ModelRecord]:
-        ids = [row.id for row in rows]
-        latest = dict(
-            session.execute(
-                select(VersionRow.model_id, func.max(VersionRow.number))
-                .where(VersionRow.model_id.in_(ids))
-                .group_by(VersionRow.model_id)
-            ).all()
-        )
-        aliases: dict[int, dict[str, int]] = {}
-        alias_rows = session.execute(
-            select(AliasRow.model_id, AliasRow.name, VersionRow.number)
-            .join(VersionRow, VersionRow.id == AliasRow.version_id)
-            .where(AliasRow.model_id.in_(ids))
-            .order_by(AliasRow.name)
-        ).all()
-        for model_id, alias, number in alias_rows:
-            aliases.setdefault(model_id, {})[alias] = number
-        return [
-            ModelRecord(
-                name=row.name,
-                description=row.description,
-                created_by=row.created_by,
-                created_at=row.created_at,
-                archived_at=row.archived_at,
-                latest_version=latest.get(row.id),
-                aliases=aliases.get(row.id, {}),
-            )
-            for row in rows
-        ]
-
-
-def _as_number(ref: VersionRef) -> int | None:
-    if isinstance(ref, bool):
-        raise InvalidInput(f"version {ref!r} is not a version number or alias")
-    if isinstance(ref, int):
-        if ref < 1:
-            raise InvalidInput(f"version {ref} is not valid; versions are numbered from 1")
-        return ref
-    if ref.isascii() and ref.isdigit():
-        return _as_number(int(ref))
-    return None
-
-
-def _version_record(model: str, row: VersionRow, aliases: tuple[str, ...]) -> VersionRecord:
-    return VersionRecord(
-        model=model,
-        version=row.number,
-        digest=row.artifact_digest,
-        format=row.artifact_format,
-        size_bytes=row.size_bytes,
-        metrics=row.metrics,
-        params=row.params,
-        tags=row.tags,
-        description=row.description,
-        signature=Signature.model_validate(row.signature),
-        data_fingerprint=row.data_fingerprint,
-        reference_digest=row.reference_digest,
-        parent_run=row.parent_run_id,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        archived_at=row.archived_at,
-        aliases=aliases,
-    )
-
-
-def _variant_record(model: str, number: int, row: VariantRow) -> VariantRecord:
-    return VariantRecord(
-        model=model,
-        version=number,
-        kind=row.kind,
-        digest=row.artifact_digest,
-        size_bytes=row.size_bytes,
-        status=VariantStatus(row.status),
-        gate=row.gate,
-        created_by=row.created_by,
-        created_at=row.created_at,
-    )
