@@ -1,0 +1,126 @@
+"""Rollout decisions: analyse a window of traffic, then step, hold, promote or roll back.
+
+Two pure functions. :func:`analyse` judges the candidate's window against the gates:
+PASS, FAIL (with every broken gate named) or INCONCLUSIVE when there is too little traffic
+to judge — and inconclusive never promotes (RELIABILITY Z5). :func:`decide` turns the
+verdict and the rollout's progress into one action:
+
+- FAIL counts a failed check; ``threshold`` failed checks roll back;
+- INCONCLUSIVE holds at the current weight;
+- PASS steps to the next weight, or promotes after the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ferryman.control.traffic import Traffic
+
+
+class Gates(BaseModel):
+    """What a candidate must show over each analysis window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_success_rate: float = Field(default=0.99, ge=0, le=1, description="Non-5xx share.")
+    max_p99_ms: float | None = Field(default=500.0, gt=0, description="Latency bound, p99.")
+    min_requests: int = Field(
+        default=20, ge=1, description="Fewer requests in a window: inconclusive, hold."
+    )
+
+
+class CanaryPlan(BaseModel):
+    """The canary's steps (percent of traffic), pace and patience."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: tuple[int, ...] = Field(default=(10, 50, 100), min_length=1)
+    interval_s: float = Field(default=30.0, gt=0, description="Length of each analysis window.")
+    threshold: int = Field(default=3, ge=1, description="Failed checks that roll back.")
+    gates: Gates = Field(default_factory=Gates)
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if list(steps) != sorted(set(steps)) or steps[-1] != 100 or steps[0] <= 0:
+            raise ValueError(f"steps {list(steps)} must rise strictly from above 0 to 100")
+        return steps
+
+
+class Verdict(StrEnum):
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    requests: float
+    success_rate: float | None
+    p99_ms: float | None
+
+
+def analyse(gates: Gates, candidate: Traffic) -> Analysis:
+    """Judge one window of the candidate's traffic against ``gates``."""
+    p99_s = candidate.quantile_s(0.99)
+    p99_ms = None if p99_s is None else p99_s * 1000
+    if candidate.requests < gates.min_requests:
+        reason = f"{candidate.requests:.0f} requests < {gates.min_requests}: not enough to judge"
+        return Analysis(Verdict.INCONCLUSIVE, (reason,), candidate.requests, None, p99_ms)
+    success = 1 - candidate.error_rate
+    broken = []
+    if success < gates.min_success_rate:
+        broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
+    if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
+        broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
+    verdict = Verdict.FAIL if broken else Verdict.PASS
+    return Analysis(verdict, tuple(broken), candidate.requests, success, p99_ms)
+
+
+class Action(StrEnum):
+    STEP = "step"
+    HOLD = "hold"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a rollout is: the index of its current step and its failed checks so far."""
+
+    step_index: int = 0
+    failed_checks: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    weight: int
+    reason: str
+
+
+def decide(plan: CanaryPlan, analysis: Analysis, progress: Progress) -> tuple[Decision, Progress]:
+    """The action for this window's analysis, and the progress to carry to the next."""
+    weight = plan.steps[progress.step_index]
+    if analysis.verdict is Verdict.FAIL:
+        failed = progress.failed_checks + 1
+        why = "; ".join(analysis.reasons)
+        if failed >= plan.threshold:
+            reason = f"{failed} failed checks (threshold {plan.threshold}): {why}"
+            return Decision(Action.ROLLBACK, 0, reason), replace(progress, failed_checks=failed)
+        reason = f"failed check {failed}/{plan.threshold}: {why}"
+        return Decision(Action.HOLD, weight, reason), replace(progress, failed_checks=failed)
+    if analysis.verdict is Verdict.INCONCLUSIVE:
+        return Decision(Action.HOLD, weight, "inconclusive: " + analysis.reasons[0]), progress
+    if progress.step_index == len(plan.steps) - 1:
+        return Decision(Action.PROMOTE, 100, f"passed at {weight}%"), progress
+    following = progress.step_index + 1
+    reason = f"passed at {weight}%: {analysis.requests:.0f} requests, gates met"
+    return Decision(Action.STEP, plan.steps[following], reason), replace(
+        progress, step_index=following
+    )
