@@ -162,7 +162,7 @@ class GatewaySettings(BaseModel):
         default=2.0, gt=0, description="How long a replica that refused a connection is skipped."
     )
     pool_connections_per_backend: int = Field(
-        default=256, ge=1, description="Most open keep-alive connections to one replica."
+        default=256, ge=1, description="Most idle keep-alive connections kept to one replica."
     )
     pool_keepalive_s: float = Field(
         default=4.0,
