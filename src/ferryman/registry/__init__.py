@@ -27,6 +27,7 @@ from ferryman.registry.records import (
     VersionRecord,
 )
 from ferryman.registry.registry import Registry
+from ferryman.registry.rollouts import RolloutRecord, Rollouts, RolloutStatus
 from ferryman.registry.runs import RunLog
 
 __all__ = [
@@ -42,6 +43,9 @@ __all__ = [
     "MetricPoint",
     "ModelRecord",
     "Registry",
+    "RolloutRecord",
+    "RolloutStatus",
+    "Rollouts",
     "RunLog",
     "RunRecord",
     "RunStatus",

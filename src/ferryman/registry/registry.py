@@ -47,6 +47,7 @@ from ferryman.registry.records import (
     VariantStatus,
     VersionRecord,
 )
+from ferryman.registry.rollouts import Rollouts
 from ferryman.registry.runs import RunLog
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
 
@@ -69,6 +70,7 @@ class Registry:
         self._clock = clock
         self.runs = RunLog(database, clock)
         self.deployments = Deployments(database, clock)
+        self.rollouts = Rollouts(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

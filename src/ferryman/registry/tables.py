@@ -178,3 +178,24 @@ class DeploymentRow(Base):
     updated_by: Mapped[str] = mapped_column(KEY)
     updated_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+
+
+class RolloutRow(Base):
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(NAME, index=True)
+    model_name: Mapped[str] = mapped_column(NAME)
+    strategy: Mapped[str] = mapped_column(String(16))
+    baseline: Mapped[dict[str, Any]]
+    candidate: Mapped[dict[str, Any]]
+    plan: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    step_index: Mapped[int] = mapped_column(Integer)
+    failed_checks: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(KEY)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

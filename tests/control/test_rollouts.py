@@ -1,0 +1,162 @@
+"""The rollout controller over a real registry, a stepped clock and scripted traffic."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+
+from ferryman.control.rollout import CanaryPlan, Gates
+from ferryman.control.rollouts import RolloutController, start_canary
+from ferryman.control.traffic import Key, Traffic
+from ferryman.errors import Conflict, VersionNotFound
+from ferryman.registry import DeploymentSpec, Registry, RolloutStatus, VariantSpec
+
+PLAN = CanaryPlan(steps=(10, 50, 100), interval_s=5, threshold=2, gates=Gates(min_requests=10))
+
+
+class Scripted:
+    """Gateway totals that grow by what the test says happens per window."""
+
+    def __init__(self) -> None:
+        self.totals: dict[Key, Traffic] = {}
+        self.is_down = False
+
+    def serve(self, variant: str, requests: int, errors: int = 0) -> None:
+        key = ("digits", variant)
+        before = self.totals.get(key, Traffic())
+        count = before.requests + requests
+        buckets = {0.01: count, math.inf: count}
+        self.totals[key] = Traffic(count, before.errors + errors, buckets)
+
+    def __call__(self) -> dict[Key, Traffic] | None:
+        return None if self.is_down else dict(self.totals)
+
+
+class Clock:
+    now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture
+def deployed(registry: Registry, onnx_bytes: Callable[..., bytes]) -> Registry:
+    registry.register("digits", onnx_bytes(), "alice")
+    registry.register("digits", onnx_bytes(seed_value=1.0), "alice")
+    registry.deployments.put(
+        DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", version=1),)),
+        "alice",
+    )
+    return registry
+
+
+def run_windows(
+    controller: RolloutController, clock: Clock, traffic: Scripted, windows: int,
+    candidate_errors: int = 0, candidate_requests: int = 50,
+) -> None:  # fmt: skip
+    for _ in range(windows):
+        traffic.serve("v1", 100)
+        traffic.serve("v2", candidate_requests, candidate_errors)
+        clock.now_s += PLAN.interval_s
+        controller.tick()
+
+
+def weights(registry: Registry) -> dict[str, int]:
+    return {v.name: v.weight for v in registry.deployments.get("digits").spec.variants}
+
+
+def test_a_healthy_canary_is_promoted_step_by_step(deployed: Registry) -> None:
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, traffic, clock)
+    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller.tick()
+    assert weights(deployed) == {"v1": 90, "v2": 10}
+    run_windows(controller, clock, traffic, 1)
+    assert weights(deployed) == {"v1": 50, "v2": 50}
+    run_windows(controller, clock, traffic, 1)
+    assert weights(deployed) == {"v1": 0, "v2": 100}
+    run_windows(controller, clock, traffic, 1)
+
+    assert weights(deployed) == {"v2": 100}
+    done = deployed.rollouts.get(rollout.id)
+    assert done.status is RolloutStatus.PROMOTED
+    assert deployed.get_version("digits", "production").version == 2
+    story = [
+        e.action for e in deployed.list_events("digits", limit=100) if e.object_type == "rollout"
+    ]
+    assert story == [
+        "rollout.created",
+        "rollout.step",
+        "rollout.step",
+        "rollout.step",
+        "rollout.promoted",
+    ]
+
+
+def test_a_failing_canary_rolls_back_after_threshold_checks(deployed: Registry) -> None:
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, traffic, clock)
+    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller.tick()
+    run_windows(controller, clock, traffic, 2, candidate_errors=15)
+
+    done = deployed.rollouts.get(rollout.id)
+    assert done.status is RolloutStatus.ROLLED_BACK
+    assert "success rate 0.700 < 0.99" in done.reason
+    assert weights(deployed) == {"v1": 100}
+    with pytest.raises(VersionNotFound, match="alias 'production'"):
+        deployed.get_version("digits", "production")  # aliases stay where they were
+
+
+def test_no_data_holds_and_never_promotes(deployed: Registry) -> None:
+    """RELIABILITY Z5: metrics down, or too little traffic → hold; resume when data returns."""
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, traffic, clock)
+    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller.tick()
+    traffic.is_down = True
+    run_windows(controller, clock, traffic, 4)
+    run_windows(controller, clock, traffic, 1)
+    traffic.is_down = False
+    run_windows(controller, clock, traffic, 3, candidate_requests=2)
+    held = deployed.rollouts.get(rollout.id)
+    assert held.status is RolloutStatus.PROGRESSING
+    assert held.weight == 10
+    assert "inconclusive" in held.reason
+    run_windows(controller, clock, traffic, 4)
+    assert deployed.rollouts.get(rollout.id).status is RolloutStatus.PROMOTED
+
+
+def test_a_restarted_controller_judges_a_fresh_window(deployed: Registry) -> None:
+    """F5/F9: after a restart the window starts again; no promotion without a full window."""
+    clock, traffic = Clock(), Scripted()
+    first = RolloutController(deployed, traffic, clock)
+    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    first.tick()
+    clock.now_s += PLAN.interval_s - 1
+    traffic.serve("v2", 50)
+    second = RolloutController(deployed, traffic, clock)  # the control plane restarted
+    second.tick()
+    clock.now_s += 2  # the first window would be over; the new one is not
+    second.tick()
+    assert deployed.rollouts.get(rollout.id).weight == 10
+    run_windows(second, clock, traffic, 1)
+    assert deployed.rollouts.get(rollout.id).weight == 50
+
+
+def test_one_rollout_per_endpoint_and_pause(deployed: Registry) -> None:
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, traffic, clock)
+    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    with pytest.raises(Conflict, match="already has rollout"):
+        start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller.tick()
+    deployed.rollouts.transition(rollout.id, "alice", "paused", status=RolloutStatus.PAUSED)
+    run_windows(controller, clock, traffic, 3)
+    assert deployed.rollouts.get(rollout.id).weight == 10
+    deployed.rollouts.transition(rollout.id, "alice", "resumed", status=RolloutStatus.PROGRESSING)
+    controller.tick()
+    run_windows(controller, clock, traffic, 1)
+    assert deployed.rollouts.get(rollout.id).weight == 50
