@@ -78,3 +78,20 @@ async def test_the_hold_ends_with_503_after_hold_timeout(
         assert 0.3 <= waited_s < 1.5
         metrics = (await call(session, gw + "/metrics", "GET")).body.decode()
         assert 'kind="unavailable",variant="v1"} 1.0' in metrics
+
+
+async def test_a_client_that_leaves_frees_its_hold_at_once(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway()
+    async with serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100), hold_timeout_s=30)))
+        waiting = [
+            asyncio.create_task(call(session, gw + INFER.format("digits"))) for _ in range(5)
+        ]
+        await until_held(gateway, 5)
+        for task in waiting:
+            task.cancel()  # aiohttp closes the connection
+        async with asyncio.timeout(5):
+            while gateway.held():
+                await asyncio.sleep(0.005)

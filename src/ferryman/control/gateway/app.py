@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from ferryman.config import GatewaySettings, Settings
@@ -20,6 +21,7 @@ from ferryman.control.gateway.health import BackendHealth
 from ferryman.control.gateway.holding import Holding
 from ferryman.control.gateway.messages import (
     Answer,
+    Message,
     RawHeaders,
     Receive,
     Scope,
@@ -67,14 +69,15 @@ class Gateway:
         routes_file: Path | None = None,
         transport: Callable[[GatewaySettings], Transport] = ConnectionPool,
         clock: Callable[[], float] = time.monotonic,
-        draw: Callable[[], float] = random.random,
+        draw: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.routes = RouteTable(generation=0, endpoints={})
         self._make_transport = transport
         self._clock = clock
-        self._draw = draw
+        # Its own generator: traffic splitting needs uniform draws, not secrecy.
+        self._draw = draw or random.Random().random  # noqa: S311
         self._holding = Holding(self.metrics, clock)
         self._health = BackendHealth(settings.backend_recheck_s, clock)
         self._proxy: Proxy | None = None
@@ -159,86 +162,75 @@ class Gateway:
         check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
         self._route(target.endpoint)  # 404 before reading a body for an unknown endpoint
         body = await read_body(scope["headers"], receive, settings.max_body_bytes)
-        return await self._exchange(target, scope["headers"], body)
+        return await self._exchange(target, scope["headers"], body, receive)
 
-    async def _exchange(self, target: Target, raw_headers: RawHeaders, body: bytes) -> Answer:
+    async def _exchange(
+        self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive
+    ) -> Answer:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
         forwarded = _forwarded(raw_headers, headers.get("connection", ""))
-        started = self._clock()
-        endpoint = target.endpoint
-        in_flight = self.metrics.in_flight_of(endpoint)
+        request = Request(target, headers, forwarded, body, self._clock(), receive)
+        in_flight = self.metrics.in_flight_of(target.endpoint)
         in_flight.inc()
         try:
-            variant, answer = await self._deliver(target, headers, forwarded, body, started)
+            variant, answer = await self._deliver(request)
         finally:
             in_flight.dec()
-        self.metrics.answered(endpoint, variant.name, answer.status, self._clock() - started)
-        logger.debug("%s %s -> %s %d", target.method, endpoint, variant.name, answer.status)
+        duration_s = self._clock() - request.started
+        self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s)
+        logger.debug("%s %s -> %s %d", target.method, target.endpoint, variant.name, answer.status)
         headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
         return Answer(answer.status, headers_out, answer.body)
 
-    async def _deliver(
-        self,
-        target: Target,
-        headers: dict[str, str],
-        forwarded: Forwarded,
-        body: bytes,
-        started: float,
-    ) -> tuple[VariantRoute, Answer]:
+    async def _deliver(self, request: Request) -> tuple[VariantRoute, Answer]:
         """Route, forward, and hold while the chosen variant has no live replica."""
         draw = self._draw()
         deadline: float | None = None
-        while True:
-            route = self._route(target.endpoint)
-            variant = self._pick(route, target, headers, draw)
-            try:
-                return variant, await self._forward(route, variant, target, forwarded, body)
-            except NoLiveBackend:
-                pass
-            except FerrymanError as exc:
-                return variant, error_answer(exc)
-            deadline = started + route.hold_timeout_s if deadline is None else deadline
-            try:
-                await self._holding.wait(route, deadline)
-            except FerrymanError as exc:
-                return variant, error_answer(exc)
+        gone: asyncio.Future[Message] | None = None  # the client's disconnect, while held
+        try:
+            while True:
+                route = self._route(request.target.endpoint)
+                variant = self._pick(route, request, draw)
+                try:
+                    return variant, await self._forward(route, variant, request)
+                except NoLiveBackend:
+                    pass
+                except FerrymanError as exc:
+                    return variant, error_answer(exc)
+                deadline = deadline or request.started + route.hold_timeout_s
+                gone = gone or asyncio.ensure_future(request.receive())
+                try:
+                    await self._holding.wait(route, deadline, gone)
+                except FerrymanError as exc:
+                    return variant, error_answer(exc)
+        finally:
+            if gone is not None:
+                gone.cancel()
 
     async def _forward(
-        self,
-        route: EndpointRoute,
-        variant: VariantRoute,
-        target: Target,
-        forwarded: Forwarded,
-        body: bytes,
+        self, route: EndpointRoute, variant: VariantRoute, request: Request
     ) -> Answer:
         proxy = self._running_proxy()
         if not proxy.has_live_backend(variant):
             raise NoLiveBackend(variant.name)
-        request = Upstream(target.method, target.upstream_path(variant.model), forwarded, body)
-        primary = self._mirror(route, variant, target, forwarded, body)
+        primary = self._mirror(route, variant, request)
         answer: Answer | None = None
         try:
-            answer = await proxy.forward(route.endpoint, variant, request)
+            answer = await proxy.forward(route.endpoint, variant, request.upstream(variant.model))
             return answer
         finally:
             if primary is not None and not primary.done():
                 primary.set_result(answer)
 
     def _mirror(
-        self,
-        route: EndpointRoute,
-        variant: VariantRoute,
-        target: Target,
-        forwarded: Forwarded,
-        body: bytes,
+        self, route: EndpointRoute, variant: VariantRoute, request: Request
     ) -> PrimaryAnswer | None:
         """Start a shadow copy of an inference request (not of reads, not of a versioned one)."""
         if route.shadow is None or variant.name == route.shadow or self._shadow is None:
             return None
-        if target.method != "POST" or target.version is not None:
+        if request.target.method != "POST" or request.target.version is not None:
             return None
-        model = route.variant(route.shadow).model
-        copy = Upstream(target.method, target.upstream_path(model), forwarded, body)
+        copy = request.upstream(route.variant(route.shadow).model)
         return self._shadow.mirror(route, copy)
 
     def _route(self, endpoint: str) -> EndpointRoute:
@@ -249,11 +241,10 @@ class Gateway:
         return route
 
     @staticmethod
-    def _pick(
-        route: EndpointRoute, target: Target, headers: dict[str, str], draw: float
-    ) -> VariantRoute:
+    def _pick(route: EndpointRoute, request: Request, draw: float) -> VariantRoute:
+        target = request.target
         if target.version is None:
-            return pick_variant(route, headers, draw)
+            return pick_variant(route, request.headers, draw)
         serving = [v for v in route.weighted() if v.version == target.version]
         if not serving:
             versions = sorted({v.version for v in route.weighted()})
@@ -269,6 +260,23 @@ class Gateway:
 
 
 Forwarded = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One proxied request as the gateway holds it: target, headers, body, arrival time."""
+
+    target: Target
+    headers: dict[str, str]
+    forwarded: Forwarded
+    body: bytes
+    started: float
+    receive: Receive
+
+    def upstream(self, model: str) -> Upstream:
+        """The request for a replica of ``model``."""
+        path = self.target.upstream_path(model)
+        return Upstream(self.target.method, path, self.forwarded, self.body)
 
 
 def _forwarded(raw_headers: RawHeaders, connection: str) -> Forwarded:

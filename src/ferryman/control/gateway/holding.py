@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
+from ferryman.control.gateway.messages import Message
 from ferryman.control.gateway.metrics import GatewayMetrics
 from ferryman.control.routes import EndpointRoute
 from ferryman.errors import Unavailable
 
 RECHECK_S = 0.1
 RETRY_AFTER_S = 1
+FIRST = asyncio.FIRST_COMPLETED
 
 
 class Holding:
@@ -38,8 +41,14 @@ class Holding:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def wait(self, route: EndpointRoute, deadline: float) -> None:
-        """Wait for a change, up to ``deadline`` (monotonic); 503 when full or too late."""
+    async def wait(
+        self, route: EndpointRoute, deadline: float, gone: asyncio.Future[Message]
+    ) -> None:
+        """Wait for a change, up to ``deadline`` (monotonic); 503 when full or too late.
+
+        ``gone`` resolves when the client disconnects: its slot is freed at once (a request
+        nobody waits for is no demand).
+        """
         endpoint = route.endpoint
         remaining_s = deadline - self._clock()
         if remaining_s <= 0:
@@ -56,11 +65,13 @@ class Holding:
             )
         self._held[endpoint] += 1
         self._metrics.held.labels(endpoint).inc()
+        changed = asyncio.ensure_future(self._changed.wait())
         try:
-            async with asyncio.timeout(min(remaining_s, RECHECK_S)):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+            wakers: set[asyncio.Future[Any]] = {changed, gone}
+            await asyncio.wait(wakers, timeout=min(remaining_s, RECHECK_S), return_when=FIRST)
         finally:
+            changed.cancel()
             self._held[endpoint] -= 1
             self._metrics.held.labels(endpoint).dec()
+        if gone.done():
+            raise Unavailable(f"the client of endpoint {endpoint!r} left while it was held")
