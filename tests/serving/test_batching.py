@@ -105,7 +105,7 @@ async def test_deadline_gives_504_and_the_replica_recovers() -> None:
         after = await client.post(URL, json=body(x))
     assert late.status_code == 504
     assert "deadline" in late.json()["error"]
-    assert 0.2 <= waited_s < 0.5
+    assert 0.2 <= waited_s < 1.5  # the bound leaves room for a loaded CI machine
     assert after.status_code == 200
 
 
@@ -131,14 +131,14 @@ async def test_a_model_error_fails_only_its_own_batch() -> None:
 
 
 async def test_a_lone_request_does_not_wait_for_company() -> None:
-    app = replica(OnnxRuntime(affine_model()), max_delay_ms=500)
+    app = replica(OnnxRuntime(affine_model()), max_delay_ms=1000)
     async with running(app) as client:
         await client.post(URL, json=body(np.ones((1, 4), "f4")))
         started = time.monotonic()
         response = await client.post(URL, json=body(np.ones((1, 4), "f4")))
         elapsed_s = time.monotonic() - started
     assert response.status_code == 200
-    assert elapsed_s < 0.25
+    assert elapsed_s < 0.5  # far below the 1 s it would wait for company
 
 
 async def test_batches_never_exceed_max_batch_size() -> None:
