@@ -136,3 +136,20 @@ async def test_metrics_count_requests_by_route_table_labels(
     line = 'ferryman_gateway_requests_total{code="2xx",endpoint="digits",variant="v1"} 5.0'
     assert line in text
     assert "ferryman_gateway_route_generation 1.0" in text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [b"X-Big: " + b"a" * 64 * 1024 + b"\r\n", b"".join(b"X-H%d: 1\r\n" % i for i in range(1000))],
+    ids=["one-64KiB-header", "1000-headers"],
+)
+async def test_header_floods_get_431(gateway_url: tuple[str, Gateway], headers: bytes) -> None:
+    """RELIABILITY B7 over raw HTTP (clients refuse to send these)."""
+    url, _ = gateway_url
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: a\r\n" + headers
+    writer.write(head + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+    response = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 431 ")
