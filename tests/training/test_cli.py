@@ -52,6 +52,11 @@ def test_train_digits_shows_progress_and_registers(run: Run) -> None:
     assert code == 0
     assert "val_accuracy" in out
     assert "checkpoints: 2" in out
+    code, out, _ = run("versions", "show", "digits", "1")
+    assert code == 0
+    assert f"run {listed['id']} → v1" in out  # lineage: run → version → variants
+    assert "b32 ms" in out
+    assert "within 1 pp of baseline" in out
 
 
 def test_train_tabular_with_target_then_show_json(run: Run, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -70,6 +70,21 @@ def register(
 
 
 TRUSTED_TAGS = ("converted_from=pickle", "trust=explicit")
+GATE_COLUMNS = ("accuracy", "max |diff|", "b1 ms", "b32 ms", "gate")
+
+
+def _gate_cells(gate: dict[str, Any]) -> list[str]:
+    """The export gate's figures (ferryman.export.VariantReport), or the raw gate if other."""
+    if not {"accuracy", "latency_ms_b1", "latency_ms_b32", "reason"} <= gate.keys():
+        return ["", "", "", "", pairs(gate)]
+    diff = gate.get("max_abs_diff")
+    return [
+        f"{gate['accuracy']:.2%}",
+        "" if diff is None else f"{diff:.2g}",
+        f"{gate['latency_ms_b1']:.3f}",
+        f"{gate['latency_ms_b32']:.3f}",
+        str(gate["reason"]),
+    ]
 
 
 def _convert_trusted(path: Path, workdir: Path) -> Path:
@@ -148,10 +163,10 @@ def show_version(
             signature.add_row(role, spec.name, spec.datatype, shape)
     console.print(signature)
     if variants:
-        table = Table("variant", "status", "size", "gate", title="Variants")
+        table = Table("variant", "status", "size", *GATE_COLUMNS, title="Variants")
         for variant in variants:
             table.add_row(
-                variant.kind, variant.status, size(variant.size_bytes), pairs(variant.gate)
+                variant.kind, variant.status, size(variant.size_bytes), *_gate_cells(variant.gate)
             )
         console.print(table)
 

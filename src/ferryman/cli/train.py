@@ -50,7 +50,14 @@ def train(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Train a model (a recipe or your own function) and register the result."""
+    """Train a model (a recipe or your own function) and register the result.
+
+    Image recipes (digits, image-classifier) take --param arch=cnn|resnet, epochs,
+    batch_size, lr, weight_decay, patience, width, shift_px, flip, seed, val_fraction,
+    precision=auto|fp32|bf16|fp16, image_size, channels, int8=auto|static|dynamic|off,
+    threads. tabular-classifier takes model=logistic|gbm, seed, val_fraction, c,
+    n_estimators, learning_rate, max_depth, and --target COLUMN.
+    """
     from ferryman.training import TrainingRequest, resume_run, start_run  # noqa: PLC0415
     from ferryman.training.recipes import recipe_key, resolve_recipe  # noqa: PLC0415
 
