@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import logging
+import math
 import signal
 from types import FrameType
 
@@ -50,7 +51,7 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
         lifespan="on",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=int(serving.drain_timeout_s) or None,
+        timeout_graceful_shutdown=math.ceil(serving.drain_timeout_s),  # whole seconds
         timeout_keep_alive=30,
         server_header=False,
     )
