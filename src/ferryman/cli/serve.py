@@ -55,8 +55,9 @@ def serve(
         state.close()  # no database in the request path
     app = create_app(settings, source.runtime, source.identity, source.reference)
     serving = settings.serving
+    grpc = f" and grpc://{serving.host}:{serving.grpc_port}" if serving.grpc_port else ""
     errors.print(
-        f"serving {source.identity.describe()} on http://{serving.host}:{serving.port}",
+        f"serving {source.identity.describe()} on http://{serving.host}:{serving.port}{grpc}",
         markup=False,
         highlight=False,
     )
