@@ -141,8 +141,13 @@ class Batcher:
     async def _loop(self) -> None:
         while True:
             batch = await self._next_batch()
-            if batch:
+            if not batch:
+                continue
+            try:
                 await self._run_batch(batch)
+            except Exception:  # a bug here must not stop the loop and strand every request
+                logger.exception("batching failed for %d request(s)", len(batch))
+                _fail(batch, FerrymanError("internal error while batching; see the replica log"))
 
     async def _next_batch(self) -> list[_Pending]:
         while not self._queue:
