@@ -7,9 +7,11 @@ series (RELIABILITY B9): unknown names only bump one unlabelled counter.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-ERROR_KINDS = {502: "bad_gateway", 503: "unavailable", 504: "timeout"}
+ERROR_KINDS = MappingProxyType({502: "bad_gateway", 503: "unavailable", 504: "timeout"})
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 

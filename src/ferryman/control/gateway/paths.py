@@ -8,13 +8,14 @@ path or query string ever reaches a replica.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 from ferryman.errors import InvalidInput, NotFound
 from ferryman.names import validate_name
 
 Protocol = Literal["v2", "v1", "predict"]
-_V2_TAILS = {(): "GET", ("ready",): "GET", ("infer",): "POST"}
+_V2_TAILS = MappingProxyType({(): "GET", ("ready",): "GET", ("infer",): "POST"})
 _MAX_VERSION_DIGITS = 9
 
 
