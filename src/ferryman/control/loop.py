@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 
+import httpx
+
 from ferryman.config import Settings
 from ferryman.control.gateway_process import GatewayProcess
 from ferryman.control.load import ScrapedLoad
 from ferryman.control.local import LocalRuntime
 from ferryman.control.reconciler import Reconciler
+from ferryman.control.rollouts import RolloutController
+from ferryman.control.traffic import Key, Traffic, traffic_by_variant
 from ferryman.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ class ControlLoop:
             load=self._load,
             route_grace_s=settings.control.route_grace_s,
         )
+        self.rollouts = RolloutController(registry, self._gateway_traffic)
+        self._http = httpx.Client(timeout=1.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ferryman-control-loop", daemon=True)
 
@@ -44,7 +50,14 @@ class ControlLoop:
         self._stop.set()
         self._thread.join(timeout=30)
         self._load.close()
+        self._http.close()
         self.runtime.close()
+
+    def _gateway_traffic(self) -> dict[Key, Traffic] | None:
+        try:
+            return traffic_by_variant(self._http.get(f"{self.gateway.url}/metrics").text)
+        except httpx.HTTPError:
+            return None
 
     def _run(self) -> None:
         interval_s = self._settings.control.reconcile_interval_s
@@ -52,6 +65,7 @@ class ControlLoop:
             try:
                 self.gateway.ensure_running()
                 self.reconciler.tick()
+                self.rollouts.tick()
             except Exception:  # the loop must outlive any one failed pass
                 logger.exception("control loop pass failed; retrying in %.1f s", interval_s)
             self._stop.wait(interval_s)

@@ -140,6 +140,7 @@ class Outcome:
     at_s: float
     status: int  # 0: transport error
     latency_s: float
+    variant: str = ""
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Load:
     rate: float = 50.0
     max_s: float = 60.0
     workers: int = 16
+    body: Callable[[], bytes] = lambda: BODY
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -182,8 +184,9 @@ class Load:
                     return
                 sent = self.now_s()
                 try:
-                    status = client.post(self.url, content=BODY).status_code
+                    answer = client.post(self.url, content=self.body())
+                    status, variant = answer.status_code, answer.headers.get("ferryman-variant", "")
                 except httpx.HTTPError:
-                    status = 0
-                self.outcomes.append(Outcome(sent, status, self.now_s() - sent))
+                    status, variant = 0, ""
+                self.outcomes.append(Outcome(sent, status, self.now_s() - sent, variant))
                 next_at += interval_s

@@ -1,0 +1,104 @@
+"""Issue 6 (first part) end to end: canaries promoted and rolled back by their gates.
+
+Real processes and HTTP: the control plane steps the canary from the gateway's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto, helper
+
+from tests.control.e2e.harness import Load, Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def failing_on_30_percent() -> bytes:
+    """x → y of the same signature as the test model, but ONNX Runtime fails (index out of
+    bounds) for any element >= 7: inputs drawn from 0..9 fail 30% of the time."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [7], [float(i) for i in range(7)])
+    nodes = [
+        helper.make_node("Cast", ["x"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "index"], ["y"], axis=0),
+    ]
+    graph = helper.make_graph(nodes, "flaky", [x], [y], initializer=[table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    return model.SerializeToString()
+
+
+def digit_body() -> bytes:
+    first = float(random.randrange(10))
+    return json.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [first, 0, 0, 0]}]}
+    ).encode()
+
+
+def rollout(stack: Stack) -> dict[str, object]:
+    records = json.loads(stack.ferryman("rollout", "status", "m", "--json"))
+    return dict(records[-1])
+
+
+def test_a_healthy_canary_is_promoted_in_time_with_nothing_failed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RELIABILITY Z3: interval 5 s, threshold 3, steps of 20 → promoted within 5x5+10 s."""
+    stack.ferryman("deploy", "m", "--replicas", "1")
+    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    healthy = tmp_path / "v2.onnx"
+    healthy.write_bytes((stack.data_dir.parent / "m.onnx").read_bytes())
+    stack.ferryman("register", str(healthy), "--model", "m")
+    with Load(
+        f"{stack.gateway}/v2/models/m/infer", rate=50, max_s=90, body=digit_body
+    ).running() as load:
+        stack.ferryman(
+            "rollout", "start", "m", "--to", "2", "--steps", "20,40,60,80,100",
+            "--interval", "5", "--threshold", "3", "--min-requests", "10",
+        )  # fmt: skip
+        started = time.monotonic()
+        wait_for(lambda: rollout(stack)["status"] == "promoted", 5 * 5 + 10, "promotion")
+        took_s = time.monotonic() - started
+        time.sleep(1)
+    assert took_s <= 35
+    assert load.failures() == []
+    assert {o.variant for o in load.outcomes} == {"v1", "v2"}
+    assert load.outcomes[-1].variant == "v2"
+    steps = stack.ferryman("events", "--model", "m", "--limit", "200", "--json")
+    assert steps.count('"rollout.step"') == 5
+
+
+def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RELIABILITY Z4: the candidate fails 30% of inputs; threshold 3 x interval 5 s."""
+    stack.ferryman("deploy", "m", "--replicas", "1")
+    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    flaky = tmp_path / "v2.onnx"
+    flaky.write_bytes(failing_on_30_percent())
+    stack.ferryman("register", str(flaky), "--model", "m")
+    url = f"{stack.gateway}/v2/models/m/infer"
+    with Load(url, rate=50, max_s=90, body=digit_body).running() as load:
+        stack.ferryman(
+            "rollout", "start", "m", "--to", "2", "--steps", "20,60,100",
+            "--interval", "5", "--threshold", "3", "--min-requests", "10",
+        )  # fmt: skip
+        wait_for(lambda: rollout(stack)["status"] == "rolled_back", 60, "rollback")
+        rolled_back_s = load.now_s()
+        time.sleep(2)
+        after_s = load.now_s()
+        time.sleep(2)
+    record = rollout(stack)
+    assert "success rate" in str(record["reason"])
+    first_canary_s = min(o.at_s for o in load.outcomes if o.variant == "v2")
+    detected_s = rolled_back_s - first_canary_s
+    assert detected_s <= 3 * 5 + 5 + 1  # threshold x interval + 5 s, from its first traffic
+    stable_failures = [o for o in load.failures() if o.variant != "v2"]
+    assert stable_failures == []
+    assert [o for o in load.outcomes if o.at_s >= after_s and o.variant == "v2"] == []
+    assert 0 < len(load.failures()) <= 0.2 * 50 * detected_s  # only the canary's share
