@@ -100,6 +100,13 @@ def test_text_features_are_refused_with_the_fix(registry: Registry, tmp_path: Pa
         train(registry, data)
 
 
+def test_missing_labels_are_refused(registry: Registry, tmp_path: Path) -> None:
+    table = pa.table({"x": [1.0, 2.0, 3.0, 4.0], "label": ["a", None, "b", "a"]})
+    parquet.write_table(table, tmp_path / "gaps.parquet")
+    with pytest.raises(InvalidInput, match="1 missing values; drop those rows"):
+        train(registry, tmp_path / "gaps.parquet")
+
+
 def test_a_table_is_required(registry: Registry) -> None:
     request = TrainingRequest("tabular-classifier", "fraud", {"target": "label"})
     with pytest.raises(InvalidInput, match="give --data"):

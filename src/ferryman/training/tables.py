@@ -43,6 +43,9 @@ def read_table(path: Path, target: str, split_settings: str) -> TabularData:
     if not names:
         raise InvalidInput(f"{path.name} has no feature columns besides the target {target!r}")
     features = np.stack([_numeric(table.column(name), name) for name in names], axis=1)
+    if table.column(target).null_count:
+        missing = table.column(target).null_count
+        raise InvalidInput(f"target {target!r} has {missing} missing values; drop those rows")
     raw_targets = table.column(target).to_numpy(zero_copy_only=False)
     classes, codes = np.unique(raw_targets.astype(str), return_inverse=True)
     if len(classes) < 2:
