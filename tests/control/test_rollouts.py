@@ -160,3 +160,48 @@ def test_one_rollout_per_endpoint_and_pause(deployed: Registry) -> None:
     controller.tick()
     run_windows(controller, clock, traffic, 1)
     assert deployed.rollouts.get(rollout.id).weight == 50
+
+
+def test_a_policy_rolls_out_each_new_version_once(
+    deployed: Registry, onnx_bytes: Callable[..., bytes]
+) -> None:
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, traffic, clock)
+    deployed.policies.put("digits", "digits", "registered", PLAN.model_dump(mode="json"), "alice")
+    controller.tick()
+    assert deployed.rollouts.list() == []  # v2 was registered before the policy: not a trigger
+
+    deployed.register("digits", onnx_bytes(seed_value=3.0), "alice")  # v3
+    controller.tick()
+    controller.tick()  # a second pass must not start it twice
+    rollouts = deployed.rollouts.list()
+    assert [(r.baseline.version, r.candidate.version) for r in rollouts] == [(1, 3)]
+
+    deployed.register("digits", onnx_bytes(seed_value=4.0), "alice")  # v4 waits its turn
+    controller.tick()
+    assert len(deployed.rollouts.list()) == 1
+    run_windows(controller, clock, traffic, 3, candidate_requests=0)  # v3 holds: no traffic
+    traffic.serve("v3", 0)
+    for _ in range(3):
+        traffic.serve("v1", 100)
+        traffic.serve("v3", 50)
+        clock.now_s += PLAN.interval_s
+        controller.tick()
+    assert deployed.rollouts.list()[0].status is RolloutStatus.PROMOTED
+    controller.tick()
+    later = deployed.rollouts.list()
+    assert [(r.baseline.version, r.candidate.version) for r in later] == [(1, 3), (3, 4)]
+
+
+def test_a_policy_on_an_alias_and_a_skip_when_not_deployed(
+    registry: Registry, onnx_bytes: Callable[..., bytes]
+) -> None:
+    controller = RolloutController(registry, Scripted(), Clock())
+    registry.register("fraud", onnx_bytes(), "alice")
+    registry.policies.put("fraud", "fraud", "alias:candidate", PLAN.model_dump(mode="json"), "a")
+    registry.set_alias("fraud", "candidate", 1, "alice")
+    controller.tick()
+    skipped = [e for e in registry.list_events("fraud") if e.action == "policy.skipped"]
+    assert skipped[0].details["reason"] == "endpoint 'fraud' is not deployed"
+    controller.tick()
+    assert len([e for e in registry.list_events("fraud") if e.action == "policy.skipped"]) == 1

@@ -57,5 +57,5 @@ def test_ten_processes_on_a_fresh_database_register_fifty_versions(
     registry = Registry(database, LocalArtifactStore(store_dir))
     listed = {v.version: v.digest for v in registry.list_versions("digits")}
     assert listed == {int(version): digest for _, version, digest in acks}
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == "0004"
     database.dispose()

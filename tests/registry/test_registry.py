@@ -298,7 +298,7 @@ def test_the_audit_log_and_versions_resist_tampering(
 
 def test_migrations_match_the_tables_and_are_idempotent(database: Database) -> None:
     database.migrate()
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == "0004"
     with database.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []

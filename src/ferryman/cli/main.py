@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ferryman import __version__
-from ferryman.cli import demo, deploy, gateway, registry, rollout, serve, train, up
+from ferryman.cli import demo, deploy, gateway, policy, registry, rollout, serve, train, up
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -38,6 +38,7 @@ app.command("scale")(deploy.scale)
 app.command("undeploy")(deploy.undeploy)
 app.add_typer(deploy.endpoints_app, name="endpoints")
 app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(policy.policy_app, name="policy")
 app.command("serve")(serve.serve)
 app.command("gateway")(gateway.gateway)
 

@@ -33,10 +33,7 @@ def start(
     json_output: JsonOption = False,
 ) -> None:
     """Start a canary of version TO on ENDPOINT; the control plane steps it by its gates."""
-    try:
-        weights = tuple(int(step) for step in steps.split(","))
-    except ValueError:
-        raise InvalidInput(f"--steps {steps!r} is not a list of numbers like 10,50,100") from None
+    weights = parse_steps(steps)
     gates = Gates(
         min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests
     )
@@ -89,6 +86,14 @@ def promote(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption =
 def abort(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
     """Send all traffic back to the baseline now."""
     _end(ctx, rollout_id, False, json_output)
+
+
+def parse_steps(text: str) -> tuple[int, ...]:
+    """``"10,50,100"`` → (10, 50, 100); anything else is a clear error."""
+    try:
+        return tuple(int(step) for step in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"--steps {text!r} is not a list of numbers like 10,50,100") from None
 
 
 def _steer(

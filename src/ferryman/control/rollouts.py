@@ -26,11 +26,12 @@ from ferryman.control.rollout import (
     decide,
 )
 from ferryman.control.traffic import Key, Traffic, window
-from ferryman.errors import Conflict
+from ferryman.errors import Conflict, NotFound
 from ferryman.registry import (
     Registry,
     RolloutRecord,
     RolloutStatus,
+    Trigger,
     VariantSpec,
 )
 
@@ -109,6 +110,8 @@ class RolloutController:
         self._windows: dict[int, Window] = {}
 
     def tick(self) -> None:
+        for trigger in self._registry.policies.pending():
+            self._fire(trigger)
         active = self._registry.rollouts.list(active_only=True)
         for gone in set(self._windows) - {r.id for r in active}:
             del self._windows[gone]
@@ -117,6 +120,28 @@ class RolloutController:
                 self._windows.pop(rollout.id, None)  # a resumed rollout judges afresh
                 continue
             self._advance(rollout, CanaryPlan.model_validate(rollout.plan))
+
+    def _fire(self, trigger: Trigger) -> None:
+        """Start the rollout a policy asks for, or record why it cannot start."""
+        policy = trigger.policy
+        try:
+            spec = self._registry.deployments.get(policy.endpoint).spec
+        except NotFound:
+            reason = f"endpoint {policy.endpoint!r} is not deployed"
+            self._registry.policies.fire(trigger, None, ACTOR, skip_reason=reason)
+            return
+        serving = [v for v in spec.variants if v.weight > 0 and v.name != spec.shadow]
+        baseline = serving[0] if len(serving) == 1 else None
+        if baseline is None or baseline.version == trigger.version:
+            why = "it already serves that version" if baseline else "it serves several variants"
+            self._registry.policies.fire(trigger, None, ACTOR, skip_reason=why)
+            return
+        candidate = VariantSpec(
+            model=policy.model, version=trigger.version, replicas=baseline.replicas
+        )
+        started = self._registry.policies.fire(trigger, (baseline, candidate), ACTOR)
+        if started is not None:
+            logger.info("policy of %s started rollout %d", policy.model, started.id)
 
     def _advance(self, rollout: RolloutRecord, plan: CanaryPlan) -> None:
         now = self._clock()

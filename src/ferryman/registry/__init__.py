@@ -14,6 +14,7 @@ from ferryman.registry.deployments import (
 )
 from ferryman.registry.lookup import VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
+from ferryman.registry.policies import Policies, PolicyRecord, Trigger
 from ferryman.registry.records import (
     AliasRecord,
     Checkpoint,
@@ -42,6 +43,8 @@ __all__ = [
     "HeaderRuleSpec",
     "MetricPoint",
     "ModelRecord",
+    "Policies",
+    "PolicyRecord",
     "Registry",
     "RolloutRecord",
     "RolloutStatus",
@@ -49,6 +52,7 @@ __all__ = [
     "RunLog",
     "RunRecord",
     "RunStatus",
+    "Trigger",
     "VariantRecord",
     "VariantSpec",
     "VariantStatus",

@@ -39,6 +39,7 @@ from ferryman.registry.lookup import (
     version_record_of,
 )
 from ferryman.registry.metadata import VersionMetadata, validate_alias
+from ferryman.registry.policies import Policies
 from ferryman.registry.records import (
     AliasRecord,
     EventRecord,
@@ -71,6 +72,7 @@ class Registry:
         self.runs = RunLog(database, clock)
         self.deployments = Deployments(database, clock)
         self.rollouts = Rollouts(database, clock)
+        self.policies = Policies(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

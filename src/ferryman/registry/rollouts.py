@@ -75,23 +75,8 @@ class Rollouts:
             raise InvalidInput(f"the candidate {candidate.name} is already the baseline")
 
         def work(session: Session) -> RolloutRecord:
-            active = _active(session, endpoint)
-            if active is not None:
-                raise Conflict(f"endpoint {endpoint!r} already has rollout {active.id} in progress")
-            now = self._clock()
-            row = RolloutRow(
-                endpoint=endpoint, model_name=candidate.model, strategy="canary",
-                baseline=baseline.model_dump(mode="json"),
-                candidate=candidate.model_dump(mode="json"), plan=plan,
-                status=RolloutStatus.PROGRESSING.value, step_index=0, failed_checks=0, weight=0,
-                reason="created", created_by=actor, created_at=now, updated_at=now,
-            )  # fmt: skip
-            session.add(row)
-            session.flush()
-            details = {"from": baseline.name, "to": candidate.name, "plan": plan}
-            subject = ("rollout", f"{endpoint}#{row.id}", candidate.model)
-            append_event(session, now, actor, "rollout.created", subject, details=details)
-            return _record(row)
+            change = (baseline, candidate)
+            return insert_rollout(session, self._clock(), endpoint, change, plan=plan, actor=actor)
 
         return self._db.write(work)
 
@@ -132,7 +117,35 @@ class Rollouts:
             return [_record(row) for row in session.scalars(query)]
 
 
-def _active(session: Session, endpoint: str) -> RolloutRow | None:
+def insert_rollout(
+    session: Session,
+    now: datetime,
+    endpoint: str,
+    change: tuple[VariantSpec, VariantSpec],
+    *,
+    plan: dict[str, Any],
+    actor: str,
+) -> RolloutRecord:
+    """Add a rollout from ``change`` = (baseline, candidate) in the caller's transaction."""
+    baseline, candidate = change
+    active = active_rollout(session, endpoint)
+    if active is not None:
+        raise Conflict(f"endpoint {endpoint!r} already has rollout {active.id} in progress")
+    row = RolloutRow(
+        endpoint=endpoint, model_name=candidate.model, strategy="canary",
+        baseline=baseline.model_dump(mode="json"), candidate=candidate.model_dump(mode="json"),
+        plan=plan, status=RolloutStatus.PROGRESSING.value, step_index=0, failed_checks=0,
+        weight=0, reason="created", created_by=actor, created_at=now, updated_at=now,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    details = {"from": baseline.name, "to": candidate.name, "plan": plan}
+    subject = ("rollout", f"{endpoint}#{row.id}", candidate.model)
+    append_event(session, now, actor, "rollout.created", subject, details=details)
+    return _record(row)
+
+
+def active_rollout(session: Session, endpoint: str) -> RolloutRow | None:
     return session.scalar(
         select(RolloutRow).where(RolloutRow.endpoint == endpoint, RolloutRow.finished_at.is_(None))
     )

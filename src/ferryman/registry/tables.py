@@ -199,3 +199,17 @@ class RolloutRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class PolicyRow(Base):
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(NAME, unique=True)
+    endpoint: Mapped[str] = mapped_column(NAME)
+    trigger: Mapped[str] = mapped_column(String(80))
+    plan: Mapped[dict[str, Any]]
+    last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    created_by: Mapped[str] = mapped_column(KEY)
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]

@@ -1,0 +1,176 @@
+"""Policies: "a new version of MODEL is rolled out to ENDPOINT by this plan", stored.
+
+A policy names its trigger — every registration (``registered``) or a move of an alias
+(``alias:candidate``) — and keeps a cursor into the audit log: the id of the last event it
+has acted on. The control plane asks :meth:`Policies.pending` for versions that triggered
+since the cursor and advances it in the same transaction as the rollout it creates, so a
+restart neither misses a trigger nor acts on one twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ferryman.errors import InvalidInput, NotFound
+from ferryman.names import validate_name
+from ferryman.registry.audit import append_event
+from ferryman.registry.database import Database
+from ferryman.registry.deployments import VariantSpec
+from ferryman.registry.records import Record
+from ferryman.registry.rollouts import RolloutRecord, active_rollout, insert_rollout
+from ferryman.registry.tables import EventRow, PolicyRow
+
+_TRIGGER = re.compile(r"registered|alias:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+class PolicyRecord(Record):
+    model: str
+    endpoint: str
+    trigger: str
+    plan: dict[str, Any]
+    last_event_id: int
+    created_by: str
+    updated_at: datetime
+
+
+class Trigger(Record):
+    """A version that a policy's trigger fired for, and the event that fired it."""
+
+    policy: PolicyRecord
+    version: int
+    event_id: int
+
+
+class Policies:
+    def __init__(self, database: Database, clock: Callable[[], datetime]) -> None:
+        self._db = database
+        self._clock = clock
+
+    def put(
+        self, model: str, endpoint: str, trigger: str, plan: dict[str, Any], actor: str
+    ) -> PolicyRecord:
+        """Set the policy of ``model``; it acts on what happens from now on, not before."""
+        validate_name(model, "model name")
+        validate_name(endpoint, "endpoint name")
+        if _TRIGGER.fullmatch(trigger) is None:
+            raise InvalidInput(f"trigger {trigger!r} is not 'registered' or 'alias:NAME'")
+
+        def work(session: Session) -> PolicyRecord:
+            now = self._clock()
+            newest_event = session.scalar(select(func.max(EventRow.id))) or 0
+            row = session.scalar(select(PolicyRow).where(PolicyRow.model_name == model))
+            if row is None:
+                row = PolicyRow(model_name=model, created_by=actor)
+                session.add(row)
+            row.endpoint, row.trigger, row.plan, row.updated_at = endpoint, trigger, plan, now
+            row.removed_at, row.last_event_id = None, newest_event
+            details = {"endpoint": endpoint, "trigger": trigger, "plan": plan}
+            append_event(
+                session, now, actor, "policy.set", ("policy", model, model), details=details
+            )
+            return _record(row)
+
+        return self._db.write(work)
+
+    def get(self, model: str) -> PolicyRecord:
+        with self._db.reading() as session:
+            return _record(_active(session, model))
+
+    def all(self) -> list[PolicyRecord]:
+        with self._db.reading() as session:
+            query = select(PolicyRow).where(PolicyRow.removed_at.is_(None))
+            return [_record(row) for row in session.scalars(query.order_by(PolicyRow.model_name))]
+
+    def remove(self, model: str, actor: str) -> None:
+        def work(session: Session) -> None:
+            row = _active(session, model)
+            row.removed_at = now = self._clock()
+            append_event(session, now, actor, "policy.removed", ("policy", model, model))
+
+        self._db.write(work)
+
+    def pending(self) -> list[Trigger]:
+        """Versions whose registration (or alias move) fired a policy since its cursor."""
+        found = []
+        with self._db.reading() as session:
+            for row in session.scalars(select(PolicyRow).where(PolicyRow.removed_at.is_(None))):
+                events = session.scalars(
+                    select(EventRow)
+                    .where(EventRow.model_name == row.model_name, EventRow.id > row.last_event_id)
+                    .order_by(EventRow.id)
+                )
+                for event in events:
+                    version = _fired(row.trigger, event)
+                    if version is not None:
+                        found.append(
+                            Trigger(policy=_record(row), version=version, event_id=event.id)
+                        )
+        return found
+
+    def fire(
+        self,
+        trigger: Trigger,
+        change: tuple[VariantSpec, VariantSpec] | None,
+        actor: str,
+        skip_reason: str = "",
+    ) -> RolloutRecord | None:
+        """Act on ``trigger``: start the rollout of ``change`` (baseline, candidate), or skip
+        it (``change`` None, for ``skip_reason``) and move the cursor past it — in one
+        transaction.
+
+        While the endpoint has a rollout in progress nothing happens and the cursor stays:
+        the trigger fires again once that rollout has ended.
+        """
+        policy = trigger.policy
+
+        def work(session: Session) -> RolloutRecord | None:
+            if active_rollout(session, policy.endpoint) is not None:
+                return None
+            row = _active(session, policy.model)
+            row.last_event_id = max(row.last_event_id, trigger.event_id)
+            now = self._clock()
+            if change is None:
+                subject = ("policy", policy.model, policy.model)
+                details = {"version": trigger.version, "reason": skip_reason}
+                append_event(session, now, actor, "policy.skipped", subject, details=details)
+                return None
+            return insert_rollout(
+                session, now, policy.endpoint, change, plan=policy.plan, actor=actor
+            )
+
+        return self._db.write(work)
+
+
+def _fired(trigger: str, event: EventRow) -> int | None:
+    if trigger == "registered" and event.action == "version.registered":
+        return int(event.object_key.rsplit("/", 1)[1])
+    alias = trigger.removeprefix("alias:")
+    if event.action == "alias.set" and event.object_key.endswith(f"@{alias}"):
+        to = event.details.get("to")
+        return int(to) if isinstance(to, int) else None
+    return None
+
+
+def _active(session: Session, model: str) -> PolicyRow:
+    row = session.scalar(select(PolicyRow).where(PolicyRow.model_name == model))
+    if row is None or row.removed_at is not None:
+        raise NotFound(f"model {model!r} has no policy (ferryman policy set {model} …)")
+    return row
+
+
+def _record(row: PolicyRow) -> PolicyRecord:
+    return PolicyRecord(
+        model=row.model_name,
+        endpoint=row.endpoint,
+        trigger=row.trigger,
+        plan=row.plan,
+        last_event_id=row.last_event_id,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+    )
