@@ -141,6 +141,7 @@ class Outcome:
     status: int  # 0: transport error
     latency_s: float
     variant: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -185,8 +186,10 @@ class Load:
                 sent = self.now_s()
                 try:
                     answer = client.post(self.url, content=self.body())
-                    status, variant = answer.status_code, answer.headers.get("ferryman-variant", "")
+                    status, headers = answer.status_code, answer.headers
                 except httpx.HTTPError:
-                    status, variant = 0, ""
-                self.outcomes.append(Outcome(sent, status, self.now_s() - sent, variant))
+                    status, headers = 0, httpx.Headers()
+                variant = headers.get("ferryman-variant", "")
+                version = headers.get("ferryman-model-version", "")
+                self.outcomes.append(Outcome(sent, status, self.now_s() - sent, variant, version))
                 next_at += interval_s

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from onnx import TensorProto, helper
 
+from tests.conftest import make_onnx
 from tests.control.e2e.harness import Load, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +103,36 @@ def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
     assert stable_failures == []
     assert [o for o in load.outcomes if o.at_s >= after_s and o.variant == "v2"] == []
     assert 0 < len(load.failures()) <= 0.2 * 50 * detected_s  # only the canary's share
+
+
+def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RELIABILITY Z1: five consecutive rollouts, started by the policy, under constant load:
+    0 failed; every answer from the old or the new version; none from the old once done."""
+    stack.ferryman("deploy", "m", "--replicas", "1")
+    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    stack.ferryman(
+        "policy", "set", "m", "--steps", "50,100", "--interval", "2", "--min-requests", "5"
+    )
+    finished: list[tuple[int, float]] = []
+    with Load(f"{stack.gateway}/v2/models/m/infer", rate=40, max_s=150).running() as load:
+        for version in range(2, 7):
+            model = tmp_path / f"v{version}.onnx"
+            model.write_bytes(make_onnx(seed_value=float(version)))
+            stack.ferryman("register", str(model), "--model", "m")
+            wait_for(lambda v=version: _promoted(stack, v), 40, f"v{version} promoted")
+            finished.append((version, load.now_s()))
+        time.sleep(1)
+    assert load.failures() == []
+    for version, done_s in finished:
+        during = [o.version for o in load.outcomes if done_s - 8 < o.at_s < done_s]
+        assert set(during) <= {str(version - 1), str(version)}
+        after = [o for o in load.outcomes if done_s + 2 < o.at_s and o.version == str(version - 1)]
+        assert after == [], f"v{version - 1} still answered after v{version} was promoted"
+    assert load.outcomes[-1].version == "6"
+
+
+def _promoted(stack: Stack, version: int) -> bool:
+    records = json.loads(stack.ferryman("rollout", "status", "m", "--json"))
+    return any(r["candidate"]["version"] == version and r["status"] == "promoted" for r in records)
