@@ -10,6 +10,7 @@ import pytest
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry, RunStatus
 from ferryman.training import RunEnvironment
+from ferryman.training.progress import NullProgress
 from ferryman.training.tuning import TuneRequest, tune
 from tests.training.conftest import open_registry
 
@@ -45,3 +46,21 @@ def test_only_iterative_recipes_can_be_tuned(registry: Registry, tmp_path: Path)
     request = TuneRequest("tabular-classifier", "fraud", 4, f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(InvalidInput, match="cannot be tuned"):
         tune(request, RunEnvironment(registry, "ci"))
+
+
+class StopInSecondEpoch(NullProgress):
+    """Stands for Ctrl-C arriving while a trial trains."""
+
+    def batch_done(self, epoch: int, batch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_search_records_its_trial_as_interrupted(tmp_path: Path) -> None:
+    registry = open_registry(tmp_path)
+    request = TuneRequest("digits", "digits", 4, f"sqlite:///{tmp_path / 'registry.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        tune(request, RunEnvironment(registry, "ci", progress=StopInSecondEpoch()))
+    (run,) = registry.runs.list()
+    assert run.status is RunStatus.INTERRUPTED
+    assert [c.step for c in registry.runs.get(run.id).checkpoints] == [0]

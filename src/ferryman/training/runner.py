@@ -83,7 +83,7 @@ def _drive(train: TrainFunction, run: RunRecord, env: RunEnvironment) -> RunOutc
     )
     runs = env.registry.runs
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             registration = train(ctx)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         runs.finish(run.id, RunStatus.INTERRUPTED, env.actor, "interrupted by a signal")
@@ -109,7 +109,7 @@ def _log_file(env: RunEnvironment, run: RunRecord) -> Path | None:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """Turn SIGTERM into :class:`RunInterrupted` while training (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -26,7 +26,7 @@ from ferryman.training.context import Registration, RunContext
 from ferryman.training.image import ImageParams, fit_images, load_image_data, publish
 from ferryman.training.images import ImageData
 from ferryman.training.params import parse_params
-from ferryman.training.runner import RunEnvironment
+from ferryman.training.runner import RunEnvironment, RunInterrupted, sigterm_interrupts
 from ferryman.training.trainer import EpochHook, FitResult
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class _Search:
         except optuna.TrialPruned as pruned:
             env.registry.runs.finish(run.id, RunStatus.INTERRUPTED, env.actor, str(pruned))
             raise
+        except (KeyboardInterrupt, RunInterrupted):
+            env.registry.runs.finish(run.id, RunStatus.INTERRUPTED, env.actor, "interrupted")
+            raise
         except Exception as exc:
             env.registry.runs.finish(run.id, RunStatus.FAILED, env.actor, f"{exc}")
             raise
@@ -109,7 +112,8 @@ def tune(request: TuneRequest, env: RunEnvironment) -> TuneOutcome:
     data = load_image_data(parse_params(ImageParams, base, request.recipe))
     study = _study(request, parse_params(ImageParams, base, request.recipe).epochs)
     search = _Search(request, env, base, data)
-    study.optimize(search.run_trial, n_trials=request.trials)
+    with sigterm_interrupts():
+        study.optimize(search.run_trial, n_trials=request.trials)
     best, params, result = search.best_run, search.best_params, search.best_result
     if best is None or params is None or result is None:
         raise InvalidInput(f"no trial of study {study.study_name!r} finished; nothing to register")
