@@ -150,3 +150,14 @@ async def test_unknown_model_names_add_no_series(client: httpx.AsyncClient) -> N
     after = (await client.get("/metrics")).text
     assert after.count("\n") - before < 10
     assert "m17" not in after
+
+
+async def test_the_whole_corpus_gets_no_5xx_and_the_replica_still_answers(
+    client: httpx.AsyncClient,
+) -> None:
+    statuses = [(await client.post(URL, content=body)).status_code for _, body, _ in CORPUS]
+    assert [s for s in statuses if s >= 500] == []
+    after = await client.post(URL, content=tensor())
+    assert after.status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert 'ferryman_requests_total{code="500"' not in metrics
