@@ -136,3 +136,53 @@ def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
 def _promoted(stack: Stack, version: int) -> bool:
     records = json.loads(stack.ferryman("rollout", "status", "m", "--json"))
     return any(r["candidate"]["version"] == version and r["status"] == "promoted" for r in records)
+
+
+def test_control_plane_killed_at_rollout_steps_resumes_without_double_promotion(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """RELIABILITY F5 (CI size): SIGKILL the control plane right after each of three step
+    transitions; on restart the rollout resumes at its persisted step, is promoted exactly
+    once, no request fails, and the replicas running are exactly the desired ones."""
+    stack.ferryman("deploy", "m", "--replicas", "1")
+    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    model = tmp_path / "v2.onnx"
+    model.write_bytes(make_onnx(seed_value=2.0))
+    stack.ferryman("register", str(model), "--model", "m")
+    with Load(f"{stack.gateway}/v2/models/m/infer", rate=40, max_s=120).running() as load:
+        stack.ferryman(
+            "rollout", "start", "m", "--to", "2", "--steps", "25,50,75,100",
+            "--interval", "2", "--min-requests", "5",
+        )  # fmt: skip
+        for weight in (25, 50, 75):
+            wait_for(lambda w=weight: int(str(rollout(stack)["weight"])) >= w, 60, f"{weight}%")
+            stack.kill_control_plane()
+            time.sleep(1)
+            stack.up()
+        wait_for(lambda: rollout(stack)["status"] == "promoted", 60, "promotion")
+        wait_for(lambda: len(stack.replica_pids()) == 1, 30, "the old replica gone")
+        time.sleep(1)
+    assert load.failures() == []
+    events = stack.ferryman("events", "--model", "m", "--limit", "500", "--json")
+    assert events.count('"rollout.promoted"') == 1
+    running = [pid for pid in stack.replica_pids().values() if _alive(pid)]
+    assert len(running) == 1
+    assert len(_processes_serving(stack.data_dir)) == 1  # no orphan outside the state files
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _processes_serving(data_dir: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in command and str(data_dir.absolute()).encode() in command:
+            found.append(int(proc.name))
+    return found
