@@ -1,12 +1,14 @@
 """Gateway benchmark: throughput and latency through the gateway vs straight to one replica.
 
-One run, one load tool (wrk, keep-alive, concurrency 64 by default) against the same replica:
-first directly, then through ``ferryman gateway`` (aiohttp pools), then through the same
-gateway with an httpx transport (the alternative the dependency choice was measured against).
-The replica is ``ferryman serve`` on a digits-sized ONNX MLP when that command exists, else
-the stand-in replica from the tests (which the table says).
+One run, one load tool (wrk, keep-alive, concurrency 64 by default), the same replica: first
+directly, then through the gateway with its own connection pool (httptools, the default of
+``ferryman gateway``), then through the same gateway with aiohttp and with httpx transports
+(the alternatives the choice was measured against, in ``transports.py``). Rounds interleave
+the paths and the median round is shown, so a burst of other load on the machine hits every
+path alike. The replica is ``ferryman serve`` on a digits-sized ONNX MLP when that command
+exists, else the stand-in replica from the tests (the output says which).
 
-    .venv/bin/python bench/gateway/run.py [--duration-s 10] [--concurrency 64]
+    .venv/bin/python bench/gateway/run.py [--duration-s 10] [--concurrency 64] [--rounds 3]
 
 Needs wrk (Debian: ``apt-get install -y wrk``). The load generator shares the machine with
 both servers; on a 2-core machine the gateway path pays for a second busy process, so read
@@ -69,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; median shown.")
     parser.add_argument(
         "--serve-gateway", nargs=3, metavar=("PORT", "ROUTES", "TRANSPORT"), help=argparse.SUPPRESS
     )
@@ -90,12 +93,18 @@ def main() -> None:
         for url in (replica, *gateways.values()):
             wait_ready(url)
             run_wrk(url, 1, 2)  # warm the pools and the model
-        results = [run_wrk(replica, args.duration_s, args.concurrency, "direct to the replica")]
-        for name, url in gateways.items():
-            results.append(
-                run_wrk(url, args.duration_s, args.concurrency, f"gateway ({name} pools)")
-            )
-    show(console, results, kind, args)
+        paths = {"direct to the replica": replica}
+        paths.update({f"gateway ({name} pools)": url for name, url in gateways.items()})
+        rounds: dict[str, list[Result]] = {label: [] for label in paths}
+        for _ in range(args.rounds):  # interleaved, so a burst of other load hits all paths
+            for label, url in paths.items():
+                rounds[label].append(run_wrk(url, args.duration_s, args.concurrency, label))
+    show(console, [median(runs) for runs in rounds.values()], kind, args)
+
+
+def median(runs: list[Result]) -> Result:
+    """The round with the median throughput (its latencies come with it)."""
+    return sorted(runs, key=lambda result: result.requests_per_s)[len(runs) // 2]
 
 
 def start_replica(stack: ExitStack, work: Path) -> tuple[str, str]:
@@ -223,8 +232,8 @@ def latency_ms(output: str, percentile: str) -> float:
 def show(console: Console, results: list[Result], kind: str, args: argparse.Namespace) -> None:
     direct = results[0].requests_per_s
     table = Table(
-        title=f"gateway vs direct, concurrency {args.concurrency}, "
-        f"{args.duration_s} s each, {os.cpu_count()} cores"
+        title=f"gateway vs direct, concurrency {args.concurrency}, median of {args.rounds} "
+        f"interleaved rounds of {args.duration_s} s, {os.cpu_count()} cores"
     )
     for column in ("path", "req/s", "p50 ms", "p99 ms", "errors", "throughput vs direct"):
         table.add_column(column, justify="left" if column == "path" else "right")
