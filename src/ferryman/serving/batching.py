@@ -44,6 +44,8 @@ class BatchPolicy:
     queue_capacity: int
     is_batchable: bool
     """True when every input has a dynamic first axis, so requests can be stacked."""
+    subject: str = "the model"
+    """How messages name the model: ``digits v3 (onnx-fp32)``."""
 
 
 @dataclass(slots=True)
@@ -78,7 +80,7 @@ class Batcher:
         self._queued_rows = 0
         self.outstanding = 0
         """Requests submitted and not yet answered."""
-        self.subject = "the model"
+        self.subject = policy.subject
 
     @property
     def queued(self) -> int:

@@ -66,9 +66,9 @@ class DataPlane:
             max_delay_s=settings.max_delay_ms / 1000,
             queue_capacity=settings.queue_capacity,
             is_batchable=self._is_batchable,
+            subject=identity.describe(),
         )
         self._batcher = Batcher(runtime, self._executor, policy, self.metrics, self._arrivals)
-        self._batcher.subject = identity.describe()
         self.not_ready_reason: str | None = "the model is loading"
         self.is_draining = False
 
