@@ -116,8 +116,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def make_gateway() -> Callable[..., Gateway]:
-    def make(routes_file: Path | None = None, **settings: Any) -> Gateway:
-        return Gateway(GatewaySettings(**settings), routes_file=routes_file)
+    def make(
+        routes_file: Path | None = None, draw: Callable[[], float] | None = None, **settings: Any
+    ) -> Gateway:
+        return Gateway(GatewaySettings(**settings), routes_file=routes_file, draw=draw)
 
     return make
 
