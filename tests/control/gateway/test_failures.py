@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from ferryman.config import Settings
+from ferryman.config import GatewaySettings, Settings
 from ferryman.control.gateway import Gateway
 from ferryman.control.gateway.health import BackendHealth
 from ferryman.control.gateway.server import build_server
@@ -106,3 +106,26 @@ def test_a_non_loopback_bind_is_refused_without_the_insecure_flag(host: str) -> 
         build_server(settings, Gateway(settings.gateway))
     allowed = Settings(gateway={"host": host, "allow_insecure_bind": True})
     assert build_server(allowed, Gateway(allowed.gateway)).config.host == host
+
+
+class Exploding:
+    """A transport with a bug in it: the gateway must still answer ``{"error": ...}``."""
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    async def send(self, backend: str, request: object) -> object:
+        raise RuntimeError("a bug")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_bug_still_answers_in_the_protocol_shape(session: aiohttp.ClientSession) -> None:
+    gateway = Gateway(GatewaySettings(), transport=Exploding)
+    async with serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, "http://127.0.0.1:9"))))
+        reply = await call(session, gw + INFER.format("digits"))
+        assert reply.status == 500
+        assert reply.json() == {"error": "the gateway failed; see its log"}

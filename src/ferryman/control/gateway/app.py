@@ -132,6 +132,9 @@ class Gateway:
                 answer = await self._answer(scope, receive)
             except FerrymanError as exc:
                 answer = error_answer(exc)
+            except Exception:  # a bug must still answer in the protocol's shape
+                logger.exception("gateway failed on %s", scope["path"][:120])
+                answer = error_answer(FerrymanError("the gateway failed; see its log"))
             await send_answer(send, answer)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
