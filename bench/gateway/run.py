@@ -65,6 +65,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    replica_cpu_us: float = 0.0
+    gateway_cpu_us: float = 0.0
 
 
 def main() -> None:
@@ -86,19 +88,21 @@ def main() -> None:
     console = Console()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        replica, kind = start_replica(stack, work)
+        replica, kind, replica_pid = start_replica(stack, work)
         routes = work / "routes.json"
         routes.write_text(route_table(replica))
-        gateways = {name: start_gateway(stack, routes, name) for name in TRANSPORTS}
+        started = {name: start_gateway(stack, routes, name) for name in TRANSPORTS}
+        gateways = {name: url for name, (url, _) in started.items()}
         for url in (replica, *gateways.values()):
             wait_ready(url)
             run_wrk(url, 1, 2)  # warm the pools and the model
-        paths = {"direct to the replica": replica}
-        paths.update({f"gateway ({name} pools)": url for name, url in gateways.items()})
+        paths = {"direct to the replica": (replica, 0)}
+        paths.update({f"gateway ({name} pools)": url_pid for name, url_pid in started.items()})
         rounds: dict[str, list[Result]] = {label: [] for label in paths}
         for _ in range(args.rounds):  # interleaved, so a burst of other load hits all paths
-            for label, url in paths.items():
-                rounds[label].append(run_wrk(url, args.duration_s, args.concurrency, label))
+            for label, (url, gateway_pid) in paths.items():
+                pids = (replica_pid, gateway_pid)
+                rounds[label].append(measure(url, args, label, pids))
     show(console, [median(runs) for runs in rounds.values()], kind, args)
 
 
@@ -107,7 +111,26 @@ def median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda result: result.requests_per_s)[len(runs) // 2]
 
 
-def start_replica(stack: ExitStack, work: Path) -> tuple[str, str]:
+def measure(url: str, args: argparse.Namespace, label: str, pids: tuple[int, int]) -> Result:
+    """One wrk run, with the CPU time the replica and the gateway spent per request."""
+    before = [cpu_s(pid) for pid in pids]
+    result = run_wrk(url, args.duration_s, args.concurrency, label)
+    spent = [cpu_s(pid) - start for pid, start in zip(pids, before, strict=True)]
+    count = max(result.requests_per_s * args.duration_s, 1)
+    result.replica_cpu_us, result.gateway_cpu_us = (1e6 * s / count for s in spent)
+    return result
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere or for pid 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_replica(stack: ExitStack, work: Path) -> tuple[str, str, int]:
     port = free_port()
     env = {**os.environ, "FERRYMAN_DATA_DIR": str(work / "data")}
     if importlib.util.find_spec("ferryman.cli.serve") and importlib.util.find_spec("onnxruntime"):
@@ -119,8 +142,8 @@ def start_replica(stack: ExitStack, work: Path) -> tuple[str, str]:
     else:
         command = [sys.executable, "-c", STANDIN.format(port=port)]
         kind = "the stand-in replica from tests/control/gateway (no inference)"
-    stack.enter_context(running(command, env))
-    return f"http://127.0.0.1:{port}", kind
+    process = stack.enter_context(running(command, env))
+    return f"http://127.0.0.1:{port}", kind, process.pid
 
 
 STANDIN = """
@@ -133,7 +156,7 @@ main()
 """
 
 
-def start_gateway(stack: ExitStack, routes: Path, transport: str) -> str:
+def start_gateway(stack: ExitStack, routes: Path, transport: str) -> tuple[str, int]:
     port = free_port()
     command = [
         sys.executable,
@@ -143,8 +166,8 @@ def start_gateway(stack: ExitStack, routes: Path, transport: str) -> str:
         str(routes),
         transport,
     ]
-    stack.enter_context(running(command, dict(os.environ)))
-    return f"http://127.0.0.1:{port}"
+    process = stack.enter_context(running(command, dict(os.environ)))
+    return f"http://127.0.0.1:{port}", process.pid
 
 
 def serve_gateway(port: int, routes: Path, transport: str) -> None:
@@ -235,7 +258,8 @@ def show(console: Console, results: list[Result], kind: str, args: argparse.Name
         title=f"gateway vs direct, concurrency {args.concurrency}, median of {args.rounds} "
         f"interleaved rounds of {args.duration_s} s, {os.cpu_count()} cores"
     )
-    for column in ("path", "req/s", "p50 ms", "p99 ms", "errors", "throughput vs direct"):
+    columns = ("path", "req/s", "p50 ms", "p99 ms", "errors", "vs direct", "replica", "gateway")
+    for column in columns:
         table.add_column(column, justify="left" if column == "path" else "right")
     for result in results:
         ratio = f"{100 * result.requests_per_s / direct:.0f}%"
@@ -246,8 +270,11 @@ def show(console: Console, results: list[Result], kind: str, args: argparse.Name
             f"{result.p99_ms:.2f}",
             str(result.errors),
             ratio,
+            f"{result.replica_cpu_us:.0f}",
+            f"{result.gateway_cpu_us:.0f}" if result.gateway_cpu_us else "-",
         )
     console.print(table)
+    console.print("replica, gateway: CPU time each process spent per request, in µs")
     console.print(f"replica: {kind}; target: the gateway keeps >= 80% of the direct throughput")
 
 
