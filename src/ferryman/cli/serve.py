@@ -11,9 +11,6 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import errors
 from ferryman.config import Settings
 from ferryman.registry import VersionRef
-from ferryman.serving.app import create_app
-from ferryman.serving.replica import ReplicaSource, from_file, from_registry
-from ferryman.serving.server import serve as run_server
 
 
 def parse_target(target: str) -> tuple[str, VersionRef]:
@@ -43,10 +40,14 @@ def serve(
     name: Annotated[str | None, typer.Option(help="Model name for a .onnx file.")] = None,
 ) -> None:
     """Serve one variant over the Open Inference Protocol V2 until SIGTERM, then drain."""
+    # The data plane needs the "serve" extra; the rest of the CLI works without it.
+    from ferryman.serving.app import create_app  # noqa: PLC0415
+    from ferryman.serving.replica import from_file, from_registry  # noqa: PLC0415
+    from ferryman.serving.server import serve as run_server  # noqa: PLC0415
+
     state = cli_context(ctx)
     settings = _with_serving(state.settings, port=port, host=host, grpc_port=grpc_port)
     threads = settings.serving.intra_op_threads
-    source: ReplicaSource
     if target.endswith(".onnx") or Path(target).is_file():
         source = from_file(Path(target), name, threads)
     else:
