@@ -129,3 +129,39 @@ async def test_a_bug_still_answers_in_the_protocol_shape(session: aiohttp.Client
         reply = await call(session, gw + INFER.format("digits"))
         assert reply.status == 500
         assert reply.json() == {"error": "the gateway failed; see its log"}
+
+
+class ClosingAfterEachAnswer:
+    """A replica that answers (keep-alive, by HTTP/1.1 default) and then closes anyway."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        body = b'{"outputs": []}'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        self.answered += 1
+        writer.close()
+
+
+@pytest.mark.anyio
+async def test_replicas_closing_idle_connections_cause_no_failures(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway()
+    closing = ClosingAfterEachAnswer()
+    server = await asyncio.start_server(closing.handle, sock=listening_socket())
+    async with server, serving(gateway, "on") as gw:
+        backend = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        gateway.set_routes(table(endpoint(variant("v1", 100, backend))))
+        statuses = [(await call(session, gw + INFER.format("digits"))).status for _ in range(30)]
+        assert statuses == [200] * 30
+        assert closing.answered == 30
