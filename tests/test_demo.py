@@ -1,24 +1,45 @@
-"""The demo runs end to end on a fresh data dir and tells the story it promises."""
+"""`ferryman demo --fast` end to end, as the README runs it: a real process on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
-from rich.console import Console
+import pytest
 
 from ferryman.config import load_settings
-from ferryman.demo.story import MODEL, run_demo
-from ferryman.registry import Registry
+from ferryman.registry import Registry, RolloutStatus
 
 
-def test_demo_story(tmp_path: Path) -> None:
-    registry = Registry.open(load_settings(data_dir=tmp_path / "data"))
-    console = Console(record=True, width=120)
-    run_demo(registry, "demo-user", tmp_path / "work", console)
-    text = console.export_text()
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    assert "A pickle was refused" in text
-    assert registry.get_version(MODEL, "production").version == 2
-    actions = [e.action for e in registry.list_events(MODEL)]
-    assert actions == ["model.created", "version.registered", "version.registered", "alias.set"]
+
+@pytest.mark.e2e
+def test_the_demo_trains_serves_and_rolls_out_with_no_failed_request(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_")},
+        "FERRYMAN_GATEWAY__PORT": str(_free_port()),
+        "COLUMNS": "160",
+    }
+    ferryman = str(Path(sys.executable).with_name("ferryman"))
+    done = subprocess.run(
+        [ferryman, "--data-dir", str(data_dir), "demo", "--fast"],
+        capture_output=True, text=True, env=env, timeout=540, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "failed requests: 0" in done.stdout
+    assert "promoted" in done.stdout
+
+    registry = Registry.open(load_settings(data_dir=data_dir))
+    assert [v.version for v in registry.list_versions("digits")] == [1, 2]
+    assert registry.get_version("digits", "production").version == 2
+    assert [r.status for r in registry.rollouts.list("digits")] == [RolloutStatus.PROMOTED]
+    assert not list((data_dir / "replicas").glob("*.json"))  # --fast leaves nothing running
     registry.close()

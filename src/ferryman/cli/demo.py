@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from ferryman.cli.context import cli_context
@@ -9,7 +11,16 @@ from ferryman.cli.output import console
 from ferryman.demo.story import run_demo
 
 
-def demo(ctx: typer.Context) -> None:
-    """Run the end-to-end story on the embedded default and narrate each step."""
+def demo(
+    ctx: typer.Context,
+    fast: Annotated[bool, typer.Option(help="Short training and windows (CI).")] = False,
+    keep_serving: Annotated[
+        bool | None, typer.Option(help="Leave the endpoint serving [yes, unless --fast].")
+    ] = None,
+) -> None:
+    """Train, deploy, serve and roll out a new version by itself, narrating each step."""
     state = cli_context(ctx)
-    run_demo(state.registry(), state.settings.user, state.settings.data_dir / "demo", console)
+    keep = not fast if keep_serving is None else keep_serving
+    outcome = run_demo(state.settings, console, fast=fast, keep_serving=keep)
+    if outcome.tally.failed:
+        raise typer.Exit(1)

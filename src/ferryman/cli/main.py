@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from ferryman import __version__
-from ferryman.cli import demo, deploy, gateway, policy, registry, rollout, serve, train, up
+from ferryman.cli import demo, deploy, down, gateway, policy, registry, rollout, serve, train, up
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -33,6 +33,7 @@ app.command("tune")(train.tune)
 app.add_typer(train.runs_app, name="runs")
 app.command("demo")(demo.demo)
 app.command("up")(up.up)
+app.command("down")(down.down)
 app.command("deploy")(deploy.deploy)
 app.command("scale")(deploy.scale)
 app.command("undeploy")(deploy.undeploy)

@@ -10,8 +10,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ferryman.config import Settings
@@ -21,10 +24,18 @@ logger = logging.getLogger(__name__)
 
 
 class GatewayProcess:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        restart_delay_s: float = 10.0,
+    ) -> None:
         self._settings = settings
         self._state = settings.data_dir / "gateway.json"
         self._child: subprocess.Popen[bytes] | None = None
+        self._clock = clock
+        self._restart_delay_s = restart_delay_s
+        self._last_start_s: float | None = None
 
     @property
     def url(self) -> str:
@@ -37,6 +48,17 @@ class GatewayProcess:
             logger.warning("the gateway exited with code %s; restarting it", self._child.returncode)
             self._child = None
         if self._running_pid() is not None:
+            return False
+        now = self._clock()
+        if self._last_start_s is not None and now - self._last_start_s < self._restart_delay_s:
+            return False  # it just failed: do not spin; the reason is in gateway.log
+        self._last_start_s = now
+        if not port_is_free(self._settings.gateway.host, self._settings.gateway.port):
+            logger.error(
+                "gateway port %d is taken by another process; set gateway.port "
+                "(FERRYMAN_GATEWAY__PORT) or stop that process",
+                self._settings.gateway.port,
+            )
             return False
         settings = self._settings
         log = (settings.data_dir / "gateway.log").open("ab")
@@ -61,6 +83,9 @@ class GatewayProcess:
             self._child.wait(timeout=30)
         self._state.unlink(missing_ok=True)
 
+    def is_running(self) -> bool:
+        return self._running_pid() is not None
+
     def _running_pid(self) -> int | None:
         try:
             recorded = json.loads(Path(self._state).read_text())
@@ -68,3 +93,14 @@ class GatewayProcess:
             return None
         pid = int(recorded.get("pid", 0))
         return pid if pid and process_start(pid) == recorded.get("start") else None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` (so a new server can bind it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

@@ -111,6 +111,17 @@ class LocalRuntime:
         self._signal(record, signal.SIGTERM)
         self._write(ProcessRecord(**{**asdict(record), "stopping_since_s": self._clock()}))
 
+    def stop_all(self, timeout_s: float = 30.0) -> int:
+        """Drain and stop every replica this data dir knows; how many were running."""
+        records = [r for r in self._records() if self._exit_reason(r) is None]
+        for record in records:
+            self.stop(record.id)
+        deadline = time.monotonic() + timeout_s
+        while self._records() and time.monotonic() < deadline:
+            self.observe()  # reaps the ones that have exited, kills laggards past the drain
+            time.sleep(0.1)
+        return len(records)
+
     def close(self) -> None:
         self._http.close()
 

@@ -53,6 +53,12 @@ class ControlLoop:
         self._http.close()
         self.runtime.close()
 
+    def shut_down_data_plane(self) -> int:
+        """Stop every replica and the gateway of this data dir; how many replicas ran."""
+        stopped = self.runtime.stop_all()
+        self.gateway.stop()
+        return stopped
+
     def _gateway_traffic(self) -> dict[Key, Traffic] | None:
         try:
             return traffic_by_variant(self._http.get(f"{self.gateway.url}/metrics").text)

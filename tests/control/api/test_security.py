@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -138,8 +140,13 @@ def _free_port() -> int:
 def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path: Path) -> None:
     """S2: a fresh start binds 127.0.0.1; the CLI refuses 0.0.0.0 without auth."""
     ferryman = str(Path(sys.executable).with_name("ferryman"))
-    env = {**os.environ, "FERRYMAN_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    port = _free_port()
+    port, gateway_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "FERRYMAN_DATA_DIR": str(tmp_path / "data"),
+        "FERRYMAN_GATEWAY__PORT": str(gateway_port),
+        "COLUMNS": "200",
+    }
     process = subprocess.Popen(
         [ferryman, "up", "--port", str(port)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -149,11 +156,14 @@ def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path:
         token = (tmp_path / "data" / TOKEN_FILE).read_text().strip()
         assert any(token in line for line in banner)
         _wait_until_listening(port)
-        listening = _listening_addresses(port)
-        assert listening == {"127.0.0.1"}
+        assert _listening_addresses(port) == {"127.0.0.1"}
+        _wait_until_listening(gateway_port, path="/-/healthz")
+        assert _listening_addresses(gateway_port) == {"127.0.0.1"}
     finally:
         process.terminate()
         process.wait(timeout=10)
+        gateway = json.loads((tmp_path / "data" / "gateway.json").read_text())["pid"]
+        os.kill(gateway, signal.SIGTERM)
     refused = subprocess.run(
         [ferryman, "up", "--host", "0.0.0.0", "--port", str(port)],
         capture_output=True, text=True, check=False,
@@ -163,11 +173,11 @@ def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path:
     assert "without authentication" in refused.stderr
 
 
-def _wait_until_listening(port: int) -> None:
+def _wait_until_listening(port: int, path: str = "/healthz") -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{path}").status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.05)
