@@ -68,6 +68,9 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise BadGateway(f"the replica failed mid-request ({type(exc).__name__})") from exc
 
+    def retain(self, backends: object) -> None:
+        """Pools of replicas that left stay until they expire (not measured here)."""
+
     async def close(self) -> None:
         await self._session.close()
 
@@ -86,6 +89,9 @@ class HttpxTransport:
         raw = response.headers.raw
         headers = [(k.lower(), v) for k, v in raw if k.lower() not in RESPONSE_DROPPED]
         return Answer(response.status_code, headers, response.content)
+
+    def retain(self, backends: object) -> None:
+        """Pools of replicas that left stay until they expire (not measured here)."""
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -117,6 +117,9 @@ class Exploding:
     async def send(self, backend: str, request: object) -> object:
         raise RuntimeError("a bug")
 
+    def retain(self, backends: object) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

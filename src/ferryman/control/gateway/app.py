@@ -92,7 +92,9 @@ class Gateway:
     def set_routes(self, table: RouteTable) -> None:
         """Apply a new route table at once; held requests are routed again."""
         if table.generation != self.routes.generation and self._proxy is not None:
-            self._proxy.forget()
+            self._proxy.forget(
+                {b for r in table.endpoints.values() for v in r.variants for b in v.backends}
+            )
         self.routes = table
         self.metrics.route_generation.set(table.generation)
         self._holding.notify()

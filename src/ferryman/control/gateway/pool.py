@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import select
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -131,11 +131,14 @@ class ConnectionPool:
         self._release(backend, connection)
         return answer
 
-    async def close(self) -> None:
-        for connections in self._idle.values():
-            for connection in connections:
+    def retain(self, backends: Collection[str]) -> None:
+        for backend in [b for b in self._idle if b not in backends]:
+            for connection in self._idle.pop(backend):
                 connection.close()
-        self._idle.clear()
+            self._addresses.pop(backend, None)
+
+    async def close(self) -> None:
+        self.retain(())
 
     def _idle_connection(self, backend: str) -> Connection | None:
         idle = self._idle.get(backend)
@@ -155,7 +158,7 @@ class ConnectionPool:
             async with asyncio.timeout(self._settings.connect_timeout_s):
                 _, connection = await loop.create_connection(Connection, host, port, ssl=context)
         except (OSError, TimeoutError) as exc:
-            raise NotReached("the replica refused the connection") from exc
+            raise NotReached("the replica could not be reached") from exc
         return connection
 
     def _release(self, backend: str, connection: Connection) -> None:

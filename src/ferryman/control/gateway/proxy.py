@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 
 from ferryman.control.gateway.health import BackendHealth
 from ferryman.control.gateway.messages import Answer
@@ -54,9 +55,10 @@ class Proxy:
     def has_live_backend(self, variant: VariantRoute) -> bool:
         return any(self.health.is_up(backend) for backend in variant.backends)
 
-    def forget(self) -> None:
-        """Drop state about replicas (a new route table arrived)."""
+    def forget(self, backends: Collection[str]) -> None:
+        """Drop state about replicas (a new route table arrived; ``backends`` are in it)."""
         self.health.reset()
+        self.transport.retain(backends)
         self._in_flight = +self._in_flight  # keeps only replicas with requests in flight
 
     def _choose(self, variant: VariantRoute, refused: set[str]) -> str | None:

@@ -10,6 +10,7 @@ tells apart the ways a send can fail, because only one of them is safe to retry:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,5 +63,8 @@ class Transport(Protocol):
     """Send one request to a replica's base URL and return its whole answer."""
 
     async def send(self, backend: str, request: Upstream) -> Answer: ...
+
+    def retain(self, backends: Collection[str]) -> None:
+        """Close idle connections to replicas other than ``backends`` (a new route table)."""
 
     async def close(self) -> None: ...
