@@ -121,3 +121,8 @@ def test_register_a_pickle_only_with_trust(run: Run, tmp_path: Path) -> None:
     assert shown["format"] == "onnx"
     stored = list((tmp_path / "data" / "artifacts").rglob("*"))
     assert all(not f.is_file() or f.read_bytes() != canary.read_bytes() for f in stored)
+    _, out, _ = run("events", "--model", "sk", "--json")
+    trusted = [e for e in json.loads(out) if e["action"] == "version.trusted_pickle"]
+    assert trusted[0]["object_key"] == "sk/1"
+    assert trusted[0]["details"]["source"] == "model.pkl"
+    assert len(trusted[0]["details"]["source_sha256"]) == 64

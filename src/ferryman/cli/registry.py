@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +42,7 @@ def register(
     json_output: JsonOption = False,
 ) -> None:
     """Register a model file as the next version of MODEL."""
+    source = path
     if trust:
         workdir = Path(ctx.with_resource(tempfile.TemporaryDirectory(prefix="ferryman-")))
         path = _convert_trusted(path, workdir)
@@ -59,6 +61,13 @@ def register(
             description=description,
         )
     )
+    if trust:  # the audit log keeps who trusted which pickle
+        details = {"source": source.name, "source_sha256": _sha256(source)}
+        subject = ("version", f"{record.model}/{record.version}", record.model)
+        state = cli_context(ctx)
+        state.registry().record_event(
+            state.settings.user, "version.trusted_pickle", subject, details
+        )
     if json_output:
         print_json({"model": record.model, "version": record.version, "digest": record.digest})
         return
@@ -85,6 +94,10 @@ def _gate_cells(gate: dict[str, Any]) -> list[str]:
         f"{gate['latency_ms_b32']:.3f}",
         str(gate["reason"]),
     ]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _convert_trusted(path: Path, workdir: Path) -> Path:
