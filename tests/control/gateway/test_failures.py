@@ -168,3 +168,21 @@ async def test_replicas_closing_idle_connections_cause_no_failures(
         statuses = [(await call(session, gw + INFER.format("digits"))).status for _ in range(30)]
         assert statuses == [200] * 30
         assert closing.answered == 30
+
+
+@pytest.mark.anyio
+async def test_a_trickling_body_is_cut_off_at_the_request_timeout(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(request_timeout_s=0.3)
+    async with standins(StandIn("v1")) as (a,), serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, a))))
+        host, port = gw.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        started = time.monotonic()
+        head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+        writer.write(head + b"x" * 10)  # and never the other 90 bytes
+        response = await asyncio.wait_for(reader.read(200), timeout=10)
+        writer.close()
+        assert response.startswith(b"HTTP/1.1 504 ")
+        assert 0.3 <= time.monotonic() - started < 1.5

@@ -40,7 +40,7 @@ from ferryman.control.gateway.routefile import RouteFile
 from ferryman.control.gateway.shadow import PrimaryAnswer, ShadowMirror
 from ferryman.control.gateway.transport import REQUEST_DROPPED, Transport, Upstream
 from ferryman.control.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
-from ferryman.errors import FerrymanError, NotFound, Unavailable
+from ferryman.errors import DeadlineExceeded, FerrymanError, NotFound, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,13 @@ class Gateway:
         settings = self.settings
         check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
         self._route(target.endpoint)  # 404 before reading a body for an unknown endpoint
-        body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+        try:  # a client trickling its body (slowloris) holds a connection for this long only
+            async with asyncio.timeout(settings.request_timeout_s):
+                body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"the request body did not arrive within {settings.request_timeout_s:g} s"
+            ) from exc
         return await self._exchange(target, scope["headers"], body, receive)
 
     async def _exchange(
