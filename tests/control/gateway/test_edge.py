@@ -28,21 +28,25 @@ async def gateway_url(
         yield url, gateway
 
 
-async def test_unknown_endpoints_are_404_and_add_no_series(
+async def test_unknown_endpoints_are_404_and_add_no_series(  # RELIABILITY B9
     gateway_url: tuple[str, Gateway], session: aiohttp.ClientSession
 ) -> None:
     url, gateway = gateway_url
     before = (await call(session, url + "/metrics", "GET")).body.decode()
     rng = random.Random(7)
-    for _ in range(300):
-        name = "".join(rng.choices(string.ascii_lowercase, k=12))
-        reply = await call(session, url + INFER.format(name))
-        assert reply.status == 404
-        assert "is not deployed" in reply.json()["error"]
+    names = iter(["".join(rng.choices(string.ascii_lowercase, k=12)) for _ in range(10_000)])
+
+    async def worker() -> None:
+        for name in names:
+            reply = await call(session, url + INFER.format(name))
+            assert reply.status == 404
+            assert "is not deployed" in reply.json()["error"]
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(32))), timeout=90)
     after = (await call(session, url + "/metrics", "GET")).body.decode()
     series = [line for line in after.splitlines() if not line.startswith("#")]
     assert len(series) == len([line for line in before.splitlines() if not line.startswith("#")])
-    assert "ferryman_gateway_unknown_endpoint_total 300.0" in after
+    assert "ferryman_gateway_unknown_endpoint_total 10000.0" in after
     assert not any(name in after for name in ("zz", "abcdefghijkl"))
     assert gateway.routes.generation == 1
 
