@@ -66,6 +66,7 @@ async def test_unknown_endpoints_are_404_and_add_no_series(  # RELIABILITY B9
         "/v2/models/file:%2f%2f%2fetc%2fpasswd/infer",
         "/v2/models/digits/infer/../../x",
         "/etc/passwd",
+        "/v2/models/%FF%FE/infer",
     ],
 )
 async def test_traversal_in_paths_is_refused(
