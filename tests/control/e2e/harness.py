@@ -94,6 +94,16 @@ class Stack:
             return []
         return [url for v in table.endpoints[endpoint].variants for url in v.backends]
 
+    def ready_replica_pids(self) -> list[int]:
+        """Pids of the replicas the gateway routes to now."""
+        ready = set(self.ready_backends("m"))
+        found = []
+        for path in (self.data_dir / "replicas").glob("*.json"):
+            record = json.loads(path.read_text())
+            if f"http://127.0.0.1:{record['port']}" in ready:
+                found.append(int(record["pid"]))
+        return found
+
     def replica_pids(self) -> dict[str, int]:
         found = {}
         for path in (self.data_dir / "replicas").glob("*.json"):
