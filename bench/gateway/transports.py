@@ -13,11 +13,10 @@ from ferryman.config import GatewaySettings
 from ferryman.control.gateway.messages import Answer
 from ferryman.control.gateway.transport import (
     RESPONSE_DROPPED,
-    BadGateway,
     NotReached,
     Upstream,
 )
-from ferryman.errors import DeadlineExceeded
+from ferryman.errors import BadGateway, DeadlineExceeded
 
 
 class AiohttpTransport:

@@ -17,6 +17,7 @@ Messages say the value, the rule and the fix.
     ├── PayloadTooLarge (413)
     ├── HeadersTooLarge (431)
     ├── ArtifactCorrupt (500)               stored bytes no longer match their digest
+    ├── BadGateway (502)                    a replica failed after it may have seen a request
     ├── Unavailable (503)                   not ready, overloaded; may carry Retry-After
     ├── DeadlineExceeded (504)
     └── StorageFull (507)                   the artifact store ran out of space
@@ -97,6 +98,12 @@ class ArtifactCorrupt(FerrymanError):
     pass
 
 
+class BadGateway(FerrymanError):
+    """A replica failed after the request may have reached it (so it is never retried)."""
+
+    status_code = 502
+
+
 class Unavailable(FerrymanError):
     status_code = 503
 
@@ -124,6 +131,7 @@ def error_for_status(status_code: int, message: str) -> FerrymanError:
         413: PayloadTooLarge,
         415: UnsafeArtifact,
         431: HeadersTooLarge,
+        502: BadGateway,
         503: Unavailable,
         504: DeadlineExceeded,
         507: StorageFull,

@@ -205,3 +205,26 @@ def test_a_policy_on_an_alias_and_a_skip_when_not_deployed(
     assert skipped[0].details["reason"] == "endpoint 'fraud' is not deployed"
     controller.tick()
     assert len([e for e in registry.list_events("fraud") if e.action == "policy.skipped"]) == 1
+
+
+def test_a_canary_whose_predictions_drift_is_held(deployed: Registry) -> None:
+    clock, traffic = Clock(), Scripted()
+    classes: dict[Key, dict[str, float]] = {("digits", "v1"): {}, ("digits", "v2"): {}}
+
+    def predictions() -> dict[Key, dict[str, float]]:
+        return {key: dict(counts) for key, counts in classes.items()}
+
+    controller = RolloutController(deployed, traffic, clock, predictions=predictions)
+    plan = PLAN.model_copy(update={"gates": Gates(min_requests=10, max_prediction_drift=0.2,
+                                                  min_predictions=20)})  # fmt: skip
+    rollout = start_canary(deployed, "digits", 2, plan, "alice")
+    controller.tick()
+    for _ in range(4):
+        classes[("digits", "v1")]["0"] = classes[("digits", "v1")].get("0", 0) + 100
+        classes[("digits", "v2")]["3"] = classes[("digits", "v2")].get("3", 0) + 50
+        run_windows(controller, clock, traffic, 1)
+    held = deployed.rollouts.get(rollout.id)
+    assert held.status is RolloutStatus.PROGRESSING
+    assert held.weight == 10
+    assert held.reason.startswith("inconclusive: prediction drift 1.00 > 0.2")
+    assert held.failed_checks == 0

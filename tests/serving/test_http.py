@@ -140,3 +140,6 @@ async def test_metrics(client: httpx.AsyncClient) -> None:
     assert f"ferryman_batch_size_count{{{labels}}} 1.0" in text
     assert f"ferryman_model_load_seconds{{{labels}}}" in text
     assert f"ferryman_in_flight_requests{{{labels}}}" in text
+    # Top-1 classes of the first [batch, C] float output: x = [1, 2, 3, 4] → class 3.
+    assert f'ferryman_predictions_total{{class="3",{labels}}} 1.0' in text
+    assert f'ferryman_predictions_total{{class="0",{labels}}} 0.0' in text

@@ -30,12 +30,20 @@ def start(
     min_success_rate: Annotated[float, typer.Option(help="Gate: non-5xx share.")] = 0.99,
     max_p99_ms: Annotated[float, typer.Option(help="Gate: p99 latency, ms.")] = 500,
     min_requests: Annotated[int, typer.Option(help="Fewer per window: hold.")] = 20,
+    max_prediction_drift: Annotated[
+        float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
+    ] = None,
+    min_predictions: Annotated[int, typer.Option(help="Drift judged from this many.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
     """Start a canary of version TO on ENDPOINT; the control plane steps it by its gates."""
     weights = parse_steps(steps)
     gates = Gates(
-        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests
+        min_success_rate=min_success_rate,
+        max_p99_ms=max_p99_ms,
+        min_requests=min_requests,
+        max_prediction_drift=max_prediction_drift,
+        min_predictions=min_predictions,
     )
     plan = CanaryPlan(steps=weights, interval_s=interval_s, threshold=threshold, gates=gates)
     state = cli_context(ctx)

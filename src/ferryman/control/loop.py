@@ -12,6 +12,7 @@ import threading
 import httpx
 
 from ferryman.config import Settings
+from ferryman.control.drift import Classes, class_counts
 from ferryman.control.gateway_process import GatewayProcess
 from ferryman.control.load import ScrapedLoad
 from ferryman.control.local import LocalRuntime
@@ -38,7 +39,9 @@ class ControlLoop:
             load=self._load,
             route_grace_s=settings.control.route_grace_s,
         )
-        self.rollouts = RolloutController(registry, self._gateway_traffic)
+        self.rollouts = RolloutController(
+            registry, self._gateway_traffic, predictions=self._replica_predictions
+        )
         self._http = httpx.Client(timeout=1.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ferryman-control-loop", daemon=True)
@@ -64,6 +67,23 @@ class ControlLoop:
             return traffic_by_variant(self._http.get(f"{self.gateway.url}/metrics").text)
         except httpx.HTTPError:
             return None
+
+    def _replica_predictions(self) -> dict[Key, Classes]:
+        """Top-1 class counts per variant, summed over the replicas the gateway routes to."""
+        table = self.reconciler.state.table
+        found: dict[Key, Classes] = {}
+        for endpoint, route in table.endpoints.items() if table else ():
+            for variant in route.variants:
+                summed: Classes = {}
+                for url in variant.backends:
+                    try:
+                        counts = class_counts(self._http.get(f"{url}/metrics").text)
+                    except httpx.HTTPError:
+                        continue
+                    for name, count in counts.items():
+                        summed[name] = summed.get(name, 0.0) + count
+                found[(endpoint, variant.name)] = summed
+        return found
 
     def _run(self) -> None:
         interval_s = self._settings.control.reconcile_interval_s

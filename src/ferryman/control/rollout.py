@@ -30,6 +30,16 @@ class Gates(BaseModel):
     min_requests: int = Field(
         default=20, ge=1, description="Fewer requests in a window: inconclusive, hold."
     )
+    max_prediction_drift: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon divergence of top-1 classes, candidate vs baseline, above "
+        "which the rollout holds (None: not judged).",
+    )
+    min_predictions: int = Field(
+        default=100, ge=1, description="Fewer candidate predictions: drift is not judged yet."
+    )
 
 
 class CanaryPlan(BaseModel):
@@ -57,6 +67,14 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class Drift:
+    """How far the candidate's predictions are from the baseline's, over a window."""
+
+    divergence: float
+    predictions: float
+
+
+@dataclass(frozen=True)
 class Analysis:
     verdict: Verdict
     reasons: tuple[str, ...]
@@ -65,8 +83,12 @@ class Analysis:
     p99_ms: float | None
 
 
-def analyse(gates: Gates, candidate: Traffic) -> Analysis:
-    """Judge one window of the candidate's traffic against ``gates``."""
+def analyse(gates: Gates, candidate: Traffic, drift: Drift | None = None) -> Analysis:
+    """Judge one window of the candidate's traffic (and predictions) against ``gates``.
+
+    Errors and latency fail a check; prediction drift beyond the gate holds the rollout
+    (inconclusive), because a different distribution may be a better model or a broken one.
+    """
     p99_s = candidate.quantile_s(0.99)
     p99_ms = None if p99_s is None else p99_s * 1000
     if candidate.requests < gates.min_requests:
@@ -78,8 +100,14 @@ def analyse(gates: Gates, candidate: Traffic) -> Analysis:
         broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
-    verdict = Verdict.FAIL if broken else Verdict.PASS
-    return Analysis(verdict, tuple(broken), candidate.requests, success, p99_ms)
+    if broken:
+        return Analysis(Verdict.FAIL, tuple(broken), candidate.requests, success, p99_ms)
+    limit = gates.max_prediction_drift
+    judged = limit is not None and drift is not None and drift.predictions >= gates.min_predictions
+    if judged and drift is not None and limit is not None and drift.divergence > limit:
+        reason = f"prediction drift {drift.divergence:.2f} > {limit} (Jensen-Shannon)"
+        return Analysis(Verdict.INCONCLUSIVE, (reason,), candidate.requests, success, p99_ms)
+    return Analysis(Verdict.PASS, (), candidate.requests, success, p99_ms)
 
 
 class Action(StrEnum):

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ferryman.control.drift import Classes, grown, jensen_shannon
 from ferryman.control.rollout import (
     Action,
     Analysis,
     CanaryPlan,
     Decision,
+    Drift,
     Progress,
     Verdict,
     analyse,
@@ -40,12 +42,15 @@ logger = logging.getLogger(__name__)
 ACTOR = "rollouts"
 TrafficSource = Callable[[], dict[Key, Traffic] | None]
 """The gateway's traffic totals now, or None when they cannot be read."""
+PredictionSource = Callable[[], dict[Key, Classes]]
+"""Top-1 class counts per (endpoint, variant), summed over its ready replicas."""
 
 
 @dataclass(frozen=True)
 class Window:
     started_s: float
     totals: dict[Key, Traffic] | None
+    classes: dict[Key, Classes]
 
 
 def start_canary(
@@ -103,9 +108,11 @@ class RolloutController:
         registry: Registry,
         traffic: TrafficSource,
         clock: Callable[[], float] = time.monotonic,
+        predictions: PredictionSource | None = None,
     ) -> None:
         self._registry = registry
         self._traffic = traffic
+        self._predictions = predictions or dict
         self._clock = clock
         self._windows: dict[int, Window] = {}
 
@@ -151,32 +158,32 @@ class RolloutController:
             self._registry.rollouts.transition(
                 rollout.id, ACTOR, "step", weight=plan.steps[0], reason=reason
             )
-            self._windows[rollout.id] = Window(now, self._traffic())
+            self._windows[rollout.id] = self._snapshot(now)
             return
         opened = self._windows.get(rollout.id)
         if opened is None:
-            self._windows[rollout.id] = Window(now, self._traffic())
+            self._windows[rollout.id] = self._snapshot(now)
             return
         if now - opened.started_s < plan.interval_s:
             return
-        totals = self._traffic()
-        self._windows[rollout.id] = Window(now, totals)
-        analysis = self._analysis(rollout, plan, opened.totals, totals)
+        closing = self._snapshot(now)
+        self._windows[rollout.id] = closing
+        analysis = self._analysis(rollout, plan, opened, closing)
         progress = Progress(rollout.step_index, rollout.failed_checks)
         decision, progress = decide(plan, analysis, progress)
         self._act(rollout, decision, progress)
 
+    def _snapshot(self, now: float) -> Window:
+        return Window(now, self._traffic(), self._predictions())
+
     def _analysis(
-        self,
-        rollout: RolloutRecord,
-        plan: CanaryPlan,
-        earlier: dict[Key, Traffic] | None,
-        later: dict[Key, Traffic] | None,
+        self, rollout: RolloutRecord, plan: CanaryPlan, opened: Window, closing: Window
     ) -> Analysis:
-        if earlier is None or later is None:
+        if opened.totals is None or closing.totals is None:
             return Analysis(Verdict.INCONCLUSIVE, ("metrics unavailable",), 0, None, None)
         key = (rollout.endpoint, rollout.candidate.name)
-        return analyse(plan.gates, window(later, earlier).get(key, Traffic()))
+        candidate = window(closing.totals, opened.totals).get(key, Traffic())
+        return analyse(plan.gates, candidate, _drift(rollout, opened, closing))
 
     def _act(self, rollout: RolloutRecord, decision: Decision, progress: Progress) -> None:
         logger.info("rollout %d: %s (%s)", rollout.id, decision.action, decision.reason)
@@ -196,3 +203,16 @@ class RolloutController:
                 rollout.id, ACTOR, "held", failed_checks=progress.failed_checks,
                 reason=decision.reason,
             )  # fmt: skip
+
+
+def _drift(rollout: RolloutRecord, opened: Window, closing: Window) -> Drift | None:
+    """The candidate's prediction drift from the baseline over the window, if both answered."""
+    by_variant = {
+        name: grown(closing.classes.get((rollout.endpoint, name), {}),
+                    opened.classes.get((rollout.endpoint, name), {}))
+        for name in (rollout.candidate.name, rollout.baseline.name)
+    }  # fmt: skip
+    candidate, baseline = by_variant[rollout.candidate.name], by_variant[rollout.baseline.name]
+    if not sum(candidate.values()) or not sum(baseline.values()):
+        return None
+    return Drift(jensen_shannon(candidate, baseline), sum(candidate.values()))

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import numpy as np
+
 from ferryman.config import ServingSettings
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
 from ferryman.names import validate_name
@@ -29,6 +31,20 @@ from ferryman.signature import Signature
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = ("binary_tensor_data", "tf_serving_predict", "plain_predict", "grpc")
+
+
+MAX_COUNTED_CLASSES = 64
+
+
+def classifier_output(signature: Signature) -> tuple[str, int] | None:
+    """The first output shaped [batch, C] of floats with 2 <= C <= 64, and its C."""
+    for spec in signature.outputs:
+        shape = spec.shape
+        is_float = spec.datatype in {"FP16", "FP32", "FP64", "BF16"}
+        is_matrix = shape is not None and len(shape) == 2 and shape[0] == -1
+        if is_float and is_matrix and shape and 2 <= shape[1] <= MAX_COUNTED_CLASSES:
+            return spec.name, shape[1]
+    return None
 
 
 def is_batchable(signature: Signature) -> bool:
@@ -69,6 +85,11 @@ class DataPlane:
             subject=identity.describe(),
         )
         self._batcher = Batcher(runtime, self._executor, policy, self.metrics, self._arrivals)
+        classifier = classifier_output(self.signature)
+        self._class_output = None if classifier is None else classifier[0]
+        self._class_counters = (
+            [] if classifier is None else self.metrics.prediction_counters(classifier[1])
+        )
         self.not_ready_reason: str | None = "the model is loading"
         self.is_draining = False
 
@@ -167,15 +188,23 @@ class DataPlane:
                     "send the same number of rows for every input"
                 )
         if self._cache is None:
-            return await self._batcher.submit(inputs, deadline)
+            return self._counted(await self._batcher.submit(inputs, deadline))
         key = tensor_key(self._cache_scope, inputs)
         cached = await self._cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
-            return cached
+            return self._counted(cached)
         self.metrics.cache_misses.inc()
         outputs = await self._batcher.submit(inputs, deadline)
         await self._cache.put(key, outputs)
+        return self._counted(outputs)
+
+    def _counted(self, outputs: Arrays) -> Arrays:
+        """Count each row's top-1 class of a classifier output (the prediction drift signal)."""
+        scores = outputs.get(self._class_output) if self._class_output else None
+        if scores is not None and scores.ndim == 2 and scores.shape[1] == len(self._class_counters):
+            for index in np.argmax(scores, axis=1).tolist():
+                self._class_counters[index].inc()
         return outputs
 
     def server_metadata(self) -> MetadataServerResponse:

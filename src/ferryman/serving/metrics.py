@@ -67,6 +67,16 @@ class ReplicaMetrics:
         self.cache_hits = cache.labels(*values, "hit")
         self.cache_misses = cache.labels(*values, "miss")
 
+    def prediction_counters(self, classes: int) -> list[Counter]:
+        """One counter per class index of a classifier output (``class`` label: 0..n-1)."""
+        family = Counter(
+            "ferryman_predictions",
+            "Answered rows by top-1 class, for the drift of predictions between versions.",
+            ("model", "version", "variant", "class"),
+            registry=self.registry,
+        )
+        return [family.labels(*self._values, str(index)) for index in range(classes)]
+
     def _histogram(self, name: str, documentation: str) -> Histogram:
         family = Histogram(
             name, documentation, ("model", "version", "variant"),

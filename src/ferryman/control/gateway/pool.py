@@ -26,11 +26,10 @@ from ferryman.config import GatewaySettings
 from ferryman.control.gateway.messages import Answer, RawHeaders
 from ferryman.control.gateway.transport import (
     RESPONSE_DROPPED,
-    BadGateway,
     NotReached,
     Upstream,
 )
-from ferryman.errors import DeadlineExceeded
+from ferryman.errors import BadGateway, DeadlineExceeded
 
 
 class Connection(asyncio.Protocol):

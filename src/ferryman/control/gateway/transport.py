@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ferryman.control.gateway.messages import Answer
-from ferryman.errors import FerrymanError, Unavailable
+from ferryman.errors import Unavailable
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -34,15 +34,6 @@ HOP_BY_HOP = frozenset(
 )
 REQUEST_DROPPED = HOP_BY_HOP | {b"host"}
 RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
-
-
-class BadGateway(FerrymanError):
-    """A replica failed after the request may have reached it (never retried).
-
-    It belongs in ``ferryman.errors``' tree; it lives here until that module grows a 502.
-    """
-
-    status_code = 502
 
 
 class NotReached(Unavailable):
