@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ferryman.cli import canary
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.cli.rollout import parse_steps
-from ferryman.control.rollout import CanaryPlan, Gates
+from ferryman.control.rollout import CanaryPlan
 
 policy_app = typer.Typer(help="Roll out every new version of a model by itself.")
 
@@ -21,28 +21,22 @@ def set_policy(
     model: Annotated[str, typer.Argument(help="Model whose new versions roll out.")],
     endpoint: Annotated[str | None, typer.Option(help="Endpoint [the model's name].")] = None,
     on: Annotated[str, typer.Option(help="'registered', or 'alias:NAME'.")] = "registered",
-    steps: Annotated[str, typer.Option(help="Candidate weights, percent.")] = "10,50,100",
-    interval_s: Annotated[float, typer.Option("--interval", help="Analysis window, s.")] = 30,
-    threshold: Annotated[int, typer.Option(help="Failed checks that roll back.")] = 3,
-    min_success_rate: Annotated[float, typer.Option(help="Gate: non-5xx share.")] = 0.99,
-    max_p99_ms: Annotated[float, typer.Option(help="Gate: p99 latency, ms.")] = 500,
-    min_requests: Annotated[int, typer.Option(help="Fewer per window: hold.")] = 20,
-    max_prediction_drift: Annotated[
-        float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
-    ] = None,
-    min_predictions: Annotated[int, typer.Option(help="Drift judged from this many.")] = 100,
+    steps: canary.Steps = "10,50,100",
+    interval_s: canary.Interval = 30,
+    threshold: canary.Threshold = 3,
+    min_success_rate: canary.MinSuccessRate = 0.99,
+    max_p99_ms: canary.MaxP99 = 500,
+    min_requests: canary.MinRequests = 20,
+    max_prediction_drift: canary.MaxDrift = None,
+    min_predictions: canary.MinPredictions = 100,
     json_output: JsonOption = False,
 ) -> None:
     """Every new version of MODEL is rolled out to ENDPOINT by canary, gated, by itself."""
-    gates = Gates(
-        min_success_rate=min_success_rate,
-        max_p99_ms=max_p99_ms,
-        min_requests=min_requests,
-        max_prediction_drift=max_prediction_drift,
-        min_predictions=min_predictions,
-    )
-    weights = parse_steps(steps)
-    plan = CanaryPlan(steps=weights, interval_s=interval_s, threshold=threshold, gates=gates)
+    plan = canary.canary_plan(
+        steps=steps, interval_s=interval_s, threshold=threshold,
+        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
+        max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
+    )  # fmt: skip
     state = cli_context(ctx)
     record = state.registry().policies.put(
         model, endpoint or model, on, plan.model_dump(mode="json"), state.settings.user
@@ -52,7 +46,7 @@ def set_policy(
         return
     console.print(
         f"New versions of [bold]{model}[/] ({on}) roll out to {record.endpoint}: "
-        f"canary {'/'.join(map(str, weights))}, every {interval_s:g} s, "
+        f"canary {'/'.join(map(str, plan.steps))}, every {interval_s:g} s, "
         f"{threshold} failed checks roll back"
     )
 

@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ferryman.cli import canary
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.rollout import CanaryPlan, Gates
 from ferryman.control.rollouts import finish, start_canary
-from ferryman.errors import InvalidInput
 from ferryman.registry import RolloutRecord, RolloutStatus
 
 rollout_app = typer.Typer(help="Canary rollouts: start, status, pause, resume, promote, abort.")
@@ -24,28 +23,22 @@ def start(
     ctx: typer.Context,
     endpoint: Annotated[str, typer.Argument(help="Endpoint to roll out on.")],
     to: Annotated[int, typer.Option("--to", help="Candidate version number.")],
-    steps: Annotated[str, typer.Option(help="Candidate weights, percent.")] = "10,50,100",
-    interval_s: Annotated[float, typer.Option("--interval", help="Analysis window, s.")] = 30,
-    threshold: Annotated[int, typer.Option(help="Failed checks that roll back.")] = 3,
-    min_success_rate: Annotated[float, typer.Option(help="Gate: non-5xx share.")] = 0.99,
-    max_p99_ms: Annotated[float, typer.Option(help="Gate: p99 latency, ms.")] = 500,
-    min_requests: Annotated[int, typer.Option(help="Fewer per window: hold.")] = 20,
-    max_prediction_drift: Annotated[
-        float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
-    ] = None,
-    min_predictions: Annotated[int, typer.Option(help="Drift judged from this many.")] = 100,
+    steps: canary.Steps = "10,50,100",
+    interval_s: canary.Interval = 30,
+    threshold: canary.Threshold = 3,
+    min_success_rate: canary.MinSuccessRate = 0.99,
+    max_p99_ms: canary.MaxP99 = 500,
+    min_requests: canary.MinRequests = 20,
+    max_prediction_drift: canary.MaxDrift = None,
+    min_predictions: canary.MinPredictions = 100,
     json_output: JsonOption = False,
 ) -> None:
     """Start a canary of version TO on ENDPOINT; the control plane steps it by its gates."""
-    weights = parse_steps(steps)
-    gates = Gates(
-        min_success_rate=min_success_rate,
-        max_p99_ms=max_p99_ms,
-        min_requests=min_requests,
-        max_prediction_drift=max_prediction_drift,
-        min_predictions=min_predictions,
-    )
-    plan = CanaryPlan(steps=weights, interval_s=interval_s, threshold=threshold, gates=gates)
+    plan = canary.canary_plan(
+        steps=steps, interval_s=interval_s, threshold=threshold,
+        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
+        max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
+    )  # fmt: skip
     state = cli_context(ctx)
     record = start_canary(state.registry(), endpoint, to, plan, state.settings.user)
     _show(record, json_output)
@@ -94,14 +87,6 @@ def promote(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption =
 def abort(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
     """Send all traffic back to the baseline now."""
     _end(ctx, rollout_id, False, json_output)
-
-
-def parse_steps(text: str) -> tuple[int, ...]:
-    """``"10,50,100"`` → (10, 50, 100); anything else is a clear error."""
-    try:
-        return tuple(int(step) for step in text.split(","))
-    except ValueError:
-        raise InvalidInput(f"--steps {text!r} is not a list of numbers like 10,50,100") from None
 
 
 def _steer(
