@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from ferryman import __version__
 from ferryman.cli import demo, deploy, down, gateway, policy, registry, rollout, serve, train, up
@@ -108,5 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="ferryman")
     except FerrymanError as exc:
-        errors.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(exc.message)
+    except ValidationError as exc:  # a value given on the line or in the settings
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        _fail(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+
+
+def _fail(message: str) -> NoReturn:
+    errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(1)
