@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,10 +236,10 @@ def _ready_backends(settings: Settings) -> int:
     return 0 if route is None else sum(len(v.backends) for v in route.variants)
 
 
-def _wait(condition: object, timeout_s: float, what: str) -> None:
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return
         time.sleep(0.2)
     raise DeadlineExceeded(f"no {what} within {timeout_s:.0f} s")

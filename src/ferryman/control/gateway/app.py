@@ -49,8 +49,7 @@ VARIANT_HEADER = b"ferryman-variant"
 
 def create_gateway(settings: Settings) -> Gateway:
     """The gateway for these settings, reading ``gateway.routes_file`` (or the data dir's)."""
-    routes_file = settings.gateway.routes_file or settings.data_dir / "routes.json"
-    return Gateway(settings.gateway, routes_file=routes_file)
+    return Gateway(settings.gateway, routes_file=settings.routes_path)
 
 
 class Gateway:
