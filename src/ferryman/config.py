@@ -83,6 +83,16 @@ class ServingSettings(BaseModel):
         default=None,
         description="Shared response cache, e.g. redis://127.0.0.1:6379/0; None: in-process.",
     )
+    payload_log_capacity: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="Inference records the replica keeps for the control plane to collect.",
+    )  # fmt: skip
+    payload_input_sample_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Share of payload records that keep their inputs."
+    )
+    payload_max_input_bytes: int = Field(
+        default=16 * 1024, ge=0, description="Inputs larger than this are never kept, in bytes."
+    )
     is_remote_without_auth_allowed: bool = Field(
         default=False,
         description="Allow binding a non-loopback host although the data plane has no token "

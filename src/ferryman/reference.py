@@ -7,11 +7,17 @@ correctly) and the monitor compares live traffic with the summaries to detect dr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.signature import Datatype
 
 MAX_GOLDEN_REQUESTS = 64
+IMAGE_SUMMARIES = ("mean_intensity", "contrast")
 
 
 class Tensor(BaseModel):
@@ -56,3 +62,22 @@ class ReferenceData(BaseModel):
         default_factory=dict, description="share of validation predictions per class label"
     )
     labels: tuple[str, ...] = Field(default=(), description="class names, index order")
+
+
+def row_summaries(names: Sequence[str], rows: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+    """The value of each named input summary for every row (first axis) of ``rows``.
+
+    One definition for training (which histograms these values over the validation set) and
+    serving (which reports them per request, so the monitor can compare live inputs with the
+    histograms). Images are summarised by mean intensity and contrast; a table by its
+    columns, in order. Names that fit neither give nothing.
+
+    >>> row_summaries(["mean_intensity", "contrast"], np.zeros((2, 1, 8, 8)))["contrast"]
+    array([0., 0.])
+    """
+    flat = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+    if tuple(names) == IMAGE_SUMMARIES:
+        return {"mean_intensity": flat.mean(axis=1), "contrast": flat.std(axis=1)}
+    if len(names) and flat.shape[1] == len(names):
+        return {name: flat[:, index] for index, name in enumerate(names)}
+    return {}

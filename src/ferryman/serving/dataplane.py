@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
+import numpy.typing as npt
 
 from ferryman.config import ServingSettings
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
@@ -25,6 +26,7 @@ from ferryman.runtimes import ModelRuntime
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
 from ferryman.serving.cache import ResponseCache, tensor_key
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
+from ferryman.serving.payloads import Payload, PayloadLog, PayloadPolicy
 from ferryman.serving.readiness import replay_golden
 from ferryman.signature import Signature
 
@@ -89,6 +91,15 @@ class DataPlane:
         self._class_output = None if classifier is None else classifier[0]
         self._class_counters = (
             [] if classifier is None else self.metrics.prediction_counters(classifier[1])
+        )
+        self.payloads = PayloadLog(
+            PayloadPolicy(
+                settings.payload_log_capacity,
+                settings.payload_input_sample_rate,
+                settings.payload_max_input_bytes,
+            ),
+            self.labels,
+            tuple(reference.input_summaries) if reference is not None else (),
         )
         self.not_ready_reason: str | None = "the model is loading"
         self.is_draining = False
@@ -178,8 +189,10 @@ class DataPlane:
         """The most tensor elements one request may declare (one byte each, at the least)."""
         return self.settings.max_body_bytes
 
-    async def infer(self, inputs: Arrays, deadline: float) -> Arrays:
-        """Run the model on one request's validated inputs."""
+    async def infer(
+        self, inputs: Arrays, deadline: float, payload: Payload | None = None
+    ) -> Arrays:
+        """Run the model on one request's validated inputs; note them in ``payload``."""
         if self._is_batchable:
             rows = {int(array.shape[0]) for array in inputs.values()}
             if len(rows) > 1:
@@ -187,25 +200,34 @@ class DataPlane:
                     f"inputs disagree on the batch size (first axis): {sorted(rows)}; "
                     "send the same number of rows for every input"
                 )
+        outputs = await self._outputs(inputs, deadline)
+        top1 = self._counted(outputs)
+        if payload is not None:
+            self.payloads.describe(payload, inputs, top1)
+        return outputs
+
+    async def _outputs(self, inputs: Arrays, deadline: float) -> Arrays:
         if self._cache is None:
-            return self._counted(await self._batcher.submit(inputs, deadline))
+            return await self._batcher.submit(inputs, deadline)
         key = tensor_key(self._cache_scope, inputs)
         cached = await self._cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
-            return self._counted(cached)
+            return cached
         self.metrics.cache_misses.inc()
         outputs = await self._batcher.submit(inputs, deadline)
         await self._cache.put(key, outputs)
-        return self._counted(outputs)
+        return outputs
 
-    def _counted(self, outputs: Arrays) -> Arrays:
+    def _counted(self, outputs: Arrays) -> npt.NDArray[np.int64] | None:
         """Count each row's top-1 class of a classifier output (the prediction drift signal)."""
         scores = outputs.get(self._class_output) if self._class_output else None
-        if scores is not None and scores.ndim == 2 and scores.shape[1] == len(self._class_counters):
-            for index in np.argmax(scores, axis=1).tolist():
-                self._class_counters[index].inc()
-        return outputs
+        if scores is None or scores.ndim != 2 or scores.shape[1] != len(self._class_counters):
+            return None
+        top1: npt.NDArray[np.int64] = np.argmax(scores, axis=1)
+        for index in top1.tolist():
+            self._class_counters[index].inc()
+        return top1
 
     def server_metadata(self) -> MetadataServerResponse:
         """The V2 server metadata: who answers and which extensions it speaks."""

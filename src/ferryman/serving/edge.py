@@ -58,6 +58,8 @@ class Edge:
         is_inference = scope["path"].endswith(_INFERENCE_SUFFIXES)
         if is_inference:
             self.plane.metrics.in_flight.inc()
+            payload = self.plane.payloads.begin(scope["state"]["request_id"])
+            scope["state"]["payload"] = payload
         try:
             if problem is not None:
                 await _send_error(stamped_send, problem)
@@ -72,6 +74,7 @@ class Edge:
             if is_inference:
                 self.plane.metrics.in_flight.dec()
                 self.plane.metrics.count_request(status or 500, elapsed_s)
+                self.plane.payloads.finish(payload, status or 500, elapsed_s)
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "%s %s %d %.2f ms", scope["method"], scope["path"][:200], status or 500,

@@ -19,6 +19,7 @@ from ferryman.errors import FerrymanError, InvalidInput
 from ferryman.protocol import codecs
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
+from ferryman.serving.payloads import payload_of
 from ferryman.serving.predict import predict, tf_serving_predict
 
 JSON = "application/json"
@@ -75,7 +76,7 @@ async def infer(request: Request) -> Response:
         inference, binary = codecs.parse_inference_request(body, header_length)
         inputs = codecs.decode_inputs(inference, binary, plane.signature, plane.max_elements)
         choices = codecs.choose_outputs(inference, plane.signature)
-        outputs = await plane.infer(inputs, deadline)
+        outputs = await plane.infer(inputs, deadline, payload_of(request.scope))
     head = (plane.identity.model, plane.identity.version, inference.id or request.state.request_id)
     response, tail = codecs.build_response(head, outputs, choices)
     document = codecs.encode_response(response)
@@ -93,6 +94,22 @@ def _header_length(value: str | None) -> int | None:
         return None
     if not value.isdigit() or len(value) > 12:
         raise InvalidInput(f"Inference-Header-Content-Length {value[:32]!r} is not a number")
+    return int(value)
+
+
+async def payloads(request: Request) -> Response:
+    """Recent payload records for the control plane: ``?after=SEQ&limit=N``."""
+    after = _query_int(request, "after", 0)
+    limit = _query_int(request, "limit", 1000)
+    return json_response(plane_of(request).payloads.read(after, limit))
+
+
+def _query_int(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidInput(f"query parameter {name}={value[:32]!r} must be a whole number ≥ 0")
     return int(value)
 
 
@@ -128,4 +145,5 @@ ROUTES = (  # matched in order: inference first
     Route("/v1/models/{model}:predict", tf_serving_predict, methods=["POST"]),
     Route("/predict", predict, methods=["POST"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/ferryman/v1/payloads", payloads, methods=["GET"]),
 )

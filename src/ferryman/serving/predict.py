@@ -20,6 +20,7 @@ from ferryman.protocol.images import decode_base64_image, image_to_array
 from ferryman.serving.batching import Arrays
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
+from ferryman.serving.payloads import payload_of
 from ferryman.signature import TensorSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
@@ -38,7 +39,7 @@ async def predict(request: Request) -> Response:
             array = image_to_array(body, spec)
         else:
             array = _plain_json(codecs.parse_json(body), spec, plane.max_elements)
-        outputs = await plane.infer({spec.name: array}, deadline)
+        outputs = await plane.infer({spec.name: array}, deadline, payload_of(request.scope))
     first = plane.signature.outputs[0].name
     document = {
         "model": plane.identity.model,
@@ -117,7 +118,7 @@ async def tf_serving_predict(request: Request) -> Response:
         )
         document = codecs.parse_json(body)
         is_rows, inputs = _tf_inputs(document, plane)
-        outputs = await plane.infer(inputs, deadline)
+        outputs = await plane.infer(inputs, deadline, payload_of(request.scope))
     names = [spec.name for spec in plane.signature.outputs]
     if is_rows:
         if len(names) == 1:

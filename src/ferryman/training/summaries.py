@@ -15,7 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ferryman.export.gate import EvaluationSet, open_session
-from ferryman.reference import GoldenRequest, Histogram, ReferenceData, Tensor
+from ferryman.reference import (
+    IMAGE_SUMMARIES,
+    GoldenRequest,
+    Histogram,
+    ReferenceData,
+    Tensor,
+    row_summaries,
+)
 
 HISTOGRAM_BINS = 10
 GOLDEN_COUNT = 8
@@ -75,14 +82,15 @@ def histogram(values: npt.NDArray[Any]) -> Histogram:
 
 def image_summaries(images: npt.NDArray[np.float32]) -> dict[str, Histogram]:
     """Per-image mean intensity and contrast (standard deviation)."""
-    flat = images.reshape(len(images), -1)
-    return {"mean_intensity": histogram(flat.mean(axis=1)), "contrast": histogram(flat.std(axis=1))}
+    return {
+        name: histogram(values) for name, values in row_summaries(IMAGE_SUMMARIES, images).items()
+    }
 
 
 def feature_summaries(
     features: npt.NDArray[np.float32], names: tuple[str, ...]
 ) -> dict[str, Histogram]:
-    return {name: histogram(features[:, index]) for index, name in enumerate(names)}
+    return {name: histogram(values) for name, values in row_summaries(names, features).items()}
 
 
 def _tensor(array: npt.NDArray[Any]) -> Tensor:

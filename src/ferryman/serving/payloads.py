@@ -1,0 +1,141 @@
+"""The payload log of a replica: a bounded record of the inference requests it answered.
+
+Every inference request over HTTP leaves one record: its request id, arrival time, status,
+latency, the top-1 prediction of each row (classifiers) and each row's input summaries
+(the values the version's training reference histograms, for input drift). A sampled share
+of records also keeps the input tensors, up to a size cap. The log is a ring: the newest
+``capacity`` records, numbered by a sequence that only grows. The control plane reads it
+with ``GET /ferryman/v1/payloads?after=SEQ`` and keeps what it needs (feedback joins labels
+to predictions by request id); nothing here touches a disk or a database.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ferryman.errors import InvalidInput
+from ferryman.reference import row_summaries
+
+Arrays = dict[str, npt.NDArray[Any]]
+MAX_READ = 5_000
+
+
+@dataclass
+class Payload:
+    """One request as the log keeps it; filled in as the request is answered."""
+
+    request_id: str
+    time_s: float
+    status: int = 0
+    latency_ms: float = 0.0
+    predictions: list[str] | None = None
+    summaries: dict[str, list[float]] | None = None
+    inputs: dict[str, dict[str, Any]] | None = None
+    seq: int = field(default=0)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "request_id": self.request_id,
+            "time": self.time_s,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 3),
+            "predictions": self.predictions,
+            "summaries": self.summaries,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass(frozen=True)
+class PayloadPolicy:
+    """How much the log keeps."""
+
+    capacity: int = 10_000
+    input_sample_rate: float = 0.1
+    max_input_bytes: int = 16 * 1024
+
+
+class PayloadLog:
+    """The ring of recent payloads; ``begin`` at arrival, ``describe``, then ``finish``."""
+
+    def __init__(
+        self,
+        policy: PayloadPolicy,
+        labels: Sequence[str] = (),
+        summary_names: Sequence[str] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy
+        self.instance = os.urandom(8).hex()
+        self._labels = tuple(labels)
+        self._summary_names = tuple(summary_names)
+        self._rng = rng or random.Random()  # noqa: S311 - sampling, not security
+        self._records: deque[Payload] = deque(maxlen=policy.capacity)
+        self._seq = 0
+
+    def begin(self, request_id: str) -> Payload:
+        return Payload(request_id, time.time())
+
+    def describe(
+        self, payload: Payload, inputs: Arrays, top1: npt.NDArray[np.int64] | None
+    ) -> None:
+        """Note the request's predictions, input summaries and (sampled) input tensors."""
+        if top1 is not None:
+            payload.predictions = [self._label(int(index)) for index in top1]
+        first = next(iter(inputs.values()), None)
+        if first is not None and first.ndim >= 1 and self._summary_names:
+            values = row_summaries(self._summary_names, first)
+            payload.summaries = {name: [round(float(v), 6) for v in row] for name, row in
+                                 values.items()} or None  # fmt: skip
+        size = sum(int(array.nbytes) for array in inputs.values())
+        if (
+            size <= self.policy.max_input_bytes
+            and self._rng.random() < self.policy.input_sample_rate
+        ):
+            payload.inputs = {name: _tensor(array) for name, array in inputs.items()}
+
+    def finish(self, payload: Payload, status: int, elapsed_s: float) -> None:
+        """Close the record with the answer's status and latency, and keep it."""
+        self._seq += 1
+        payload.seq = self._seq
+        payload.status = status
+        payload.latency_ms = elapsed_s * 1000
+        self._records.append(payload)
+
+    def read(self, after: int, limit: int) -> dict[str, Any]:
+        """Records with a sequence above ``after``, oldest first, at most ``limit``."""
+        if after < 0 or not 1 <= limit <= MAX_READ:
+            raise InvalidInput(
+                f"after={after}, limit={limit}: after must be ≥ 0 and limit in 1..{MAX_READ}"
+            )
+        oldest = self._records[0].seq if self._records else self._seq + 1
+        start = max(0, after + 1 - oldest)
+        chosen = [self._records[i] for i in range(start, min(len(self._records), start + limit))]
+        return {
+            "instance": self.instance,
+            "next": chosen[-1].seq if chosen else max(after, oldest - 1),
+            "dropped": max(0, oldest - after - 1),
+            "records": [record.as_json() for record in chosen],
+        }
+
+    def _label(self, index: int) -> str:
+        return self._labels[index] if index < len(self._labels) else str(index)
+
+
+def payload_of(scope: Mapping[str, Any]) -> Payload | None:
+    """The payload record the edge opened for this request (None outside the edge)."""
+    payload: Payload | None = scope.get("state", {}).get("payload")
+    return payload
+
+
+def _tensor(array: npt.NDArray[Any]) -> dict[str, Any]:
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": array.ravel().tolist()}

@@ -1,0 +1,92 @@
+"""The replica's payload log: one record per inference request, read by sequence."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from ferryman.errors import InvalidInput
+from ferryman.reference import Histogram, ReferenceData
+from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.serving.payloads import PayloadLog, PayloadPolicy
+from tests.serving.conftest import affine_model, golden, replica, running
+
+pytestmark = pytest.mark.anyio
+
+HIST = Histogram(edges=(0.0, 10.0), fractions=(1.0,))
+REFERENCE = ReferenceData(
+    golden=(golden([0.0, 1.0, 2.0, 3.0]),),
+    labels=("a", "b", "c", "d"),
+    input_summaries={"f0": HIST, "f1": HIST, "f2": HIST, "f3": HIST},
+)
+
+
+def body(rows: list[list[float]]) -> dict[str, object]:
+    flat = [value for row in rows for value in row]
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [len(rows), 4], "data": flat}]}
+
+
+async def test_each_request_leaves_a_record_with_its_id_prediction_and_summaries() -> None:
+    app = replica(OnnxRuntime(affine_model()), REFERENCE, payload_input_sample_rate=1.0)
+    async with running(app) as http:
+        answered = await http.post(
+            "/v2/models/tiny/infer",
+            json=body([[0, 0, 5, 1], [9, 0, 0, 0]]),
+            headers={"ferryman-request-id": "req-1"},
+        )
+        refused = await http.post("/v2/models/tiny/infer", json={"inputs": []})
+        log = (await http.get("/ferryman/v1/payloads")).json()
+    assert answered.status_code == 200
+    assert refused.status_code == 400
+    first, second = log["records"]
+    assert first["request_id"] == "req-1"
+    assert first["status"] == 200
+    assert first["predictions"] == ["c", "a"]  # argmax of softmax(x), by label
+    assert first["summaries"] == {"f0": [0.0, 9.0], "f1": [0.0, 0.0], "f2": [5.0, 0.0],
+                                  "f3": [1.0, 0.0]}  # fmt: skip
+    assert first["inputs"]["x"]["shape"] == [2, 4]
+    assert first["latency_ms"] > 0
+    assert second["status"] == 400
+    assert second["predictions"] is None
+    assert second["request_id"] == refused.headers["ferryman-request-id"]
+    assert log["next"] == second["seq"] == first["seq"] + 1
+
+
+async def test_reading_after_a_sequence_returns_only_newer_records() -> None:
+    app = replica(OnnxRuntime(affine_model()), REFERENCE)
+    async with running(app) as http:
+        for _ in range(3):
+            await http.post("/v2/models/tiny/infer", json=body([[1, 2, 3, 4]]))
+        first = (await http.get("/ferryman/v1/payloads?limit=2")).json()
+        rest = (await http.get(f"/ferryman/v1/payloads?after={first['next']}")).json()
+        bad = await http.get("/ferryman/v1/payloads?after=-1")
+    assert [r["seq"] for r in first["records"]] == [1, 2]
+    assert [r["seq"] for r in rest["records"]] == [3]
+    assert bad.status_code == 400
+    assert "after" in bad.json()["error"]
+
+
+def test_the_ring_keeps_the_newest_and_reports_what_a_slow_reader_missed() -> None:
+    log = PayloadLog(PayloadPolicy(capacity=3, input_sample_rate=0.0), rng=random.Random(1))
+    for index in range(5):
+        payload = log.begin(f"r{index}")
+        log.describe(payload, {"x": np.zeros((1, 2), np.float32)}, None)
+        log.finish(payload, 200, 0.001)
+    page = log.read(0, 10)
+    assert [r["request_id"] for r in page["records"]] == ["r2", "r3", "r4"]
+    assert page["dropped"] == 2
+    assert page["records"][0]["inputs"] is None  # sample rate 0: no inputs kept
+    assert log.read(5, 10) == {"instance": log.instance, "next": 5, "dropped": 0, "records": []}
+    with pytest.raises(InvalidInput, match="limit"):
+        log.read(0, 0)
+
+
+def test_inputs_above_the_size_cap_are_never_kept() -> None:
+    log = PayloadLog(PayloadPolicy(capacity=2, input_sample_rate=1.0, max_input_bytes=16))
+    small, large = log.begin("small"), log.begin("large")
+    log.describe(small, {"x": np.zeros((1, 4), np.float32)}, None)
+    log.describe(large, {"x": np.zeros((1, 5), np.float32)}, None)
+    assert small.inputs is not None
+    assert large.inputs is None
