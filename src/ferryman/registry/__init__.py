@@ -14,6 +14,13 @@ from ferryman.registry.deployments import (
 )
 from ferryman.registry.lookup import VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
+from ferryman.registry.payloads import (
+    CollectedPayload,
+    Feedback,
+    Labelled,
+    PayloadRecord,
+    Payloads,
+)
 from ferryman.registry.policies import Policies, PolicyRecord, Trigger
 from ferryman.registry.records import (
     AliasRecord,
@@ -35,14 +42,19 @@ __all__ = [
     "AliasRecord",
     "Autoscaling",
     "Checkpoint",
+    "CollectedPayload",
     "Database",
     "DeploymentRecord",
     "DeploymentSpec",
     "Deployments",
     "EventRecord",
+    "Feedback",
     "HeaderRuleSpec",
+    "Labelled",
     "MetricPoint",
     "ModelRecord",
+    "PayloadRecord",
+    "Payloads",
     "Policies",
     "PolicyRecord",
     "Registry",

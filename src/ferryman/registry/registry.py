@@ -39,6 +39,7 @@ from ferryman.registry.lookup import (
     version_record_of,
 )
 from ferryman.registry.metadata import VersionMetadata, validate_alias
+from ferryman.registry.payloads import Payloads
 from ferryman.registry.policies import Policies
 from ferryman.registry.records import (
     AliasRecord,
@@ -73,6 +74,7 @@ class Registry:
         self.deployments = Deployments(database, clock)
         self.rollouts = Rollouts(database, clock)
         self.policies = Policies(database, clock)
+        self.payloads = Payloads(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

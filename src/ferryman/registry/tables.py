@@ -213,3 +213,37 @@ class PolicyRow(Base):
     created_by: Mapped[str] = mapped_column(KEY)
     updated_at: Mapped[datetime]
     removed_at: Mapped[datetime | None]
+
+
+class PayloadRow(Base):
+    """One answered inference request, collected from a replica's payload log."""
+
+    __tablename__ = "payloads"
+    __table_args__ = (UniqueConstraint("instance", "seq", name="uq_payloads_instance"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(NAME, index=True)
+    variant: Mapped[str] = mapped_column(String(160))
+    model_name: Mapped[str] = mapped_column(NAME)
+    version: Mapped[int] = mapped_column(Integer)
+    instance: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    predictions: Mapped[list[str] | None] = mapped_column(JSON)
+    summaries: Mapped[dict[str, list[float]] | None] = mapped_column(JSON)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class FeedbackRow(Base):
+    """Ground truth for a request id, sent later by whoever learnt it."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(KEY)

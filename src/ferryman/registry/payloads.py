@@ -1,0 +1,272 @@
+"""The payload log and feedback, as kept by the registry.
+
+The control plane collects answered requests from each replica's payload log
+(:meth:`Payloads.add`, idempotent: a record is identified by its replica instance and
+sequence) and keeps them for a bounded time and number (:meth:`Payloads.prune`). Ground
+truth arrives later as feedback for a request id (:meth:`Payloads.give_feedback`); it is
+joined to predictions when read, so a label may arrive before or after its request is
+collected. Reading is by endpoint with filters (:meth:`Payloads.search`), and the pairs of
+(prediction, label) per variant feed the quality figures (:meth:`Payloads.labelled`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import CursorResult, Delete, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ferryman.errors import InvalidInput
+from ferryman.names import validate_name
+from ferryman.registry.database import Database
+from ferryman.registry.records import Record
+from ferryman.registry.tables import FeedbackRow, PayloadRow
+
+MAX_SEARCH = 1_000
+MAX_LABELLED = 20_000
+
+
+class CollectedPayload(BaseModel):
+    """One record of a replica's payload log, as the replica serves it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    seq: int = Field(ge=1)
+    request_id: str = Field(min_length=1, max_length=64)
+    time: float
+    status: int = Field(ge=100, le=599)
+    latency_ms: float = Field(ge=0)
+    predictions: list[str] | None = None
+    summaries: dict[str, list[float]] | None = None
+    inputs: dict[str, Any] | None = None
+
+
+class Feedback(BaseModel):
+    """The true label of a request (one per row for a request of several rows)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    label: str | list[str] = Field(description="The label, or one per row of the request.")
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.label] if isinstance(self.label, str) else list(self.label)
+
+
+class PayloadRecord(Record):
+    request_id: str
+    time: datetime
+    endpoint: str
+    model: str
+    version: int
+    variant: str
+    status: int
+    latency_ms: float
+    predictions: list[str] | None
+    labels: list[str] | None
+    inputs: dict[str, Any] | None
+
+
+class Labelled(Record):
+    """A variant's labelled rows: what it predicted and what was true, newest first."""
+
+    variant: str
+    version: int
+    predicted: list[str]
+    actual: list[str]
+
+
+class Payloads:
+    def __init__(self, database: Database, clock: Callable[[], datetime]) -> None:
+        self._db = database
+        self._clock = clock
+
+    def add(
+        self,
+        endpoint: str,
+        variant: str,
+        model_version: tuple[str, int],
+        instance: str,
+        records: Sequence[CollectedPayload],
+    ) -> int:
+        """Keep ``records`` of one replica ``instance``; those kept already are skipped."""
+        if not records:
+            return 0
+        model, version = model_version
+        rows = [
+            {
+                "endpoint": endpoint, "variant": variant, "model_name": model,
+                "version": version, "instance": instance[:32], "seq": r.seq,
+                "request_id": r.request_id, "at": _from_unix(r.time), "status": r.status,
+                "latency_ms": r.latency_ms, "predictions": r.predictions,
+                "summaries": r.summaries, "inputs": r.inputs,
+            }
+            for r in records
+        ]  # fmt: skip
+        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+        statement = insert(PayloadRow).on_conflict_do_nothing(index_elements=["instance", "seq"])
+        self._db.write(lambda session: session.execute(statement, rows))
+        return len(rows)
+
+    def give_feedback(self, items: Iterable[Feedback], actor: str) -> tuple[int, list[str]]:
+        """Store labels (a later label for the same request replaces the earlier one).
+
+        Returns how many were stored and the request ids that match no collected request
+        yet (kept all the same: the request may not have been collected yet).
+        """
+        given = {item.request_id: item.labels for item in items}
+        if not given:
+            return 0, []
+
+        def work(session: Session) -> list[str]:
+            now = self._clock()
+            existing = {
+                row.request_id: row
+                for row in session.scalars(
+                    select(FeedbackRow).where(FeedbackRow.request_id.in_(given))
+                )
+            }
+            for request_id, labels in given.items():
+                row = existing.get(request_id)
+                if row is None:
+                    row = FeedbackRow(request_id=request_id)
+                    session.add(row)
+                row.labels, row.received_at, row.actor = labels, now, actor
+            known = set(
+                session.scalars(
+                    select(PayloadRow.request_id).where(PayloadRow.request_id.in_(given))
+                )
+            )
+            return sorted(set(given) - known)
+
+        return len(given), self._db.write(work)
+
+    def search(
+        self,
+        endpoint: str,
+        *,
+        version: int | None = None,
+        variant: str | None = None,
+        status: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[PayloadRecord]:
+        """Collected requests of ``endpoint``, newest first, with their labels if any."""
+        validate_name(endpoint, "endpoint name")
+        if not 1 <= limit <= MAX_SEARCH:
+            raise InvalidInput(f"limit {limit} must be in 1..{MAX_SEARCH}")
+        query = (
+            select(PayloadRow, FeedbackRow.labels)
+            .outerjoin(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
+            .where(PayloadRow.endpoint == endpoint)
+        )
+        for column, value in (
+            (PayloadRow.version, version), (PayloadRow.variant, variant),
+            (PayloadRow.status, status),
+        ):  # fmt: skip
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(PayloadRow.at >= since)
+        if until is not None:
+            query = query.where(PayloadRow.at < until)
+        query = query.order_by(PayloadRow.id.desc()).limit(limit)
+        with self._db.reading() as session:
+            return [_record(row, labels) for row, labels in session.execute(query)]
+
+    def labelled(
+        self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
+    ) -> Labelled:
+        """The newest ``limit`` labelled rows a variant answered (since a time, if given)."""
+        query = (
+            select(PayloadRow.version, PayloadRow.predictions, FeedbackRow.labels)
+            .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
+            .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
+            .where(PayloadRow.predictions.is_not(None))
+            .order_by(PayloadRow.id.desc())
+            .limit(min(limit, MAX_LABELLED))
+        )
+        if since is not None:
+            query = query.where(PayloadRow.at >= since)
+        predicted: list[str] = []
+        actual: list[str] = []
+        version = 0
+        with self._db.reading() as session:
+            for row_version, predictions, labels in session.execute(query):
+                version = version or row_version
+                if predictions is not None and len(predictions) == len(labels):
+                    predicted.extend(predictions)
+                    actual.extend(labels)
+        return Labelled(variant=variant, version=version, predicted=predicted, actual=actual)
+
+    def summaries(self, endpoint: str, variant: str, limit: int = 2_000) -> dict[str, list[float]]:
+        """Input summary values of a variant's newest ``limit`` requests, per summary."""
+        query = (
+            select(PayloadRow.summaries)
+            .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
+            .where(PayloadRow.summaries.is_not(None))
+            .order_by(PayloadRow.id.desc())
+            .limit(limit)
+        )
+        values: dict[str, list[float]] = {}
+        with self._db.reading() as session:
+            for (summary,) in session.execute(query):
+                for name, rows in (summary or {}).items():
+                    values.setdefault(name, []).extend(rows)
+        return values
+
+    def prune(self, retention_s: float, max_rows_per_endpoint: int) -> int:
+        """Forget requests older than ``retention_s`` or beyond the newest rows kept."""
+        cutoff = self._clock() - timedelta(seconds=retention_s)
+
+        def work(session: Session) -> int:
+            removed = _deleted(session, delete(PayloadRow).where(PayloadRow.at < cutoff))
+            session.execute(delete(FeedbackRow).where(FeedbackRow.received_at < cutoff))
+            for endpoint in session.scalars(select(PayloadRow.endpoint).distinct()).all():
+                boundary = session.scalar(
+                    select(PayloadRow.id)
+                    .where(PayloadRow.endpoint == endpoint)
+                    .order_by(PayloadRow.id.desc())
+                    .offset(max_rows_per_endpoint)
+                    .limit(1)
+                )
+                if boundary is not None:
+                    removed += _deleted(
+                        session,
+                        delete(PayloadRow).where(
+                            PayloadRow.endpoint == endpoint, PayloadRow.id <= boundary
+                        ),
+                    )
+            return removed
+
+        return self._db.write(work)
+
+    def count(self, endpoint: str) -> int:
+        with self._db.reading() as session:
+            query = select(func.count()).where(PayloadRow.endpoint == endpoint)
+            return int(session.scalar(query) or 0)
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    result = cast(CursorResult[Any], session.execute(statement))
+    return int(result.rowcount or 0)
+
+
+def _record(row: PayloadRow, labels: list[str] | None) -> PayloadRecord:
+    return PayloadRecord(
+        request_id=row.request_id, time=row.at, endpoint=row.endpoint, model=row.model_name,
+        version=row.version, variant=row.variant, status=row.status,
+        latency_ms=row.latency_ms, predictions=row.predictions, labels=labels,
+        inputs=row.inputs,
+    )  # fmt: skip
+
+
+def _from_unix(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)

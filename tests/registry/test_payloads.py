@@ -1,0 +1,83 @@
+"""The payload log and feedback in the registry, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ferryman.errors import InvalidInput
+from ferryman.registry import CollectedPayload, Feedback, Registry
+
+
+def record(
+    seq: int, *, prediction: str = "7", status: int = 200, age_s: float = 0
+) -> CollectedPayload:
+    return CollectedPayload(
+        seq=seq, request_id=f"req-{seq}", time=time.time() - age_s, status=status,
+        latency_ms=1.5, predictions=[prediction] if status == 200 else None,
+        summaries={"mean_intensity": [0.25]},
+    )  # fmt: skip
+
+
+def test_collecting_is_idempotent_per_replica_instance(registry: Registry) -> None:
+    payloads = registry.payloads
+    batch = [record(1), record(2)]
+    payloads.add("digits", "v1", ("digits", 1), "inst-a", batch)
+    payloads.add("digits", "v1", ("digits", 1), "inst-a", [*batch, record(3)])  # re-read
+    payloads.add("digits", "v1", ("digits", 1), "inst-b", [record(1)])  # another replica
+    assert payloads.count("digits") == 4
+
+
+def test_feedback_joins_labels_to_predictions_whenever_it_arrives(registry: Registry) -> None:
+    payloads = registry.payloads
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(1, prediction="3")])
+    accepted, unknown = payloads.give_feedback(
+        [Feedback(request_id="req-1", label="3"), Feedback(request_id="req-2", label="5")], "bob"
+    )
+    assert (accepted, unknown) == (2, ["req-2"])  # req-2 is not collected yet: kept anyway
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(2, prediction="4")])
+    labelled = payloads.labelled("digits", "v1")
+    assert sorted(zip(labelled.predicted, labelled.actual, strict=True)) == [("3", "3"), ("4", "5")]
+    assert labelled.version == 1
+    payloads.give_feedback([Feedback(request_id="req-2", label="4")], "bob")  # corrected
+    assert sorted(payloads.labelled("digits", "v1").actual) == ["3", "4"]
+
+
+def test_search_filters_by_version_status_and_time(registry: Registry) -> None:
+    payloads = registry.payloads
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(1, age_s=600), record(2)])
+    payloads.add("digits", "v2", ("digits", 2), "j", [record(1), record(2, status=503)])
+    assert [r.request_id for r in payloads.search("digits")] == ["req-2", "req-1", "req-2", "req-1"]
+    assert {r.variant for r in payloads.search("digits", version=2)} == {"v2"}
+    failed = payloads.search("digits", status=503)
+    assert [(r.variant, r.status, r.predictions) for r in failed] == [("v2", 503, None)]
+    recent = payloads.search("digits", version=1, since=datetime.now(UTC) - timedelta(minutes=5))
+    assert [r.request_id for r in recent] == ["req-2"]
+    assert payloads.search("digits", limit=1)[0].variant == "v2"
+    with pytest.raises(InvalidInput, match="limit"):
+        payloads.search("digits", limit=0)
+    with pytest.raises(InvalidInput):
+        payloads.search("../etc")
+
+
+def test_prune_keeps_the_newest_rows_within_the_retention(registry: Registry) -> None:
+    payloads = registry.payloads
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(1, age_s=7200)])
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(s) for s in range(2, 8)])
+    removed = payloads.prune(retention_s=3600, max_rows_per_endpoint=4)
+    assert removed == 3
+    assert [r.request_id for r in payloads.search("digits")] == [
+        f"req-{s}" for s in range(7, 3, -1)
+    ]
+
+
+def test_summaries_of_the_newest_requests(registry: Registry) -> None:
+    registry.payloads.add("digits", "v1", ("digits", 1), "i", [record(s) for s in range(1, 4)])
+    assert registry.payloads.summaries("digits", "v1", limit=2) == {"mean_intensity": [0.25, 0.25]}
+
+
+def test_feedback_request_ids_are_validated() -> None:
+    with pytest.raises(ValueError, match="request_id"):
+        Feedback(request_id="../../x", label="1")
