@@ -136,6 +136,15 @@ class ControlSettings(BaseModel):
     replica_startup_timeout_s: float = Field(
         default=120.0, gt=0, description="A replica not ready after this long has failed."
     )
+    payload_collect_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often replicas' payload logs are collected."
+    )
+    payload_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="How long collected requests are kept."
+    )
+    payload_max_rows_per_endpoint: int = Field(
+        default=200_000, ge=100, description="Most collected requests kept per endpoint."
+    )
 
 
 class GatewaySettings(BaseModel):

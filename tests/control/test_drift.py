@@ -1,4 +1,4 @@
-"""Prediction drift: Jensen-Shannon divergence of class counts, and the gate that holds."""
+"""Prediction drift (Jensen-Shannon of class counts), input drift (PSI) and the gate that holds."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import math
 
 import pytest
 
-from ferryman.control.drift import class_counts, grown, jensen_shannon
+from ferryman.control.drift import (
+    class_counts,
+    grown,
+    input_drift,
+    jensen_shannon,
+    population_stability,
+)
 from ferryman.control.rollout import Drift, Gates, Verdict, analyse
 from ferryman.control.traffic import Traffic
+from ferryman.reference import Histogram
 
 
 @pytest.mark.parametrize(
@@ -50,3 +57,22 @@ def test_drift_beyond_the_gate_holds_but_never_fails() -> None:
     assert analyse(gates, healthy(), Drift(0.6, predictions=50)).verdict is Verdict.PASS
     assert analyse(gates, healthy(), Drift(0.05, predictions=500)).verdict is Verdict.PASS
     assert analyse(Gates(), healthy(), Drift(0.9, predictions=500)).verdict is Verdict.PASS
+
+
+def test_population_stability_known_values() -> None:
+    reference = Histogram(edges=(0.0, 0.5, 1.0), fractions=(0.5, 0.5))
+    assert population_stability(reference, [0.1, 0.9]) == 0.0
+    # live 25/75 against 50/50: (0.25-0.5)ln(0.5) + (0.75-0.5)ln(1.5)
+    expected = -0.25 * math.log(0.5) + 0.25 * math.log(1.5)
+    assert population_stability(reference, [0.1, 0.9, 0.9, 0.9]) == pytest.approx(expected)
+    # out of range counts in the end bins; an empty bin is floored, not infinite
+    assert population_stability(reference, [-5.0, 7.0]) == 0.0
+    assert math.isfinite(population_stability(reference, [0.9] * 10))
+
+
+def test_input_drift_is_the_worst_summary_and_zero_without_data() -> None:
+    flat = Histogram(edges=(0.0, 0.5, 1.0), fractions=(0.5, 0.5))
+    live = {"mean_intensity": [0.1, 0.9], "contrast": [0.9, 0.9, 0.9, 0.1]}
+    worst = input_drift({"mean_intensity": flat, "contrast": flat}, live)
+    assert worst == pytest.approx(population_stability(flat, live["contrast"]))
+    assert input_drift({"mean_intensity": flat}, {}) == 0.0

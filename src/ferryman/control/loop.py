@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import httpx
 
 from ferryman.config import Settings
+from ferryman.control.collector import PayloadCollector, Retention
 from ferryman.control.drift import Classes, class_counts
 from ferryman.control.gateway_process import GatewayProcess
 from ferryman.control.load import ScrapedLoad
 from ferryman.control.local import LocalRuntime
 from ferryman.control.reconciler import Reconciler
 from ferryman.control.rollouts import RolloutController
+from ferryman.control.signals import FeedbackSignals
 from ferryman.control.traffic import Key, Traffic, traffic_by_variant
 from ferryman.registry import Registry
 
@@ -39,10 +42,21 @@ class ControlLoop:
             load=self._load,
             route_grace_s=settings.control.route_grace_s,
         )
+        self.signals = FeedbackSignals(registry)
         self.rollouts = RolloutController(
-            registry, self._gateway_traffic, predictions=self._replica_predictions
+            registry,
+            self._gateway_traffic,
+            predictions=self._replica_predictions,
+            signals=self.signals.for_rollout,
         )
         self._http = httpx.Client(timeout=1.0)
+        control = settings.control
+        self._collector = PayloadCollector(
+            registry,
+            self._http,
+            Retention(control.payload_retention_s, control.payload_max_rows_per_endpoint),
+        )
+        self._collected_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ferryman-control-loop", daemon=True)
 
@@ -85,12 +99,20 @@ class ControlLoop:
                 found[(endpoint, variant.name)] = summed
         return found
 
+    def _collect(self) -> None:
+        """Read the replicas' payload logs, at most every ``payload_collect_interval_s``."""
+        now = time.monotonic()
+        if now - self._collected_at >= self._settings.control.payload_collect_interval_s:
+            self._collected_at = now
+            self._collector.tick(self.reconciler.state.table)
+
     def _run(self) -> None:
         interval_s = self._settings.control.reconcile_interval_s
         while not self._stop.is_set():
             try:
                 self.gateway.ensure_running()
                 self.reconciler.tick()
+                self._collect()
                 self.rollouts.tick()
             except Exception:  # the loop must outlive any one failed pass
                 logger.exception("control loop pass failed; retrying in %.1f s", interval_s)

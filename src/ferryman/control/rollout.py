@@ -40,6 +40,34 @@ class Gates(BaseModel):
     min_predictions: int = Field(
         default=100, ge=1, description="Fewer candidate predictions: drift is not judged yet."
     )
+    min_accuracy: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Accuracy from feedback labels the candidate must reach (None: not judged).",
+    )
+    max_accuracy_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Most the candidate's accuracy from feedback may fall below the baseline's "
+        "(0.02: two points; None: not judged).",
+    )
+    min_labelled: int = Field(
+        default=50,
+        ge=1,
+        description="Fewer labelled candidate (or baseline) rows: accuracy is inconclusive, hold.",
+    )
+    max_input_drift_psi: float | None = Field(
+        default=None,
+        gt=0,
+        description="PSI of live inputs against the candidate's training data above which the "
+        "rollout holds (None: not judged).",
+    )
+
+    @property
+    def judges_accuracy(self) -> bool:
+        return self.min_accuracy is not None or self.max_accuracy_drop is not None
 
 
 class CanaryPlan(BaseModel):
@@ -75,19 +103,38 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class ModelSignals:
+    """What feedback labels and live inputs say so far: both sides' accuracy, input drift."""
+
+    candidate_labelled: int = 0
+    candidate_accuracy: float | None = None
+    baseline_labelled: int = 0
+    baseline_accuracy: float | None = None
+    input_drift_psi: float | None = None
+
+
+@dataclass(frozen=True)
 class Analysis:
     verdict: Verdict
     reasons: tuple[str, ...]
     requests: float
     success_rate: float | None
     p99_ms: float | None
+    accuracy: float | None = None
 
 
-def analyse(gates: Gates, candidate: Traffic, drift: Drift | None = None) -> Analysis:
+def analyse(
+    gates: Gates,
+    candidate: Traffic,
+    drift: Drift | None = None,
+    signals: ModelSignals | None = None,
+) -> Analysis:
     """Judge one window of the candidate's traffic (and predictions) against ``gates``.
 
-    Errors and latency fail a check; prediction drift beyond the gate holds the rollout
-    (inconclusive), because a different distribution may be a better model or a broken one.
+    Errors, latency and accuracy from feedback fail a check; too few labels for an accuracy
+    gate hold (never promote unjudged). Prediction drift and input drift beyond their gates
+    hold the rollout (inconclusive): a different distribution may be a better model or a
+    broken one, and a person should look.
     """
     p99_s = candidate.quantile_s(0.99)
     p99_ms = None if p99_s is None else p99_s * 1000
@@ -100,14 +147,50 @@ def analyse(gates: Gates, candidate: Traffic, drift: Drift | None = None) -> Ana
         broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
+    signals = signals or ModelSignals()
+    accuracy = signals.candidate_accuracy
+    unjudged = _accuracy_checks(gates, signals, broken)
     if broken:
-        return Analysis(Verdict.FAIL, tuple(broken), candidate.requests, success, p99_ms)
+        return Analysis(Verdict.FAIL, tuple(broken), candidate.requests, success, p99_ms, accuracy)
+    holds = [*unjudged, *_drift_holds(gates, drift, signals)]
+    verdict = Verdict.INCONCLUSIVE if holds else Verdict.PASS
+    return Analysis(verdict, tuple(holds), candidate.requests, success, p99_ms, accuracy)
+
+
+def _accuracy_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> list[str]:
+    """Add broken accuracy gates to ``broken``; return why accuracy cannot be judged yet."""
+    if not gates.judges_accuracy:
+        return []
+    labelled, accuracy = signals.candidate_labelled, signals.candidate_accuracy
+    if accuracy is None or labelled < gates.min_labelled:
+        return [f"{labelled} labelled candidate rows < {gates.min_labelled}: accuracy not judged"]
+    if gates.min_accuracy is not None and accuracy < gates.min_accuracy:
+        broken.append(f"accuracy {accuracy:.3f} < {gates.min_accuracy} ({labelled} labelled)")
+    drop = gates.max_accuracy_drop
+    if drop is None:
+        return []
+    baseline = signals.baseline_accuracy
+    if baseline is None or signals.baseline_labelled < gates.min_labelled:
+        return [f"{signals.baseline_labelled} labelled baseline rows < {gates.min_labelled}: "
+                "accuracy not compared"]  # fmt: skip
+    if accuracy < baseline - drop:
+        broken.append(
+            f"accuracy {accuracy:.3f} < baseline {baseline:.3f} - {drop} "
+            f"({labelled} vs {signals.baseline_labelled} labelled)"
+        )
+    return []
+
+
+def _drift_holds(gates: Gates, drift: Drift | None, signals: ModelSignals) -> list[str]:
+    holds = []
     limit = gates.max_prediction_drift
     judged = limit is not None and drift is not None and drift.predictions >= gates.min_predictions
     if judged and drift is not None and limit is not None and drift.divergence > limit:
-        reason = f"prediction drift {drift.divergence:.2f} > {limit} (Jensen-Shannon)"
-        return Analysis(Verdict.INCONCLUSIVE, (reason,), candidate.requests, success, p99_ms)
-    return Analysis(Verdict.PASS, (), candidate.requests, success, p99_ms)
+        holds.append(f"prediction drift {drift.divergence:.2f} > {limit} (Jensen-Shannon)")
+    psi_limit, psi = gates.max_input_drift_psi, signals.input_drift_psi
+    if psi_limit is not None and psi is not None and psi > psi_limit:
+        holds.append(f"input drift PSI {psi:.2f} > {psi_limit} against the training data")
+    return holds
 
 
 class Action(StrEnum):

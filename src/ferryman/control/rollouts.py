@@ -22,6 +22,7 @@ from ferryman.control.rollout import (
     CanaryPlan,
     Decision,
     Drift,
+    ModelSignals,
     Progress,
     Verdict,
     analyse,
@@ -44,6 +45,8 @@ TrafficSource = Callable[[], dict[Key, Traffic] | None]
 """The gateway's traffic totals now, or None when they cannot be read."""
 PredictionSource = Callable[[], dict[Key, Classes]]
 """Top-1 class counts per (endpoint, variant), summed over its ready replicas."""
+SignalSource = Callable[[RolloutRecord], ModelSignals]
+"""Accuracy from feedback and input drift of a rollout's candidate and baseline."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,12 @@ class RolloutController:
         traffic: TrafficSource,
         clock: Callable[[], float] = time.monotonic,
         predictions: PredictionSource | None = None,
+        signals: SignalSource | None = None,
     ) -> None:
         self._registry = registry
         self._traffic = traffic
         self._predictions = predictions or dict
+        self._signals = signals
         self._clock = clock
         self._windows: dict[int, Window] = {}
 
@@ -183,7 +188,10 @@ class RolloutController:
             return Analysis(Verdict.INCONCLUSIVE, ("metrics unavailable",), 0, None, None)
         key = (rollout.endpoint, rollout.candidate.name)
         candidate = window(closing.totals, opened.totals).get(key, Traffic())
-        return analyse(plan.gates, candidate, _drift(rollout, opened, closing))
+        gates = plan.gates
+        wants_signals = gates.judges_accuracy or gates.max_input_drift_psi is not None
+        signals = self._signals(rollout) if wants_signals and self._signals else None
+        return analyse(gates, candidate, _drift(rollout, opened, closing), signals)
 
     def _act(self, rollout: RolloutRecord, decision: Decision, progress: Progress) -> None:
         logger.info("rollout %d: %s (%s)", rollout.id, decision.action, decision.reason)
