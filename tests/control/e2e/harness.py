@@ -163,6 +163,8 @@ class Load:
     max_s: float = 60.0
     workers: int = 16
     body: Callable[[], bytes] = lambda: BODY
+    answered: Callable[[bytes, httpx.Response], None] | None = None
+    """Called with each request body and its answer (e.g. to send feedback)."""
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -194,9 +196,12 @@ class Load:
                 if delay > 0 and self._stop.wait(delay):
                     return
                 sent = self.now_s()
+                body = self.body()
                 try:
-                    answer = client.post(self.url, content=self.body())
+                    answer = client.post(self.url, content=body)
                     status, headers = answer.status_code, answer.headers
+                    if self.answered is not None:
+                        self.answered(body, answer)
                 except httpx.HTTPError:
                     status, headers = 0, httpx.Headers()
                 variant = headers.get("ferryman-variant", "")
