@@ -21,11 +21,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.e2e
-def test_the_demo_trains_serves_and_rolls_out_with_no_failed_request(tmp_path: Path) -> None:
+def test_the_demo_rolls_back_the_bad_version_and_promotes_the_good_one_with_no_failure(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "data"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_")},
         "FERRYMAN_GATEWAY__PORT": str(_free_port()),
+        "FERRYMAN_CONTROL__PORT": str(_free_port()),
         "COLUMNS": "160",
     }
     ferryman = str(Path(sys.executable).with_name("ferryman"))
@@ -36,10 +39,14 @@ def test_the_demo_trains_serves_and_rolls_out_with_no_failed_request(tmp_path: P
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "failed requests: 0" in done.stdout
     assert "promoted" in done.stdout
+    assert "rolled_back" in done.stdout
 
     registry = Registry.open(load_settings(data_dir=data_dir))
-    assert [v.version for v in registry.list_versions("digits")] == [1, 2]
-    assert registry.get_version("digits", "production").version == 2
-    assert [r.status for r in registry.rollouts.list("digits")] == [RolloutStatus.PROMOTED]
+    assert [v.version for v in registry.list_versions("digits")] == [1, 2, 3]
+    assert registry.get_version("digits", "production").version == 3
+    first, second = registry.rollouts.list("digits")
+    assert (first.candidate.version, first.status) == (2, RolloutStatus.ROLLED_BACK)
+    assert "accuracy" in first.reason  # the mislabelled v2 answered every request, wrongly
+    assert (second.candidate.version, second.status) == (3, RolloutStatus.PROMOTED)
     assert not list((data_dir / "replicas").glob("*.json"))  # --fast leaves nothing running
     registry.close()

@@ -18,7 +18,7 @@ def demo(
         bool | None, typer.Option(help="Leave the endpoint serving [yes, unless --fast].")
     ] = None,
 ) -> None:
-    """Train, deploy, serve and roll out a new version by itself, narrating each step."""
+    """Train, deploy and serve; a bad version is rolled back by itself, a good one promoted."""
     state = cli_context(ctx)
     keep = not fast if keep_serving is None else keep_serving
     outcome = run_demo(state.settings, console, fast=fast, keep_serving=keep)

@@ -65,7 +65,8 @@ class ControlLoop:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():  # a loop never started has nothing to wait for
+            self._thread.join(timeout=30)
         self._load.close()
         self._http.close()
         self.runtime.close()

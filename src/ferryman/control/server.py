@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
+import time
 
 import uvicorn
 
@@ -11,7 +13,7 @@ from ferryman.config import Settings
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
 from ferryman.control.loop import ControlLoop
-from ferryman.errors import InvalidInput
+from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -65,4 +67,52 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     registry.close()
 
 
-__all__ = ["check_bind", "is_loopback", "load_or_create_token", "run_control_plane"]
+class BackgroundControlPlane:
+    """What ``ferryman up`` runs — the API and the control loop — in threads of this process.
+
+    For programs that drive Ferryman and want its API beside them (the demo, tests).
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, token: Token) -> None:
+        check_bind(settings)
+        check_tls(settings)
+        control = settings.control
+        app = create_app(settings, registry, token.value if control.auth_required else None)
+        config = uvicorn.Config(
+            app, host=control.host, port=control.port, log_level="warning", server_header=False
+        )
+        self.loop = ControlLoop(settings, registry)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
+        self.url = f"http://{control.host}:{control.port}"
+        self._is_stopped = False
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Start the loop and the API; returns once the API listens."""
+        self.loop.start()
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.loop.stop()
+                raise Unavailable(f"the control-plane API did not start on {self.url}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the API and the loop (once); replicas and the gateway keep serving."""
+        if self._is_stopped:
+            return
+        self._is_stopped = True
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.loop.stop()
+
+
+__all__ = [
+    "BackgroundControlPlane",
+    "check_bind",
+    "is_loopback",
+    "load_or_create_token",
+    "run_control_plane",
+]

@@ -2,12 +2,16 @@
 
 1. train the digits classifier (v1): a run with checkpoints, ONNX fp32 and INT8 variants
    behind their accuracy gate, registered with its metrics and lineage;
-2. start the control plane (its loop in this process; the gateway and the replicas as
-   processes) and deploy endpoint ``digits`` with autoscaling 1 to 4;
-3. send labelled traffic through the gateway, scored per version;
-4. set a policy: every new version rolls out by canary 10 → 50 → 100, gated;
-5. train v2; its registration starts the canary, which the gates step to promotion;
-6. summarise: versions, variants, the rollout, requests served and failed.
+2. start the control plane (its API and loop in this process; the gateway and the
+   replicas as processes) and deploy endpoint ``digits`` with autoscaling 1 to 4;
+3. send labelled traffic through the gateway; the true labels go back as feedback;
+4. set a policy: every new version rolls out by canary 10 → 50 → 100, gated on errors,
+   latency and accuracy from feedback;
+5. train v2 on data with a labelling bug: fine offline, wrong live; its canary is rolled
+   back by the accuracy gate, with no failed request;
+6. train v3 on clean data, longer: its canary is promoted;
+7. summarise: versions, accuracy offline, live and from feedback, latency, rollouts,
+   requests served and failed, and where to look next.
 """
 
 from __future__ import annotations
@@ -23,18 +27,13 @@ from rich.table import Table
 
 from ferryman.config import Settings
 from ferryman.control.gateway_process import GatewayProcess, port_is_free
-from ferryman.control.loop import ControlLoop
 from ferryman.control.rollout import CanaryPlan, Gates
 from ferryman.control.routes import RouteTable
-from ferryman.demo.traffic import DigitsTraffic, Tally
+from ferryman.control.server import BackgroundControlPlane, load_or_create_token
+from ferryman.demo.summary import farewell, summarise
+from ferryman.demo.traffic import DigitsTraffic, FeedbackTarget, Tally
 from ferryman.errors import DeadlineExceeded, Unavailable
-from ferryman.registry import (
-    Autoscaling,
-    DeploymentSpec,
-    Registry,
-    RolloutRecord,
-    VariantSpec,
-)
+from ferryman.registry import Autoscaling, DeploymentSpec, Registry, RolloutRecord, VariantSpec
 
 MODEL = "digits"
 ACTOR = "demo"
@@ -44,70 +43,102 @@ ACTOR = "demo"
 class Pace:
     """How long the demo takes: ``fast`` for CI, the default for people watching."""
 
-    first_epochs: int
-    second_epochs: int
+    epochs: tuple[int, int, int]
     interval_s: float
     rate: float
+    min_labelled: int
 
     @classmethod
     def of(cls, fast: bool) -> Pace:
-        """v1 is a quick first model; v2 trains longer, so it should be the better one."""
-        return cls(2, 6, interval_s=3.0, rate=25.0) if fast else cls(3, 12, 10.0, 25.0)
+        """v1 is a quick first model; v3 trains longest, so it should be the best."""
+        if fast:
+            return cls((2, 4, 6), interval_s=3.0, rate=40.0, min_labelled=40)
+        return cls((3, 8, 12), interval_s=10.0, rate=25.0, min_labelled=100)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    rollout: RolloutRecord
+    rollouts: tuple[RolloutRecord, ...]
     tally: Tally
 
 
 def run_demo(settings: Settings, console: Console, fast: bool, keep_serving: bool) -> Outcome:
-    """Tell the story end to end; returns the rollout and what the clients got."""
-    gateway = settings.gateway
+    """Tell the story end to end; returns the rollouts and what the clients got."""
+    _check_ports(settings)
+    registry = Registry.open(settings)
+    pace = Pace.of(fast)
+    token = load_or_create_token(settings.data_dir)
+    plane = BackgroundControlPlane(settings, registry, token)
+    console.print(Panel.fit("Ferryman demo: train → register → serve → roll out by itself"))
+    try:
+        first = _train(registry, settings, console, pace.epochs[0], seed=1, step="1. Train v1")
+        _start_control_plane(plane, settings, console)
+        _deploy(registry, settings, console, first)
+        feedback = FeedbackTarget(f"{plane.url}/api/v1/feedback", token.value)
+        traffic = _start_traffic(registry, settings, console, first, pace, feedback=feedback)
+        _set_policy(registry, console, pace)
+        bad = _train(registry, settings, console, pace.epochs[1], seed=2, step="6. Train v2",
+                     mislabelled=True)  # fmt: skip
+        rolled_back = _watch_rollout(registry, console, bad, timeout_s=60 * pace.interval_s + 60)
+        good = _train(registry, settings, console, pace.epochs[2], seed=3, step="7. Train v3")
+        promoted = _watch_rollout(registry, console, good, timeout_s=60 * pace.interval_s + 60)
+        time.sleep(2 * pace.interval_s)  # traffic on the promoted version, for the summary
+        tally = traffic.stop()
+        summarise(registry, console, MODEL, (rolled_back, promoted), tally)
+        farewell(settings, console, plane, keep_serving)
+    finally:
+        plane.stop()
+        registry.close()
+    return Outcome((rolled_back, promoted), tally)
+
+
+def _check_ports(settings: Settings) -> None:
+    gateway, control = settings.gateway, settings.control
     if not port_is_free(gateway.host, gateway.port) and not GatewayProcess(settings).is_running():
         raise Unavailable(
             f"port {gateway.port} (the gateway's) is in use by another program; free it or pick "
             "another with FERRYMAN_GATEWAY__PORT=8001 ./scripts/demo"
         )
-    registry = Registry.open(settings)
-    pace = Pace.of(fast)
-    loop = ControlLoop(settings, registry)
-    console.print(Panel.fit("Ferryman demo: train → register → serve → roll out by itself"))
-    try:
-        first = _train(registry, settings, console, pace.first_epochs, seed=1, step="1. Train v1")
-        loop.start()
-        _deploy(registry, settings, console, first)
-        traffic = _start_traffic(registry, settings, console, first, pace)
-        _set_policy(registry, console, pace)
-        second = _train(registry, settings, console, pace.second_epochs, seed=2, step="5. Train v2")
-        rollout = _watch_rollout(registry, console, second, timeout_s=40 * pace.interval_s + 60)
-        time.sleep(2 * pace.interval_s)  # traffic on the promoted version, for the summary
-        tally = traffic.stop()
-    finally:
-        loop.stop()
-    _summary(registry, console, rollout, tally)
-    _farewell(settings, console, loop, keep_serving)
-    registry.close()
-    return Outcome(rollout, tally)
+    if not port_is_free(control.host, control.port):
+        raise Unavailable(
+            f"port {control.port} (the control plane's) is in use; stop what holds it (a "
+            "`ferryman up`?) or pick another with FERRYMAN_CONTROL__PORT=7071 ./scripts/demo"
+        )
 
 
 def _train(
-    registry: Registry, settings: Settings, console: Console, epochs: int, *, seed: int, step: str
+    registry: Registry,
+    settings: Settings,
+    console: Console,
+    epochs: int,
+    *,
+    seed: int,
+    step: str,
+    mislabelled: bool = False,
 ) -> int:
+    from ferryman.demo.recipes import RECIPE, train_with_swapped_labels  # noqa: PLC0415 - torch
     from ferryman.training import RunEnvironment, TrainingRequest, start_run  # noqa: PLC0415
     from ferryman.training.progress import RichProgress  # noqa: PLC0415
     from ferryman.training.recipes import resolve_recipe  # noqa: PLC0415
 
     console.rule(step)
-    console.print(
-        "A small CNN on scikit-learn's 8x8 digits: a recorded run with per-epoch checkpoints, "
-        "exported to ONNX fp32 and INT8 behind an accuracy gate, then registered."
-    )
-    request = TrainingRequest("digits", MODEL, {"epochs": epochs, "seed": seed})
+    if mislabelled:
+        console.print(
+            "The same recipe, but a bug in the labelling pipeline swapped the labels of 1↔7 "
+            "and 3↔8 in training and validation data alike: offline it looks as good as v1."
+        )
+    else:
+        console.print(
+            "A small CNN on scikit-learn's 8x8 digits: a recorded run with per-epoch "
+            "checkpoints, exported to ONNX fp32 and INT8 behind an accuracy gate, registered."
+        )
+    recipe, train = (RECIPE, train_with_swapped_labels) if mislabelled else (
+        "digits", resolve_recipe("digits"))  # fmt: skip
+    request = TrainingRequest(recipe, MODEL, {"epochs": epochs, "seed": seed})
     env = RunEnvironment(
         registry, ACTOR, progress=RichProgress(console), log_dir=settings.data_dir / "logs"
     )
-    outcome = start_run(resolve_recipe("digits"), request, env)
+    outcome = start_run(train, request, env)
     version = registry.list_versions(MODEL)[-1]
     table = Table(
         "variant", "status", "gate", title=f"{MODEL} v{version.version} (run {outcome.run.id[:8]})"
@@ -122,8 +153,20 @@ def _train(
     return version.version
 
 
+def _start_control_plane(
+    plane: BackgroundControlPlane, settings: Settings, console: Console
+) -> None:
+    console.rule("2. Start the control plane")
+    plane.start()
+    console.print(
+        f"API and dashboard at {plane.url}/ui/ (the token is in "
+        f"{settings.data_dir}/control-token); the control loop runs here, the gateway and the "
+        "replicas as processes of their own."
+    )
+
+
 def _deploy(registry: Registry, settings: Settings, console: Console, version: int) -> None:
-    console.rule("2. Deploy endpoint digits")
+    console.rule("3. Deploy endpoint digits")
     spec = DeploymentSpec(
         endpoint=MODEL,
         variants=(VariantSpec(model=MODEL, version=version),),
@@ -139,36 +182,51 @@ def _deploy(registry: Registry, settings: Settings, console: Console, version: i
 
 
 def _start_traffic(
-    registry: Registry, settings: Settings, console: Console, version: int, pace: Pace
+    registry: Registry,
+    settings: Settings,
+    console: Console,
+    version: int,
+    pace: Pace,
+    *,
+    feedback: FeedbackTarget,
 ) -> DigitsTraffic:
     from ferryman.training.images import digits_data  # noqa: PLC0415
 
-    console.rule("3. Send traffic")
+    console.rule("4. Send traffic")
     data = digits_data(seed=1, val_fraction=0.2)
     input_name = registry.get_version(MODEL, version).signature.inputs[0].name
     url = f"{_gateway(settings)}/v2/models/{MODEL}/infer"
-    traffic = DigitsTraffic(url, input_name, data.val_x, data.val_y, rate=pace.rate, max_s=900)
+    traffic = DigitsTraffic(
+        url, input_name, data.val_x, data.val_y, rate=pace.rate, max_s=1200, feedback=feedback
+    )
     traffic.start()
-    console.print(f"{pace.rate:g} requests/s of labelled validation digits, scored per version")
+    console.print(
+        f"{pace.rate:g} requests/s of held-out digits; each answer's request id and the "
+        "digit's true label go back to POST /api/v1/feedback about a second later."
+    )
     return traffic
 
 
 def _set_policy(registry: Registry, console: Console, pace: Pace) -> None:
-    console.rule("4. Set the update policy")
-    gates = Gates(min_success_rate=0.99, max_p99_ms=500, min_requests=10)
+    console.rule("5. Set the update policy")
+    gates = Gates(
+        min_success_rate=0.99, max_p99_ms=500, min_requests=10,
+        max_accuracy_drop=0.03, min_labelled=pace.min_labelled,
+    )  # fmt: skip
     plan = CanaryPlan(steps=(10, 50, 100), interval_s=pace.interval_s, threshold=3, gates=gates)
     registry.policies.put(MODEL, MODEL, "registered", plan.model_dump(mode="json"), ACTOR)
     console.print(
         f"Every new version of {MODEL} rolls out by canary 10 → 50 → 100, judged every "
-        f"{pace.interval_s:g} s on success rate ≥ 99% and p99 ≤ 500 ms; 3 failed checks roll "
-        "back; too little traffic holds, never promotes."
+        f"{pace.interval_s:g} s: success rate ≥ 99%, p99 ≤ 500 ms, and accuracy from feedback "
+        f"no more than 3 points below production's once {pace.min_labelled} of its answers are "
+        "labelled. 3 failed checks roll back; too little evidence holds, never promotes."
     )
 
 
 def _watch_rollout(
     registry: Registry, console: Console, version: int, timeout_s: float
 ) -> RolloutRecord:
-    console.rule("6. Watch the canary")
+    console.rule(f"Watch the canary of v{version}")
     seen = registry.list_events(limit=1)[-1].id
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -182,45 +240,6 @@ def _watch_rollout(
             return done[-1]
         time.sleep(0.5)
     raise DeadlineExceeded(f"the rollout of v{version} did not finish in {timeout_s:.0f} s")
-
-
-def _summary(registry: Registry, console: Console, rollout: RolloutRecord, tally: Tally) -> None:
-    console.rule("Summary")
-    table = Table("version", "val accuracy", "live accuracy", "requests", "variants", title=MODEL)
-    for version in registry.list_versions(MODEL):
-        live = tally.accuracy(str(version.version))
-        kinds = ", ".join(v.kind for v in registry.list_variants(MODEL, version.version))
-        table.add_row(f"v{version.version}", f"{version.metrics.get('val_accuracy', 0):.3f}",
-                      "" if live is None else f"{live:.3f}",
-                      str(tally.requests[str(version.version)]), kinds)  # fmt: skip
-    console.print(table)
-    served = sum(tally.requests.values())
-    console.print(
-        f"Rollout {rollout.id}: {rollout.baseline.name} → {rollout.candidate.name} "
-        f"[bold]{rollout.status.value}[/] ({rollout.reason})"
-    )
-    console.print(f"Requests served: {served}   [bold]failed requests: {tally.failed}[/]")
-    console.print(
-        "Today's gates judge errors and latency. Judging accuracy from feedback labels and "
-        "prediction drift, so that a worse model is rolled back even when it never fails a "
-        "request, is the next part."
-    )
-
-
-def _farewell(settings: Settings, console: Console, loop: ControlLoop, keep_serving: bool) -> None:
-    if not keep_serving:
-        loop.shut_down_data_plane()
-        console.print("Replicas and gateway stopped (run without --fast to keep them serving).")
-        return
-    console.print(
-        f"Still serving: {_gateway(settings)}/v2/models/{MODEL}/infer\n"
-        f"Keep exploring: ferryman --data-dir {settings.data_dir} endpoints list | rollout "
-        "status | events | versions show digits production\n"
-        f"Take the control plane back with `ferryman --data-dir {settings.data_dir} up`; "
-        f"stop everything with `ferryman --data-dir {settings.data_dir} down`.\n"
-        "Not in this demo yet: rollback of a worse model from accuracy feedback and drift "
-        "gates, and the web dashboard (they arrive with the next parts)."
-    )
 
 
 def _gateway(settings: Settings) -> str:

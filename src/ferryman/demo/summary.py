@@ -1,0 +1,96 @@
+"""The end of the demo: what each version was worth, what the rollouts decided, and what
+the clients got — then where to keep looking."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from rich.console import Console
+from rich.table import Table
+
+from ferryman.config import Settings
+from ferryman.control.server import BackgroundControlPlane
+from ferryman.control.signals import FeedbackSignals
+from ferryman.demo.traffic import Tally
+from ferryman.registry import Registry, RolloutRecord
+
+
+def summarise(
+    registry: Registry,
+    console: Console,
+    model: str,
+    rollouts: tuple[RolloutRecord, ...],
+    tally: Tally,
+) -> None:
+    console.rule("Summary")
+    console.print(_versions(registry, model, tally))
+    table = Table("rollout", "from → to", "outcome", "why", title="Rollouts")
+    for record in rollouts:
+        style = "green" if record.status.value == "promoted" else "red"
+        table.add_row(str(record.id), f"{record.baseline.name} → {record.candidate.name}",
+                      f"[{style}]{record.status.value}[/]", record.reason)  # fmt: skip
+    console.print(table)
+    served = sum(tally.requests.values())
+    console.print(
+        f"Requests served: {served}   labels sent back: {tally.labels_sent}   "
+        f"[bold]failed requests: {tally.failed}[/]"
+    )
+
+
+def _versions(registry: Registry, model: str, tally: Tally) -> Table:
+    signals = FeedbackSignals(registry)
+    table = Table(
+        "version", "val accuracy", "live accuracy", "from feedback", "requests",
+        "p50 ms", "p99 ms", "variants", title=f"{model}: offline, live and from feedback",
+    )  # fmt: skip
+    for version in registry.list_versions(model):
+        key = str(version.version)
+        live = tally.accuracy(key)
+        scored = signals.quality(model, f"v{version.version}")
+        p50, p99 = tally.latency_ms(key, 0.5), tally.latency_ms(key, 0.99)
+        kinds = ", ".join(v.kind for v in registry.list_variants(model, version.version))
+        table.add_row(
+            f"v{version.version}", f"{version.metrics.get('val_accuracy', 0):.3f}",
+            _figure(live), _figure(scored.accuracy if scored.labelled else None),
+            str(tally.requests[key]), _figure(p50, 1), _figure(p99, 1), kinds,
+        )  # fmt: skip
+    return table
+
+
+def _figure(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def farewell(
+    settings: Settings, console: Console, plane: BackgroundControlPlane, keep_serving: bool
+) -> None:
+    """Stop the data plane (CI), or keep everything up until Ctrl-C (people)."""
+    gateway = f"http://{settings.gateway.host}:{settings.gateway.port}"
+    if not keep_serving:
+        plane.stop()  # first, so that the loop does not restart what is stopped next
+        plane.loop.shut_down_data_plane()
+        console.print("Replicas and gateway stopped (run without --fast to keep them serving).")
+        return
+    data_dir = settings.data_dir
+    console.print(
+        f"Dashboard: {plane.url}/ui/ (log in with the token in {data_dir}/control-token)\n"
+        f"API docs:  {plane.url}/docs\n"
+        f"Endpoint:  {gateway}/v2/models/digits/infer\n"
+        f"Explore:   ferryman --data-dir {data_dir} endpoints list | rollout status | events | "
+        "versions show digits production\n"
+        "Press Ctrl-C to stop the control plane: the endpoint keeps serving (take it back with "
+        f"`ferryman --data-dir {data_dir} up`, stop it with `ferryman --data-dir {data_dir} down`)."
+    )
+    _wait_for_interrupt()
+
+
+def _wait_for_interrupt() -> None:
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
