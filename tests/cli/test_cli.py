@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.cli.main import hoist_global_options, main
+from ferryman.cli.main import hoist_global_options
 
 
 @pytest.fixture
@@ -19,27 +19,6 @@ def model_file(tmp_path: Path, onnx_bytes: Callable[..., bytes]) -> Path:
     path = tmp_path / "model.onnx"
     path.write_bytes(onnx_bytes())
     return path
-
-
-@pytest.fixture
-def run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., tuple[int, str, str]]:
-    """Run ``ferryman ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def test_register_list_alias_events(

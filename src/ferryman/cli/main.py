@@ -10,7 +10,19 @@ import typer
 from pydantic import ValidationError
 
 from ferryman import __version__
-from ferryman.cli import demo, deploy, down, gateway, policy, registry, rollout, serve, train, up
+from ferryman.cli import (
+    demo,
+    deploy,
+    down,
+    gateway,
+    payloads,
+    policy,
+    registry,
+    rollout,
+    serve,
+    train,
+    up,
+)
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
@@ -43,6 +55,9 @@ app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(policy.policy_app, name="policy")
 app.command("serve")(serve.serve)
 app.command("gateway")(gateway.gateway)
+app.command("payloads")(payloads.payloads)
+app.command("feedback")(payloads.feedback)
+app.command("quality")(payloads.quality)
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 

@@ -46,6 +46,22 @@ class FeedbackSignals:
             return None
         return input_drift(reference, live)
 
+    def by_variant(
+        self, endpoint: str, since: datetime | None = None
+    ) -> dict[str, tuple[str, int, Quality]]:
+        """Quality of every variant that served the endpoint (deployed now, or in the log)."""
+        served = self._registry.payloads.variants(endpoint)
+        known = {name for name, _, _ in served}
+        try:
+            deployed = self._registry.deployments.get(endpoint).spec.variants
+        except FerrymanError:
+            if not served:
+                raise
+            deployed = ()
+        served += [(v.name, v.model, v.version) for v in deployed if v.name not in known]
+        return {name: (model, version, self.quality(endpoint, name, since))
+                for name, model, version in served}  # fmt: skip
+
     def for_rollout(self, rollout: RolloutRecord) -> ModelSignals:
         """The candidate's and the baseline's accuracy, and the candidate's input drift."""
         endpoint = rollout.endpoint

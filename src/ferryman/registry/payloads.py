@@ -248,6 +248,17 @@ class Payloads:
 
         return self._db.write(work)
 
+    def variants(self, endpoint: str) -> list[tuple[str, str, int]]:
+        """(variant, model, version) of every variant with collected requests, oldest first."""
+        query = (
+            select(PayloadRow.variant, PayloadRow.model_name, PayloadRow.version)
+            .where(PayloadRow.endpoint == endpoint)
+            .group_by(PayloadRow.variant, PayloadRow.model_name, PayloadRow.version)
+            .order_by(func.min(PayloadRow.id))
+        )
+        with self._db.reading() as session:
+            return [(variant, model, version) for variant, model, version in session.execute(query)]
+
     def count(self, endpoint: str) -> int:
         with self._db.reading() as session:
             query = select(func.count()).where(PayloadRow.endpoint == endpoint)

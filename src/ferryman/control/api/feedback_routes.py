@@ -74,14 +74,10 @@ def endpoint_quality(
     registry: RegistryDep,
     window_s: Annotated[float | None, Query(gt=0, le=366 * 24 * 3600)] = None,
 ) -> dict[str, Any]:
-    spec = registry.deployments.get(endpoint).spec
     since = None if window_s is None else datetime.now(UTC) - timedelta(seconds=window_s)
-    signals = FeedbackSignals(registry)
-    variants = {}
-    for variant in spec.variants:
-        scores = signals.quality(endpoint, variant.name, since)
-        variants[variant.name] = {"model": variant.model, "version": variant.version,
-                                  **scores.as_json()}  # fmt: skip
+    scored = FeedbackSignals(registry).by_variant(endpoint, since)
+    variants = {name: {"model": model, "version": version, **scores.as_json()}
+                for name, (model, version, scores) in scored.items()}  # fmt: skip
     return {"endpoint": endpoint, "variants": variants}
 
 

@@ -1,0 +1,122 @@
+"""``ferryman payloads``, ``feedback`` and ``quality``: the payload log from the shell."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from ferryman.cli.context import cli_context
+from ferryman.cli.output import JsonOption, console, print_json, when
+from ferryman.control.signals import FeedbackSignals
+from ferryman.errors import InvalidInput
+from ferryman.registry import Feedback
+
+Endpoint = Annotated[str, typer.Argument(help="Endpoint name.")]
+
+
+def payloads(
+    ctx: typer.Context,
+    endpoint: Endpoint,
+    version: Annotated[int | None, typer.Option(help="Only this model version.")] = None,
+    status: Annotated[int | None, typer.Option(help="Only this HTTP status, e.g. 500.")] = None,
+    last_s: Annotated[float | None, typer.Option("--last", help="Only the last N seconds.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """Requests the endpoint answered, as collected from its replicas (newest first)."""
+    since = None if last_s is None else datetime.now(UTC) - timedelta(seconds=last_s)
+    records = (
+        cli_context(ctx)
+        .registry()
+        .payloads.search(endpoint, version=version, status=status, since=since, limit=limit)
+    )
+    if json_output:
+        print_json(records)
+        return
+    table = Table("time", "request id", "variant", "status", "ms", "prediction", "label",
+                  title=f"Payload log of {endpoint}")  # fmt: skip
+    for record in records:
+        table.add_row(when(record.time), record.request_id, record.variant, str(record.status),
+                      f"{record.latency_ms:.1f}", _joined(record.predictions),
+                      _joined(record.labels))  # fmt: skip
+    console.print(table)
+
+
+def feedback(
+    ctx: typer.Context,
+    request_id: Annotated[
+        str | None, typer.Argument(help="Request id (ferryman-request-id).")
+    ] = None,
+    label: Annotated[str | None, typer.Argument(help="Its true label.")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help='JSON lines of {"request_id": ..., "label": ...}.')
+    ] = None,
+) -> None:
+    """Send ground truth for answered requests: one pair, or a file of them."""
+    items = _read_items(file) if file is not None else []
+    if request_id is not None:
+        if label is None:
+            raise InvalidInput("give the label after the request id: ferryman feedback ID LABEL")
+        items.append(_item({"request_id": request_id, "label": label}, "the arguments"))
+    if not items:
+        raise InvalidInput("nothing to send: give REQUEST_ID LABEL, or --file")
+    state = cli_context(ctx)
+    accepted, unknown = state.registry().payloads.give_feedback(items, state.settings.user)
+    console.print(f"{accepted} labels stored; {len(unknown)} for requests not collected yet")
+
+
+def quality(
+    ctx: typer.Context,
+    endpoint: Endpoint,
+    last_s: Annotated[float | None, typer.Option("--last", help="Only the last N seconds.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Accuracy, precision, recall and F1 from feedback, per variant of the endpoint."""
+    registry = cli_context(ctx).registry()
+    since = None if last_s is None else datetime.now(UTC) - timedelta(seconds=last_s)
+    by_variant = FeedbackSignals(registry).by_variant(endpoint, since)
+    scored = {name: scores for name, (_, _, scores) in by_variant.items()}
+    if json_output:
+        print_json({name: q.as_json() for name, q in scored.items()})
+        return
+    table = Table("variant", "labelled", "accuracy", "precision", "recall", "F1 (macro)",
+                  title=f"Quality of {endpoint} from feedback")  # fmt: skip
+    for name, q in scored.items():
+        table.add_row(name, str(q.labelled), *(f"{x:.3f}" if q.labelled else "" for x in
+                      (q.accuracy, q.precision, q.recall, q.f1)))  # fmt: skip
+    console.print(table)
+
+
+def _read_items(path: Path) -> list[Feedback]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    items = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                document = json.loads(line)
+            except ValueError:
+                raise InvalidInput(f"{path}:{number} is not JSON") from None
+            items.append(_item(document, f"{path}:{number}"))
+    return items
+
+
+def _item(document: object, where: str) -> Feedback:
+    try:
+        return Feedback.model_validate(document)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise InvalidInput(f"{where}: {field}: {problem['msg']}") from None
+
+
+def _joined(values: list[str] | None) -> str:
+    return "" if values is None else ", ".join(values)

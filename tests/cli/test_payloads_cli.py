@@ -1,0 +1,57 @@
+"""``ferryman payloads``, ``feedback`` and ``quality`` over a real SQLite registry."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ferryman.config import load_settings
+from ferryman.registry import CollectedPayload, Registry
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+def collected(tmp_path: Path) -> None:
+    """Three answered requests of endpoint m, as the collector would have kept them."""
+    registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
+    records = [
+        CollectedPayload(seq=n, request_id=f"r{n}", time=time.time(), status=200,
+                         latency_ms=2.0, predictions=[str(n % 2)])
+        for n in range(1, 4)
+    ]  # fmt: skip
+    registry.payloads.add("m", "v1", ("m", 1), "replica-a", records)
+    registry.close()
+
+
+def test_search_label_and_score(run: Run, tmp_path: Path) -> None:
+    collected(tmp_path)
+    code, out, _ = run("payloads", "m", "--json")
+    assert code == 0
+    assert [r["request_id"] for r in json.loads(out)] == ["r3", "r2", "r1"]
+
+    assert run("feedback", "r1", "1")[0] == 0  # right: r1 predicted "1"
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"request_id": "r2", "label": "1"}\n\n{"request_id": "r3", "label": "1"}\n')
+    code, out, _ = run("feedback", "--file", str(labels))
+    assert code == 0
+    assert "2 labels stored" in out
+
+    code, out, _ = run("quality", "m", "--json")
+    scores = json.loads(out)["v1"]
+    assert (scores["labelled"], scores["accuracy"]) == (3, 2 / 3)
+    code, out, _ = run("payloads", "m", "--limit", "1")
+    assert "r3" in out
+    assert "r1" not in out
+
+
+def test_bad_feedback_is_one_line_that_says_why(run: Run, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"request_id": "../x", "label": "1"}\n')
+    code, _, err = run("feedback", "--file", str(broken))
+    assert code == 1
+    assert "broken.jsonl:1: request_id" in err
+    assert run("feedback", "r1")[0] == 1
+    assert "nothing to send" in run("feedback")[2]
+    assert "not deployed" in run("quality", "nowhere")[2]
