@@ -32,10 +32,15 @@ def test_the_demo_rolls_back_the_bad_version_and_promotes_the_good_one_with_no_f
         "COLUMNS": "160",
     }
     ferryman = str(Path(sys.executable).with_name("ferryman"))
-    done = subprocess.run(
-        [ferryman, "--data-dir", str(data_dir), "demo", "--fast"],
-        capture_output=True, text=True, env=env, timeout=540, check=False,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [ferryman, "--data-dir", str(data_dir), "demo", "--fast"],
+            capture_output=True, text=True, env=env, timeout=540, check=False,
+        )  # fmt: skip
+        left_running = list((data_dir / "replicas").glob("*.json"))
+    finally:  # whatever happened, leave no replica or gateway behind
+        subprocess.run([ferryman, "--data-dir", str(data_dir), "down"], env=env, check=False,
+                       capture_output=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "failed requests: 0" in done.stdout
     assert "promoted" in done.stdout
@@ -48,5 +53,5 @@ def test_the_demo_rolls_back_the_bad_version_and_promotes_the_good_one_with_no_f
     assert (first.candidate.version, first.status) == (2, RolloutStatus.ROLLED_BACK)
     assert "accuracy" in first.reason  # the mislabelled v2 answered every request, wrongly
     assert (second.candidate.version, second.status) == (3, RolloutStatus.PROMOTED)
-    assert not list((data_dir / "replicas").glob("*.json"))  # --fast leaves nothing running
+    assert left_running == []  # --fast leaves nothing running
     registry.close()

@@ -87,7 +87,9 @@ def run_demo(settings: Settings, console: Console, fast: bool, keep_serving: boo
         summarise(registry, console, MODEL, (rolled_back, promoted), tally)
         farewell(settings, console, plane, keep_serving)
     finally:
-        plane.stop()
+        plane.stop()  # first, so that the loop does not restart what is stopped next
+        if not keep_serving:  # also when a step failed: nothing is left running
+            plane.loop.shut_down_data_plane()
         registry.close()
     return Outcome((rolled_back, promoted), tally)
 

@@ -68,9 +68,7 @@ def farewell(
     """Stop the data plane (CI), or keep everything up until Ctrl-C (people)."""
     gateway = f"http://{settings.gateway.host}:{settings.gateway.port}"
     if not keep_serving:
-        plane.stop()  # first, so that the loop does not restart what is stopped next
-        plane.loop.shut_down_data_plane()
-        console.print("Replicas and gateway stopped (run without --fast to keep them serving).")
+        console.print("Stopping the replicas and the gateway (without --fast they keep serving).")
         return
     data_dir = settings.data_dir
     console.print(
