@@ -94,6 +94,16 @@ class FeedbackSignals:
                     found[(endpoint, name)] = figures
         return found
 
+    def accuracy_outcomes(self) -> dict[Key, tuple[float, float]]:
+        """(labelled rows, correct rows) of every deployed variant: the trials and successes
+        an A/B test on accuracy compares."""
+        found: dict[Key, tuple[float, float]] = {}
+        for deployment in self._registry.deployments.list():
+            for variant in deployment.spec.variants:
+                scores = self.quality(deployment.endpoint, variant.name)
+                found[(deployment.endpoint, variant.name)] = (scores.labelled, scores.correct)
+        return found
+
     def _training_inputs(self, model: str, version: int) -> dict[str, Histogram]:
         key = (model, version)
         if key not in self._references:
