@@ -41,6 +41,17 @@ def make_onnx(name: str = "relu", width: int = 4, seed_value: float = 0.0) -> by
     return model.SerializeToString()  # IR 9: loadable by every ONNX Runtime we support
 
 
+def make_unloadable_onnx(width: int = 4) -> bytes:
+    """An ONNX file that passes onnx.checker and the format gate but that ONNX Runtime cannot
+    load: its one node is an operator of a domain no runtime implements."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])
+    node = helper.make_node("Unheard", ["x"], ["y"], domain="ai.ferryman.test")
+    graph = helper.make_graph([node], "unloadable", [x], [y])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.ferryman.test", 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=9).SerializeToString()
+
+
 @pytest.fixture
 def onnx_bytes() -> Callable[..., bytes]:
     return make_onnx

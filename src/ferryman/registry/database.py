@@ -84,7 +84,7 @@ class Database:
     def migrate(self) -> None:
         """Bring the schema to the newest migration; safe to call from many processes."""
         config = _alembic_config()
-        head = ScriptDirectory.from_config(config).get_current_head()
+        head = head_revision()
         with self._writer.connect() as connection, connection.begin():
             if self.dialect == "postgresql":
                 connection.execute(
@@ -103,6 +103,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest migration this package ships (what ``migrate`` brings a database to)."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def _alembic_config() -> Config:

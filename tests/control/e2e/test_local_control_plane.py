@@ -14,13 +14,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnx
 import pytest
 import tritonclient.http as triton
 
 from ferryman import Client
 from ferryman.registry import Autoscaling, DeploymentSpec, VariantSpec
-from tests.conftest import make_onnx
+from tests.conftest import make_unloadable_onnx
 from tests.control.e2e.harness import BODY, Load, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -123,14 +122,12 @@ def test_scale_from_zero_holds_a_burst_then_returns_to_zero(stack: Stack) -> Non
 
 def test_a_version_that_cannot_load_never_takes_traffic(stack: Stack, tmp_path: Path) -> None:
     """RELIABILITY F2 at the control plane: v2 passes the format gate but ONNX Runtime cannot
-    load it (IR version 14). As a 10% canary it fails fast, is retried with back-off, never
+    load it (an operator no runtime implements). As a 10% canary it fails fast, is retried with back-off, never
     enters the route table, and v1 keeps all the traffic: 0 failed requests."""
     stack.ferryman("deploy", "m", "--replicas", "1")
     wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
     unloadable = tmp_path / "v2.onnx"
-    model = onnx.ModelProto.FromString(make_onnx(seed_value=1.0))
-    model.ir_version = 14
-    unloadable.write_bytes(model.SerializeToString())
+    unloadable.write_bytes(make_unloadable_onnx())
     stack.ferryman("register", str(unloadable), "--model", "m")
     canary = DeploymentSpec(
         endpoint="m",
