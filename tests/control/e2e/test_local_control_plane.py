@@ -122,8 +122,8 @@ def test_scale_from_zero_holds_a_burst_then_returns_to_zero(stack: Stack) -> Non
 
 def test_a_version_that_cannot_load_never_takes_traffic(stack: Stack, tmp_path: Path) -> None:
     """RELIABILITY F2 at the control plane: v2 passes the format gate but ONNX Runtime cannot
-    load it (an operator no runtime implements). As a 10% canary it fails fast, is retried with back-off, never
-    enters the route table, and v1 keeps all the traffic: 0 failed requests."""
+    load it (an operator no runtime implements). As a 10% canary it fails fast, is retried
+    with back-off, never enters the route table, and v1 keeps all the traffic: 0 failed."""
     stack.ferryman("deploy", "m", "--replicas", "1")
     wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
     unloadable = tmp_path / "v2.onnx"
