@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pytest
@@ -11,36 +10,12 @@ from ferryman.control.rollout import CanaryPlan, Gates
 from ferryman.control.rollout_observer import Sources
 from ferryman.control.rollout_steering import start_rollout
 from ferryman.control.rollouts import RolloutController
-from ferryman.control.traffic import Key, Traffic
+from ferryman.control.traffic import Key
 from ferryman.errors import Conflict, VersionNotFound
 from ferryman.registry import DeploymentSpec, Registry, RolloutRecord, RolloutStatus, VariantSpec
+from tests.control.scripted import Clock, Scripted
 
 PLAN = CanaryPlan(steps=(10, 50, 100), interval_s=5, threshold=2, gates=Gates(min_requests=10))
-
-
-class Scripted:
-    """Gateway totals that grow by what the test says happens per window."""
-
-    def __init__(self) -> None:
-        self.totals: dict[Key, Traffic] = {}
-        self.is_down = False
-
-    def serve(self, variant: str, requests: int, errors: int = 0) -> None:
-        key = ("digits", variant)
-        before = self.totals.get(key, Traffic())
-        count = before.requests + requests
-        buckets = {0.01: count, math.inf: count}
-        self.totals[key] = Traffic(count, before.errors + errors, buckets)
-
-    def __call__(self) -> dict[Key, Traffic] | None:
-        return None if self.is_down else dict(self.totals)
-
-
-class Clock:
-    now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture

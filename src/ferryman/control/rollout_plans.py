@@ -166,7 +166,8 @@ def parse_plan(strategy: Strategy | str, plan: object) -> Plan:
     >>> parse_plan("canary", {"steps": [20, 100]}).steps
     (20, 100)
     """
-    kind = PLANS[parse_strategy(strategy)]
+    name = parse_strategy(strategy)
+    kind = PLANS[name]
     if isinstance(plan, kind):
         return plan
     if isinstance(plan, BaseModel):
@@ -174,12 +175,11 @@ def parse_plan(strategy: Strategy | str, plan: object) -> Plan:
     try:
         return kind.model_validate(plan)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'plan'}: {error['msg']}"
-            for error in exc.errors()[:3]
-        ]
+        problems = []
+        for error in exc.errors()[:3]:
+            where = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
         fields = ", ".join(kind.model_fields)
         raise InvalidInput(
-            f"bad {kind.__name__} for a {strategy} rollout: {'; '.join(problems)} "
-            f"(its fields: {fields})"
+            f"bad {name.value} plan: {'; '.join(problems)} (its fields: {fields})"
         ) from None

@@ -99,8 +99,8 @@ def start_rollout(
 
 
 def is_mirroring(rollout: RolloutRecord) -> bool:
-    """Whether the candidate only receives copies (a shadow rollout before any canary)."""
-    return rollout.strategy == Strategy.SHADOW and rollout.state.get(PHASE) != CANARY
+    """Whether the candidate receives copies only (a warmed shadow, before any canary)."""
+    return rollout.strategy == Strategy.SHADOW and rollout.state.get(PHASE) == SHADOWING
 
 
 def spec_at(spec: DeploymentSpec, rollout: RolloutRecord, weight: int) -> DeploymentSpec:

@@ -169,6 +169,7 @@ class RolloutController:
         if rollout.candidate.name not in {v.name for v in spec.variants}:
             reason = f"warming {wanted} replicas of {rollout.candidate.name} at 0%"
             move_to(self._registry, rollout, 0, ACTOR, action="warming", reason=reason)
+            self._remember(rollout)  # the warm-up time counts from here
             return
         memory = self._memory.get(rollout.id) or self._remember(rollout)
         pool = self._observer.pool(rollout, wanted)
