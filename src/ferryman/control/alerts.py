@@ -15,6 +15,7 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ferryman.errors import Conflict
 from ferryman.registry import AlertChange, AlertLevel, AlertRecord, AlertRule, MetricSample
 
 AlertKey = tuple[str, str, str]
@@ -73,6 +74,16 @@ def rule_listing(stored: Sequence[AlertRule]) -> list[RuleListing]:
         )
         for rule in effective_rules(stored)
     ]
+
+
+def check_removable(name: str, stored: Sequence[AlertRule]) -> None:
+    """A default rule cannot be removed, only overridden or disabled: Conflict if asked."""
+    if name in {rule.name for rule in DEFAULT_RULES} and name not in {r.name for r in stored}:
+        raise Conflict(
+            f"{name!r} is a default rule and cannot be removed; disable it instead "
+            f'(PUT /api/v1/alert-rules/{name} with "enabled": false, or '
+            f"ferryman alerts set-rule {name} ... --disable)"
+        )
 
 
 @dataclass(frozen=True)

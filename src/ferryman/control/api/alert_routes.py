@@ -13,9 +13,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferryman.control.alerts import DEFAULT_RULES, RuleListing, rule_listing
+from ferryman.control.alerts import RuleListing, check_removable, rule_listing
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.errors import Conflict
 from ferryman.names import validate_name
 from ferryman.registry import AlertRecord, AlertStatus, RuleSpec, WebhookRecord
 
@@ -61,12 +60,7 @@ def put_rule(name: str, spec: RuleSpec, registry: RegistryDep, actor: ActorDep) 
 @router.delete("/alert-rules/{name}", status_code=204)
 def remove_rule(name: str, registry: RegistryDep, actor: ActorDep) -> None:
     validate_name(name, "rule name")
-    stored = {rule.name for rule in registry.alerts.rules()}
-    if name in {rule.name for rule in DEFAULT_RULES} and name not in stored:
-        raise Conflict(
-            f"{name!r} is a default rule and cannot be removed; disable it with "
-            f'PUT /api/v1/alert-rules/{name} {{..., "enabled": false}}'
-        )
+    check_removable(name, registry.alerts.rules())
     registry.alerts.remove_rule(name, actor)
 
 
