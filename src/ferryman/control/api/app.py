@@ -11,12 +11,15 @@ from starlette.exceptions import HTTPException
 
 from ferryman.config import Settings
 from ferryman.control.api import (
+    alert_routes,
     deployment_routes,
     feedback_routes,
+    monitor_routes,
     registry_routes,
     rollout_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
+from ferryman.control.history import HistoryView, StoredHistory
 from ferryman.errors import FerrymanError
 from ferryman.registry import Registry
 from ferryman.version import __version__
@@ -24,8 +27,18 @@ from ferryman.version import __version__
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, registry: Registry, token: str | None) -> FastAPI:
-    """The API over ``registry``; ``token`` None only when auth is explicitly off."""
+def create_app(
+    settings: Settings,
+    registry: Registry,
+    token: str | None,
+    *,
+    history: HistoryView | None = None,
+) -> FastAPI:
+    """The API over ``registry``; ``token`` None only when auth is explicitly off.
+
+    ``history`` is the monitor's in-memory history when the control loop runs in this
+    process; without it, the history routes read the registry's copy.
+    """
     app = FastAPI(
         title="Ferryman control plane",
         version=__version__,
@@ -35,10 +48,13 @@ def create_app(settings: Settings, registry: Registry, token: str | None) -> Fas
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.history = history if history is not None else StoredHistory(registry.history)
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(monitor_routes.router)
+    app.include_router(alert_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
