@@ -5,6 +5,10 @@
 
 The naive baseline is what a first attempt looks like: a FastAPI route that parses the V2
 JSON with pydantic, builds a numpy array, runs ONNX Runtime, and returns lists.
+
+Both run under the uvicorn settings of a Ferryman replica (``UVICORN``: uvloop, httptools,
+no access log, no server header, no proxy-header rewriting), so the comparison is of the
+apps, not of server options.
 """
 
 from __future__ import annotations
@@ -62,11 +66,17 @@ def naive_app(model: Path) -> FastAPI:
     return app
 
 
+UVICORN: dict[str, Any] = {
+    "loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning",
+    "server_header": False, "proxy_headers": False, "timeout_keep_alive": 30,
+}  # fmt: skip
+"""What ``ferryman.serving.server.build_server`` sets (the rest are uvicorn's defaults)."""
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     app: Any = bare_app if kind == "bare" else naive_app(Path(sys.argv[3]))
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning")  # fmt: skip
+    uvicorn.run(app, host="127.0.0.1", port=port, **UVICORN)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ of the call that raised it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -136,8 +135,11 @@ class Batcher:
     def _shape_of(self, inputs: Arrays) -> tuple[int, Hashable]:
         if not self._policy.is_batchable:
             return 1, object()
+        if len(inputs) == 1:  # the common case, without sorting
+            ((name, first),) = inputs.items()
+            return int(first.shape[0]), (name, first.shape[1:], first.dtype.char)
         first = next(iter(inputs.values()))
-        group = tuple((name, a.shape[1:], a.dtype.str) for name, a in sorted(inputs.items()))
+        group = tuple((name, a.shape[1:], a.dtype.char) for name, a in sorted(inputs.items()))
         return int(first.shape[0]), group
 
     async def _loop(self) -> None:
@@ -157,10 +159,14 @@ class Batcher:
             await self._wakeup.wait()
         if self._should_wait():
             # One wait per batch: submit() wakes it early only when waiting stops paying.
+            # A timer that sets the event is a third of the cost of asyncio.wait_for.
             self._wakeup.clear()
             cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), max(cut_in_s, 0.0))
+            timer = asyncio.get_running_loop().call_later(max(cut_in_s, 0.0), self._wakeup.set)
+            try:
+                await self._wakeup.wait()
+            finally:
+                timer.cancel()
         return self._take()
 
     def _should_wait(self) -> bool:
@@ -201,11 +207,7 @@ class Batcher:
             except FerrymanError as exc:
                 _fail(items, exc)
             except Exception as exc:  # a model error fails its own call, nothing else
-                logger.warning("%s failed on a batch of %d: %s", self.subject, len(items), exc)
-                _fail(items, FerrymanError(
-                    f"{self.subject} failed on a batch of {len(items)} request(s): "
-                    f"{type(exc).__name__}: {str(exc)[:300]}"
-                ))  # fmt: skip
+                _fail(items, _model_failed(self.subject, len(items), exc))
             else:
                 _deliver(items, outputs)
         self._metrics.compute_s.observe(time.monotonic() - started)
@@ -223,9 +225,13 @@ class Batcher:
                     f"{self.subject} returned output {name!r} with shape {list(array.shape)} "
                     f"for a batch of {total} rows; batching needs the batch as the first axis"
                 )
-        bounds = np.cumsum([p.rows for p in items])[:-1]
-        split = {name: np.split(array, bounds) for name, array in outputs.items()}
-        return [{name: parts[i] for name, parts in split.items()} for i in range(len(items))]
+        answers = []
+        start = 0
+        for pending in items:  # views of the batch's outputs, one slice per request
+            end = start + pending.rows
+            answers.append({name: array[start:end] for name, array in outputs.items()})
+            start = end
+        return answers
 
     def _timed_predict(self, inputs: Arrays) -> Arrays:
         started = time.perf_counter()
@@ -233,6 +239,13 @@ class Batcher:
         elapsed_s = time.perf_counter() - started
         self._typical_call_s = min(self._typical_call_s, elapsed_s * 4) * 0.8 + elapsed_s * 0.2
         return outputs
+
+
+def _model_failed(subject: str, count: int, exc: Exception) -> FerrymanError:
+    logger.warning("%s failed on a batch of %d: %s", subject, count, exc)
+    return FerrymanError(
+        f"{subject} failed on a batch of {count} request(s): {type(exc).__name__}: {str(exc)[:300]}"
+    )
 
 
 def _fail(items: list[_Pending], error: FerrymanError) -> None:

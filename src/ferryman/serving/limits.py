@@ -7,10 +7,15 @@ whatever the client claims or however it chunks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from starlette.types import Receive
+
 from ferryman.errors import FerrymanError, HeadersTooLarge, InvalidInput, PayloadTooLarge
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived; nobody is left to answer."""
 
 
 @dataclass(frozen=True)
@@ -41,18 +46,24 @@ class HeaderLimits:
         return None
 
 
-async def read_body(
-    content_length: str | None, chunks: AsyncIterator[bytes], max_bytes: int
-) -> bytes:
-    """The whole body, refused with 413 once it is (or says it will be) over ``max_bytes``."""
+async def read_body(content_length: str | None, receive: Receive, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 once it is (or says it will be) over ``max_bytes``.
+
+    ``receive`` is the ASGI receive channel. A body that arrives in one message (the common
+    case: uvicorn hands over what it has parsed) is returned as it is, without a copy.
+    """
     if content_length is not None:
-        if not content_length.isdigit():
+        if not (content_length.isascii() and content_length.isdigit()):
             raise InvalidInput(f"Content-Length {content_length[:32]!r} is not a number")
         if int(content_length) > max_bytes:
             raise PayloadTooLarge(_too_large(int(content_length), max_bytes))
     first = b""
     buffer: bytearray | None = None  # one growing buffer: many tiny chunks cost no more
-    async for chunk in chunks:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk: bytes = message.get("body", b"")
         if buffer is None and not first:
             first = chunk
         else:
@@ -62,7 +73,8 @@ async def read_body(
         received = len(first) if buffer is None else len(buffer)
         if received > max_bytes:
             raise PayloadTooLarge(_too_large(received, max_bytes))
-    return first if buffer is None else bytes(buffer)
+        if not message.get("more_body", False):
+            return first if buffer is None else bytes(buffer)
 
 
 def _too_large(size: int, max_bytes: int) -> str:

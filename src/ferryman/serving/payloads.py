@@ -7,6 +7,11 @@ of records also keeps the input tensors, up to a size cap. The log is a ring: th
 ``capacity`` records, numbered by a sequence that only grows. The control plane reads it
 with ``GET /ferryman/v1/payloads?after=SEQ`` and keeps what it needs (feedback joins labels
 to predictions by request id); nothing here touches a disk or a database.
+
+A finished record is kept as its encoded JSON: bytes are invisible to the cyclic garbage
+collector, so a full ring of 10,000 records adds nothing to the collector's work (as Python
+objects, the records made every full collection walk them all; measured ~90 µs per request
+at 3,000 requests/s). Reads, a few a second, decode them again.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from ferryman.errors import InvalidInput
+from ferryman.protocol.codecs import json_default
 from ferryman.reference import row_summaries
 
 Arrays = dict[str, npt.NDArray[Any]]
 MAX_READ = 5_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Payload:
     """One request as the log keeps it; filled in as the request is answered."""
 
@@ -39,10 +46,12 @@ class Payload:
     latency_ms: float = 0.0
     predictions: list[str] | None = None
     summaries: dict[str, list[float]] | None = None
-    inputs: dict[str, dict[str, Any]] | None = None
+    inputs: Arrays | None = None
+    """The sampled input tensors (held until the record is encoded), or None."""
     seq: int = field(default=0)
 
     def as_json(self) -> dict[str, Any]:
+        inputs = self.inputs
         return {
             "seq": self.seq,
             "request_id": self.request_id,
@@ -51,8 +60,12 @@ class Payload:
             "latency_ms": round(self.latency_ms, 3),
             "predictions": self.predictions,
             "summaries": self.summaries,
-            "inputs": self.inputs,
+            "inputs": None if inputs is None else {n: _tensor(a) for n, a in inputs.items()},
         }
+
+    def encode(self) -> bytes:
+        """The record as JSON (numpy arrays written by orjson, without a Python list)."""
+        return orjson.dumps(self.as_json(), option=orjson.OPT_SERIALIZE_NUMPY, default=json_default)
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ class PayloadLog:
         self._labels = tuple(labels)
         self._summary_names = tuple(summary_names)
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not security
-        self._records: deque[Payload] = deque(maxlen=policy.capacity)
+        self._records: deque[bytes] = deque(maxlen=policy.capacity)
         self._seq = 0
 
     def begin(self, request_id: str) -> Payload:
@@ -101,7 +114,7 @@ class PayloadLog:
             size <= self.policy.max_input_bytes
             and self._rng.random() < self.policy.input_sample_rate
         ):
-            payload.inputs = {name: _tensor(array) for name, array in inputs.items()}
+            payload.inputs = dict(inputs)
 
     def finish(self, payload: Payload, status: int, elapsed_s: float) -> None:
         """Close the record with the answer's status and latency, and keep it."""
@@ -109,7 +122,7 @@ class PayloadLog:
         payload.seq = self._seq
         payload.status = status
         payload.latency_ms = elapsed_s * 1000
-        self._records.append(payload)
+        self._records.append(payload.encode())
 
     def read(self, after: int, limit: int) -> dict[str, Any]:
         """Records with a sequence above ``after``, oldest first, at most ``limit``."""
@@ -117,14 +130,15 @@ class PayloadLog:
             raise InvalidInput(
                 f"after={after}, limit={limit}: after must be ≥ 0 and limit in 1..{MAX_READ}"
             )
-        oldest = self._records[0].seq if self._records else self._seq + 1
+        oldest = self._seq - len(self._records) + 1  # the sequence of the first record kept
         start = max(0, after + 1 - oldest)
-        chosen = [self._records[i] for i in range(start, min(len(self._records), start + limit))]
+        end = min(len(self._records), start + limit)
+        chosen = [orjson.loads(self._records[i]) for i in range(start, end)]
         return {
             "instance": self.instance,
-            "next": chosen[-1].seq if chosen else max(after, oldest - 1),
+            "next": chosen[-1]["seq"] if chosen else max(after, oldest - 1),
             "dropped": max(0, oldest - after - 1),
-            "records": [record.as_json() for record in chosen],
+            "records": chosen,
         }
 
     def _label(self, index: int) -> str:
@@ -138,4 +152,4 @@ def payload_of(scope: Mapping[str, Any]) -> Payload | None:
 
 
 def _tensor(array: npt.NDArray[Any]) -> dict[str, Any]:
-    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": array.ravel().tolist()}
+    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": array.ravel()}

@@ -31,7 +31,7 @@ async def predict(request: Request) -> Response:
     plane: DataPlane = request.app.state.plane
     with plane.admit() as deadline:
         body = await read_body(
-            request.headers.get("content-length"), request.stream(), plane.settings.max_body_bytes
+            request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
         )
         spec = _single_input(plane)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -114,7 +114,7 @@ async def tf_serving_predict(request: Request) -> Response:
     plane.check_model(request.path_params["model"])
     with plane.admit() as deadline:
         body = await read_body(
-            request.headers.get("content-length"), request.stream(), plane.settings.max_body_bytes
+            request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
         )
         document = codecs.parse_json(body)
         is_rows, inputs = _tf_inputs(document, plane)

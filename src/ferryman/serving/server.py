@@ -7,11 +7,13 @@ lets in-flight requests finish within ``drain_timeout_s`` and exits 0.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import ipaddress
 import logging
 import math
 import signal
+from socket import socket
 from types import FrameType
 
 import uvicorn
@@ -30,6 +32,17 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, plane: DataPlane) -> None:
         super().__init__(config)
         self.plane = plane
+
+    async def startup(self, sockets: list[socket] | None = None) -> None:
+        """Start (the model loads in the app's lifespan), then freeze what start-up made.
+
+        Everything alive now (modules, the model's session, settings) lives as long as the
+        process; frozen, the cyclic collector never walks it again. Without this each full
+        collection walked ~120,000 start-up objects: measured 25% of a replica's CPU time
+        under load.
+        """
+        await super().startup(sockets)
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.plane.is_draining:
@@ -54,6 +67,7 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
         timeout_graceful_shutdown=math.ceil(serving.drain_timeout_s),  # whole seconds
         timeout_keep_alive=30,
         server_header=False,
+        proxy_headers=False,  # nothing here reads the client address; skip its rewriting
     )
     plane: DataPlane = app.state.plane
     return DrainingServer(config, plane)
