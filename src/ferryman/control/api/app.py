@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from ferryman.config import Settings
 from ferryman.control.api import deployment_routes, feedback_routes, registry_routes
 from ferryman.control.api.security import SecurityMiddleware
+from ferryman.control.dashboard.pages import Dashboard
+from ferryman.control.dashboard.session import Sessions
 from ferryman.errors import FerrymanError
 from ferryman.registry import Registry
 from ferryman.version import __version__
@@ -20,11 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, registry: Registry, token: str | None) -> FastAPI:
-    """The API over ``registry``; ``token`` None only when auth is explicitly off."""
+    """The API over ``registry`` and the dashboard; ``token`` None only when auth is off."""
+    sessions = None if token is None else Sessions(token, settings.control.session_ttl_s)
     app = FastAPI(
         title="Ferryman control plane",
         version=__version__,
-        description="Models, versions, variants, runs and events. Bearer token required.",
+        description="Models, versions, variants, runs and events. Bearer token required "
+        "(or, from the dashboard at /ui/, its session cookie and CSRF token).",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -33,12 +37,16 @@ def create_app(settings: Settings, registry: Registry, token: str | None) -> Fas
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
+    app.include_router(Dashboard(sessions).router())
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
     app.add_middleware(
-        SecurityMiddleware, token=token, allowed_hosts=settings.control.allowed_hosts
+        SecurityMiddleware,
+        token=token,
+        allowed_hosts=settings.control.allowed_hosts,
+        sessions=sessions,
     )
     return app
 
