@@ -1,0 +1,123 @@
+"""The dashboard in real headless Chromium against a real control plane (no replicas here;
+the whole story with replicas and a rollout is test_story.py).
+
+Each test saves screenshots a reviewer can open (the folder is printed in the summary).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.control.api.conftest import RunningServer
+from tests.control.dashboard.conftest import seed
+
+
+def log_in(page: Page, control: RunningServer, start: str = "/ui/") -> None:
+    page.goto(control.url + start)
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+    page.fill("#token", control.token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(control.url + start)
+
+
+def test_login_refuses_a_wrong_token_then_shows_the_model(
+    page: Page, control: RunningServer, screenshots: Path
+) -> None:
+    """Without a cookie the model page sends us to log in; a wrong token gets a message; the
+    right one comes back to the model: lineage, variants, runs and training curves."""
+    seed(control.registry)
+    page.goto(control.url + "/ui/models/digits")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next=%2Fui%2Fmodels%2Fdigits$"))
+    page.screenshot(path=screenshots / "login.png")
+    page.fill("#token", "not-the-token")
+    page.click("button[type=submit]")
+    expect(page.locator("#message")).to_contain_text("That token is not right")
+    page.fill("#token", control.token)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(control.url + "/ui/models/digits")
+    lineage = page.locator("[data-testid=lineage]")
+    expect(lineage.locator("[data-version='2']")).to_contain_text("onnx-int8")
+    expect(lineage.locator("[data-version='1']")).to_contain_text("production")
+    expect(lineage.locator("[data-version='1']")).to_contain_text("digits")  # serving on
+    expect(page.locator("[data-testid=runs] tbody tr")).to_have_count(2)
+    for curve in ("train_loss", "val_accuracy"):
+        plot = page.locator(f"[data-testid=curve-{curve}] svg")
+        expect(plot).to_have_attribute("data-points", "14")  # 6 + 8 steps of two runs
+        expect(plot.locator("path.series")).to_have_count(2)
+    page.locator("[data-testid=runs] tbody tr").first.click()  # one run fewer on the curves
+    expect(page.locator("[data-testid=curve-train_loss] svg path.series")).to_have_count(1)
+    page.locator("[data-testid=runs] tbody tr").first.click()
+    page.screenshot(path=screenshots / "model.png", full_page=True)
+    assert control.token not in page.content()
+
+
+def test_overview_and_scale_from_the_endpoint_page(
+    page: Page, control: RunningServer, screenshots: Path
+) -> None:
+    seed(control.registry)
+    log_in(page, control)
+    card = page.locator("[data-testid=endpoint-card][data-endpoint=digits]")
+    expect(card).to_contain_text("v1 100%")
+    page.screenshot(path=screenshots / "overview-no-replicas.png", full_page=True)
+    card.locator("a.name").click()
+    expect(page).to_have_url(control.url + "/ui/endpoints/digits")
+    expect(page.locator("[data-testid=variants] tbody tr")).to_have_count(1)
+    page.click("[data-action=scale]")
+    page.fill("input[name=replicas]", "3")
+    page.click("[data-testid=confirm]")
+    expect(page.locator(".toast")).to_contain_text("digits scaled: 3 replicas")
+    spec = control.registry.deployments.get("digits").spec
+    assert spec.variants[0].replicas == 3
+    events = control.registry.list_events(limit=5)
+    assert events[-1].action == "deployment.updated"
+    assert events[-1].actor == "api"
+
+
+def test_a_forged_cross_site_post_is_refused_and_changes_nothing(
+    page: Page, control: RunningServer
+) -> None:
+    """S7 in a real browser: logged in, the user visits another site whose page posts to the
+    control plane, by a form and by fetch. Both are refused; the deployment stays as it was."""
+    seed(control.registry)
+    log_in(page, control)
+    before = control.registry.deployments.get("digits").generation
+    target = control.url + "/api/v1/deployments/digits/scale"
+    evil = f"""<!doctype html><html><body>
+      <form id="f" method="post" action="{target}" enctype="text/plain">
+        <input name='{{"replicas": 9, "x": "' value='"}}'></form>
+      <script>
+        fetch("{target}", {{method: "POST", credentials: "include", mode: "no-cors",
+          headers: {{"Content-Type": "text/plain"}}, body: '{{"replicas": 9}}'}})
+          .catch(() => null).finally(() => document.getElementById("f").submit());
+      </script></body></html>"""
+    page.route(
+        "http://evil.example/**", lambda route: route.fulfill(body=evil, content_type="text/html")
+    )
+    with page.expect_response(lambda r: r.url == target and r.request.method == "POST") as posted:
+        page.goto("http://evil.example/win-a-prize")
+    assert posted.value.status == 403
+    expect(page.locator("body")).to_contain_text("cross-origin request refused")
+    assert control.registry.deployments.get("digits").generation == before
+    assert control.registry.deployments.get("digits").spec.variants[0].replicas == 1
+
+
+def test_logout_ends_the_session_in_the_browser(page: Page, control: RunningServer) -> None:
+    log_in(page, control, "/ui/events")
+    expect(page.locator("[data-testid=events]")).to_be_visible()
+    page.click("#logout")
+    expect(page).to_have_url(re.compile(r"/ui/login$"))
+    assert not [c for c in page.context.cookies() if c["name"] == "ferryman_session"]
+    page.goto(control.url + "/ui/")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next=%2Fui%2F$"))
+
+
+def test_the_session_cookie_is_invisible_to_scripts(page: Page, control: RunningServer) -> None:
+    log_in(page, control)
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "ferryman_session"]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/"
+    assert page.evaluate("document.cookie") == ""
