@@ -44,8 +44,10 @@ def test_a_page_without_a_session_redirects_to_login(control: RunningServer, pag
     assert 'name="token"' in login.text
 
 
-def test_the_api_without_a_session_is_still_401(control: RunningServer) -> None:
-    answer = httpx.get(control.url + "/api/v1/models")
+@pytest.mark.parametrize("path", ["/api/v1/models", "/metrics", "/no-such-page"])
+def test_anything_but_a_page_without_a_session_is_401(control: RunningServer, path: str) -> None:
+    """Machines (Prometheus, the SDK) get 401, never a redirect to an HTML login page."""
+    answer = httpx.get(control.url + path)
     assert answer.status_code == 401
     assert "bearer token" in answer.json()["error"]
 

@@ -9,8 +9,8 @@ checked in one middleware, before any route runs:
 3. every route but the open ones needs ``Authorization: Bearer <token>`` (CLI, SDK) or a
    valid dashboard session cookie (``ferryman_session``); a session's state-changing request
    must also carry its CSRF token in ``X-CSRF-Token`` → 403 without it;
-4. without either, a browser's GET of a page is sent to ``/ui/login`` (303); anything
-   else → 401.
+4. without either, a browser's GET of a dashboard page (``/``, ``/ui…``) is sent to
+   ``/ui/login`` (303); anything else → 401.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/ui/login"})
 OPEN_PREFIXES = ("/ui/assets/",)
 """The dashboard's login page and its static files (the same public files for everyone)."""
-API_PREFIX = "/api/"
+PAGE_PREFIX = "/ui"
 LOGIN_PATH = "/ui/login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -126,7 +126,7 @@ class SecurityMiddleware:
         is_unsafe = scope["method"] not in SAFE_METHODS
         if self._sessions is not None and (cookie := _session_cookie(headers, self._sessions)):
             return _csrf_refusal(self._sessions, cookie, headers) if is_unsafe else None
-        if not is_unsafe and not path.startswith(API_PREFIX):
+        if not is_unsafe and (path == "/" or path.startswith(PAGE_PREFIX)):
             return Refusal(303, "log in first", _login_location(scope))
         return Refusal(
             401, "a valid bearer token is required (see the control-token file in the data dir)"

@@ -17,8 +17,8 @@ function niceStep(span, count) {
   return (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * magnitude;
 }
 
-function linearTicks(lo, hi, count) {
-  const step = niceStep(hi - lo, count);
+function linearTicks(lo, hi, count, minStep = 0) {
+  const step = Math.max(niceStep(hi - lo, count), minStep);
   const ticks = [];
   for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
   return ticks;
@@ -59,20 +59,26 @@ function medianGap(points) {
   return gaps.length ? gaps[gaps.length >> 1] : 0;
 }
 
+/** '40.0' → '40', '12.50 ms' → '12.5 ms': tick labels without trailing zeros. */
+function tidy(text) {
+  return text.replace(/(\.\d*?)0+(?=\D*$)/, '$1').replace(/\.(?=\D*$)/, '');
+}
+
 export class Chart {
   /**
    * title: shown above; unit: shown beside it ('ms', 'req/s'); format(v): values in the legend,
    * ticks and tooltip; x: 'time' (unix seconds) or 'linear' (e.g. training steps, xLabel).
    */
-  constructor({ title, unit = '', format = number, x = 'time', xLabel = '', height = 170, min0 = true, testid, bare = false }) {
-    this.opts = { title, unit, format, x, xLabel, height, min0 };
+  constructor({ title, unit = '', format = number, x = 'time', xLabel = '', height = 170, min0 = true, tickUnit = 1, integer = false, testid, bare = false }) {
+    this.opts = { title, unit, format, x, xLabel, height, min0, tickUnit, integer };
     this.data = { series: [], thresholds: [], markers: [] };
     this.svgBox = h('div', { class: 'plot' });
     this.legend = h('div', { class: 'legend' });
     this.tooltip = h('div', { class: 'tooltip hidden' });
+    this.note = h('span', { class: 'chart-note' });
     this.el = h('div', { class: ['chart', bare ? 'bare' : 'card'], dataset: { testid: testid ?? '', chart: title } },
       h('div', { class: 'chart-head' }, h('span', { class: 'chart-title' }, title),
-        unit ? h('span', { class: 'chart-unit' }, unit) : null),
+        unit ? h('span', { class: 'chart-unit' }, unit) : null, this.note),
       this.svgBox, this.legend, this.tooltip);
     this.width = 0;
     this.observer = new ResizeObserver(() => {
@@ -114,12 +120,17 @@ export class Chart {
     }
     let [x0, x1] = this.data.domain ?? [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
     if (x1 <= x0) { x0 -= 1; x1 += 1; }
-    const ys = [...all.map((p) => p[1]), ...thresholds.map((t) => t.value)];
+    const dataMax = Math.max(...all.map((p) => p[1]));
+    // A threshold far above the data would flatten it: it is named in the header instead.
+    const onScale = thresholds.filter((t) => t.value <= Math.max(dataMax * 3, 1e-9));
+    replace(this.note, thresholds.filter((t) => !onScale.includes(t)).map((t) => `${t.label} (off scale)`).join(' · '));
+    const ys = [...all.map((p) => p[1]), ...onScale.map((t) => t.value)];
     let y0 = Math.min(...ys);
     let y1 = Math.max(...ys);
     if (min0) y0 = Math.min(0, y0);
     if (y1 <= y0) y1 = y0 + (Math.abs(y0) || 1);
-    const yTicks = linearTicks(y0, y1, Math.max(2, Math.floor(plotH / 34)));
+    const unitY = this.opts.tickUnit;
+    const yTicks = linearTicks(y0 / unitY, y1 / unitY, Math.max(2, Math.floor(plotH / 34)), this.opts.integer ? 1 : 0).map((t) => t * unitY);
     y0 = Math.min(y0, yTicks[0]);
     y1 = Math.max(y1, yTicks[yTicks.length - 1]);
     const sx = (v) => MARGIN.left + ((v - x0) / (x1 - x0)) * plotW;
@@ -129,9 +140,9 @@ export class Chart {
     const labels = s('g');
     for (const t of yTicks) {
       grid.append(s('line', { x1: MARGIN.left, x2: MARGIN.left + plotW, y1: sy(t), y2: sy(t) }));
-      labels.append(s('text', { x: MARGIN.left - 7, y: sy(t) + 3.5, 'text-anchor': 'end' }, format(t)));
+      labels.append(s('text', { x: MARGIN.left - 7, y: sy(t) + 3.5, 'text-anchor': 'end' }, tidy(format(t))));
     }
-    const xCount = Math.max(2, Math.floor(plotW / 86));
+    const xCount = Math.max(3, Math.floor(plotW / 80));
     if (xType === 'time') {
       const { ticks, step } = timeTicks(x0, x1, xCount);
       for (const t of ticks) labels.append(s('text', { x: sx(t), y: height - 5, 'text-anchor': 'middle' }, timeLabel(t, step)));
@@ -142,9 +153,12 @@ export class Chart {
 
     for (const marker of markers) {
       if (marker.x < x0 || marker.x > x1) continue;
-      svg.append(s('line', { class: 'marker', x1: sx(marker.x), x2: sx(marker.x), y1: MARGIN.top, y2: MARGIN.top + plotH }, s('title', {}, marker.label)));
+      svg.append(s('g', { class: 'marker' },
+        s('line', { x1: sx(marker.x), x2: sx(marker.x), y1: MARGIN.top + 10, y2: MARGIN.top + plotH }),
+        s('text', { x: sx(marker.x), y: MARGIN.top + 6, 'text-anchor': 'middle' }, marker.short ?? ''),
+        s('title', {}, marker.label)));
     }
-    for (const t of thresholds) {
+    for (const t of onScale) {
       svg.append(s('line', { class: 'threshold', x1: MARGIN.left, x2: MARGIN.left + plotW, y1: sy(t.value), y2: sy(t.value) }),
         s('text', { class: 'threshold-label', x: MARGIN.left + plotW - 2, y: sy(t.value) - 4, 'text-anchor': 'end' }, t.label));
     }

@@ -41,9 +41,9 @@ export async function endpointsNow(caps) {
   return (await api.get(path('deployments'))).map(fromDeployment);
 }
 
-/** The history of an endpoint as {seriesName: [{variant, points}]}. */
-export async function history(endpoint, sinceS, names) {
-  const answer = await api.get(path('endpoints', endpoint, 'history', { since_s: sinceS, series: names.join(',') }));
+/** The history of an endpoint as {seriesName: [{variant, points}]}; names null: every series. */
+export async function history(endpoint, sinceS, names = null) {
+  const answer = await api.get(path('endpoints', endpoint, 'history', { since_s: sinceS, series: names?.join(',') }));
   const byName = {};
   for (const one of answer?.series ?? []) (byName[one.name] ??= []).push(one);
   return byName;

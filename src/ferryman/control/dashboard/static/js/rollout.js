@@ -17,20 +17,22 @@ const ACTIONS = {
     message: 'Stop the rollout: traffic returns to the baseline and the rollout ends as aborted.' },
   rollback: { label: 'Roll back', when: ['progressing', 'paused'], tone: 'danger solid', verb: 'rolled back',
     message: 'Send all traffic back to the baseline now and end the rollout as rolled back.' },
+  undo: { action: 'rollback', label: 'Roll back', when: ['promoted'], tone: 'danger', verb: 'rolled back',
+    message: 'Undo this promotion: the baseline serves 100% again and the production alias moves back. Only the endpoint’s newest promotion can be undone.' },
 };
 
 /** The buttons that steer a rollout in its current status. onDone() refreshes the page. */
 export function rolloutActions(rollout, onDone) {
   return Object.entries(ACTIONS).filter(([, a]) => a.when.includes(rollout.status)).map(([name, a]) =>
     h('button', {
-      type: 'button', class: ['small', a.tone], dataset: { action: name },
+      type: 'button', class: ['small', a.tone], dataset: { action: a.action ?? name },
       onclick: async () => {
         const done = await dialog({
           title: `${a.label} rollout #${rollout.id}?`,
           message: `${rollout.endpoint}: ${rollout.baseline.name} → ${rollout.candidate.name}. ${a.message}`,
           confirmLabel: a.label,
           tone: a.tone.includes('danger') ? 'danger solid' : a.tone.includes('good') ? 'primary' : 'primary',
-          onConfirm: () => api.post(path('rollouts', rollout.id, name)),
+          onConfirm: () => api.post(path('rollouts', rollout.id, a.action ?? name)),
         });
         if (done) {
           toast(`Rollout #${rollout.id} ${a.verb}.`);
@@ -76,7 +78,7 @@ function gatesText(plan) {
 
 /** The rollout's card: badge, steps, facts, reason, and (when live) its action buttons. */
 export function rolloutCard(rollout, { onChange, link = true } = {}) {
-  const active = rollout.status === 'progressing' || rollout.status === 'paused';
+  const actions = rolloutActions(rollout, onChange);
   const plan = rollout.plan ?? {};
   const ended = toDate(rollout.finished_at);
   const started = toDate(rollout.created_at);
@@ -84,8 +86,8 @@ export function rolloutCard(rollout, { onChange, link = true } = {}) {
     h('div', { class: 'head' },
       h('span', { class: 'title' }, link ? h('a', { href: `/ui/rollouts/${rollout.id}` }, `Rollout #${rollout.id}`) : `Rollout #${rollout.id}`),
       rolloutBadge(rollout.status),
-      h('span', { class: 'muted' }, `${rollout.strategy ?? 'canary'} · ${rollout.baseline.name} → `, h('b', rollout.candidate.name)),
-      active ? h('div', { class: 'actions' }, rolloutActions(rollout, onChange)) : null),
+      h('span', { class: 'muted' }, `${(rollout.strategy ?? 'canary').replace('_', '-')}${rollout.state?.phase && rollout.state.phase !== rollout.strategy ? ` (${rollout.state.phase})` : ''} · ${rollout.baseline.name} → `, h('b', rollout.candidate.name)),
+      actions.length ? h('div', { class: 'actions' }, actions) : null),
     stepsBar(rollout),
     h('div', { class: 'facts' },
       fact('Candidate weight', h('span', { dataset: { testid: 'rollout-weight' } }, `${rollout.weight}%`)),
@@ -111,33 +113,45 @@ const TIMELINE = {
   rolled_back: ['Rolled back', 'bad'],
   aborted: ['Aborted', 'bad'],
 };
-const SKIPPED = new Set(['reason', 'status', 'endpoint', 'model', 'rollout', 'rollout_id', 'id', 'actor']);
+const FIGURE_LABELS = {
+  requests: ['requests', (v) => number(v)],
+  success_rate: ['success', (v) => pct(v)],
+  p99_ms: ['p99', (v) => `${ms(v)} ms`],
+  accuracy: ['accuracy', (v) => pct(v)],
+  labelled: ['labelled', (v) => number(v)],
+  prediction_drift: ['prediction drift', (v) => number(v, 3)],
+  input_drift_psi: ['input PSI', (v) => number(v, 3)],
+  p_value: ['p', (v) => number(v, 4)],
+  agreement: ['agreement', (v) => pct(v)],
+};
+const HIDDEN = new Set(['reason', 'status', 'weight', 'step_index', 'endpoint', 'model', 'rollout', 'rollout_id', 'id', 'actor', 'verdict']);
+const VERDICT_TONES = { pass: 'ok', fail: 'bad', inconclusive: 'warn' };
 
 function figureText(key, value) {
-  if (typeof value === 'number') {
-    if (/rate|accuracy|share|ratio/.test(key) && value <= 1) return pct(value);
-    if (/_ms$/.test(key)) return `${ms(value)} ms`;
-    return number(value, 3);
-  }
-  const asNumber = Number(value);
-  if (value !== '' && Number.isFinite(asNumber)) return figureText(key, asNumber);
-  return String(value);
+  const known = FIGURE_LABELS[key];
+  const asNumber = typeof value === 'number' ? value : Number(value);
+  if (known && value !== '' && Number.isFinite(asNumber)) return [known[0], known[1](asNumber)];
+  if (typeof value === 'number') return [key.replaceAll('_', ' '), number(value, 3)];
+  if (value && typeof value === 'object') return [key.replaceAll('_', ' '), JSON.stringify(value)];
+  return [key.replaceAll('_', ' '), String(value)];
 }
 
+/** The figures an event was decided on: the window's (flat), a bake, a pool, a test, a report. */
 function figures(details) {
-  const flat = [];
-  const walk = (object, prefix, depth) => {
+  const chips = [];
+  const verdict = details?.figures?.verdict ?? details?.verdict;
+  if (verdict) chips.push(badge(verdict, VERDICT_TONES[verdict] ?? '', { plain: true }));
+  const add = (object, group) => {
     for (const [key, value] of Object.entries(object ?? {})) {
-      if (SKIPPED.has(key) && !prefix) continue;
-      if (value && typeof value === 'object' && !Array.isArray(value) && depth < 2) walk(value, `${prefix}${key}.`, depth + 1);
-      else if (value !== null && value !== undefined && value !== '') flat.push([`${prefix}${key}`, Array.isArray(value) ? value.join(', ') : value]);
+      if (HIDDEN.has(key) || value === null || value === undefined || value === '') continue;
+      if (typeof value === 'object' && !Array.isArray(value) && !group) { add(value, key === 'figures' ? ' ' : key); continue; }
+      const [label, text] = figureText(key, Array.isArray(value) ? value.join(', ') : value);
+      const prefix = group && group !== ' ' ? `${group.replaceAll('_', ' ')} ` : '';
+      chips.push(h('span', { class: 'figure' }, `${prefix}${label} `, h('b', text)));
     }
   };
-  walk(details, '', 0);
-  const failed = new Set(Array.isArray(details?.failed) ? details.failed : []);
-  return flat.slice(0, 16).map(([key, value]) => h('span', {
-    class: ['figure', failed.has(key.split('.').pop()) || (/failed/.test(key) && Number(value) > 0) ? 'bad' : ''],
-  }, `${key.replaceAll('_', ' ')} `, h('b', figureText(key.split('.').pop(), value))));
+  add(details, '');
+  return chips.slice(0, 18);
 }
 
 /** The rollout's events, newest first. */
@@ -148,7 +162,7 @@ export function timeline(events) {
     const kind = String(event.action ?? '').replace(/^rollout\./, '');
     const [label, tone] = TIMELINE[kind] ?? [kind.replaceAll('_', ' '), ''];
     const details = event.details ?? {};
-    const weight = details.weight !== undefined ? ` to ${details.weight}%` : '';
+    const weight = details.weight !== undefined && details.weight !== '' ? ` to ${details.weight}%` : '';
     const when = event.at ?? event.time;
     return h('li', { dataset: { action: kind } },
       h('div', { class: 'when', title: iso(when) }, clock(when), h('div', { class: 'faint' }, datetime(when).slice(5, 10))),

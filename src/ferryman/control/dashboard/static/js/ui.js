@@ -25,6 +25,7 @@ const ROLLOUT_TONES = {
   promoted: ['ok', 'promoted', false],
   rolled_back: ['bad', 'rolled back', false],
   aborted: ['', 'aborted', false],
+  completed: ['ok', 'completed', false],
 };
 
 export function rolloutBadge(status) {

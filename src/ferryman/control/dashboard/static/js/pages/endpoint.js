@@ -18,10 +18,10 @@ const LIVE_CHARTS = [
   { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
   { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors' },
   { key: 'weight', title: 'Traffic weight', unit: '%', format: (v) => `${number(v)}%` },
-  { key: 'replicas', title: 'Replicas', unit: 'ready', format: number },
+  { key: 'replicas', title: 'Replicas', unit: 'ready (dashed: desired)', format: number, also: 'replicas_desired', integer: true },
   { key: 'batch_size', title: 'Batch size', unit: 'rows per batch', format: number },
   { key: 'cpu_pct', title: 'CPU', unit: '% of one core', format: (v) => `${number(v)}%` },
-  { key: 'rss_bytes', title: 'Memory', unit: 'resident', format: bytes },
+  { key: 'rss_bytes', title: 'Memory', unit: 'resident', format: bytes, tickUnit: 1024 * 1024 },
 ];
 const QUALITY_CHARTS = [
   { key: 'accuracy', title: 'Accuracy', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
@@ -193,7 +193,7 @@ export async function render(main, [name], ctx) {
   const scale = h('button', { type: 'button', dataset: { action: 'scale' }, onclick: () => deployment && scaleDialog(name, deployment, () => refresh()) }, 'Scale…');
   const tiles = h('div', { class: 'grid tiles' });
   const rolloutBox = h('div');
-  const timelineBox = h('div', { class: 'card pad' });
+  const timelineBox = h('div', { class: 'card pad timeline-box' });
   const variantsBox = h('div', { class: 'card' });
   const live = chartGrid(LIVE_CHARTS);
   const qual = chartGrid(QUALITY_CHARTS);
@@ -209,7 +209,7 @@ export async function render(main, [name], ctx) {
     tiles,
     section('Rollout', { id: 'rollout' }, caps.rollouts ? h('div', { class: 'grid two' }, rolloutBox, timelineBox) : notAvailable('Rollouts', 'GET /api/v1/rollouts')),
     section('Variants', {}, variantsBox),
-    section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; refreshHistory(); }) },
+    section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; refreshHistory(true); }) },
       caps.history ? live.el : notAvailable('Live charts', 'GET /api/v1/endpoints/{e}/history')),
     section('Quality and drift', { hint: 'accuracy from delayed feedback labels; drift against the training data' },
       caps.history ? qual.el : null, h('div', { class: 'section' }, qualityBox)),
@@ -248,8 +248,11 @@ export async function render(main, [name], ctx) {
     replace(rolloutBox, h('div', {}, active.length ? null : h('h3', { class: 'section-head' }, 'Latest rollout'), rolloutCard(shownRollout, { onChange: () => refresh() })));
     const events = await api.get(path('rollouts', shownRollout.id, 'events'));
     replace(timelineBox, h('h3', {}, 'Timeline'), timeline(events));
-    markers = events.filter((e) => /step|promoted|rolled_back|aborted/.test(e.action))
-      .map((e) => ({ x: toDate(e.at ?? e.time).getTime() / 1000, label: `${e.action} ${e.details?.weight ?? ''}` }));
+    markers = events.filter((e) => /step|promoted|rolled_back|aborted/.test(e.action)).map((e) => {
+      const kind = e.action.replace(/^rollout\./, '');
+      const short = kind === 'step' ? `${e.details?.weight ?? ''}%` : kind === 'promoted' ? '✓' : '↩';
+      return { x: toDate(e.at ?? e.time).getTime() / 1000, short, label: `${kind.replaceAll('_', ' ')} ${e.details?.reason ?? ''}` };
+    });
     const g = shownRollout.plan?.gates ?? {};
     gates = { p99: g.max_p99_ms, errors: g.min_success_rate === undefined ? undefined : 1 - g.min_success_rate };
   };
@@ -257,16 +260,21 @@ export async function render(main, [name], ctx) {
   const drawCharts = (grid, byName, domain) => {
     for (const { spec, chart } of grid.charts) {
       const series = (byName[spec.key] ?? []).map((one) => ({ label: one.variant, color: colors.of(one.variant), points: one.points }));
-      if (spec.also) for (const one of byName[spec.also] ?? []) series.push({ label: `${one.variant} p50`, color: colors.of(one.variant), points: one.points, dashed: true });
+      if (spec.also) for (const one of byName[spec.also] ?? []) series.push({ label: `${one.variant} ${spec.also === 'p50_ms' ? 'p50' : 'desired'}`, color: colors.of(one.variant), points: one.points, dashed: true });
       const gate = spec.gate && gates[spec.gate] !== undefined && shownRollout && ['progressing', 'paused'].includes(shownRollout.status)
         ? [{ value: gates[spec.gate], label: `gate ${spec.format(gates[spec.gate])}` }] : [];
       chart.set({ series, domain, markers, thresholds: gate });
     }
   };
-  const refreshHistory = async () => {
+  // Every series the monitor keeps (asking by name would fail on a series it does not
+  // know); long ranges are read less often, as their points change every 10 s anyway.
+  let historyAt = 0;
+  const refreshHistory = async (force = false) => {
     if (!caps.history) return;
-    const keys = [...LIVE_CHARTS.flatMap((c) => [c.key, c.also]), ...QUALITY_CHARTS.map((c) => c.key)].filter(Boolean);
-    const byName = await history(name, rangeS, keys);
+    const everyMs = rangeS <= 900 ? 0 : rangeS <= 3600 ? 5000 : 20000;
+    if (!force && Date.now() - historyAt < everyMs) return;
+    historyAt = Date.now();
+    const byName = await history(name, rangeS);
     const now = Date.now() / 1000;
     drawCharts(live, byName, [now - rangeS, now]);
     drawCharts(qual, byName, [now - rangeS, now]);
