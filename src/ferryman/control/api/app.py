@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ferryman.config import Settings
-from ferryman.control.api import deployment_routes, feedback_routes, registry_routes
+from ferryman.control.api import (
+    deployment_routes,
+    feedback_routes,
+    registry_routes,
+    rollout_routes,
+)
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.control.dashboard.pages import Dashboard
 from ferryman.control.dashboard.session import Sessions
@@ -37,6 +42,7 @@ def create_app(settings: Settings, registry: Registry, token: str | None) -> Fas
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
+    app.include_router(rollout_routes.router)
     app.include_router(Dashboard(sessions).router())
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
