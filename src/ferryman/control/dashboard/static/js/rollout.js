@@ -4,7 +4,13 @@
 import { api, path } from './api.js';
 import { h, replace } from './dom.js';
 import { ago, clock, datetime, duration, iso, ms, number, pct, toDate } from './format.js';
+import { variantName } from './data.js';
 import { badge, dialog, rolloutBadge, toast } from './ui.js';
+
+/** 'v1 → v2' (a record's variants carry model, version and kind; their name is derived). */
+export function change(rollout) {
+  return `${rollout.baseline.name ?? variantName(rollout.baseline)} → ${rollout.candidate.name ?? variantName(rollout.candidate)}`;
+}
 
 const ACTIONS = {
   pause: { label: 'Pause', when: ['progressing'], tone: '', verb: 'paused',
@@ -29,7 +35,7 @@ export function rolloutActions(rollout, onDone) {
       onclick: async () => {
         const done = await dialog({
           title: `${a.label} rollout #${rollout.id}?`,
-          message: `${rollout.endpoint}: ${rollout.baseline.name} → ${rollout.candidate.name}. ${a.message}`,
+          message: `${rollout.endpoint}: ${change(rollout)}. ${a.message}`,
           confirmLabel: a.label,
           tone: a.tone.includes('danger') ? 'danger solid' : a.tone.includes('good') ? 'primary' : 'primary',
           onConfirm: () => api.post(path('rollouts', rollout.id, a.action ?? name)),
@@ -86,7 +92,7 @@ export function rolloutCard(rollout, { onChange, link = true } = {}) {
     h('div', { class: 'head' },
       h('span', { class: 'title' }, link ? h('a', { href: `/ui/rollouts/${rollout.id}` }, `Rollout #${rollout.id}`) : `Rollout #${rollout.id}`),
       rolloutBadge(rollout.status),
-      h('span', { class: 'muted' }, `${(rollout.strategy ?? 'canary').replace('_', '-')}${rollout.state?.phase && rollout.state.phase !== rollout.strategy ? ` (${rollout.state.phase})` : ''} · ${rollout.baseline.name} → `, h('b', rollout.candidate.name)),
+      h('span', { class: 'muted' }, `${(rollout.strategy ?? 'canary').replace('_', '-')}${rollout.state?.phase && rollout.state.phase !== rollout.strategy ? ` (${rollout.state.phase})` : ''} · `, h('b', change(rollout))),
       actions.length ? h('div', { class: 'actions' }, actions) : null),
     stepsBar(rollout),
     h('div', { class: 'facts' },

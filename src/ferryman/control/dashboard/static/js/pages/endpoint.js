@@ -7,7 +7,7 @@ import { capabilities, endpointsNow, history, totals, variantName } from '../dat
 import { h, replace } from '../dom.js';
 import { ago, bytes, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
 import { poll } from '../live.js';
-import { rolloutCard, timeline } from '../rollout.js';
+import { change, rolloutCard, timeline } from '../rollout.js';
 import {
   Colors, badge, dialog, levelBadge, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table, tile, toast, weightCell,
 } from '../ui.js';
@@ -91,9 +91,9 @@ function payloadSearch(endpoint, variants) {
   const version = h('input', { type: 'number', min: 1, placeholder: 'any', name: 'version', style: { width: '90px' } });
   const since = h('select', { name: 'since' }, [['300', 'last 5 min'], ['3600', 'last hour'], ['86400', 'last day'], ['', 'all kept']].map(([v, t]) => h('option', { value: v }, t)));
   since.value = '3600';
-  const limit = h('select', { name: 'limit' }, ['25', '50', '100', '500'].map((v) => h('option', { value: v }, v)));
-  limit.value = '50';
-  const results = h('div');
+  const limit = h('select', { name: 'limit' }, ['20', '50', '100', '500'].map((v) => h('option', { value: v }, v)));
+  limit.value = '20';
+  const results = h('div', { class: 'payload-results' });
   const search = async () => {
     const query = { variant: variant.value, status: status.value, version: version.value, limit: limit.value };
     if (since.value) query.since = new Date(Date.now() - Number(since.value) * 1000).toISOString();
@@ -168,7 +168,7 @@ function alertsTable(alerts) {
 function rolloutHistory(rollouts) {
   return table([
     { label: '#', render: (r) => h('a', { href: `/ui/rollouts/${r.id}` }, `#${r.id}`) },
-    { label: 'Change', render: (r) => `${r.baseline.name} → ${r.candidate.name}` },
+    { label: 'Change', render: (r) => change(r) },
     { label: 'Status', render: (r) => rolloutBadge(r.status) },
     { label: 'Weight', num: true, render: (r) => `${r.weight}%` },
     { label: 'Why', render: (r) => h('span', { class: 'muted' }, r.reason) },

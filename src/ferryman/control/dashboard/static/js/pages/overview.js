@@ -7,6 +7,7 @@ import { capabilities, endpointsNow, history, totals } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, iso, ms, pct, qps } from '../format.js';
 import { poll } from '../live.js';
+import { change } from '../rollout.js';
 import { Colors, badge, levelBadge, notice, pageHead, rolloutBadge, section, splitBar, table, tile } from '../ui.js';
 
 const WINDOW_S = 900;
@@ -84,7 +85,7 @@ function rolloutsStrip(rollouts) {
   return section('Rollouts in progress', {}, table([
     { label: '#', render: (r) => h('a', { href: `/ui/rollouts/${r.id}` }, `#${r.id}`) },
     { label: 'Endpoint', render: (r) => h('a', { href: `/ui/endpoints/${encodeURIComponent(r.endpoint)}` }, r.endpoint) },
-    { label: 'Change', render: (r) => `${r.baseline.name} → ${r.candidate.name}` },
+    { label: 'Change', render: (r) => change(r) },
     { label: 'Status', render: (r) => rolloutBadge(r.status) },
     { label: 'Weight', num: true, render: (r) => `${r.weight}%` },
     { label: 'Why', render: (r) => h('span', { class: 'muted' }, r.reason) },

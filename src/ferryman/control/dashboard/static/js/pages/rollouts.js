@@ -5,7 +5,7 @@ import { capabilities } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, iso } from '../format.js';
 import { poll } from '../live.js';
-import { rolloutCard, timeline } from '../rollout.js';
+import { change, rolloutCard, timeline } from '../rollout.js';
 import { notAvailable, pageHead, rolloutBadge, section, segmented, table } from '../ui.js';
 
 function listTable(rollouts) {
@@ -13,7 +13,7 @@ function listTable(rollouts) {
     { label: '#', render: (r) => h('a', { href: `/ui/rollouts/${r.id}` }, `#${r.id}`) },
     { label: 'Endpoint', render: (r) => h('a', { href: `/ui/endpoints/${encodeURIComponent(r.endpoint)}` }, r.endpoint) },
     { label: 'Strategy', render: (r) => r.strategy },
-    { label: 'Change', render: (r) => `${r.baseline.name} → ${r.candidate.name}` },
+    { label: 'Change', render: (r) => change(r) },
     { label: 'Status', render: (r) => rolloutBadge(r.status) },
     { label: 'Weight', num: true, render: (r) => `${r.weight}%` },
     { label: 'Failed', num: true, render: (r) => String(r.failed_checks) },
@@ -45,7 +45,7 @@ async function renderOne(main, id, ctx) {
     replace(head, pageHead({
       crumbs: [h('a', { href: '/ui/rollouts' }, 'Rollouts'), h('a', { href: `/ui/endpoints/${encodeURIComponent(rollout.endpoint)}` }, rollout.endpoint)],
       title: `Rollout #${rollout.id}`, badges: [rolloutBadge(rollout.status)],
-      subtitle: `${rollout.model}: ${rollout.baseline.name} → ${rollout.candidate.name}, ${rollout.strategy}`,
+      subtitle: `${rollout.model}: ${change(rollout)}, ${rollout.strategy.replace('_', '-')}`,
     }));
     replace(card, rolloutCard(rollout, { onChange: refresh, link: false }));
     replace(events, timeline(list));
