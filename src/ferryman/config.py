@@ -151,6 +151,31 @@ class ControlSettings(BaseModel):
     payload_max_rows_per_endpoint: int = Field(
         default=200_000, ge=100, description="Most collected requests kept per endpoint."
     )
+    monitor_interval_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="Resolution of the metric history: one sample per variant this often.",
+    )  # fmt: skip
+    history_retention_s: float = Field(
+        default=24 * 3600.0, ge=60, le=7 * 24 * 3600,
+        description="How long the metric history is kept, in memory and in the registry.",
+    )  # fmt: skip
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait for a webhook receiver's answer."
+    )
+    webhook_max_attempts: int = Field(
+        default=5, ge=1, le=20, description="Deliveries of one alert event before giving up."
+    )
+    webhook_retry_base_s: float = Field(
+        default=1.0, gt=0, le=600,
+        description="Wait before the first retry; doubled for each further one.",
+    )  # fmt: skip
+    webhook_retry_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Longest wait between two delivery attempts."
+    )
+    webhook_queue_capacity: int = Field(
+        default=1_000, ge=1, le=100_000,
+        description="Deliveries waiting (retries included); more are dropped with a warning.",
+    )  # fmt: skip
 
 
 class GatewaySettings(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ferryman.config import load_settings
@@ -55,3 +56,34 @@ def test_bad_feedback_is_one_line_that_says_why(run: Run, tmp_path: Path) -> Non
     assert run("feedback", "r1")[0] == 1
     assert "nothing to send" in run("feedback")[2]
     assert "not deployed" in run("quality", "nowhere")[2]
+
+
+def test_search_by_variant_status_and_time_range(run: Run, tmp_path: Path) -> None:
+    """The payload log answers by endpoint, version, variant, status and a time range."""
+    registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
+    start = time.time() - 3600
+    records = [
+        CollectedPayload(seq=n, request_id=f"r{n}", time=start + n * 600,
+                         status=500 if n == 3 else 200, latency_ms=2.0)
+        for n in range(1, 6)
+    ]  # fmt: skip
+    registry.payloads.add("m", "v1", ("m", 1), "replica-a", records[:3])
+    registry.payloads.add("m", "v2", ("m", 2), "replica-b", records[3:])
+    registry.close()
+
+    def found(*args: str) -> list[str]:
+        code, out, err = run("payloads", "m", "--json", *args)
+        assert code == 0, err
+        return [r["request_id"] for r in json.loads(out)]
+
+    assert found("--variant", "v2") == ["r5", "r4"]
+    assert found("--version", "1") == ["r3", "r2", "r1"]
+    assert found("--status", "500") == ["r3"]
+    iso = datetime.fromtimestamp(start + 1500, UTC).isoformat()
+    end = datetime.fromtimestamp(start + 2500, UTC).isoformat()
+    assert found("--since", iso, "--until", end) == ["r4", "r3"]
+    local = datetime.fromtimestamp(start + 2500).replace(microsecond=0).isoformat()  # no offset
+    assert found("--until", local) == ["r4", "r3", "r2", "r1"]
+    code, _, err = run("payloads", "m", "--since", "yesterday")
+    assert code == 1
+    assert "--since 'yesterday' is not a time" in err

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 
 from ferryman import __version__
 from ferryman.cli import (
+    alerts,
     demo,
     deploy,
     down,
+    export,
     gateway,
     payloads,
     policy,
@@ -58,6 +60,8 @@ app.command("gateway")(gateway.gateway)
 app.command("payloads")(payloads.payloads)
 app.command("feedback")(payloads.feedback)
 app.command("quality")(payloads.quality)
+app.add_typer(alerts.alerts_app, name="alerts")
+app.add_typer(export.export_app, name="export")
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 

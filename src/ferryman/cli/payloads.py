@@ -18,24 +18,29 @@ from ferryman.errors import InvalidInput
 from ferryman.registry import Feedback
 
 Endpoint = Annotated[str, typer.Argument(help="Endpoint name.")]
+TIME_HELP = "ISO 8601, e.g. 2026-12-02T14:30; local time unless it has an offset"
 
 
 def payloads(
     ctx: typer.Context,
     endpoint: Endpoint,
     version: Annotated[int | None, typer.Option(help="Only this model version.")] = None,
+    variant: Annotated[str | None, typer.Option(help="Only this variant, e.g. v2.")] = None,
     status: Annotated[int | None, typer.Option(help="Only this HTTP status, e.g. 500.")] = None,
     last_s: Annotated[float | None, typer.Option("--last", help="Only the last N seconds.")] = None,
+    since: Annotated[str | None, typer.Option(help=f"From this time on ({TIME_HELP}).")] = None,
+    until: Annotated[str | None, typer.Option(help=f"Before this time ({TIME_HELP}).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
     json_output: JsonOption = False,
 ) -> None:
     """Requests the endpoint answered, as collected from its replicas (newest first)."""
-    since = None if last_s is None else datetime.now(UTC) - timedelta(seconds=last_s)
-    records = (
-        cli_context(ctx)
-        .registry()
-        .payloads.search(endpoint, version=version, status=status, since=since, limit=limit)
-    )
+    start = _moment(since, "--since")
+    if last_s is not None:
+        start = datetime.now(UTC) - timedelta(seconds=last_s)
+    records = cli_context(ctx).registry().payloads.search(
+        endpoint, version=version, variant=variant, status=status, since=start,
+        until=_moment(until, "--until"), limit=limit,
+    )  # fmt: skip
     if json_output:
         print_json(records)
         return
@@ -116,6 +121,17 @@ def _item(document: object, where: str) -> Feedback:
         problem = exc.errors()[0]
         field = ".".join(str(part) for part in problem["loc"])
         raise InvalidInput(f"{where}: {field}: {problem['msg']}") from None
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{option} {text!r} is not a time; use ISO 8601, e.g. "
+                           "2026-12-02T14:30 or 2026-12-02T14:30:00+00:00") from None  # fmt: skip
+    return moment.astimezone(UTC)  # a time without an offset is local time
 
 
 def _joined(values: list[str] | None) -> str:

@@ -48,6 +48,16 @@ class ProcessRecord:
     stopping_since_s: float | None = None
 
 
+@dataclass(frozen=True)
+class ReplicaProcess:
+    """A running replica's process: which slot it serves, its pid and its URL."""
+
+    id: str
+    spec: ReplicaSpec
+    pid: int
+    url: str
+
+
 class LocalRuntime:
     """A :class:`~ferryman.control.runtime.Runtime` of local processes."""
 
@@ -124,6 +134,16 @@ class LocalRuntime:
 
     def close(self) -> None:
         self._http.close()
+
+    def processes(self) -> list[ReplicaProcess]:
+        """Every replica process that runs and is not stopping, from the state files alone
+        (no probe, no reaping): what the monitor reads usage and replica counts from."""
+        return [
+            ReplicaProcess(record.id, ReplicaSpec(**record.spec), record.pid,  # type: ignore[arg-type]
+                           f"http://127.0.0.1:{record.port}")
+            for record in self._records()
+            if record.stopping_since_s is None and self._exit_reason(record) is None
+        ]  # fmt: skip
 
     def _command(self, spec: ReplicaSpec, port: int) -> list[str]:
         settings = self._settings

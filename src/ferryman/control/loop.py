@@ -1,5 +1,9 @@
 """The control loop of ``ferryman up``: the reconciler ticking in a thread it owns.
 
+Each pass: keep the gateway running, reconcile replicas, collect payload logs, step
+rollouts, and let the monitor sample (every ``monitor_interval_s``); the webhook sender
+delivers alert events from a thread of its own, so a slow receiver never holds a pass.
+
 Stopping the loop (or killing the process) leaves replicas and the gateway running: they
 serve on while the control plane is away, and the next start re-adopts them.
 """
@@ -19,11 +23,14 @@ from ferryman.control.drift import Classes, class_counts
 from ferryman.control.gateway_process import GatewayProcess
 from ferryman.control.load import ScrapedLoad
 from ferryman.control.local import LocalRuntime
+from ferryman.control.monitor import LoopView, Monitor, ScrapedReadings
+from ferryman.control.prometheus import TARGETS_FILE, write_targets
 from ferryman.control.reconciler import Reconciler
 from ferryman.control.rollout_observer import Sources
 from ferryman.control.rollouts import RolloutController
 from ferryman.control.signals import FeedbackSignals
 from ferryman.control.traffic import Key, Traffic, replica_traffic, summed, traffic_by_variant
+from ferryman.control.webhooks import RetryPolicy, WebhookSender
 from ferryman.registry import Registry, RolloutRecord
 
 logger = logging.getLogger(__name__)
@@ -62,16 +69,42 @@ class ControlLoop:
             Retention(control.payload_retention_s, control.payload_max_rows_per_endpoint),
         )
         self._collected_at = 0.0
+        self.webhooks = WebhookSender(
+            RetryPolicy(
+                max_attempts=control.webhook_max_attempts,
+                base_s=control.webhook_retry_base_s,
+                max_s=control.webhook_retry_max_s,
+                timeout_s=control.webhook_timeout_s,
+            ),
+            control.webhook_queue_capacity,
+        )
+        view = LoopView(
+            table=lambda: self.reconciler.state.table,
+            processes=self.runtime.processes,
+            signals=self.signals.series,
+        )
+        self.monitor = Monitor(
+            registry,
+            ScrapedReadings(registry, self._http, self.gateway.url, view),
+            self.webhooks,
+            interval_s=control.monitor_interval_s,
+            retention_s=control.history_retention_s,
+        )
+        self._targets_path = settings.data_dir / TARGETS_FILE
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ferryman-control-loop", daemon=True)
 
     def start(self) -> None:
+        restored = self.monitor.restore()
+        logger.info("metric history: %d samples restored", restored)
+        self.webhooks.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():  # a loop never started has nothing to wait for
             self._thread.join(timeout=30)
+        self.webhooks.stop()
         self._load.close()
         self._http.close()
         self.runtime.close()
@@ -156,6 +189,8 @@ class ControlLoop:
                 self.reconciler.tick()
                 self._collect()
                 self.rollouts.tick()
+                self.monitor.tick()
+                write_targets(self._targets_path, self.reconciler.state.table)
             except Exception:  # the loop must outlive any one failed pass
                 logger.exception("control loop pass failed; retrying in %.1f s", interval_s)
             self._stop.wait(interval_s)

@@ -50,8 +50,9 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     check_bind(settings)
     check_tls(settings)
     registry = Registry.open(settings)
-    app = create_app(settings, registry, token.value if settings.control.auth_required else None)
     loop = ControlLoop(settings, registry)
+    token_value = token.value if settings.control.auth_required else None
+    app = create_app(settings, registry, token_value, history=loop.monitor.history)
     loop.start()
     control = settings.control
     uvicorn.run(
@@ -77,11 +78,12 @@ class BackgroundControlPlane:
         check_bind(settings)
         check_tls(settings)
         control = settings.control
-        app = create_app(settings, registry, token.value if control.auth_required else None)
+        self.loop = ControlLoop(settings, registry)
+        token_value = token.value if control.auth_required else None
+        app = create_app(settings, registry, token_value, history=self.loop.monitor.history)
         config = uvicorn.Config(
             app, host=control.host, port=control.port, log_level="warning", server_header=False
         )
-        self.loop = ControlLoop(settings, registry)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
         self.url = f"http://{control.host}:{control.port}"

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from ferryman.registry.alerts import (
+    AlertChange,
+    AlertLevel,
+    AlertRecord,
+    AlertRule,
+    Alerts,
+    AlertStatus,
+    RuleSpec,
+    WebhookRecord,
+    WebhookTarget,
+)
 from ferryman.registry.database import Database
 from ferryman.registry.deployments import (
     Autoscaling,
@@ -12,6 +23,7 @@ from ferryman.registry.deployments import (
     VariantSpec,
     scaled,
 )
+from ferryman.registry.history import SERIES, MetricHistory, MetricSample
 from ferryman.registry.lookup import VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.payloads import (
@@ -39,6 +51,13 @@ from ferryman.registry.rollouts import RolloutRecord, Rollouts, RolloutStatus
 from ferryman.registry.runs import RunLog
 
 __all__ = [
+    "SERIES",
+    "AlertChange",
+    "AlertLevel",
+    "AlertRecord",
+    "AlertRule",
+    "AlertStatus",
+    "Alerts",
     "AliasRecord",
     "Autoscaling",
     "Checkpoint",
@@ -51,7 +70,9 @@ __all__ = [
     "Feedback",
     "HeaderRuleSpec",
     "Labelled",
+    "MetricHistory",
     "MetricPoint",
+    "MetricSample",
     "ModelRecord",
     "PayloadRecord",
     "Payloads",
@@ -61,6 +82,7 @@ __all__ = [
     "RolloutRecord",
     "RolloutStatus",
     "Rollouts",
+    "RuleSpec",
     "RunLog",
     "RunRecord",
     "RunStatus",
@@ -71,6 +93,8 @@ __all__ = [
     "VersionMetadata",
     "VersionRecord",
     "VersionRef",
+    "WebhookRecord",
+    "WebhookTarget",
     "build_metadata",
     "scaled",
 ]

@@ -40,12 +40,22 @@ def append_event(
 
 
 def query_events(
-    session: Session, model: str | None = None, limit: int = 50, after_id: int | None = None
+    session: Session,
+    model: str | None = None,
+    limit: int = 50,
+    after_id: int | None = None,
+    *,
+    action: str | None = None,
+    since: datetime | None = None,
 ) -> list[EventRecord]:
     """The newest ``limit`` events (oldest first), or those after ``after_id`` when tailing."""
     query = select(EventRow)
     if model is not None:
         query = query.where(EventRow.model_name == model)
+    if action is not None:
+        query = query.where(EventRow.action == action)
+    if since is not None:
+        query = query.where(EventRow.at >= since)
     if after_id is not None:
         rows = session.scalars(
             query.where(EventRow.id > after_id).order_by(EventRow.id).limit(limit)

@@ -25,9 +25,11 @@ from ferryman.errors import (
 )
 from ferryman.names import validate_key, validate_name
 from ferryman.reference import ReferenceData
+from ferryman.registry.alerts import Alerts
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
 from ferryman.registry.deployments import Deployments, DeploymentSpec, put_spec
+from ferryman.registry.history import MetricHistory
 from ferryman.registry.lookup import (
     VersionRef,
     aliases_by_version,
@@ -75,6 +77,8 @@ class Registry:
         self.rollouts = Rollouts(database, clock)
         self.policies = Policies(database, clock)
         self.payloads = Payloads(database, clock)
+        self.history = MetricHistory(database, clock)
+        self.alerts = Alerts(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:
@@ -363,14 +367,22 @@ class Registry:
     # -- events ---------------------------------------------------------------------------
 
     def list_events(
-        self, model: str | None = None, limit: int = 50, after_id: int | None = None
+        self,
+        model: str | None = None,
+        limit: int = 50,
+        after_id: int | None = None,
+        *,
+        action: str | None = None,
+        since: datetime | None = None,
     ) -> list[EventRecord]:
+        """The newest events (oldest first), or those after ``after_id``; optionally only
+        one ``action`` and only from ``since`` on."""
         if model is not None:
             validate_name(model, "model name")
         if not 1 <= limit <= 10_000:
             raise InvalidInput(f"limit {limit} is out of range; use 1..10000")
         with self._db.reading() as session:
-            return query_events(session, model, limit, after_id)
+            return query_events(session, model, limit, after_id, action=action, since=since)
 
     def record_event(
         self,

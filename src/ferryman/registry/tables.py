@@ -250,3 +250,74 @@ class FeedbackRow(Base):
     labels: Mapped[list[str]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(KEY)
+
+
+class MetricSampleRow(Base):
+    """One 10-second sample of a variant's series (a column each; NULL: no data)."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_endpoint_at", "endpoint", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    endpoint: Mapped[str] = mapped_column(NAME)
+    variant: Mapped[str] = mapped_column(String(160))
+    qps: Mapped[float | None] = mapped_column(Float)
+    error_rate: Mapped[float | None] = mapped_column(Float)
+    p50_ms: Mapped[float | None] = mapped_column(Float)
+    p99_ms: Mapped[float | None] = mapped_column(Float)
+    batch_size: Mapped[float | None] = mapped_column(Float)
+    replicas: Mapped[float | None] = mapped_column(Float)
+    replicas_desired: Mapped[float | None] = mapped_column(Float)
+    cpu_pct: Mapped[float | None] = mapped_column(Float)
+    rss_bytes: Mapped[float | None] = mapped_column(Float)
+    weight: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    f1: Mapped[float | None] = mapped_column(Float)
+    input_drift_psi: Mapped[float | None] = mapped_column(Float)
+    prediction_drift: Mapped[float | None] = mapped_column(Float)
+    restarts_10m: Mapped[float | None] = mapped_column(Float)
+
+
+class AlertRuleRow(Base):
+    """A user's alert rule, or the override of a default rule of the same name."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    rule: Mapped[dict[str, Any]]
+    updated_by: Mapped[str] = mapped_column(KEY)
+    updated_at: Mapped[datetime]
+
+
+class AlertRow(Base):
+    """One alert: fired when its rule held, resolved when it stopped holding."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_state_rule", "state", "rule"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rule: Mapped[str] = mapped_column(NAME)
+    level: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str] = mapped_column(NAME, index=True)
+    variant: Mapped[str] = mapped_column(String(160))
+    state: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    resolved_at: Mapped[datetime | None]
+
+
+class AlertWebhookRow(Base):
+    """Where alert events are posted; the secret signs them and is never handed out."""
+
+    __tablename__ = "alert_webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    updated_by: Mapped[str] = mapped_column(KEY)
+    updated_at: Mapped[datetime]

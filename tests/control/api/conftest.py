@@ -14,6 +14,7 @@ import uvicorn
 from ferryman.config import ControlSettings, Settings, load_settings
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import load_or_create_token
+from ferryman.control.history import HistoryView
 from ferryman.registry import Registry
 
 
@@ -25,10 +26,12 @@ class RunningServer:
     settings: Settings
 
 
-def start_server(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, RunningServer]:
+def start_server(
+    settings: Settings, history: HistoryView | None = None
+) -> tuple[uvicorn.Server, threading.Thread, RunningServer]:
     registry = Registry.open(settings)
     token = load_or_create_token(settings.data_dir).value
-    app = create_app(settings, registry, token)
+    app = create_app(settings, registry, token, history=history)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

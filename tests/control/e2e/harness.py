@@ -41,6 +41,8 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Settings of this stack beyond the short intervals below (FERRYMAN_… variables)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -54,6 +56,7 @@ class Stack:
             "FERRYMAN_CONTROL__ROUTE_GRACE_S": "0.6",
             "FERRYMAN_CONTROL__REPLICA_STARTUP_TIMEOUT_S": "60",
             "COLUMNS": "200",
+            **self.extra_env,
         }
 
     @property

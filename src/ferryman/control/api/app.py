@@ -11,14 +11,17 @@ from starlette.exceptions import HTTPException
 
 from ferryman.config import Settings
 from ferryman.control.api import (
+    alert_routes,
     deployment_routes,
     feedback_routes,
+    monitor_routes,
     registry_routes,
     rollout_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.control.dashboard.pages import Dashboard
 from ferryman.control.dashboard.session import Sessions
+from ferryman.control.history import HistoryView, StoredHistory
 from ferryman.errors import FerrymanError
 from ferryman.registry import Registry
 from ferryman.version import __version__
@@ -26,8 +29,18 @@ from ferryman.version import __version__
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, registry: Registry, token: str | None) -> FastAPI:
-    """The API over ``registry`` and the dashboard; ``token`` None only when auth is off."""
+def create_app(
+    settings: Settings,
+    registry: Registry,
+    token: str | None,
+    *,
+    history: HistoryView | None = None,
+) -> FastAPI:
+    """The API over ``registry`` and the dashboard; ``token`` None only when auth is off.
+
+    ``history`` is the monitor's in-memory history when the control loop runs in this
+    process; without it, the history routes read the registry's copy.
+    """
     sessions = None if token is None else Sessions(token, settings.control.session_ttl_s)
     app = FastAPI(
         title="Ferryman control plane",
@@ -39,10 +52,13 @@ def create_app(settings: Settings, registry: Registry, token: str | None) -> Fas
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.history = history if history is not None else StoredHistory(registry.history)
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(monitor_routes.router)
+    app.include_router(alert_routes.router)
     app.include_router(Dashboard(sessions).router())
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)

@@ -1,0 +1,112 @@
+"""``ferryman export prometheus|grafana DIR``: assets for teams with their own stack."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferryman.cli.context import cli_context
+from ferryman.cli.output import console
+from ferryman.config import Settings
+from ferryman.control.alerts import effective_rules
+from ferryman.control.api.security import TOKEN_FILE, load_or_create_token
+from ferryman.control.grafana import DASHBOARD_FILE, dashboard
+from ferryman.control.prometheus import (
+    CONFIG_FILE,
+    RULES_FILE,
+    TARGETS_FILE,
+    ScrapeTargets,
+    alert_rules,
+    scrape_config,
+    write_targets,
+)
+from ferryman.control.routes import RouteTable
+from ferryman.errors import InvalidInput
+
+export_app = typer.Typer(help="Write Prometheus and Grafana assets for your own stack.")
+
+Directory = Annotated[Path, typer.Argument(help="Directory to write into (created if needed).")]
+
+
+@export_app.command("prometheus")
+def prometheus(
+    ctx: typer.Context,
+    directory: Directory,
+    scrape_interval_s: Annotated[
+        float, typer.Option("--scrape-interval", help="Seconds between scrapes.")
+    ] = 15.0,
+) -> None:
+    """prometheus.yml (gateway, replicas, control plane) and the alert rules in force."""
+    if not 0.1 <= scrape_interval_s <= 3600:
+        raise InvalidInput(f"--scrape-interval {scrape_interval_s:g} is not in 0.1..3600 s")
+    state = cli_context(ctx)
+    rules = effective_rules(state.registry().alerts.rules())
+    targets = scrape_targets(state.settings, scrape_interval_s)
+    # Prometheus refuses a config whose token file is missing: make sure both files exist
+    # (the control plane creates the same token on its first start, and keeps targets).
+    if targets.token_file is not None:
+        load_or_create_token(state.settings.data_dir)
+    if not targets.targets_file.exists():
+        targets.targets_file.parent.mkdir(parents=True, exist_ok=True)
+        write_targets(targets.targets_file, _routes(state.settings))
+    written = _write(directory, {
+        CONFIG_FILE: scrape_config(targets),
+        RULES_FILE: alert_rules(rules),
+    })  # fmt: skip
+    console.print(f"Wrote {', '.join(written)}; check with: promtool check config "
+                  f"{directory / CONFIG_FILE}", soft_wrap=True)  # fmt: skip
+
+
+@export_app.command("grafana")
+def grafana(directory: Directory) -> None:
+    """A dashboard JSON: traffic split, QPS, latency, errors, replicas, drift, quality."""
+    written = _write(directory, {DASHBOARD_FILE: json.dumps(dashboard(), indent=2) + "\n"})
+    console.print(f"Wrote {written[0]}; import it in Grafana, pick your Prometheus",
+                  soft_wrap=True)  # fmt: skip
+
+
+def scrape_targets(settings: Settings, scrape_interval_s: float) -> ScrapeTargets:
+    control = settings.control
+    data_dir = settings.data_dir.absolute()
+    return ScrapeTargets(
+        gateway=_address(settings.gateway.host, settings.gateway.port),
+        control=_address(control.host, control.port),
+        targets_file=data_dir / TARGETS_FILE,
+        token_file=data_dir / TOKEN_FILE if control.auth_required else None,
+        control_ca_file=control.tls_cert_file.absolute() if control.tls_cert_file else None,
+        scrape_interval_s=scrape_interval_s,
+    )
+
+
+def _routes(settings: Settings) -> RouteTable | None:
+    try:
+        return RouteTable.from_json(settings.routes_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _address(host: str, port: int) -> str:
+    """host:port as Prometheus dials it (a wildcard bind is reached on loopback)."""
+    if host in {"0.0.0.0", ""}:  # noqa: S104 - reading a bind address, not binding
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _write(directory: Path, files: dict[str, str]) -> list[str]:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in files.items():
+            temporary = directory / f".{name}.tmp"
+            temporary.write_text(text)
+            os.replace(temporary, directory / name)
+            written.append(str(directory / name))
+    except OSError as exc:
+        raise InvalidInput(f"cannot write into {directory}: {exc.strerror}") from None
+    return written

@@ -1,0 +1,197 @@
+"""Alert events posted to webhooks: signed, retried with a capped back-off, never blocking.
+
+:meth:`WebhookSender.send` only puts a delivery on a bounded queue and returns; one thread
+the sender owns posts it. A delivery that fails (a transport error, a timeout, any answer
+but 2xx) is retried after ``base_s``, then twice that, and so on up to ``max_s``, until
+``max_attempts``; meanwhile other deliveries go out. Each attempt carries these headers:
+
+- ``Ferryman-Event``: ``alert.fired`` or ``alert.resolved``
+- ``Ferryman-Delivery``: a UUID, the same on every attempt (receivers drop repeats by it)
+- ``Ferryman-Timestamp``: the attempt's Unix time in seconds
+- ``Ferryman-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``timestamp + "." + body``, keyed
+  with the webhook's secret
+
+A receiver recomputes the signature over the raw body, compares it in constant time, and
+refuses timestamps more than a few minutes old (replays). Neither secrets nor URLs are
+logged — a URL can carry a token in its path — only the webhook's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ferryman.registry import WebhookTarget
+from ferryman.version import __version__
+
+logger = logging.getLogger(__name__)
+
+EVENT_HEADER = "ferryman-event"
+DELIVERY_HEADER = "ferryman-delivery"
+TIMESTAMP_HEADER = "ferryman-timestamp"
+SIGNATURE_HEADER = "ferryman-signature"
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, timestamp + "." + body).
+
+    >>> signature("0123456789abcdef", "1700000000", b"{}")[:15]
+    'sha256=e4f8e2ec'
+    """
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_s: float = 1.0
+    max_s: float = 60.0
+    timeout_s: float = 5.0
+
+    def delay_s(self, failed_attempts: int) -> float:
+        """The wait after failure number ``failed_attempts``: base, twice that… capped."""
+        return min(self.max_s, self.base_s * 2.0 ** max(0, failed_attempts - 1))
+
+
+@dataclass
+class Delivery:
+    id: str
+    target: WebhookTarget
+    event: str
+    body: bytes
+    attempts: int = 0
+
+
+class WebhookSender:
+    """Posts alert events to webhooks from a thread of its own; ``send`` never blocks."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        capacity: int = 1_000,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policy = policy
+        self._capacity = capacity
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # The transport itself, not a Client: a Client logs every request's full URL (which
+        # may hold a token) at INFO, reads proxy variables and .netrc, and may follow redirects.
+        self._transport = transport or httpx.HTTPTransport()
+        self._timeout = httpx.Timeout(policy.timeout_s).as_dict()
+        self._queue: list[tuple[float, int, Delivery]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._is_stopping = False
+        self._thread = threading.Thread(target=self._run, name="ferryman-webhooks", daemon=True)
+        self.delivered = 0
+        self.dropped = 0
+        self.given_up = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (deliveries still queued are dropped) and close the client."""
+        with self._wake:
+            self._is_stopping = True
+            self._wake.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+        self._transport.close()
+
+    def send(self, target: WebhookTarget, event: str, payload: dict[str, Any]) -> bool:
+        """Queue one event for ``target``; False (and a warning) when the queue is full."""
+        delivery_id = str(uuid.uuid4())
+        document = {"event": event, "delivery": delivery_id, **payload}
+        body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        with self._wake:
+            if len(self._queue) >= self._capacity:
+                self.dropped += 1
+                logger.warning("webhook %s: queue full (%d); %s dropped",
+                               target.name, self._capacity, event)  # fmt: skip
+                return False
+            delivery = Delivery(delivery_id, target, event, body)
+            heapq.heappush(self._queue, (self._clock(), next(self._order), delivery))
+            self._wake.notify_all()
+        return True
+
+    def pending(self) -> int:
+        with self._wake:
+            return len(self._queue)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                delivery = self._next_due()
+                if delivery is None:
+                    return
+            self._attempt(delivery)
+
+    def _next_due(self) -> Delivery | None:
+        """Wait (holding the condition) for the earliest delivery to fall due; None: stop."""
+        while not self._is_stopping:
+            if self._queue:
+                wait_s = self._queue[0][0] - self._clock()
+                if wait_s <= 0:
+                    return heapq.heappop(self._queue)[2]
+                self._wake.wait(timeout=wait_s)
+            else:
+                self._wake.wait()
+        return None
+
+    def _attempt(self, delivery: Delivery) -> None:
+        delivery.attempts += 1
+        timestamp = str(int(self._wall_clock()))
+        headers = {
+            "content-type": "application/json",
+            "user-agent": f"ferryman/{__version__}",
+            EVENT_HEADER: delivery.event,
+            DELIVERY_HEADER: delivery.id,
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: signature(delivery.target.secret, timestamp, delivery.body),
+        }
+        request = httpx.Request(
+            "POST", delivery.target.url, content=delivery.body, headers=headers,
+            extensions={"timeout": self._timeout},
+        )  # fmt: skip
+        try:
+            answer = self._transport.handle_request(request)
+            try:
+                answer.read()
+            finally:
+                answer.close()
+            failure = None if answer.is_success else f"answered {answer.status_code}"
+        except httpx.HTTPError as exc:
+            failure = type(exc).__name__
+        if failure is None:
+            self.delivered += 1
+            return
+        name, attempts = delivery.target.name, delivery.attempts
+        if attempts >= self._policy.max_attempts:
+            self.given_up += 1
+            logger.error("webhook %s: delivery %s %s after %d attempts (%s); giving up",
+                         name, delivery.id, delivery.event, attempts, failure)  # fmt: skip
+            return
+        delay_s = self._policy.delay_s(attempts)
+        logger.warning("webhook %s: delivery %s attempt %d failed (%s); retrying in %.1f s",
+                       name, delivery.id, attempts, failure, delay_s)  # fmt: skip
+        with self._wake:
+            due_s = self._clock() + delay_s
+            heapq.heappush(self._queue, (due_s, next(self._order), delivery))

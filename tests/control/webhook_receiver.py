@@ -1,0 +1,70 @@
+"""A real webhook receiver on 127.0.0.1: ``http.server`` in a thread, failing on demand."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from ferryman.control.webhooks import signature
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass
+class Receiver:
+    url: str
+    fail_first: int = 0
+    """Answer 500 to this many requests before answering 204."""
+    received: list[Received] = field(default_factory=list)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[Received]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.received) >= count, timeout=timeout_s)
+            return list(self.received)
+
+    def is_signed(self, request: Received, secret: str) -> bool:
+        """Verify as the README tells receivers to."""
+        expected = signature(secret, request.headers["ferryman-timestamp"], request.body)
+        return hmac.compare_digest(expected, request.headers["ferryman-signature"])
+
+
+@contextmanager
+def receiving(fail_first: int = 0) -> Iterator[Receiver]:
+    receiver = Receiver(url="", fail_first=fail_first)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length", "0"))
+            body = self.rfile.read(length)
+            with receiver.arrived:
+                status = 500 if len(receiver.received) < receiver.fail_first else 204
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                receiver.received.append(Received(headers, body, status))
+                receiver.arrived.notify_all()
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
