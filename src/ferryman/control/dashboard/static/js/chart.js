@@ -69,8 +69,8 @@ export class Chart {
    * title: shown above; unit: shown beside it ('ms', 'req/s'); format(v): values in the legend,
    * ticks and tooltip; x: 'time' (unix seconds) or 'linear' (e.g. training steps, xLabel).
    */
-  constructor({ title, unit = '', format = number, x = 'time', xLabel = '', height = 170, min0 = true, tickUnit = 1, integer = false, testid, bare = false }) {
-    this.opts = { title, unit, format, x, xLabel, height, min0, tickUnit, integer };
+  constructor({ title, unit = '', format = number, x = 'time', xLabel = '', height = 170, min0 = true, minTop = null, tickUnit = 1, integer = false, testid, bare = false }) {
+    this.opts = { title, unit, format, x, xLabel, height, min0, minTop, tickUnit, integer };
     this.data = { series: [], thresholds: [], markers: [] };
     this.svgBox = h('div', { class: 'plot' });
     this.legend = h('div', { class: 'legend' });
@@ -128,6 +128,7 @@ export class Chart {
     let y0 = Math.min(...ys);
     let y1 = Math.max(...ys);
     if (min0) y0 = Math.min(0, y0);
+    if (this.opts.minTop !== null) y1 = Math.max(y1, this.opts.minTop);
     if (y1 <= y0) y1 = y0 + (Math.abs(y0) || 1);
     const unitY = this.opts.tickUnit;
     const yTicks = linearTicks(y0 / unitY, y1 / unitY, Math.max(2, Math.floor(plotH / 34)), this.opts.integer ? 1 : 0).map((t) => t * unitY);
@@ -151,11 +152,15 @@ export class Chart {
     }
     svg.append(grid, s('line', { class: 'axis-line', x1: MARGIN.left, x2: MARGIN.left + plotW, y1: MARGIN.top + plotH, y2: MARGIN.top + plotH }), labels);
 
-    for (const marker of markers) {
+    let labelledAt = -Infinity; // a marker's label only where it does not run into the last one
+    for (const marker of [...markers].sort((a, b) => a.x - b.x)) {
       if (marker.x < x0 || marker.x > x1) continue;
+      const at = sx(marker.x);
+      const label = at - labelledAt >= 30 ? marker.short ?? '' : '';
+      if (label) labelledAt = at;
       svg.append(s('g', { class: 'marker' },
-        s('line', { x1: sx(marker.x), x2: sx(marker.x), y1: MARGIN.top + 10, y2: MARGIN.top + plotH }),
-        s('text', { x: sx(marker.x), y: MARGIN.top + 6, 'text-anchor': 'middle' }, marker.short ?? ''),
+        s('line', { x1: at, x2: at, y1: MARGIN.top + 10, y2: MARGIN.top + plotH }),
+        s('text', { x: at, y: MARGIN.top + 6, 'text-anchor': 'middle' }, label),
         s('title', {}, marker.label)));
     }
     for (const t of onScale) {

@@ -64,3 +64,19 @@ export function totals(variants) {
     desired: variants.reduce((sum, v) => sum + (v.replicas_desired ?? 0), 0),
   };
 }
+
+const MIN_SPAN_S = 60;
+
+/**
+ * The time axis of a chart of the last rangeS seconds: the whole range once data covers
+ * it; before that, from the first point (at least a minute), so a young endpoint's
+ * charts are not squeezed against their right edge.
+ */
+export function timeDomain(byName, rangeS) {
+  const now = Date.now() / 1000;
+  let earliest = now;
+  for (const list of Object.values(byName)) {
+    for (const one of list) if (one.points.length) earliest = Math.min(earliest, one.points[0][0]);
+  }
+  return [Math.max(now - rangeS, Math.min(earliest, now - MIN_SPAN_S)), now];
+}

@@ -11,7 +11,10 @@ export function heartbeat(ok, error) {
   for (const listener of listeners) listener(ok, error);
 }
 
-/** Call fn now and every intervalMs after it finishes; returns stop(). Errors go to the indicator. */
+/**
+ * Call fn now and every intervalMs after it finishes. Returns stop(), with stop.now() to
+ * refresh at once (after a change). Errors go to the indicator, never unhandled.
+ */
 export function poll(intervalMs, fn) {
   let timer = null;
   let stopped = false;
@@ -36,9 +39,13 @@ export function poll(intervalMs, fn) {
   };
   document.addEventListener('visibilitychange', wake);
   tick();
-  return () => {
+  const stop = () => {
     stopped = true;
     if (timer !== null) clearTimeout(timer);
     document.removeEventListener('visibilitychange', wake);
   };
+  stop.now = () => {
+    if (timer !== null) { clearTimeout(timer); tick(); }
+  };
+  return stop;
 }

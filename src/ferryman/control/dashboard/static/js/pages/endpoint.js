@@ -3,7 +3,7 @@
 
 import { api, ApiError, path } from '../api.js';
 import { Chart } from '../chart.js';
-import { capabilities, endpointsNow, history, totals, variantName } from '../data.js';
+import { capabilities, endpointsNow, history, timeDomain, totals, variantName } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, bytes, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
 import { poll } from '../live.js';
@@ -16,7 +16,7 @@ const RANGES = [[300, '5 min'], [900, '15 min'], [3600, '1 h'], [21600, '6 h']];
 const LIVE_CHARTS = [
   { key: 'qps', title: 'Requests', unit: 'req/s', format: qps },
   { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
-  { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors' },
+  { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
   { key: 'weight', title: 'Traffic weight', unit: '%', format: (v) => `${number(v)}%` },
   { key: 'replicas', title: 'Replicas', unit: 'ready (dashed: desired)', format: number, also: 'replicas_desired', integer: true },
   { key: 'batch_size', title: 'Batch size', unit: 'rows per batch', format: number },
@@ -26,8 +26,8 @@ const LIVE_CHARTS = [
 const QUALITY_CHARTS = [
   { key: 'accuracy', title: 'Accuracy', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
   { key: 'f1', title: 'F1 (macro)', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
-  { key: 'input_drift_psi', title: 'Input drift', unit: 'PSI vs training data', format: (v) => number(v, 3) },
-  { key: 'prediction_drift', title: 'Prediction drift', unit: 'JS divergence vs baseline', format: (v) => number(v, 3) },
+  { key: 'input_drift_psi', title: 'Input drift', unit: 'PSI vs training data', format: (v) => number(v, 3), minTop: 0.1 },
+  { key: 'prediction_drift', title: 'Prediction drift', unit: 'JS divergence vs baseline', format: (v) => number(v, 3), minTop: 0.1 },
 ];
 
 const variantsColumns = (colors, quality) => [
@@ -190,7 +190,7 @@ export async function render(main, [name], ctx) {
   let shownRollout = null;
 
   const badges = h('span');
-  const scale = h('button', { type: 'button', dataset: { action: 'scale' }, onclick: () => deployment && scaleDialog(name, deployment, () => refresh()) }, 'Scale…');
+  const scale = h('button', { type: 'button', dataset: { action: 'scale' }, onclick: () => deployment && scaleDialog(name, deployment, () => refreshing.now()) }, 'Scale…');
   const tiles = h('div', { class: 'grid tiles' });
   const rolloutBox = h('div');
   const timelineBox = h('div', { class: 'card pad timeline-box' });
@@ -209,7 +209,7 @@ export async function render(main, [name], ctx) {
     tiles,
     section('Rollout', { id: 'rollout' }, caps.rollouts ? h('div', { class: 'grid two' }, rolloutBox, timelineBox) : notAvailable('Rollouts', 'GET /api/v1/rollouts')),
     section('Variants', {}, variantsBox),
-    section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; refreshHistory(true); }) },
+    section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; historyAt = 0; refreshing.now(); }) },
       caps.history ? live.el : notAvailable('Live charts', 'GET /api/v1/endpoints/{e}/history')),
     section('Quality and drift', { hint: 'accuracy from delayed feedback labels; drift against the training data' },
       caps.history ? qual.el : null, h('div', { class: 'section' }, qualityBox)),
@@ -245,7 +245,7 @@ export async function render(main, [name], ctx) {
       gates = {};
       return;
     }
-    replace(rolloutBox, h('div', {}, active.length ? null : h('h3', { class: 'section-head' }, 'Latest rollout'), rolloutCard(shownRollout, { onChange: () => refresh() })));
+    replace(rolloutBox, h('div', {}, active.length ? null : h('h3', { class: 'section-head' }, 'Latest rollout'), rolloutCard(shownRollout, { onChange: () => refreshing.now() })));
     const events = await api.get(path('rollouts', shownRollout.id, 'events'));
     replace(timelineBox, h('h3', {}, 'Timeline'), timeline(events));
     markers = events.filter((e) => /step|promoted|rolled_back|aborted/.test(e.action)).map((e) => {
@@ -275,9 +275,9 @@ export async function render(main, [name], ctx) {
     if (!force && Date.now() - historyAt < everyMs) return;
     historyAt = Date.now();
     const byName = await history(name, rangeS);
-    const now = Date.now() / 1000;
-    drawCharts(live, byName, [now - rangeS, now]);
-    drawCharts(qual, byName, [now - rangeS, now]);
+    const domain = timeDomain(byName, rangeS);
+    drawCharts(live, byName, domain);
+    drawCharts(qual, byName, domain);
   };
 
   const refresh = async () => {
@@ -302,7 +302,8 @@ export async function render(main, [name], ctx) {
     replace(deploymentBox, deploymentFacts(deployment));
     await refreshHistory();
   };
-  ctx.onLeave(poll(2000, refresh));
+  const refreshing = poll(2000, refresh);
+  ctx.onLeave(refreshing);
   ctx.onLeave(poll(10000, async () => {
     quality = await api.get(path('endpoints', name, 'quality'));
     replace(qualityBox, qualityTable(quality, colors));

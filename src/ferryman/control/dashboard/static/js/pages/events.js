@@ -34,9 +34,10 @@ export async function render(main, params, ctx) {
     lastId = events.length ? events[events.length - 1].id : 0;
     draw();
   };
-  model.addEventListener('change', () => { events = []; lastId = null; refresh(); });
+  model.addEventListener('change', () => { events = []; lastId = null; refreshing.now(); });
   main.append(
     pageHead({ title: 'Events', subtitle: 'The append-only audit log: every change, by whom, and when.' }),
     section('Audit log', { right: model }, box));
-  ctx.onLeave(poll(3000, refresh));
+  const refreshing = poll(3000, refresh);
+  ctx.onLeave(refreshing);
 }

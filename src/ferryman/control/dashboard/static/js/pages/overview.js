@@ -3,7 +3,7 @@
 
 import { api, path } from '../api.js';
 import { Chart } from '../chart.js';
-import { capabilities, endpointsNow, history, totals } from '../data.js';
+import { capabilities, endpointsNow, history, timeDomain, totals } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, iso, ms, pct, qps } from '../format.js';
 import { poll } from '../live.js';
@@ -53,8 +53,7 @@ class EndpointCard {
   async updateCharts() {
     if (!this.caps.history) return;
     const series = await history(this.name, WINDOW_S, ['qps', 'p99_ms']);
-    const now = Date.now() / 1000;
-    const domain = [now - WINDOW_S, now];
+    const domain = timeDomain(series, WINDOW_S);
     const lines = (name) => (series[name] ?? []).map((one) => ({ label: one.variant, color: this.colors.of(one.variant), points: one.points }));
     this.qpsChart.set({ series: lines('qps'), domain });
     this.p99Chart.set({ series: lines('p99_ms'), domain });
@@ -120,7 +119,7 @@ export async function render(main, params, ctx) {
     const all = endpoints.flatMap((e) => e.variants);
     const t = totals(all);
     replace(tiles,
-      tile('Endpoints', String(endpoints.length), { sub: `${all.length} variants` }),
+      tile('Endpoints', String(endpoints.length), { sub: `${all.length} variant${all.length === 1 ? '' : 's'}` }),
       tile('Requests', qps(t.qps), { unit: '/s', sub: 'all endpoints' }),
       tile('Errors', pct(t.errors), { tone: t.errors > 0.01 ? 'bad' : '', sub: 'share of requests' }),
       tile('Rollouts', rollouts ? String(active.length) : '—', { sub: rollouts ? 'in progress' : 'not available here', tone: active.length ? 'warn' : '' }),

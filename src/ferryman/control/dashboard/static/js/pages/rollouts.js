@@ -27,12 +27,13 @@ async function renderList(main, ctx) {
   const box = h('div', { class: 'card' });
   main.append(
     pageHead({ title: 'Rollouts', subtitle: 'Moves from one version to the next, stepped by their gates.' }),
-    section('Rollouts', { right: segmented([[false, 'All'], [true, 'In progress']], activeOnly, (v) => { activeOnly = v; refresh(); }) }, box));
+    section('Rollouts', { right: segmented([[false, 'All'], [true, 'In progress']], activeOnly, (v) => { activeOnly = v; refreshing.now(); }) }, box));
   const refresh = async () => {
     const rollouts = await api.get(path('rollouts', { active_only: activeOnly }));
     replace(box, listTable([...rollouts].reverse()));
   };
-  ctx.onLeave(poll(3000, refresh));
+  const refreshing = poll(3000, refresh);
+  ctx.onLeave(refreshing);
 }
 
 async function renderOne(main, id, ctx) {
@@ -47,10 +48,11 @@ async function renderOne(main, id, ctx) {
       title: `Rollout #${rollout.id}`, badges: [rolloutBadge(rollout.status)],
       subtitle: `${rollout.model}: ${change(rollout)}, ${rollout.strategy.replace('_', '-')}`,
     }));
-    replace(card, rolloutCard(rollout, { onChange: refresh, link: false }));
+    replace(card, rolloutCard(rollout, { onChange: () => refreshing.now(), link: false }));
     replace(events, timeline(list));
   };
-  ctx.onLeave(poll(2000, refresh));
+  const refreshing = poll(2000, refresh);
+  ctx.onLeave(refreshing);
 }
 
 export async function render(main, params, ctx) {
