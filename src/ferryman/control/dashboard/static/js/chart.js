@@ -122,7 +122,7 @@ export class Chart {
     if (x1 <= x0) { x0 -= 1; x1 += 1; }
     const dataMax = Math.max(...all.map((p) => p[1]));
     // A threshold far above the data would flatten it: it is named in the header instead.
-    const onScale = thresholds.filter((t) => t.value <= Math.max(dataMax * 3, 1e-9));
+    const onScale = thresholds.filter((t) => t.value <= Math.max(dataMax * 3, this.opts.minTop ?? 1e-9));
     replace(this.note, thresholds.filter((t) => !onScale.includes(t)).map((t) => `${t.label} (off scale)`).join(' · '));
     const ys = [...all.map((p) => p[1]), ...onScale.map((t) => t.value)];
     let y0 = Math.min(...ys);

@@ -81,7 +81,7 @@ function alertsBanner(alerts) {
 
 function rolloutsStrip(rollouts) {
   if (!rollouts.length) return null;
-  return section('Rollouts in progress', {}, table([
+  return section('Rollouts in progress', {}, h('div', { class: 'card' }, table([
     { label: '#', render: (r) => h('a', { href: `/ui/rollouts/${r.id}` }, `#${r.id}`) },
     { label: 'Endpoint', render: (r) => h('a', { href: `/ui/endpoints/${encodeURIComponent(r.endpoint)}` }, r.endpoint) },
     { label: 'Change', render: (r) => change(r) },
@@ -89,7 +89,7 @@ function rolloutsStrip(rollouts) {
     { label: 'Weight', num: true, render: (r) => `${r.weight}%` },
     { label: 'Why', render: (r) => h('span', { class: 'muted' }, r.reason) },
     { label: 'Updated', render: (r) => h('span', { title: iso(r.updated_at) }, ago(r.updated_at)) },
-  ], rollouts, { testid: 'active-rollouts' }));
+  ], rollouts, { testid: 'active-rollouts' })));
 }
 
 export async function render(main, params, ctx) {
