@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from tests.control.api.conftest import RunningServer
@@ -121,3 +122,57 @@ def test_the_session_cookie_is_invisible_to_scripts(page: Page, control: Running
     assert cookie["sameSite"] == "Strict"
     assert cookie["path"] == "/"
     assert page.evaluate("document.cookie") == ""
+
+
+def test_pause_resume_promote_and_undo_from_the_rollout_card(
+    page: Page, control: RunningServer, screenshots: Path
+) -> None:
+    """Every button of a rollout, each through the API with the session's CSRF token and
+    each seen in the registry (no control loop runs here, so nothing moves by itself)."""
+    seed(control.registry)
+    started = httpx.post(
+        control.url + "/api/v1/rollouts",
+        json={"endpoint": "digits", "version": 2},
+        headers={"authorization": f"Bearer {control.token}"},
+    )
+    assert started.status_code == 201, started.text
+    rollout_id = started.json()["id"]
+    log_in(page, control, f"/ui/rollouts/{rollout_id}")
+    card = page.locator(f"[data-testid=rollout][data-rollout='{rollout_id}']")
+
+    def press(action: str, status: str) -> None:
+        card.locator(f"[data-action={action}]").click()
+        page.click("[data-testid=confirm]")
+        expect(card).to_have_attribute("data-status", status)
+        assert control.registry.rollouts.get(rollout_id).status.value == status
+
+    press("pause", "paused")
+    press("resume", "progressing")
+    press("promote", "promoted")
+    assert control.registry.get_model("digits").aliases["production"] == 2
+    expect(page.locator("[data-testid=timeline] li[data-action=promoted]")).to_be_visible()
+    page.screenshot(path=screenshots / "rollout-promoted.png", full_page=True)
+    press("rollback", "rolled_back")  # undo the promotion
+    assert control.registry.get_model("digits").aliases["production"] == 1
+    spec = control.registry.deployments.get("digits").spec
+    assert [(v.version, v.weight) for v in spec.variants] == [(1, 100)]
+
+
+def test_abort_asks_first_and_cancel_changes_nothing(page: Page, control: RunningServer) -> None:
+    seed(control.registry)
+    started = httpx.post(
+        control.url + "/api/v1/rollouts",
+        json={"endpoint": "digits", "version": 2},
+        headers={"authorization": f"Bearer {control.token}"},
+    )
+    rollout_id = started.json()["id"]
+    log_in(page, control, "/ui/endpoints/digits")
+    card = page.locator(f"[data-testid=rollout][data-rollout='{rollout_id}']")
+    card.locator("[data-action=abort]").click()
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("[role=dialog]")).to_have_count(0)
+    assert control.registry.rollouts.get(rollout_id).status.value == "progressing"
+    card.locator("[data-action=abort]").click()
+    page.click("[data-testid=confirm]")
+    expect(card).to_have_attribute("data-status", "aborted")
+    assert control.registry.rollouts.get(rollout_id).status.value == "aborted"

@@ -124,6 +124,11 @@ def test_watch_a_canary_step_and_roll_it_back_from_the_dashboard(
         back_s = load.now_s()
         wait_for(lambda: load.now_s() > back_s + 3, 5, "three more seconds of traffic")
         page.screenshot(path=screenshots / "story-3-rolled-back.png", full_page=True)
+        panel.locator(f"a[href='/ui/rollouts/{rollout['id']}']").click()
+        weight = page.locator("[data-testid=chart-weight] svg")
+        expect(weight.locator("path.series")).to_have_count(2)  # baseline and candidate
+        expect(weight.locator(".marker")).not_to_have_count(0)  # the steps and the rollback
+        page.screenshot(path=screenshots / "story-4-rollout.png", full_page=True)
 
     assert load.failures() == []
     # the gateway reads its route file every 0.15 s: give it a second before counting
@@ -134,7 +139,7 @@ def test_watch_a_canary_step_and_roll_it_back_from_the_dashboard(
 
     page.goto(watched.api + "/ui/models/m")
     expect(page.locator("[data-testid=lineage] [data-version='2']")).to_be_visible()
-    page.screenshot(path=screenshots / "story-4-model.png", full_page=True)
+    page.screenshot(path=screenshots / "story-5-model.png", full_page=True)
 
 
 def _only_v1_routed(stack: Stack) -> bool:

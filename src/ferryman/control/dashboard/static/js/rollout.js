@@ -129,8 +129,10 @@ const FIGURE_LABELS = {
   input_drift_psi: ['input PSI', (v) => number(v, 3)],
   p_value: ['p', (v) => number(v, 4)],
   agreement: ['agreement', (v) => pct(v)],
+  production_before: ['production was', (v) => `v${v}`],
 };
-const HIDDEN = new Set(['reason', 'status', 'weight', 'step_index', 'endpoint', 'model', 'rollout', 'rollout_id', 'id', 'actor', 'verdict']);
+const HIDDEN = new Set(['reason', 'status', 'weight', 'step_index', 'endpoint', 'model', 'rollout', 'rollout_id', 'id', 'actor', 'verdict', 'plan']);
+const UNNAMED = new Set(['figures', 'state']); // their figures read well without the group's name
 const VERDICT_TONES = { pass: 'ok', fail: 'bad', inconclusive: 'warn' };
 
 function figureText(key, value) {
@@ -142,22 +144,27 @@ function figureText(key, value) {
   return [key.replaceAll('_', ' '), String(value)];
 }
 
-/** The figures an event was decided on: the window's (flat), a bake, a pool, a test, a report. */
+/**
+ * The figures an event was decided on: the window's (flat), a bake, a pool, a test, a
+ * report, each leaf a chip; the plan is left out (the card shows it).
+ */
 function figures(details) {
   const chips = [];
   const verdict = details?.figures?.verdict ?? details?.verdict;
   if (verdict) chips.push(badge(verdict, VERDICT_TONES[verdict] ?? '', { plain: true }));
-  const add = (object, group) => {
+  const add = (object, prefix, depth) => {
     for (const [key, value] of Object.entries(object ?? {})) {
       if (HIDDEN.has(key) || value === null || value === undefined || value === '') continue;
-      if (typeof value === 'object' && !Array.isArray(value) && !group) { add(value, key === 'figures' ? ' ' : key); continue; }
+      if (typeof value === 'object' && !Array.isArray(value)) {
+        if (depth < 3) add(value, UNNAMED.has(key) ? prefix : `${prefix}${key.replaceAll('_', ' ')} `, depth + 1);
+        continue;
+      }
       const [label, text] = figureText(key, Array.isArray(value) ? value.join(', ') : value);
-      const prefix = group && group !== ' ' ? `${group.replaceAll('_', ' ')} ` : '';
       chips.push(h('span', { class: 'figure' }, `${prefix}${label} `, h('b', text)));
     }
   };
-  add(details, '');
-  return chips.slice(0, 18);
+  add(details, '', 0);
+  return chips.slice(0, 20);
 }
 
 /** The rollout's events, newest first. */

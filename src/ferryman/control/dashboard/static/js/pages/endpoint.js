@@ -2,34 +2,17 @@
 // buttons, live charts, quality and drift, alerts, the deployment, and the payload log.
 
 import { api, ApiError, path } from '../api.js';
-import { Chart } from '../chart.js';
 import { capabilities, endpointsNow, history, timeDomain, totals, variantName } from '../data.js';
 import { h, replace } from '../dom.js';
-import { ago, bytes, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
+import { ago, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
 import { poll } from '../live.js';
+import { ChartGrid, LIVE_CHARTS, QUALITY_CHARTS, rolloutGates, rolloutMarkers } from '../metrics.js';
 import { change, rolloutCard, timeline } from '../rollout.js';
 import {
   Colors, badge, dialog, levelBadge, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table, tile, toast, weightCell,
 } from '../ui.js';
 
 const RANGES = [[300, '5 min'], [900, '15 min'], [3600, '1 h'], [21600, '6 h']];
-const LIVE_CHARTS = [
-  { key: 'qps', title: 'Requests', unit: 'req/s', format: qps },
-  { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
-  { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
-  { key: 'weight', title: 'Traffic weight', unit: '%', format: (v) => `${number(v)}%` },
-  { key: 'replicas', title: 'Replicas', unit: 'ready (dashed: desired)', format: number, also: 'replicas_desired', integer: true },
-  { key: 'batch_size', title: 'Batch size', unit: 'rows per batch', format: number },
-  { key: 'cpu_pct', title: 'CPU', unit: '% of one core', format: (v) => `${number(v)}%` },
-  { key: 'rss_bytes', title: 'Memory', unit: 'resident', format: bytes, tickUnit: 1024 * 1024 },
-];
-const QUALITY_CHARTS = [
-  { key: 'accuracy', title: 'Accuracy', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
-  { key: 'f1', title: 'F1 (macro)', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
-  { key: 'input_drift_psi', title: 'Input drift', unit: 'PSI vs training data', format: (v) => number(v, 3), minTop: 0.1 },
-  { key: 'prediction_drift', title: 'Prediction drift', unit: 'JS divergence vs baseline', format: (v) => number(v, 3), minTop: 0.1 },
-];
-
 const variantsColumns = (colors, quality) => [
   { label: 'Variant', render: (v) => h('span', { class: 'nowrap' }, h('i', { class: 'swatch', style: { background: colors.of(v.name) } }), h('b', v.name)) },
   { label: 'Model', render: (v) => h('a', { href: `/ui/models/${encodeURIComponent(v.model)}` }, `${v.model} v${v.version}`) },
@@ -176,11 +159,6 @@ function rolloutHistory(rollouts) {
   ], [...rollouts].reverse(), { empty: 'No rollouts on this endpoint yet.' });
 }
 
-function chartGrid(specs) {
-  const charts = specs.map((spec) => ({ spec, chart: new Chart({ ...spec, testid: `chart-${spec.key}` }) }));
-  return { charts, el: h('div', { class: 'grid charts' }, charts.map((c) => c.chart.el)) };
-}
-
 export async function render(main, [name], ctx) {
   const caps = await capabilities();
   const colors = new Colors();
@@ -195,13 +173,13 @@ export async function render(main, [name], ctx) {
   const rolloutBox = h('div');
   const timelineBox = h('div', { class: 'card pad timeline-box' });
   const variantsBox = h('div', { class: 'card' });
-  const live = chartGrid(LIVE_CHARTS);
-  const qual = chartGrid(QUALITY_CHARTS);
+  const live = new ChartGrid(LIVE_CHARTS);
+  const qual = new ChartGrid(QUALITY_CHARTS);
   const qualityBox = h('div', { class: 'card' });
   const alertsBox = h('div', { class: 'card' });
   const deploymentBox = h('div', { class: 'card' });
   const historyBox = h('div', { class: 'card' });
-  ctx.onLeave(() => [...live.charts, ...qual.charts].forEach((c) => c.chart.destroy()));
+  ctx.onLeave(() => { live.destroy(); qual.destroy(); });
 
   main.append(
     pageHead({ crumbs: [h('a', { href: '/ui/' }, 'Overview'), 'Endpoints'], title: name, badges: [badges], actions: [scale],
@@ -248,24 +226,10 @@ export async function render(main, [name], ctx) {
     replace(rolloutBox, h('div', {}, active.length ? null : h('h3', { class: 'section-head' }, 'Latest rollout'), rolloutCard(shownRollout, { onChange: () => refreshing.now() })));
     const events = await api.get(path('rollouts', shownRollout.id, 'events'));
     replace(timelineBox, h('h3', {}, 'Timeline'), timeline(events));
-    markers = events.filter((e) => /step|promoted|rolled_back|aborted/.test(e.action)).map((e) => {
-      const kind = e.action.replace(/^rollout\./, '');
-      const short = kind === 'step' ? `${e.details?.weight ?? ''}%` : kind === 'promoted' ? '✓' : '↩';
-      return { x: toDate(e.at ?? e.time).getTime() / 1000, short, label: `${kind.replaceAll('_', ' ')} ${e.details?.reason ?? ''}` };
-    });
-    const g = shownRollout.plan?.gates ?? {};
-    gates = { p99: g.max_p99_ms, errors: g.min_success_rate === undefined ? undefined : 1 - g.min_success_rate };
+    markers = rolloutMarkers(events);
+    gates = rolloutGates(shownRollout);
   };
 
-  const drawCharts = (grid, byName, domain) => {
-    for (const { spec, chart } of grid.charts) {
-      const series = (byName[spec.key] ?? []).map((one) => ({ label: one.variant, color: colors.of(one.variant), points: one.points }));
-      if (spec.also) for (const one of byName[spec.also] ?? []) series.push({ label: `${one.variant} ${spec.also === 'p50_ms' ? 'p50' : 'desired'}`, color: colors.of(one.variant), points: one.points, dashed: true });
-      const gate = spec.gate && gates[spec.gate] !== undefined && shownRollout && ['progressing', 'paused'].includes(shownRollout.status)
-        ? [{ value: gates[spec.gate], label: `gate ${spec.format(gates[spec.gate])}` }] : [];
-      chart.set({ series, domain, markers, thresholds: gate });
-    }
-  };
   // Every series the monitor keeps (asking by name would fail on a series it does not
   // know); long ranges are read less often, as their points change every 10 s anyway.
   let historyAt = 0;
@@ -276,8 +240,8 @@ export async function render(main, [name], ctx) {
     historyAt = Date.now();
     const byName = await history(name, rangeS);
     const domain = timeDomain(byName, rangeS);
-    drawCharts(live, byName, domain);
-    drawCharts(qual, byName, domain);
+    live.draw(byName, domain, colors, { markers, gates });
+    qual.draw(byName, domain, colors, { markers });
   };
 
   const refresh = async () => {

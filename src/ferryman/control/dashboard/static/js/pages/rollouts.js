@@ -1,12 +1,17 @@
 // Every rollout (newest first), and one rollout with its timeline.
 
 import { api, path } from '../api.js';
-import { capabilities } from '../data.js';
+import { capabilities, history, variantName } from '../data.js';
 import { h, replace } from '../dom.js';
-import { ago, iso } from '../format.js';
+import { ago, iso, toDate } from '../format.js';
 import { poll } from '../live.js';
+import { ChartGrid, LIVE_CHARTS, rolloutGates, rolloutMarkers } from '../metrics.js';
 import { change, rolloutCard, timeline } from '../rollout.js';
-import { notAvailable, pageHead, rolloutBadge, section, segmented, table } from '../ui.js';
+import { Colors, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table } from '../ui.js';
+
+const ROLLOUT_CHARTS = ['qps', 'p99_ms', 'error_rate', 'weight'];
+const MARGIN_S = 30;
+const MOST_HISTORY_S = 24 * 3600; // the monitor's default retention
 
 function listTable(rollouts) {
   return table([
@@ -36,11 +41,32 @@ async function renderList(main, ctx) {
   ctx.onLeave(refreshing);
 }
 
-async function renderOne(main, id, ctx) {
+/** The endpoint's series over the rollout's life (from a little before it, to its end). */
+async function drawCharts(grid, box, rollout, events, colors) {
+  const now = Date.now() / 1000;
+  const start = toDate(rollout.created_at).getTime() / 1000 - MARGIN_S;
+  const end = rollout.finished_at ? Math.min(now, toDate(rollout.finished_at).getTime() / 1000 + MARGIN_S) : now;
+  if (now - start > MOST_HISTORY_S) {
+    replace(box, notice('This rollout is older than the metric history the monitor keeps.'));
+    return;
+  }
+  const byName = await history(rollout.endpoint, Math.ceil(now - start), [...ROLLOUT_CHARTS, 'p50_ms']);
+  colors.seed([rollout.baseline, rollout.candidate].map((v) => v.name ?? variantName(v)));
+  grid.draw(byName, [start, end], colors, { markers: rolloutMarkers(events), gates: rolloutGates(rollout) });
+}
+
+async function renderOne(main, id, ctx, caps) {
   const head = h('div');
   const card = h('div');
   const events = h('div', { class: 'card pad' });
-  main.append(head, card, section('Timeline', { hint: 'every analysis window and decision, newest first' }, events));
+  const grid = new ChartGrid(LIVE_CHARTS.filter((spec) => ROLLOUT_CHARTS.includes(spec.key)));
+  const chartsBox = h('div', {}, caps.history ? grid.el : notAvailable('Charts', 'GET /api/v1/endpoints/{e}/history'));
+  const colors = new Colors();
+  ctx.onLeave(() => grid.destroy());
+  grid.el.classList.add('pairs');
+  main.append(head, card,
+    section('The endpoint during the rollout', { hint: 'baseline and candidate; a marker at each step' }, chartsBox),
+    section('Timeline', { hint: 'every analysis window and decision, newest first' }, events));
   const refresh = async () => {
     const [rollout, list] = await Promise.all([api.get(path('rollouts', id)), api.get(path('rollouts', id, 'events'))]);
     replace(head, pageHead({
@@ -50,6 +76,7 @@ async function renderOne(main, id, ctx) {
     }));
     replace(card, rolloutCard(rollout, { onChange: () => refreshing.now(), link: false }));
     replace(events, timeline(list));
+    if (caps.history) await drawCharts(grid, chartsBox, rollout, list, colors);
   };
   const refreshing = poll(2000, refresh);
   ctx.onLeave(refreshing);
@@ -61,6 +88,6 @@ export async function render(main, params, ctx) {
     main.append(pageHead({ title: 'Rollouts' }), notAvailable('Rollouts', 'GET /api/v1/rollouts'));
     return;
   }
-  if (params.length) await renderOne(main, params[0], ctx);
+  if (params.length) await renderOne(main, params[0], ctx, caps);
   else await renderList(main, ctx);
 }
