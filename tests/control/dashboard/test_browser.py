@@ -7,11 +7,13 @@ Each test saves screenshots a reviewer can open (the folder is printed in the su
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
 
+from ferryman.registry import AlertChange, AlertLevel, MetricSample, Registry
 from tests.control.api.conftest import RunningServer
 from tests.control.dashboard.conftest import seed
 
@@ -176,3 +178,56 @@ def test_abort_asks_first_and_cancel_changes_nothing(page: Page, control: Runnin
     page.click("[data-testid=confirm]")
     expect(card).to_have_attribute("data-status", "aborted")
     assert control.registry.rollouts.get(rollout_id).status.value == "aborted"
+
+
+def _monitor_records(registry: Registry) -> None:
+    """What the monitor would have written for ``digits`` v1: five minutes of samples every
+    10 s, an alert still firing and one resolved."""
+    now = time.time()
+    values = {"p99_ms": 12.0, "p50_ms": 3.0, "error_rate": 0.0, "weight": 100.0,
+              "replicas": 1.0, "replicas_desired": 1.0}  # fmt: skip
+    samples = [
+        MetricSample(
+            time_s=now - age_s,
+            endpoint="digits",
+            variant="v1",
+            values={**values, "qps": 20 + age_s / 30},
+        )
+        for age_s in range(300, -1, -10)
+    ]
+    registry.history.add(samples, retention_s=3600)
+    change = AlertChange(
+        rule="p99_latency", level=AlertLevel.WARNING, endpoint="digits", variant="v1",
+        value=12.0, threshold=10.0, message="digits v1: p99 12 ms > 10 ms for 1 min",
+    )  # fmt: skip
+    old = change.model_copy(update={"rule": "error_rate", "level": AlertLevel.CRITICAL,
+                                     "message": "digits v1: 8% errors > 5%"})  # fmt: skip
+    registry.alerts.record([old], [], "monitor")
+    registry.alerts.record([], [old], "monitor")
+    registry.alerts.record([change], [], "monitor")
+
+
+def test_the_monitors_figures_alerts_and_charts(
+    page: Page, control: RunningServer, screenshots: Path
+) -> None:
+    """The overview and the endpoint page read the monitor's records as it writes them."""
+    seed(control.registry)
+    _monitor_records(control.registry)
+    log_in(page, control)
+    banner = page.locator("[data-testid=alerts-firing]")
+    expect(banner).to_contain_text("1 alert firing")
+    expect(banner).to_contain_text("digits v1: p99 12 ms > 10 ms for 1 min")
+    card = page.locator("[data-testid=endpoint-card][data-endpoint=digits]")
+    expect(card).to_contain_text("1 alert")
+    expect(card.locator("[data-testid=qps-chart] svg")).to_have_attribute("data-points", "31")
+    expect(card.locator("[data-testid=qps-chart] .legend")).to_contain_text("v1 20")
+    expect(card.locator(".stats")).to_contain_text("12.0ms")  # the newest p99
+    page.screenshot(path=screenshots / "overview-alert.png", full_page=True)
+    card.locator("a.name").click()
+    alerts = page.locator("[data-testid=alerts] tbody tr")
+    expect(alerts).to_have_count(2)
+    expect(alerts.first).to_contain_text("warning")
+    expect(alerts.nth(1)).to_contain_text("resolved")
+    latency = page.locator("[data-testid=chart-p99_ms] svg")
+    expect(latency.locator("path.series")).to_have_count(2)  # p99 and the dashed p50
+    expect(page.locator("[data-testid=chart-replicas] svg")).to_have_attribute("data-points", "62")

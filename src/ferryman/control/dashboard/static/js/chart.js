@@ -17,10 +17,15 @@ function niceStep(span, count) {
   return (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * magnitude;
 }
 
+/** Nice ticks covering [lo, hi]: the first at or below lo, the last at or above hi. */
 function linearTicks(lo, hi, count, minStep = 0) {
   const step = Math.max(niceStep(hi - lo, count), minStep);
   const ticks = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  const first = Math.floor(lo / step + 1e-9) * step;
+  for (let v = first; ticks.length < 50; v += step) {
+    ticks.push(Number(v.toPrecision(12)));
+    if (v >= hi - step * 1e-9) break;
+  }
   return ticks;
 }
 
@@ -148,7 +153,7 @@ export class Chart {
       const { ticks, step } = timeTicks(x0, x1, xCount);
       for (const t of ticks) labels.append(s('text', { x: sx(t), y: height - 5, 'text-anchor': 'middle' }, timeLabel(t, step)));
     } else {
-      for (const t of linearTicks(x0, x1, xCount)) labels.append(s('text', { x: sx(t), y: height - 5, 'text-anchor': 'middle' }, number(t)));
+      for (const t of linearTicks(x0, x1, xCount).filter((v) => v >= x0 && v <= x1)) labels.append(s('text', { x: sx(t), y: height - 5, 'text-anchor': 'middle' }, number(t)));
     }
     svg.append(grid, s('line', { class: 'axis-line', x1: MARGIN.left, x2: MARGIN.left + plotW, y1: MARGIN.top + plotH, y2: MARGIN.top + plotH }), labels);
 

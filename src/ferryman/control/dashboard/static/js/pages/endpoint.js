@@ -262,7 +262,7 @@ export async function render(main, [name], ctx) {
       tile('Replicas', t.ready === null ? String(t.desired) : `${t.ready} / ${t.desired}`, { sub: t.ready === null ? 'desired' : 'ready / desired' }),
       tile('Alerts', alerts ? String(alerts.filter((a) => a.state === 'firing').length) : '—', { sub: 'firing', tone: alerts?.some((a) => a.state === 'firing') ? 'bad' : '' }));
     replace(variantsBox, table(variantsColumns(colors, quality?.variants), variants, { testid: 'variants' }));
-    if (alerts) replace(alertsBox, alertsTable([...alerts].reverse()));
+    if (alerts) replace(alertsBox, alertsTable(alerts)); // newest first, as the API lists them
     replace(deploymentBox, deploymentFacts(deployment));
     await refreshHistory();
   };
