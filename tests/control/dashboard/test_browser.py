@@ -68,6 +68,7 @@ def test_overview_and_scale_from_the_endpoint_page(
     card.locator("a.name").click()
     expect(page).to_have_url(control.url + "/ui/endpoints/digits")
     expect(page.locator("[data-testid=variants] tbody tr")).to_have_count(1)
+    expect(page.locator("[data-testid=variants] tbody tr")).to_contain_text("92%")  # offline
     page.click("[data-action=scale]")
     page.fill("input[name=replicas]", "3")
     page.click("[data-testid=confirm]")

@@ -13,7 +13,16 @@ import {
 } from '../ui.js';
 
 const RANGES = [[300, '5 min'], [900, '15 min'], [3600, '1 h'], [21600, '6 h']];
-const variantsColumns = (colors, quality) => [
+/** A version's registered metric most worth comparing with live accuracy. */
+function offline(version) {
+  const metrics = version?.metrics ?? {};
+  const key = ['accuracy', 'val_accuracy', 'f1', 'auc'].find((k) => k in metrics) ?? Object.keys(metrics)[0];
+  if (!key) return '—';
+  const value = metrics[key];
+  return h('span', { title: `${key} when registered` }, value <= 1 ? pct(value) : number(value, 3), key.endsWith('accuracy') ? null : h('span', { class: 'faint' }, ` ${key}`));
+}
+
+const variantsColumns = (colors, quality, versions) => [
   { label: 'Variant', render: (v) => h('span', { class: 'nowrap' }, h('i', { class: 'swatch', style: { background: colors.of(v.name) } }), h('b', v.name)) },
   { label: 'Model', render: (v) => h('a', { href: `/ui/models/${encodeURIComponent(v.model)}` }, `${v.model} v${v.version}`) },
   { label: 'Weight', num: true, render: (v) => weightCell(v.weight, colors.of(v.name)) },
@@ -22,7 +31,8 @@ const variantsColumns = (colors, quality) => [
   { label: 'p50', num: true, render: (v) => (v.p50_ms === null || v.p50_ms === undefined ? '—' : `${ms(v.p50_ms)} ms`) },
   { label: 'p99', num: true, render: (v) => (v.p99_ms === null || v.p99_ms === undefined ? '—' : `${ms(v.p99_ms)} ms`) },
   { label: 'Errors', num: true, render: (v) => h('span', { class: v.error_rate > 0.01 ? 'bad-text' : '' }, pct(v.error_rate)) },
-  { label: 'Accuracy', num: true, render: (v) => (quality?.[v.name]?.labelled ? pct(quality[v.name].accuracy) : '—') },
+  { label: 'Offline', num: true, render: (v) => offline(versions.get(`${v.model}/${v.version}`)) },
+  { label: 'Live accuracy', num: true, render: (v) => (quality?.[v.name]?.labelled ? pct(quality[v.name].accuracy) : '—') },
   { label: 'Labelled', num: true, render: (v) => number(quality?.[v.name]?.labelled ?? null) },
 ];
 
@@ -166,6 +176,7 @@ export async function render(main, [name], ctx) {
   let deployment = null;
   let quality = null;
   let shownRollout = null;
+  const versions = new Map(); // 'model/version' → its record (immutable, read once)
 
   const badges = h('span');
   const scale = h('button', { type: 'button', dataset: { action: 'scale' }, onclick: () => deployment && scaleDialog(name, deployment, () => refreshing.now()) }, 'Scale…');
@@ -261,7 +272,10 @@ export async function render(main, [name], ctx) {
       tile('Errors', pct(t.errors), { tone: t.errors > 0.01 ? 'bad' : '' }),
       tile('Replicas', t.ready === null ? String(t.desired) : `${t.ready} / ${t.desired}`, { sub: t.ready === null ? 'desired' : 'ready / desired' }),
       tile('Alerts', alerts ? String(alerts.filter((a) => a.state === 'firing').length) : '—', { sub: 'firing', tone: alerts?.some((a) => a.state === 'firing') ? 'bad' : '' }));
-    replace(variantsBox, table(variantsColumns(colors, quality?.variants), variants, { testid: 'variants' }));
+    await Promise.all(variants.filter((v) => !versions.has(`${v.model}/${v.version}`)).map(async (v) => {
+      versions.set(`${v.model}/${v.version}`, await api.get(path('models', v.model, 'versions', v.version)));
+    }));
+    replace(variantsBox, table(variantsColumns(colors, quality?.variants, versions), variants, { testid: 'variants' }));
     if (alerts) replace(alertsBox, alertsTable(alerts)); // newest first, as the API lists them
     replace(deploymentBox, deploymentFacts(deployment));
     await refreshHistory();
