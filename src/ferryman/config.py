@@ -125,6 +125,12 @@ class ControlSettings(BaseModel):
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
     )
+    session_ttl_s: float = Field(
+        default=12 * 3600.0,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="How long a dashboard login lasts; then the token is asked for again.",
+    )
     reconcile_interval_s: float = Field(
         default=0.5, gt=0, le=60, description="Time between two passes of the control loop."
     )

@@ -25,10 +25,10 @@ def up(
     check_bind(settings)
     token = load_or_create_token(settings.data_dir)
     scheme = "https" if settings.control.tls_cert_file else "http"
-    console.print(
-        f"Ferryman control plane on {scheme}://{settings.control.host}:{settings.control.port}"
-    )
-    console.print(f"  API docs: {scheme}://{settings.control.host}:{settings.control.port}/docs")
+    url = f"{scheme}://{settings.control.host}:{settings.control.port}"
+    console.print(f"Ferryman control plane on {url}")
+    console.print(f"  Dashboard: {url}/ui/ (log in with the API token)")
+    console.print(f"  API docs: {url}/docs")
     if token.is_new:
         console.print(
             f"  API token (shown once; kept in {settings.data_dir}/control-token, mode 0600):"

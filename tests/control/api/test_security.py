@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,12 @@ import pytest
 
 from ferryman.config import ControlSettings, load_settings
 from ferryman.control.api.app import create_app
-from ferryman.control.api.security import OPEN_PATHS, TOKEN_FILE, load_or_create_token
+from ferryman.control.api.security import (
+    OPEN_PATHS,
+    OPEN_PREFIXES,
+    TOKEN_FILE,
+    load_or_create_token,
+)
 from ferryman.control.server import check_bind
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry
@@ -33,28 +39,64 @@ def _every_route(registry: Registry) -> list[tuple[str, str]]:
         for path, operations in app.openapi()["paths"].items()
         for method in operations
     }
-    for route in app.routes:
-        if isinstance(getattr(route, "path", None), str):
-            for method in getattr(route, "methods", None) or {"GET"}:
-                census.add((method, route.path))  # type: ignore[attr-defined]
+    for path, methods in _walk(app.routes, ""):
+        census.update((method, path) for method in methods)
     return sorted((method, re.sub(r"\{[^}]+\}", "x", path)) for method, path in census)
 
 
+def _walk(routes: Iterable[object], prefix: str) -> Iterator[tuple[str, set[str]]]:
+    """Every route's path and methods, into included routers too: FastAPI ≥ 0.120 keeps an
+    included router as one entry (``original_router``) instead of copying its routes."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _walk(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
+        elif isinstance(path := getattr(route, "path", None), str):
+            yield prefix + path, set(getattr(route, "methods", None) or {"GET"})
+
+
 def test_every_route_needs_the_token(control: RunningServer) -> None:
-    """S1: enumerate every route and method; no token (or a wrong one) → 401."""
+    """S1: enumerate every route and method; no token (or a wrong one, or a forged session
+    cookie) → 401, or for a dashboard page a 303 to the login page."""
     census = _every_route(control.registry)
     assert len(census) >= 15
     open_routes = set()
     for method, path in census:
-        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic abc"}):
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            continue  # declared open: checked below to hold nothing private
+        for headers in (
+            {},
+            {"authorization": "Bearer wrong"},
+            {"authorization": "Basic abc"},
+            {"cookie": "ferryman_session=v1.1.forged.mac"},
+        ):
             response = httpx.request(method, control.url + path, headers=headers)
+            if _sent_to_login(response):
+                assert method == "GET"
+                assert path == "/" or path.startswith("/ui")
+                continue
             if response.status_code != 401:
                 open_routes.add(path)
                 continue
             assert response.json()["error"].startswith("a valid bearer token is required")
             assert response.headers["www-authenticate"].startswith("Bearer")
-    assert open_routes <= OPEN_PATHS
-    assert {"/docs", "/openapi.json", "/healthz"} <= {path for _, path in census}
+    assert open_routes == set()
+    assert {"/docs", "/openapi.json", "/healthz", "/ui/login"} <= {path for _, path in census}
+    pages = {path for method, path in census if path.startswith("/ui/") and method == "GET"}
+    assert {"/ui/", "/ui/endpoints/x", "/ui/models/x", "/ui/rollouts/x"} <= pages
+
+
+def _sent_to_login(response: httpx.Response) -> bool:
+    return response.status_code == 303 and response.headers["location"].startswith("/ui/login?")
+
+
+def test_open_dashboard_routes_hold_nothing_private(control: RunningServer) -> None:
+    """The login page and the static files are open; they carry no data and no token."""
+    for path in ("/ui/login", "/ui/assets/app.css", "/ui/assets/js/main.js"):
+        response = httpx.get(control.url + path)
+        assert response.status_code == 200
+        assert control.token not in response.text
 
 
 def test_the_right_token_gets_through(control: RunningServer) -> None:
@@ -152,9 +194,10 @@ def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path:
     )
     try:
         assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(4)]
+        banner = [process.stdout.readline() for _ in range(5)]
         token = (tmp_path / "data" / TOKEN_FILE).read_text().strip()
         assert any(token in line for line in banner)
+        assert f"Dashboard: http://127.0.0.1:{port}/ui/" in "".join(banner)
         _wait_until_listening(port)
         assert _listening_addresses(port) == {"127.0.0.1"}
         _wait_until_listening(gateway_port, path="/-/healthz")

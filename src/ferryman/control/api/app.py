@@ -19,6 +19,8 @@ from ferryman.control.api import (
     rollout_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
+from ferryman.control.dashboard.pages import Dashboard
+from ferryman.control.dashboard.session import Sessions
 from ferryman.control.history import HistoryView, StoredHistory
 from ferryman.errors import FerrymanError
 from ferryman.registry import Registry
@@ -34,15 +36,17 @@ def create_app(
     *,
     history: HistoryView | None = None,
 ) -> FastAPI:
-    """The API over ``registry``; ``token`` None only when auth is explicitly off.
+    """The API over ``registry`` and the dashboard; ``token`` None only when auth is off.
 
     ``history`` is the monitor's in-memory history when the control loop runs in this
     process; without it, the history routes read the registry's copy.
     """
+    sessions = None if token is None else Sessions(token, settings.control.session_ttl_s)
     app = FastAPI(
         title="Ferryman control plane",
         version=__version__,
-        description="Models, versions, variants, runs and events. Bearer token required.",
+        description="Models, versions, variants, runs and events. Bearer token required "
+        "(or, from the dashboard at /ui/, its session cookie and CSRF token).",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -55,12 +59,16 @@ def create_app(
     app.include_router(rollout_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(Dashboard(sessions).router())
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
     app.add_middleware(
-        SecurityMiddleware, token=token, allowed_hosts=settings.control.allowed_hosts
+        SecurityMiddleware,
+        token=token,
+        allowed_hosts=settings.control.allowed_hosts,
+        sessions=sessions,
     )
     return app
 

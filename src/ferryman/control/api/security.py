@@ -1,4 +1,4 @@
-"""Who may call the control plane: a bearer token, a Host allow-list, an Origin check.
+"""Who may call the control plane: a bearer token or a dashboard session, Host and Origin checks.
 
 Loopback is not authentication (DNS rebinding reached Ray and MLflow), so every request is
 checked in one middleware, before any route runs:
@@ -6,7 +6,11 @@ checked in one middleware, before any route runs:
 1. ``Host`` must name this server (loopback names, or the configured allowed hosts) → 403;
 2. a state-changing method (POST, PUT, PATCH, DELETE) with an ``Origin`` other than one of
    those hosts → 403 (browsers always send Origin on cross-site requests);
-3. every route but the open ones needs ``Authorization: Bearer <token>`` → 401.
+3. every route but the open ones needs ``Authorization: Bearer <token>`` (CLI, SDK) or a
+   valid dashboard session cookie (``ferryman_session``); a session's state-changing request
+   must also carry its CSRF token in ``X-CSRF-Token`` → 403 without it;
+4. without either, a browser's GET of a dashboard page (``/``, ``/ui…``) is sent to
+   ``/ui/login`` (303); anything else → 401.
 """
 
 from __future__ import annotations
@@ -18,12 +22,19 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ferryman.control.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
+
 TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/ui/login"})
+OPEN_PREFIXES = ("/ui/assets/",)
+"""The dashboard's login page and its static files (the same public files for everyone)."""
+PAGE_PREFIX = "/ui"
+LOGIN_PATH = "/ui/login"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 
@@ -48,12 +59,26 @@ def load_or_create_token(data_dir: Path) -> Token:
     return Token(value, is_new=True)
 
 
-class SecurityMiddleware:
-    """Host allow-list, Origin check and bearer-token auth for every HTTP request."""
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    message: str
+    location: str | None = None
 
-    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: Iterable[str] = ()) -> None:
+
+class SecurityMiddleware:
+    """Host allow-list, Origin check, and bearer-token or session auth for every request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        allowed_hosts: Iterable[str] = (),
+        sessions: Sessions | None = None,
+    ) -> None:
         self._app = app
         self._token = token.encode() if token else None
+        self._sessions = sessions
         self._hosts = frozenset(h.lower() for h in (*LOOPBACK_NAMES, *allowed_hosts))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,35 +89,84 @@ class SecurityMiddleware:
         if refusal is None:
             await self._app(scope, receive, send)
             return
-        status, message = refusal
-        headers = [(b"content-type", b"application/json")]
-        if status == 401:
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        if refusal.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="ferryman"'))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+        if refusal.location is not None:
+            headers.append((b"location", refusal.location.encode("latin-1")))
+        body = json.dumps({"error": refusal.message}).encode()
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    def _refusal(self, scope: Scope) -> tuple[int, str] | None:
+    def _refusal(self, scope: Scope) -> Refusal | None:
         headers = {key.lower(): value for key, value in scope["headers"]}
+        return self._origin_refusal(scope, headers) or self._auth_refusal(scope, headers)
+
+    def _origin_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        """Requests that name another host, or change state from another origin."""
         host = headers.get(b"host", b"").decode("latin-1")
         if _hostname(host) not in self._hosts:
-            return 403, "the Host header does not name this server; refused (DNS rebinding guard)"
+            return Refusal(
+                403, "the Host header does not name this server; refused (DNS rebinding guard)"
+            )
         origin = headers.get(b"origin")
-        is_unsafe = scope["method"] not in SAFE_METHODS
-        if is_unsafe and origin is not None and not self._is_own(origin):
-            return 403, "cross-origin request refused; use the CLI, the SDK or the dashboard"
-        if self._token is None or scope["path"] in OPEN_PATHS:
-            return None
-        presented = headers.get(b"authorization", b"")
-        scheme, _, credential = presented.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(), self._token):
-            return (
-                401,
-                "a valid bearer token is required (see the control-token file in the data dir)",
+        if scope["method"] not in SAFE_METHODS and origin is not None and not self._is_own(origin):
+            return Refusal(
+                403, "cross-origin request refused; use the CLI, the SDK or the dashboard"
             )
         return None
 
+    def _auth_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
+        """Requests without the token or a session (and a session's changes without CSRF)."""
+        path: str = scope["path"]
+        if self._token is None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            return None
+        if _has_token(headers, self._token):
+            return None
+        is_unsafe = scope["method"] not in SAFE_METHODS
+        if self._sessions is not None and (cookie := _session_cookie(headers, self._sessions)):
+            return _csrf_refusal(self._sessions, cookie, headers) if is_unsafe else None
+        if not is_unsafe and (path == "/" or path.startswith(PAGE_PREFIX)):
+            return Refusal(303, "log in first", _login_location(scope))
+        return Refusal(
+            401, "a valid bearer token is required (see the control-token file in the data dir)"
+        )
+
     def _is_own(self, origin: bytes) -> bool:
         return _hostname(urlsplit(origin.decode("latin-1")).netloc) in self._hosts
+
+
+def _has_token(headers: dict[bytes, bytes], token: bytes) -> bool:
+    scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), token)
+
+
+def _session_cookie(headers: dict[bytes, bytes], sessions: Sessions) -> str | None:
+    """The request's dashboard session cookie, if it carries a valid one."""
+    if b"cookie" not in headers:
+        return None
+    cookie = cookie_parser(headers[b"cookie"].decode("latin-1")).get(COOKIE_NAME)
+    return cookie if sessions.is_valid(cookie) else None
+
+
+def _csrf_refusal(sessions: Sessions, cookie: str, headers: dict[bytes, bytes]) -> Refusal | None:
+    presented = headers.get(CSRF_HEADER.encode(), b"").decode("latin-1")
+    if sessions.is_csrf_valid(cookie, presented):
+        return None
+    return Refusal(
+        403,
+        f"a dashboard change needs its CSRF token in the {CSRF_HEADER} header; "
+        "reload the dashboard page and try again",
+    )
+
+
+def _login_location(scope: Scope) -> str:
+    """``/login?next=<this page>``: the page to come back to after logging in."""
+    page = scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        page = f"{page}?{query}"
+    return f"{LOGIN_PATH}?next={quote(page, safe='')}"
 
 
 def _hostname(netloc: str) -> str:

@@ -1,0 +1,69 @@
+// The charts of an endpoint's recorded series, one line per variant, with a rollout's steps
+// as markers and its gates as thresholds: on the endpoint page and on a rollout's page.
+
+import { Chart } from './chart.js';
+import { h } from './dom.js';
+import { bytes, ms, number, pct, qps, toDate } from './format.js';
+
+export const LIVE_CHARTS = [
+  { key: 'qps', title: 'Requests', unit: 'req/s', format: qps },
+  { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
+  { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
+  { key: 'weight', title: 'Traffic weight', unit: '%', format: (v) => `${number(v)}%` },
+  { key: 'replicas', title: 'Replicas', unit: 'ready (dashed: desired)', format: number, also: 'replicas_desired', integer: true },
+  { key: 'batch_size', title: 'Batch size', unit: 'rows per batch', format: number },
+  { key: 'cpu_pct', title: 'CPU', unit: '% of one core', format: (v) => `${number(v)}%` },
+  { key: 'rss_bytes', title: 'Memory', unit: 'resident', format: bytes, tickUnit: 1024 * 1024 },
+];
+
+export const QUALITY_CHARTS = [
+  { key: 'accuracy', title: 'Accuracy', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
+  { key: 'f1', title: 'F1 (macro)', unit: 'from feedback labels', format: (v) => pct(v), min0: false },
+  { key: 'input_drift_psi', title: 'Input drift', unit: 'PSI vs training data', format: (v) => number(v, 3), minTop: 0.1 },
+  { key: 'prediction_drift', title: 'Prediction drift', unit: 'JS divergence vs baseline', format: (v) => number(v, 3), minTop: 0.1 },
+];
+
+const ALSO_LABELS = { p50_ms: 'p50', replicas_desired: 'desired' };
+
+/** The steps, promotion and rollback of a rollout's timeline, as chart markers. */
+export function rolloutMarkers(events) {
+  return events.filter((e) => /step|promoted|rolled_back|aborted/.test(e.action)).map((e) => {
+    const kind = e.action.replace(/^rollout\./, '');
+    const short = kind === 'step' ? `${e.details?.weight ?? ''}%` : kind === 'promoted' ? '✓' : '↩';
+    return { x: toDate(e.at ?? e.time).getTime() / 1000, short, label: `${kind.replaceAll('_', ' ')} ${e.details?.reason ?? ''}` };
+  });
+}
+
+/** A live rollout's gates as chart thresholds by gate name; none once it has ended. */
+export function rolloutGates(rollout) {
+  if (!rollout || !['progressing', 'paused'].includes(rollout.status)) return {};
+  const gates = rollout.plan?.gates ?? {};
+  return {
+    p99: gates.max_p99_ms ?? undefined,
+    errors: gates.min_success_rate === undefined ? undefined : 1 - gates.min_success_rate,
+  };
+}
+
+/** A grid of charts, one per spec; draw() redraws them all from a history answer. */
+export class ChartGrid {
+  constructor(specs) {
+    this.charts = specs.map((spec) => ({ spec, chart: new Chart({ ...spec, testid: `chart-${spec.key}` }) }));
+    this.el = h('div', { class: 'grid charts' }, this.charts.map((c) => c.chart.el));
+  }
+
+  draw(byName, domain, colors, { markers = [], gates = {} } = {}) {
+    for (const { spec, chart } of this.charts) {
+      const series = (byName[spec.key] ?? []).map((one) => ({ label: one.variant, color: colors.of(one.variant), points: one.points }));
+      for (const one of spec.also ? byName[spec.also] ?? [] : []) {
+        series.push({ label: `${one.variant} ${ALSO_LABELS[spec.also]}`, color: colors.of(one.variant), points: one.points, dashed: true });
+      }
+      const gate = spec.gate ? gates[spec.gate] : undefined;
+      const thresholds = gate === undefined ? [] : [{ value: gate, label: `gate ${spec.format(gate)}` }];
+      chart.set({ series, domain, markers, thresholds });
+    }
+  }
+
+  destroy() {
+    this.charts.forEach((c) => c.chart.destroy());
+  }
+}
