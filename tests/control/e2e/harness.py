@@ -72,12 +72,12 @@ class Stack:
         return done.stdout
 
     def up(self) -> None:
-        log = (self.data_dir / "up.log").open("ab")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ferryman")), "up"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (self.data_dir / "up.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("ferryman")), "up"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
 
     def kill_control_plane(self) -> None:
