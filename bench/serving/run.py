@@ -2,9 +2,11 @@
 
 For the digits-sized MLP and a ResNet-18-sized CNN it measures, side by side:
 the in-process ONNX Runtime ceiling (batch 1 and best batch), a bare ASGI endpoint returning
-constant JSON (the HTTP floor of this machine), a naive FastAPI + uvicorn + ONNX Runtime
-server (digits only: it speaks JSON, and 150 k floats of JSON per image measure JSON, not
-serving), and the Ferryman replica (``ferryman serve model.onnx``; binary tensors for ResNet).
+constant JSON (the HTTP floor of this machine), the minimal honest server (raw ASGI, orjson,
+one ONNX Runtime call per request: the most any Python server can reach), a naive FastAPI +
+uvicorn + ONNX Runtime server (digits only: it speaks JSON, and 150 k floats of JSON per
+image measure JSON, not serving), and the Ferryman replica (``ferryman serve model.onnx``;
+binary tensors for ResNet).
 
     .venv/bin/python bench/serving/run.py [--quick] [--rounds 3] [--duration-s 5] [--json out.json]
 
@@ -111,7 +113,7 @@ def write_workloads(directory: Path) -> list[Workload]:
     resnet_body.write_bytes(header + image.tobytes())
     return [
         Workload("digits", digits, digits_body, "application/json", "",
-                 ("bare", "naive", "ferryman")),
+                 ("bare", "minimal", "naive", "ferryman")),
         Workload("resnet18", resnet, resnet_body, "application/octet-stream", str(len(header)),
                  ("bare", "ferryman"), min_duration_s=20),
     ]  # fmt: skip
@@ -296,6 +298,15 @@ def round_figures(results: list[Result], ceilings: dict[str, dict[int, float]]) 
             ferry.requests_per_s / bare.requests_per_s
         )
         figures[f"digits c{top}: CPU µs/req, ferryman / bare ASGI"] = ferry.cpu_us / bare.cpu_us
+    minimal = by.get(("digits", "minimal", top))
+    if minimal and bare:
+        figures[f"digits c{top}: minimal honest server / bare ASGI (the most any can reach)"] = (
+            minimal.requests_per_s / bare.requests_per_s
+        )
+    if ferry and minimal:
+        figures[f"digits c{top}: ferryman / minimal honest server"] = (
+            ferry.requests_per_s / minimal.requests_per_s
+        )
     if ferry and naive:
         figures[f"digits c{top}: ferryman / naive FastAPI (target >= 2.0)"] = (
             ferry.requests_per_s / naive.requests_per_s
