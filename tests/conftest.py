@@ -20,6 +20,10 @@ from sqlalchemy.exc import OperationalError
 from ferryman.artifacts import LocalArtifactStore
 from ferryman.registry import Database, Registry
 
+# The in-process CLI's Rich consoles take their width when ferryman.cli is first imported;
+# pytest-xdist workers inherit COLUMNS=80, which would cut table cells the tests read.
+os.environ["COLUMNS"] = "200"
+
 POSTGRES_URL = os.environ.get(
     "FERRYMAN_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pytest
 
 from ferryman.control.rollout import CanaryPlan, Gates
-from ferryman.control.rollouts import RolloutController, start_canary
-from ferryman.control.traffic import Key, Traffic
+from ferryman.control.rollout_observer import Sources
+from ferryman.control.rollout_steering import start_rollout
+from ferryman.control.rollouts import RolloutController
+from ferryman.control.traffic import Key
 from ferryman.errors import Conflict, VersionNotFound
-from ferryman.registry import DeploymentSpec, Registry, RolloutStatus, VariantSpec
+from ferryman.registry import DeploymentSpec, Registry, RolloutRecord, RolloutStatus, VariantSpec
+from tests.control.scripted import Clock, Scripted
 
 PLAN = CanaryPlan(steps=(10, 50, 100), interval_s=5, threshold=2, gates=Gates(min_requests=10))
-
-
-class Scripted:
-    """Gateway totals that grow by what the test says happens per window."""
-
-    def __init__(self) -> None:
-        self.totals: dict[Key, Traffic] = {}
-        self.is_down = False
-
-    def serve(self, variant: str, requests: int, errors: int = 0) -> None:
-        key = ("digits", variant)
-        before = self.totals.get(key, Traffic())
-        count = before.requests + requests
-        buckets = {0.01: count, math.inf: count}
-        self.totals[key] = Traffic(count, before.errors + errors, buckets)
-
-    def __call__(self) -> dict[Key, Traffic] | None:
-        return None if self.is_down else dict(self.totals)
-
-
-class Clock:
-    now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture
@@ -50,6 +27,10 @@ def deployed(registry: Registry, onnx_bytes: Callable[..., bytes]) -> Registry:
         "alice",
     )
     return registry
+
+
+def start_canary(registry: Registry, plan: CanaryPlan) -> RolloutRecord:
+    return start_rollout(registry, "digits", 2, strategy="canary", plan=plan, actor="alice")
 
 
 def run_windows(
@@ -69,8 +50,8 @@ def weights(registry: Registry) -> dict[str, int]:
 
 def test_a_healthy_canary_is_promoted_step_by_step(deployed: Registry) -> None:
     clock, traffic = Clock(), Scripted()
-    controller = RolloutController(deployed, traffic, clock)
-    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN)
     controller.tick()
     assert weights(deployed) == {"v1": 90, "v2": 10}
     run_windows(controller, clock, traffic, 1)
@@ -97,8 +78,8 @@ def test_a_healthy_canary_is_promoted_step_by_step(deployed: Registry) -> None:
 
 def test_a_failing_canary_rolls_back_after_threshold_checks(deployed: Registry) -> None:
     clock, traffic = Clock(), Scripted()
-    controller = RolloutController(deployed, traffic, clock)
-    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN)
     controller.tick()
     run_windows(controller, clock, traffic, 2, candidate_errors=15)
 
@@ -113,8 +94,8 @@ def test_a_failing_canary_rolls_back_after_threshold_checks(deployed: Registry) 
 def test_no_data_holds_and_never_promotes(deployed: Registry) -> None:
     """RELIABILITY Z5: metrics down, or too little traffic → hold; resume when data returns."""
     clock, traffic = Clock(), Scripted()
-    controller = RolloutController(deployed, traffic, clock)
-    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN)
     controller.tick()
     traffic.is_down = True
     run_windows(controller, clock, traffic, 4)
@@ -132,12 +113,12 @@ def test_no_data_holds_and_never_promotes(deployed: Registry) -> None:
 def test_a_restarted_controller_judges_a_fresh_window(deployed: Registry) -> None:
     """F5/F9: after a restart the window starts again; no promotion without a full window."""
     clock, traffic = Clock(), Scripted()
-    first = RolloutController(deployed, traffic, clock)
-    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    first = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN)
     first.tick()
     clock.now_s += PLAN.interval_s - 1
     traffic.serve("v2", 50)
-    second = RolloutController(deployed, traffic, clock)  # the control plane restarted
+    second = RolloutController(deployed, Sources(traffic), clock)  # the control plane restarted
     second.tick()
     clock.now_s += 2  # the first window would be over; the new one is not
     second.tick()
@@ -148,10 +129,10 @@ def test_a_restarted_controller_judges_a_fresh_window(deployed: Registry) -> Non
 
 def test_one_rollout_per_endpoint_and_pause(deployed: Registry) -> None:
     clock, traffic = Clock(), Scripted()
-    controller = RolloutController(deployed, traffic, clock)
-    rollout = start_canary(deployed, "digits", 2, PLAN, "alice")
+    controller = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN)
     with pytest.raises(Conflict, match="already has rollout"):
-        start_canary(deployed, "digits", 2, PLAN, "alice")
+        start_canary(deployed, PLAN)
     controller.tick()
     deployed.rollouts.transition(rollout.id, "alice", "paused", status=RolloutStatus.PAUSED)
     run_windows(controller, clock, traffic, 3)
@@ -166,7 +147,7 @@ def test_a_policy_rolls_out_each_new_version_once(
     deployed: Registry, onnx_bytes: Callable[..., bytes]
 ) -> None:
     clock, traffic = Clock(), Scripted()
-    controller = RolloutController(deployed, traffic, clock)
+    controller = RolloutController(deployed, Sources(traffic), clock)
     deployed.policies.put("digits", "digits", "registered", PLAN.model_dump(mode="json"), "alice")
     controller.tick()
     assert deployed.rollouts.list() == []  # v2 was registered before the policy: not a trigger
@@ -196,7 +177,7 @@ def test_a_policy_rolls_out_each_new_version_once(
 def test_a_policy_on_an_alias_and_a_skip_when_not_deployed(
     registry: Registry, onnx_bytes: Callable[..., bytes]
 ) -> None:
-    controller = RolloutController(registry, Scripted(), Clock())
+    controller = RolloutController(registry, Sources(Scripted()), Clock())
     registry.register("fraud", onnx_bytes(), "alice")
     registry.policies.put("fraud", "fraud", "alias:candidate", PLAN.model_dump(mode="json"), "a")
     registry.set_alias("fraud", "candidate", 1, "alice")
@@ -214,10 +195,10 @@ def test_a_canary_whose_predictions_drift_is_held(deployed: Registry) -> None:
     def predictions() -> dict[Key, dict[str, float]]:
         return {key: dict(counts) for key, counts in classes.items()}
 
-    controller = RolloutController(deployed, traffic, clock, predictions=predictions)
+    controller = RolloutController(deployed, Sources(traffic, predictions=predictions), clock)
     plan = PLAN.model_copy(update={"gates": Gates(min_requests=10, max_prediction_drift=0.2,
                                                   min_predictions=20)})  # fmt: skip
-    rollout = start_canary(deployed, "digits", 2, plan, "alice")
+    rollout = start_canary(deployed, plan)
     controller.tick()
     for _ in range(4):
         classes[("digits", "v1")]["0"] = classes[("digits", "v1")].get("0", 0) + 100

@@ -49,9 +49,8 @@ def canary(registry: Registry, onnx_bytes: Callable[..., bytes]) -> Registry:
 def test_a_rollout_sees_both_sides_accuracy_and_the_candidate_s_input_drift(
     canary: Registry,
 ) -> None:
-    rollout = canary.rollouts.create(
-        "m", VariantSpec(model="m", version=1), VariantSpec(model="m", version=2), {}, "t"
-    )
+    change = (VariantSpec(model="m", version=1), VariantSpec(model="m", version=2))
+    rollout = canary.rollouts.create("m", change, {}, "t")
     signals = FeedbackSignals(canary).for_rollout(rollout)
     assert (signals.candidate_labelled, signals.candidate_accuracy) == (10, 0.5)
     assert (signals.baseline_labelled, signals.baseline_accuracy) == (10, 0.9)

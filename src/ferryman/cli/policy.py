@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ferryman.cli import canary
+from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.rollout import CanaryPlan
+from ferryman.control.rollout_plans import parse_plan, parse_strategy
 
 policy_app = typer.Typer(help="Roll out every new version of a model by itself.")
 
@@ -21,33 +21,55 @@ def set_policy(
     model: Annotated[str, typer.Argument(help="Model whose new versions roll out.")],
     endpoint: Annotated[str | None, typer.Option(help="Endpoint [the model's name].")] = None,
     on: Annotated[str, typer.Option(help="'registered', or 'alias:NAME'.")] = "registered",
-    steps: canary.Steps = "10,50,100",
-    interval_s: canary.Interval = 30,
-    threshold: canary.Threshold = 3,
-    min_success_rate: canary.MinSuccessRate = 0.99,
-    max_p99_ms: canary.MaxP99 = 500,
-    min_requests: canary.MinRequests = 20,
-    max_prediction_drift: canary.MaxDrift = None,
-    min_predictions: canary.MinPredictions = 100,
+    strategy: plans.StrategyOption = "canary",
+    steps: plans.Steps = None,
+    interval_s: plans.Interval = None,
+    threshold: plans.Threshold = None,
+    min_success_rate: plans.MinSuccessRate = None,
+    max_p99_ms: plans.MaxP99 = None,
+    min_requests: plans.MinRequests = None,
+    max_prediction_drift: plans.MaxDrift = None,
+    min_predictions: plans.MinPredictions = None,
+    bake_s: plans.Bake = None,
+    warmup_timeout_s: plans.Warmup = None,
+    split: plans.Split = None,
+    sticky_header: plans.StickyHeader = None,
+    metric: plans.Metric = None,
+    alpha: plans.Alpha = None,
+    power: plans.Power = None,
+    min_effect: plans.MinEffect = None,
+    min_samples: plans.MinSamples = None,
+    max_duration_s: plans.MaxDuration = None,
+    promote_winner: plans.PromoteWinner = None,
+    duration_s: plans.Duration = None,
+    min_agreement: plans.MinAgreement = None,
+    min_compared: plans.MinCompared = None,
+    then_canary: plans.ThenCanary = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Every new version of MODEL is rolled out to ENDPOINT by canary, gated, by itself."""
-    plan = canary.canary_plan(
+    """Every new version of MODEL is rolled out to ENDPOINT by STRATEGY, gated, by itself."""
+    options = plans.PlanOptions(
         steps=steps, interval_s=interval_s, threshold=threshold,
         min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
         max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
+        bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
+        sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,
+        min_effect=min_effect, min_samples=min_samples, max_duration_s=max_duration_s,
+        promote_winner=promote_winner, duration_s=duration_s, min_agreement=min_agreement,
+        min_compared=min_compared, then_canary=then_canary,
     )  # fmt: skip
+    kind, plan = plans.build_plan(strategy, options)
     state = cli_context(ctx)
     record = state.registry().policies.put(
-        model, endpoint or model, on, plan.model_dump(mode="json"), state.settings.user
-    )
+        model, endpoint or model, on, plan.model_dump(mode="json"), state.settings.user,
+        strategy=kind.value,
+    )  # fmt: skip
     if json_output:
         print_json(record)
         return
     console.print(
         f"New versions of [bold]{model}[/] ({on}) roll out to {record.endpoint}: "
-        f"canary {'/'.join(map(str, plan.steps))}, every {interval_s:g} s, "
-        f"{threshold} failed checks roll back"
+        f"{plans.describe(kind, plan)}"
     )
 
 
@@ -58,13 +80,11 @@ def list_policies(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(records)
         return
-    table = Table("model", "endpoint", "on", "steps", "interval", "gates", "updated",
-                  title="Policies")  # fmt: skip
+    table = Table("model", "endpoint", "on", "plan", "updated", title="Policies")
     for record in records:
-        plan = CanaryPlan.model_validate(record.plan)
-        gates = f"success ≥ {plan.gates.min_success_rate}, p99 ≤ {plan.gates.max_p99_ms} ms"
+        kind = parse_strategy(record.strategy)
         table.add_row(record.model, record.endpoint, record.trigger,
-                      "/".join(map(str, plan.steps)), f"{plan.interval_s:g} s", gates,
+                      plans.describe(kind, parse_plan(kind, record.plan)),
                       when(record.updated_at))  # fmt: skip
     console.print(table)
 

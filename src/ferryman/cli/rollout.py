@@ -1,4 +1,4 @@
-"""``ferryman rollout``: start a canary, watch it, and steer it by hand."""
+"""``ferryman rollout``: start a rollout by any strategy, watch it, and steer it by hand."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ferryman.cli import canary
+from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.rollouts import finish, start_canary
-from ferryman.registry import RolloutRecord, RolloutStatus
+from ferryman.control import rollout_steering as steering
+from ferryman.registry import RolloutRecord
 
-rollout_app = typer.Typer(help="Canary rollouts: start, status, pause, resume, promote, abort.")
+rollout_app = typer.Typer(
+    help="Rollouts (canary, blue-green, A/B test, shadow): start, status, events, pause, "
+    "resume, promote, abort, rollback."
+)
 RolloutId = Annotated[int, typer.Argument(help="Rollout number (ferryman rollout status).")]
 ACTOR_SUFFIX = " (cli)"
 
@@ -23,24 +26,48 @@ def start(
     ctx: typer.Context,
     endpoint: Annotated[str, typer.Argument(help="Endpoint to roll out on.")],
     to: Annotated[int, typer.Option("--to", help="Candidate version number.")],
-    steps: canary.Steps = "10,50,100",
-    interval_s: canary.Interval = 30,
-    threshold: canary.Threshold = 3,
-    min_success_rate: canary.MinSuccessRate = 0.99,
-    max_p99_ms: canary.MaxP99 = 500,
-    min_requests: canary.MinRequests = 20,
-    max_prediction_drift: canary.MaxDrift = None,
-    min_predictions: canary.MinPredictions = 100,
+    strategy: plans.StrategyOption = "canary",
+    steps: plans.Steps = None,
+    interval_s: plans.Interval = None,
+    threshold: plans.Threshold = None,
+    min_success_rate: plans.MinSuccessRate = None,
+    max_p99_ms: plans.MaxP99 = None,
+    min_requests: plans.MinRequests = None,
+    max_prediction_drift: plans.MaxDrift = None,
+    min_predictions: plans.MinPredictions = None,
+    bake_s: plans.Bake = None,
+    warmup_timeout_s: plans.Warmup = None,
+    split: plans.Split = None,
+    sticky_header: plans.StickyHeader = None,
+    metric: plans.Metric = None,
+    alpha: plans.Alpha = None,
+    power: plans.Power = None,
+    min_effect: plans.MinEffect = None,
+    min_samples: plans.MinSamples = None,
+    max_duration_s: plans.MaxDuration = None,
+    promote_winner: plans.PromoteWinner = None,
+    duration_s: plans.Duration = None,
+    min_agreement: plans.MinAgreement = None,
+    min_compared: plans.MinCompared = None,
+    then_canary: plans.ThenCanary = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Start a canary of version TO on ENDPOINT; the control plane steps it by its gates."""
-    plan = canary.canary_plan(
+    """Roll version TO out on ENDPOINT; the control plane moves it on by its gates."""
+    options = plans.PlanOptions(
         steps=steps, interval_s=interval_s, threshold=threshold,
         min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
         max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
+        bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
+        sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,
+        min_effect=min_effect, min_samples=min_samples, max_duration_s=max_duration_s,
+        promote_winner=promote_winner, duration_s=duration_s, min_agreement=min_agreement,
+        min_compared=min_compared, then_canary=then_canary,
     )  # fmt: skip
+    kind, plan = plans.build_plan(strategy, options)
     state = cli_context(ctx)
-    record = start_canary(state.registry(), endpoint, to, plan, state.settings.user)
+    record = steering.start_rollout(
+        state.registry(), endpoint, to, strategy=kind.value, plan=plan, actor=state.settings.user
+    )
     _show(record, json_output)
 
 
@@ -55,56 +82,72 @@ def status(
     if json_output:
         print_json(records)
         return
-    table = Table("#", "endpoint", "from → to", "status", "weight", "failed", "reason", "updated",
-                  title="Rollouts")  # fmt: skip
+    table = Table("#", "endpoint", "strategy", "from → to", "status", "weight", "failed",
+                  "reason", "updated", title="Rollouts")  # fmt: skip
     for record in records:
         change = f"{record.baseline.name} → {record.candidate.name}"
-        table.add_row(str(record.id), record.endpoint, change, record.status.value,
+        phase = record.state.get(steering.PHASE)
+        strategy = record.strategy + (f" ({phase})" if phase and not record.finished_at else "")
+        table.add_row(str(record.id), record.endpoint, strategy, change, record.status.value,
                       f"{record.weight}%", str(record.failed_checks), record.reason,
                       when(record.updated_at))  # fmt: skip
     console.print(table)
 
 
+@rollout_app.command("events")
+def events(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
+    """One rollout's timeline, oldest first, with the figures of each decision."""
+    timeline = cli_context(ctx).registry().rollouts.timeline(rollout_id)
+    if json_output:
+        print_json(timeline)
+        return
+    table = Table("time", "action", "actor", "weight", "figures", "reason",
+                  title=f"Rollout {rollout_id}")  # fmt: skip
+    for event in timeline:
+        details = event.details
+        figures = details.get("figures") or details.get("test") or details.get("report") or {}
+        shown = ", ".join(f"{k}={v}" for k, v in figures.items()
+                          if v is not None and not isinstance(v, dict))  # fmt: skip
+        weight = details.get("weight")
+        table.add_row(when(event.at), event.action.removeprefix("rollout."), event.actor,
+                      "" if weight is None else f"{weight}%", shown,
+                      str(details.get("reason", "")))  # fmt: skip
+    console.print(table)
+
+
 @rollout_app.command("pause")
 def pause(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
-    """Hold a rollout at its current weight until resumed."""
-    _steer(ctx, rollout_id, "paused", RolloutStatus.PAUSED, json_output)
+    """Hold a rollout where it is until resumed."""
+    _steer(ctx, steering.pause, rollout_id, json_output)
 
 
 @rollout_app.command("resume")
 def resume(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
     """Let a paused rollout go on (its next window starts now)."""
-    _steer(ctx, rollout_id, "resumed", RolloutStatus.PROGRESSING, json_output)
+    _steer(ctx, steering.resume, rollout_id, json_output)
 
 
 @rollout_app.command("promote")
 def promote(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
     """Promote the candidate now: all traffic, and the production alias."""
-    _end(ctx, rollout_id, True, json_output)
+    _steer(ctx, steering.promote, rollout_id, json_output)
 
 
 @rollout_app.command("abort")
 def abort(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
     """Send all traffic back to the baseline now."""
-    _end(ctx, rollout_id, False, json_output)
+    _steer(ctx, steering.abort, rollout_id, json_output)
 
 
-def _steer(
-    ctx: typer.Context, rollout_id: int, action: str, to: RolloutStatus, json_output: bool
-) -> None:
+@rollout_app.command("rollback")
+def rollback(ctx: typer.Context, rollout_id: RolloutId, json_output: JsonOption = False) -> None:
+    """Back to the baseline: ends an active rollout, or undoes the newest promotion."""
+    _steer(ctx, steering.rollback, rollout_id, json_output)
+
+
+def _steer(ctx: typer.Context, action: steering.Steer, rollout_id: int, json_output: bool) -> None:
     state = cli_context(ctx)
-    actor = state.settings.user + ACTOR_SUFFIX
-    _show(state.registry().rollouts.transition(rollout_id, actor, action, status=to), json_output)
-
-
-def _end(ctx: typer.Context, rollout_id: int, promote: bool, json_output: bool) -> None:
-    state = cli_context(ctx)
-    registry = state.registry()
-    record = registry.rollouts.get(rollout_id)
-    reason = "promoted by hand" if promote else "aborted by hand"
-    _show(
-        finish(registry, record, promote, reason, state.settings.user + ACTOR_SUFFIX), json_output
-    )
+    _show(action(state.registry(), rollout_id, state.settings.user + ACTOR_SUFFIX), json_output)
 
 
 def _show(record: RolloutRecord, json_output: bool) -> None:
@@ -112,6 +155,6 @@ def _show(record: RolloutRecord, json_output: bool) -> None:
         print_json(record)
         return
     console.print(
-        f"rollout {record.id} on {record.endpoint}: {record.baseline.name} → "
+        f"rollout {record.id} on {record.endpoint} ({record.strategy}): {record.baseline.name} → "
         f"{record.candidate.name}, {record.status.value} at {record.weight}% ({record.reason})"
     )

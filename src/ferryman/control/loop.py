@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 import httpx
 
@@ -25,11 +26,12 @@ from ferryman.control.local import LocalRuntime
 from ferryman.control.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.prometheus import TARGETS_FILE, write_targets
 from ferryman.control.reconciler import Reconciler
+from ferryman.control.rollout_observer import Sources
 from ferryman.control.rollouts import RolloutController
 from ferryman.control.signals import FeedbackSignals
-from ferryman.control.traffic import Key, Traffic, traffic_by_variant
+from ferryman.control.traffic import Key, Traffic, replica_traffic, summed, traffic_by_variant
 from ferryman.control.webhooks import RetryPolicy, WebhookSender
-from ferryman.registry import Registry
+from ferryman.registry import Registry, RolloutRecord
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +52,15 @@ class ControlLoop:
             route_grace_s=settings.control.route_grace_s,
         )
         self.signals = FeedbackSignals(registry)
-        self.rollouts = RolloutController(
-            registry,
-            self._gateway_traffic,
+        sources = Sources(
+            traffic=self._gateway_traffic,
             predictions=self._replica_predictions,
             signals=self.signals.for_rollout,
+            accuracy=self._accuracy,
+            pools=self._pools,
+            replicas=self._replica_traffic,
         )
+        self.rollouts = RolloutController(registry, sources)
         self._http = httpx.Client(timeout=1.0)
         control = settings.control
         self._collector = PayloadCollector(
@@ -131,6 +136,42 @@ class ControlLoop:
                     for name, count in counts.items():
                         summed[name] = summed.get(name, 0.0) + count
                 found[(endpoint, variant.name)] = summed
+        return found
+
+    def _replica_traffic(self) -> dict[Key, Traffic]:
+        """Each routed variant's own requests, 5xx and latency, summed over its replicas."""
+        table = self.reconciler.state.table
+        found: dict[Key, Traffic] = {}
+        for endpoint, route in table.endpoints.items() if table else ():
+            for variant in route.variants:
+                parts = []
+                for url in variant.backends:
+                    try:
+                        parts.append(replica_traffic(self._http.get(f"{url}/metrics").text))
+                    except httpx.HTTPError:
+                        continue
+                found[(endpoint, variant.name)] = summed(parts)
+        return found
+
+    def _pools(self) -> dict[Key, tuple[int, int]]:
+        """(ready replicas, failed starts since the last ready one) of every routed variant."""
+        state = self.reconciler.state
+        found: dict[Key, tuple[int, int]] = {}
+        for endpoint, route in state.table.endpoints.items() if state.table else ():
+            for variant in route.variants:
+                key = (endpoint, variant.name)
+                backoff = state.backoff.get(key)
+                found[key] = (len(variant.backends), backoff.failures if backoff else 0)
+        return found
+
+    def _accuracy(
+        self, rollout: RolloutRecord, since: datetime | None
+    ) -> dict[str, tuple[float, float]]:
+        """(labelled, correct) of the rollout's two variants since ``since``."""
+        found = {}
+        for variant in (rollout.baseline, rollout.candidate):
+            scores = self.signals.quality(rollout.endpoint, variant.name, since)
+            found[variant.name] = (float(scores.labelled), float(scores.correct))
         return found
 
     def _collect(self) -> None:

@@ -115,12 +115,34 @@ class ModelSignals:
 
 @dataclass(frozen=True)
 class Analysis:
+    """A window's verdict, why, and the figures it was judged on (recorded with each event)."""
+
     verdict: Verdict
     reasons: tuple[str, ...]
     requests: float
     success_rate: float | None
     p99_ms: float | None
     accuracy: float | None = None
+    labelled: int | None = None
+    prediction_drift: float | None = None
+    input_drift_psi: float | None = None
+
+    def figures(self) -> dict[str, float | int | str | None]:
+        """The verdict and figures as JSON values, rounded for people."""
+        return {
+            "verdict": self.verdict.value,
+            "requests": round(self.requests),
+            "success_rate": _rounded(self.success_rate, 4),
+            "p99_ms": _rounded(self.p99_ms, 1),
+            "accuracy": _rounded(self.accuracy, 4),
+            "labelled": self.labelled,
+            "prediction_drift": _rounded(self.prediction_drift, 4),
+            "input_drift_psi": _rounded(self.input_drift_psi, 4),
+        }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def analyse(
@@ -138,23 +160,29 @@ def analyse(
     """
     p99_s = candidate.quantile_s(0.99)
     p99_ms = None if p99_s is None else p99_s * 1000
+    signals = signals or ModelSignals()
+    figures = Analysis(
+        Verdict.INCONCLUSIVE, (), candidate.requests, None, p99_ms,
+        accuracy=signals.candidate_accuracy,
+        labelled=signals.candidate_labelled if gates.judges_accuracy else None,
+        prediction_drift=None if drift is None else drift.divergence,
+        input_drift_psi=signals.input_drift_psi,
+    )  # fmt: skip
     if candidate.requests < gates.min_requests:
         reason = f"{candidate.requests:.0f} requests < {gates.min_requests}: not enough to judge"
-        return Analysis(Verdict.INCONCLUSIVE, (reason,), candidate.requests, None, p99_ms)
+        return replace(figures, reasons=(reason,))
     success = 1 - candidate.error_rate
     broken = []
     if success < gates.min_success_rate:
         broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
-    signals = signals or ModelSignals()
-    accuracy = signals.candidate_accuracy
     unjudged = _accuracy_checks(gates, signals, broken)
     if broken:
-        return Analysis(Verdict.FAIL, tuple(broken), candidate.requests, success, p99_ms, accuracy)
+        return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken), success_rate=success)
     holds = [*unjudged, *_drift_holds(gates, drift, signals)]
     verdict = Verdict.INCONCLUSIVE if holds else Verdict.PASS
-    return Analysis(verdict, tuple(holds), candidate.requests, success, p99_ms, accuracy)
+    return replace(figures, verdict=verdict, reasons=tuple(holds), success_rate=success)
 
 
 def _accuracy_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> list[str]:
@@ -198,6 +226,7 @@ class Action(StrEnum):
     HOLD = "hold"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    COMPLETE = "complete"  # end with a report, change nothing (an A/B test, a shadow)
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,20 @@ Key = tuple[str, str]  # (endpoint, variant)
 
 REQUESTS = "ferryman_gateway_requests_total"
 LATENCY = "ferryman_gateway_request_duration_seconds_bucket"
+SHADOW = "ferryman_gateway_shadow_total"
+REPLICA_REQUESTS = "ferryman_requests_total"
+REPLICA_LATENCY = "ferryman_request_duration_seconds_bucket"
 
 
 @dataclass(frozen=True)
 class Traffic:
-    """Totals of one variant: requests, 5xx answers and the latency histogram."""
+    """Totals of one variant: requests, 5xx answers, the latency histogram, and — for a
+    shadow — its copies by comparison outcome (equal, close, different…)."""
 
     requests: float = 0.0
     errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound → cumulative count
+    shadow: dict[str, float] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -40,6 +45,7 @@ def traffic_by_variant(text: str) -> dict[Key, Traffic]:
     requests: dict[Key, float] = {}
     errors: dict[Key, float] = {}
     buckets: dict[Key, dict[float, float]] = {}
+    shadow: dict[Key, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = (sample.labels.get("endpoint", ""), sample.labels.get("variant", ""))
@@ -50,20 +56,51 @@ def traffic_by_variant(text: str) -> dict[Key, Traffic]:
             elif sample.name == LATENCY:
                 bound = float(sample.labels["le"])
                 buckets.setdefault(key, {})[bound] = sample.value
-    keys = set(requests) | set(buckets)
-    return {k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {})) for k in keys}
+            elif sample.name == SHADOW:
+                shadow.setdefault(key, {})[sample.labels.get("outcome", "")] = sample.value
+    keys = set(requests) | set(buckets) | set(shadow)
+    return {
+        k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {}), shadow.get(k, {}))
+        for k in keys
+    }
+
+
+def replica_traffic(text: str) -> Traffic:
+    """One replica's own totals from its /metrics text: requests, 5xx answers and latency."""
+    requests = errors = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == REPLICA_REQUESTS:
+                requests += sample.value
+                errors += sample.value if sample.labels.get("code", "").startswith("5") else 0.0
+            elif sample.name == REPLICA_LATENCY:
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return Traffic(requests, errors, buckets)
+
+
+def summed(parts: list[Traffic]) -> Traffic:
+    """The totals of several replicas of one variant."""
+    buckets: dict[float, float] = {}
+    for part in parts:
+        for bound, count in part.buckets.items():
+            buckets[bound] = buckets.get(bound, 0.0) + count
+    return Traffic(sum(p.requests for p in parts), sum(p.errors for p in parts), buckets)
 
 
 def window(later: dict[Key, Traffic], earlier: dict[Key, Traffic]) -> dict[Key, Traffic]:
     """What happened between two scrapes (a restarted gateway's counters start again)."""
-    result = {}
-    for key, now in later.items():
-        before = earlier.get(key, Traffic())
-        if now.requests < before.requests:  # counters were reset
-            before = Traffic()
-        buckets = {b: count - before.buckets.get(b, 0.0) for b, count in now.buckets.items()}
-        result[key] = Traffic(now.requests - before.requests, now.errors - before.errors, buckets)
-    return result
+    return {key: grown_since(now, earlier.get(key, Traffic())) for key, now in later.items()}
+
+
+def grown_since(now: Traffic, before: Traffic) -> Traffic:
+    """What one variant's totals gained since ``before`` (all of them after a reset)."""
+    if now.requests < before.requests or sum(now.shadow.values()) < sum(before.shadow.values()):
+        before = Traffic()  # counters were reset
+    buckets = {b: count - before.buckets.get(b, 0.0) for b, count in now.buckets.items()}
+    shadow = {name: count - before.shadow.get(name, 0.0) for name, count in now.shadow.items()}
+    return Traffic(now.requests - before.requests, now.errors - before.errors, buckets, shadow)
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:

@@ -63,10 +63,10 @@ def query_events(
         ordered = list(rows)
     else:
         ordered = list(session.scalars(query.order_by(EventRow.id.desc()).limit(limit)))[::-1]
-    return [_record(row) for row in ordered]
+    return [event_record(row) for row in ordered]
 
 
-def _record(row: EventRow) -> EventRecord:
+def event_record(row: EventRow) -> EventRecord:
     return EventRecord(
         id=row.id,
         at=row.at,

@@ -136,36 +136,7 @@ class Deployments:
     def put(self, spec: DeploymentSpec, actor: str) -> DeploymentRecord:
         """Create the endpoint's deployment or replace its spec (generation + 1)."""
         validate_name(spec.endpoint, "endpoint name")
-
-        def work(session: Session) -> DeploymentRecord:
-            for variant in spec.variants:
-                _check_deployable(session, variant)
-            now = self._clock()
-            row = session.scalar(
-                select(DeploymentRow)
-                .where(DeploymentRow.endpoint == spec.endpoint)
-                .with_for_update()
-            )
-            action = "deployment.updated"
-            if row is None:
-                action = "deployment.created"
-                row = DeploymentRow(
-                    endpoint=spec.endpoint, generation=0, created_by=actor, created_at=now
-                )
-                session.add(row)
-            elif row.removed_at is not None:
-                action, row.removed_at = "deployment.created", None
-            row.spec = spec.model_dump(mode="json")
-            row.generation += 1
-            row.updated_by, row.updated_at = actor, now
-            summary = {v.name: v.weight for v in spec.variants}
-            append_event(
-                session, now, actor, action, ("deployment", spec.endpoint, spec.variants[0].model),
-                details={"generation": row.generation, "weights": summary},
-            )  # fmt: skip
-            return _record(row)
-
-        return self._db.write(work)
+        return self._db.write(lambda session: put_spec(session, self._clock(), spec, actor))
 
     def get(self, endpoint: str) -> DeploymentRecord:
         with self._db.reading() as session:
@@ -196,6 +167,31 @@ class Deployments:
             return _record(row)
 
         return self._db.write(work)
+
+
+def put_spec(session: Session, now: datetime, spec: DeploymentSpec, actor: str) -> DeploymentRecord:
+    """Write ``spec`` (generation + 1) and its event in the caller's transaction."""
+    for variant in spec.variants:
+        _check_deployable(session, variant)
+    row = session.scalar(
+        select(DeploymentRow).where(DeploymentRow.endpoint == spec.endpoint).with_for_update()
+    )
+    action = "deployment.updated"
+    if row is None:
+        action = "deployment.created"
+        row = DeploymentRow(endpoint=spec.endpoint, generation=0, created_by=actor, created_at=now)
+        session.add(row)
+    elif row.removed_at is not None:
+        action, row.removed_at = "deployment.created", None
+    row.spec = spec.model_dump(mode="json")
+    row.generation += 1
+    row.updated_by, row.updated_at = actor, now
+    summary = {v.name: v.weight for v in spec.variants}
+    append_event(
+        session, now, actor, action, ("deployment", spec.endpoint, spec.variants[0].model),
+        details={"generation": row.generation, "weights": summary},
+    )  # fmt: skip
+    return _record(row)
 
 
 def scaled(

@@ -1,4 +1,4 @@
-"""Policies: "a new version of MODEL is rolled out to ENDPOINT by this plan", stored.
+"""Policies: "a new version of MODEL is rolled out to ENDPOINT by this strategy and plan".
 
 A policy names its trigger — every registration (``registered``) or a move of an alias
 (``alias:candidate``) — and keeps a cursor into the audit log: the id of the last event it
@@ -33,6 +33,7 @@ class PolicyRecord(Record):
     model: str
     endpoint: str
     trigger: str
+    strategy: str
     plan: dict[str, Any]
     last_event_id: int
     created_by: str
@@ -53,9 +54,19 @@ class Policies:
         self._clock = clock
 
     def put(
-        self, model: str, endpoint: str, trigger: str, plan: dict[str, Any], actor: str
+        self,
+        model: str,
+        endpoint: str,
+        trigger: str,
+        plan: dict[str, Any],
+        actor: str,
+        *,
+        strategy: str = "canary",
     ) -> PolicyRecord:
-        """Set the policy of ``model``; it acts on what happens from now on, not before."""
+        """Set the policy of ``model``; it acts on what happens from now on, not before.
+
+        The plan is stored as given: the control plane validates it for its ``strategy``.
+        """
         validate_name(model, "model name")
         validate_name(endpoint, "endpoint name")
         if _TRIGGER.fullmatch(trigger) is None:
@@ -69,8 +80,8 @@ class Policies:
                 row = PolicyRow(model_name=model, created_by=actor)
                 session.add(row)
             row.endpoint, row.trigger, row.plan, row.updated_at = endpoint, trigger, plan, now
-            row.removed_at, row.last_event_id = None, newest_event
-            details = {"endpoint": endpoint, "trigger": trigger, "plan": plan}
+            row.strategy, row.removed_at, row.last_event_id = strategy, None, newest_event
+            details = {"endpoint": endpoint, "trigger": trigger, "strategy": strategy, "plan": plan}
             append_event(
                 session, now, actor, "policy.set", ("policy", model, model), details=details
             )
@@ -119,10 +130,11 @@ class Policies:
         change: tuple[VariantSpec, VariantSpec] | None,
         actor: str,
         skip_reason: str = "",
+        state: dict[str, Any] | None = None,
     ) -> RolloutRecord | None:
         """Act on ``trigger``: start the rollout of ``change`` (baseline, candidate), or skip
         it (``change`` None, for ``skip_reason``) and move the cursor past it — in one
-        transaction.
+        transaction. ``state`` is the new rollout's initial strategy state.
 
         While the endpoint has a rollout in progress nothing happens and the cursor stays:
         the trigger fires again once that rollout has ended.
@@ -141,8 +153,9 @@ class Policies:
                 append_event(session, now, actor, "policy.skipped", subject, details=details)
                 return None
             return insert_rollout(
-                session, now, policy.endpoint, change, plan=policy.plan, actor=actor
-            )
+                session, now, policy.endpoint, change,
+                plan=policy.plan, actor=actor, strategy=policy.strategy, state=state,
+            )  # fmt: skip
 
         return self._db.write(work)
 
@@ -169,6 +182,7 @@ def _record(row: PolicyRow) -> PolicyRecord:
         model=row.model_name,
         endpoint=row.endpoint,
         trigger=row.trigger,
+        strategy=row.strategy or "canary",
         plan=row.plan,
         last_event_id=row.last_event_id,
         created_by=row.created_by,

@@ -28,7 +28,7 @@ from ferryman.reference import ReferenceData
 from ferryman.registry.alerts import Alerts
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
-from ferryman.registry.deployments import Deployments
+from ferryman.registry.deployments import Deployments, DeploymentSpec, put_spec
 from ferryman.registry.history import MetricHistory
 from ferryman.registry.lookup import (
     VersionRef,
@@ -51,7 +51,7 @@ from ferryman.registry.records import (
     VariantStatus,
     VersionRecord,
 )
-from ferryman.registry.rollouts import Rollouts
+from ferryman.registry.rollouts import RolloutRecord, Rollouts, apply_transition, rollout_in
 from ferryman.registry.runs import RunLog
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
 
@@ -328,6 +328,41 @@ class Registry:
                 .order_by(VariantRow.id)
             )
             return [variant_record(model, version.number, row) for row in rows]
+
+    # -- rollouts -------------------------------------------------------------------------
+
+    def move_rollout(
+        self,
+        move: tuple[int, str, str],
+        *,
+        spec: DeploymentSpec | None = None,
+        production: int | None = None,
+        details: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> RolloutRecord:
+        """One rollout transition (``move`` = rollout id, actor, action) with what it does to
+        the world — the endpoint's new ``spec``, the ``production`` alias moved to a version —
+        in one transaction: a crash leaves all of it or none (RELIABILITY F5).
+
+        The alias's previous version is kept in the rollout's state (``production_before``),
+        so a promotion can be undone.
+        """
+
+        def work(session: Session) -> RolloutRecord:
+            now = self._clock()
+            applied = dict(changes)
+            if spec is not None:
+                put_spec(session, now, spec, move[1])
+            if production is not None:
+                rollout = rollout_in(session, move[0])
+                model_row = find_model(session, rollout.model, for_update=True)
+                target = find_version(session, model_row, production)
+                alias = self._move_alias(session, model_row, "production", target, move[1], now=now)
+                before = {"production_before": alias.previous_version}
+                applied["state"] = {**changes.get("state", rollout.state), **before}
+            return apply_transition(session, now, move, details, applied)
+
+        return self._db.write(work)
 
     # -- events ---------------------------------------------------------------------------
 

@@ -155,6 +155,7 @@ class VariantRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_object", "object_type", "object_key"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)
@@ -195,6 +196,7 @@ class RolloutRow(Base):
     failed_checks: Mapped[int] = mapped_column(Integer)
     weight: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, server_default="{}")
     created_by: Mapped[str] = mapped_column(KEY)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -208,6 +210,7 @@ class PolicyRow(Base):
     model_name: Mapped[str] = mapped_column(NAME, unique=True)
     endpoint: Mapped[str] = mapped_column(NAME)
     trigger: Mapped[str] = mapped_column(String(80))
+    strategy: Mapped[str] = mapped_column(String(16), server_default="canary")
     plan: Mapped[dict[str, Any]]
     last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     created_by: Mapped[str] = mapped_column(KEY)

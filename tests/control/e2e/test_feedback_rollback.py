@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from ferryman.config import load_settings
 from ferryman.control.rollout import CanaryPlan, Gates
-from ferryman.control.rollouts import start_canary
+from ferryman.control.rollout_steering import start_rollout
 from ferryman.registry import Registry
 from tests.control.e2e.harness import Load, Stack, wait_for
 
@@ -109,7 +109,7 @@ def test_a_wrong_but_healthy_candidate_is_rolled_back_by_feedback(
         Labeller.every(0.5, labeller.flush, stop)  # labels arrive later than the answers
         registry = Registry.open(load_settings(data_dir=stack.data_dir))
         try:
-            record = start_canary(registry, "m", 2, plan, "test")
+            record = start_rollout(registry, "m", 2, strategy="canary", plan=plan, actor="test")
             wait_for(lambda: registry.rollouts.get(record.id).status.is_final, 60, "a decision")
             final = registry.rollouts.get(record.id)
         finally:

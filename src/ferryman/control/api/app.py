@@ -16,6 +16,7 @@ from ferryman.control.api import (
     feedback_routes,
     monitor_routes,
     registry_routes,
+    rollout_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.control.history import HistoryView, StoredHistory
@@ -51,6 +52,7 @@ def create_app(
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
+    app.include_router(rollout_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(alert_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)

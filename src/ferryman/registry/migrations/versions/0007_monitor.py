@@ -1,7 +1,7 @@
 """Monitor: metric history (10 s samples per variant), alert rules, alerts and webhooks.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-09
 """
 
@@ -14,8 +14,8 @@ from ferryman.registry.tables import UTCDateTime
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

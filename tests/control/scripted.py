@@ -1,0 +1,44 @@
+"""Scripted stand-ins for what the rollout controller observes: gateway totals, a clock."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from ferryman.control.traffic import Key, Traffic
+
+
+class Scripted:
+    """Gateway totals of endpoint ``digits`` that grow by what the test says happens."""
+
+    def __init__(self) -> None:
+        self.totals: dict[Key, Traffic] = {}
+        self.is_down = False
+
+    def serve(self, variant: str, requests: int, errors: int = 0, latency_s: float = 0.01) -> None:
+        key = ("digits", variant)
+        before = self.totals.get(key, Traffic())
+        count = before.requests + requests
+        buckets = dict(before.buckets)
+        for bound in (0.01, 0.1, 1.0, 10.0, math.inf):
+            buckets[bound] = buckets.get(bound, 0.0) + (requests if latency_s <= bound else 0)
+        self.totals[key] = replace(
+            before, requests=count, errors=before.errors + errors, buckets=buckets
+        )
+
+    def mirror(self, variant: str, outcome: str, count: int) -> None:
+        """Count shadow copies of ``variant`` by comparison outcome."""
+        key = ("digits", variant)
+        before = self.totals.get(key, Traffic())
+        shadow = {**before.shadow, outcome: before.shadow.get(outcome, 0.0) + count}
+        self.totals[key] = replace(before, shadow=shadow)
+
+    def __call__(self) -> dict[Key, Traffic] | None:
+        return None if self.is_down else dict(self.totals)
+
+
+class Clock:
+    now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
