@@ -13,7 +13,7 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 def test_alerts_firing_and_all(run: Run, tmp_path: Path) -> None:
-    code, out, _ = run("alerts", "list")
+    code, out, _ = run("alerts")
     assert (code, out.strip()) == (0, "Alerts firing: none")
     registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
     change = AlertChange(

@@ -14,9 +14,16 @@ from ferryman.control.alerts import check_removable, rule_listing
 from ferryman.errors import InvalidInput
 from ferryman.registry import SERIES, AlertLevel, AlertStatus, RuleSpec
 
-alerts_app = typer.Typer(help="Alerts: firing and past, rules (defaults and yours), webhooks.")
+alerts_app = typer.Typer()
 
 LEVEL_STYLE = {AlertLevel.CRITICAL: "bold red", AlertLevel.WARNING: "yellow"}
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts(ctx: typer.Context) -> None:
+    """Alerts: firing and past, rules (defaults and yours), webhooks. Alone: those firing."""
+    if ctx.invoked_subcommand is None:
+        list_alerts(ctx)
 
 
 @alerts_app.command("list")
@@ -80,7 +87,7 @@ def set_rule(
     disable: Annotated[bool, typer.Option("--disable", help="Keep it, but off.")] = False,
     description: Annotated[str, typer.Option(help="What it means, for whoever is paged.")] = "",
 ) -> None:
-    """Add or change a rule, e.g. ``set-rule slow --series p99_ms --above 500 --for 60``."""
+    """Add or change a rule, e.g.: set-rule slow --series p99_ms --above 500 --for 60"""
     if (above is None) == (below is None):
         raise InvalidInput("give exactly one of --above VALUE or --below VALUE")
     spec = RuleSpec(
@@ -150,6 +157,7 @@ def set_webhook(
 def remove_webhook(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="Webhook name.")]
 ) -> None:
+    """Stop posting alert events to a webhook."""
     state = cli_context(ctx)
     state.registry().alerts.remove_webhook(name, state.settings.user)
     console.print(f"Webhook [bold]{name}[/] removed")

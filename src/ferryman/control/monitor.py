@@ -102,6 +102,8 @@ class Monitor:
         self.history.add(samples)
         self._registry.history.add(samples, self._retention_s)
         self._judge(samples, now_s)
+        logger.debug("monitor: %d samples in %.0f ms", len(samples),
+                     (self._clock() - now_s) * 1000)  # fmt: skip
         return samples
 
     def _judge(self, samples: Sequence[MetricSample], now_s: float) -> None:

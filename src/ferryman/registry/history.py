@@ -82,13 +82,19 @@ class MetricHistory:
         return self._db.write(work)
 
     def since(self, since_s: float, endpoint: str | None = None) -> list[MetricSample]:
-        """Samples from ``since_s`` (unix seconds) on, oldest first."""
-        query = select(MetricSampleRow).where(MetricSampleRow.at >= _at(since_s))
+        """Samples from ``since_s`` (unix seconds) on, oldest first.
+
+        Rows are read as plain tuples (no ORM objects): a restart reloads a whole day.
+        """
+        row = MetricSampleRow
+        columns = [getattr(row, name) for name in SERIES]
+        query = select(row.at, row.endpoint, row.variant, *columns).where(row.at >= _at(since_s))
         if endpoint is not None:
-            query = query.where(MetricSampleRow.endpoint == endpoint)
+            query = query.where(row.endpoint == endpoint)
         with self._db.reading() as session:
-            rows = session.scalars(query.order_by(MetricSampleRow.at, MetricSampleRow.id))
-            return [_sample(row) for row in rows]
+            found = session.execute(query.order_by(row.at, row.id)).all()
+        return [_from_columns(at, endpoint_, variant, values) for at, endpoint_, variant, *values
+                in found]  # fmt: skip
 
     def latest(self, endpoint: str | None = None) -> list[MetricSample]:
         """The newest sample of every (endpoint, variant)."""
@@ -112,6 +118,16 @@ class MetricHistory:
 
 def _at(time_s: float) -> datetime:
     return datetime.fromtimestamp(time_s, UTC)
+
+
+def _from_columns(
+    at: datetime, endpoint: str, variant: str, values: list[float | None]
+) -> MetricSample:
+    """A sample of stored values, which were checked when they were written."""
+    present = {name: value for name, value in zip(SERIES, values, strict=True) if value is not None}
+    return MetricSample.model_construct(
+        time_s=at.timestamp(), endpoint=endpoint, variant=variant, values=present
+    )
 
 
 def _sample(row: MetricSampleRow) -> MetricSample:
