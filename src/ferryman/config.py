@@ -64,6 +64,10 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body; more gets 413."
     )
+    max_string_elements: int = Field(
+        default=100_000, ge=1,
+        description="Most elements of one BYTES (text) input; each becomes a Python string.",
+    )  # fmt: skip
     max_header_bytes: int = Field(
         default=16 * 1024, ge=1024, description="Largest total of request header bytes; 431."
     )

@@ -15,6 +15,7 @@ from ferryman.signature import Signature, TensorSpec
 
 X = TensorSpec(name="x", datatype="FP32", shape=(-1, 2))
 IDS = TensorSpec(name="ids", datatype="INT64", shape=None)
+LIMITS = codecs.TensorLimits(max_elements=1000, max_string_elements=100)
 SIGNATURE = Signature(
     inputs=(X, IDS), outputs=(TensorSpec(name="y", datatype="FP32", shape=(-1,)),)
 )
@@ -56,7 +57,7 @@ def test_decode_json_and_binary_inputs_together() -> None:
         {"name": "ids", "shape": [1, 3], "datatype": "INT64",
          "parameters": {"binary_data_size": ids.nbytes}},
     ])  # fmt: skip
-    arrays = codecs.decode_inputs(inference, memoryview(ids.tobytes()), SIGNATURE, 1000)
+    arrays = codecs.decode_inputs(inference, memoryview(ids.tobytes()), SIGNATURE, LIMITS)
     assert arrays["x"].dtype == np.float32
     np.testing.assert_array_equal(arrays["x"], [[1, 2], [3, 4]])
     np.testing.assert_array_equal(arrays["ids"], ids)
@@ -68,12 +69,12 @@ def test_unclaimed_binary_bytes_are_refused() -> None:
         {"name": "ids", "shape": [1], "datatype": "INT64", "data": [1]},
     ])  # fmt: skip
     with pytest.raises(InvalidInput, match="4 binary bytes that no input claims"):
-        codecs.decode_inputs(inference, memoryview(b"\0" * 4), SIGNATURE, 1000)
+        codecs.decode_inputs(inference, memoryview(b"\0" * 4), SIGNATURE, LIMITS)
 
 
 def test_declared_size_is_checked_with_python_integers() -> None:
     with pytest.raises(InvalidInput, match="more than the 1000 elements"):
-        codecs.check_tensor("ids", "INT64", [2**62, 2**62, 2**62], IDS, 1000)
+        codecs.check_tensor("ids", "INT64", [2**62, 2**62, 2**62], IDS, LIMITS)
 
 
 def test_header_length_outside_the_body() -> None:

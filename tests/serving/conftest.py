@@ -48,6 +48,23 @@ def affine_model(features: int = 4, batch: int | str = "N") -> bytes:
     return model.SerializeToString()
 
 
+def text_model() -> bytes:
+    """shout = text + "!" and same = text, for text BYTES (an ONNX string tensor) [batch]."""
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])
+    shout = helper.make_tensor_value_info("shout", TensorProto.STRING, ["N"])
+    same = helper.make_tensor_value_info("same", TensorProto.STRING, ["N"])
+    nodes = [
+        helper.make_node("StringConcat", ["text", "bang"], ["shout"]),
+        helper.make_node("Identity", ["text"], ["same"]),
+    ]
+    bang = helper.make_tensor("bang", TensorProto.STRING, [], [b"!"])
+    graph = helper.make_graph(nodes, "text", [text], [shout, same], initializer=[bang])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def golden(x: list[float], scale: float = 2.0) -> GoldenRequest:
     """A golden request for the affine model; ``scale`` other than 2 makes it wrong."""
     array = np.array([x], dtype=np.float32)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
+import struct
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +16,7 @@ import pytest
 
 from ferryman.protocol import grpc_predict_v2_pb2 as pb
 from ferryman.runtimes.onnx import OnnxRuntime
-from tests.serving.conftest import affine_model, replica, running
+from tests.serving.conftest import affine_model, replica, running, text_model
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +106,89 @@ async def test_errors_become_status_codes(
         await stub.ModelInfer(request)
     assert caught.value.code() == code
     assert message in (caught.value.details() or "")
+
+
+def packed(*elements: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+
+@pytest.fixture
+async def text_port() -> AsyncIterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with running(replica(OnnxRuntime(text_model()), grpc_port=port)):
+        yield port
+
+
+WORDS = ["hello", "", "Ärger", "日本語 😀"]
+
+
+@pytest.mark.parametrize("form", ["bytes_contents", "raw_input_contents"])
+async def test_bytes_round_trip(text_port: int, form: str) -> None:
+    request = pb.ModelInferRequest(model_name="tiny")
+    tensor = request.inputs.add(name="text", datatype="BYTES", shape=[4])
+    encoded = [word.encode() for word in WORDS]
+    if form == "bytes_contents":
+        tensor.contents.bytes_contents.extend(encoded)
+    else:
+        request.raw_input_contents.append(packed(*encoded))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{text_port}") as channel:
+        response = await Stub(channel).ModelInfer(request)
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("shout", "BYTES", [4]), ("same", "BYTES", [4])
+    ]  # fmt: skip
+    assert response.raw_output_contents[0] == packed(*(f"{w}!".encode() for w in WORDS))
+    assert response.raw_output_contents[1] == packed(*encoded)
+
+
+@pytest.mark.parametrize(
+    ("shape", "contents", "raw", "message"),
+    [
+        ([2], [b"ok", b"\xff"], None, "element 1 is not valid UTF-8"),
+        ([1], None, packed(b"abc")[:-1], "declares 3 bytes"),
+        ([2], None, b"\x01\x00", "need at least 8 bytes"),
+    ],
+    ids=["invalid UTF-8", "truncated", "too short for the count"],
+)
+async def test_bad_bytes_are_invalid_argument(
+    text_port: int, shape: list[int], contents: list[bytes] | None, raw: bytes | None,
+    message: str,
+) -> None:  # fmt: skip
+    request = pb.ModelInferRequest(model_name="tiny")
+    tensor = request.inputs.add(name="text", datatype="BYTES", shape=shape)
+    if contents is not None:
+        tensor.contents.bytes_contents.extend(contents)
+    if raw is not None:
+        request.raw_input_contents.append(raw)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{text_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await Stub(channel).ModelInfer(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = caught.value.details() or ""
+    assert message in details
+    assert "input 'text'" in details
+
+
+TRITON_GRPC_CLIENT = """
+import json, sys
+import numpy as np
+import tritonclient.grpc as triton
+words = np.array(json.loads(sys.argv[2]), dtype=object)
+tensor = triton.InferInput("text", [len(words)], "BYTES")
+tensor.set_data_from_numpy(words)
+with triton.InferenceServerClient(sys.argv[1]) as client:
+    result = client.infer("tiny", [tensor])
+print(json.dumps([v.decode() for v in result.as_numpy("shout")]))
+"""
+
+
+async def test_tritonclient_grpc_bytes_round_trip(text_port: int) -> None:
+    # Its own process: tritonclient.grpc registers the same protobuf names as ours.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", TRITON_GRPC_CLIENT, f"127.0.0.1:{text_port}", json.dumps(WORDS),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out) == [f"{w}!" for w in WORDS]

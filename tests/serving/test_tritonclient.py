@@ -10,7 +10,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from ferryman.runtimes.onnx import OnnxRuntime
-from tests.serving.conftest import affine_model, replica, serving_in_thread
+from tests.serving.conftest import affine_model, replica, serving_in_thread, text_model
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +50,28 @@ def test_errors_reach_the_client(url: str) -> None:
     tensor.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
     with pytest.raises(InferenceServerException, match=r"expects x FP32 \[-1, 4\]"):
         client.infer("tiny", [tensor])
+
+
+@pytest.fixture(scope="module")
+def text_url() -> Iterator[str]:
+    with serving_in_thread(replica(OnnxRuntime(text_model()))) as running:
+        yield running.address
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_bytes_round_trip(text_url: str, binary: bool) -> None:
+    client = triton.InferenceServerClient(text_url)
+    words = np.array(["hello", "", "Ärger", "日本語 😀"], dtype=object)
+    tensor = triton.InferInput("text", [4], "BYTES")
+    tensor.set_data_from_numpy(words, binary_data=binary)
+    outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in ("shout", "same")]
+
+    result = client.infer("tiny", [tensor], outputs=outputs)
+
+    assert text(result.as_numpy("shout")) == [f"{w}!" for w in words]
+    assert text(result.as_numpy("same")) == list(words)
+
+
+def text(values: np.ndarray) -> list[str]:
+    """tritonclient gives BYTES back as str from JSON and as bytes from binary data."""
+    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]

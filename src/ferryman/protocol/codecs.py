@@ -3,7 +3,8 @@
 Every check a request can fail runs here, before the model sees it: datatype and shape
 against the signature, the shape's element count against the data and against the size
 limit (computed with Python integers, so ``[2147483647, 2147483647]`` costs nothing),
-value kinds (no strings in FP32), ranges and finiteness.
+value kinds (no strings in FP32), ranges and finiteness. BYTES tensors (text) are decoded
+and encoded by :mod:`ferryman.protocol.strings`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from ferryman.errors import InvalidInput
+from ferryman.errors import FerrymanError, InvalidInput
+from ferryman.protocol import strings
 from ferryman.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -43,8 +45,20 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype(np.float64),
 }
 DATATYPES: dict[np.dtype[Any], str] = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
+BYTES = "BYTES"
+"""Variable-length elements: UTF-8 text in a numpy object array (see :mod:`.strings`)."""
 _ACCEPTED_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
 _KIND_WORDS = {"b": "booleans", "u": "integers", "i": "integers", "f": "numbers"}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorLimits:
+    """The most elements one input tensor may declare."""
+
+    max_elements: int
+    """Of a numeric tensor (each element takes at least a byte of the body)."""
+    max_string_elements: int
+    """Of a BYTES tensor: each element becomes a Python string, so fewer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +176,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def decode_inputs(
-    request: InferenceRequest, binary: memoryview, signature: Signature, max_elements: int
+    request: InferenceRequest, binary: memoryview, signature: Signature, limits: TensorLimits
 ) -> dict[str, np.ndarray]:
     """Turn the request's inputs into arrays, refusing anything the signature does not allow."""
     specs = {spec.name: spec for spec in signature.inputs}
@@ -177,12 +191,13 @@ def decode_inputs(
             )
         if item.name in arrays:
             raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
-        count = check_tensor(item.name, item.datatype, item.shape, spec, max_elements)
-        if (item.parameters or {}).get("binary_data_size") is None:
+        count = check_tensor(item.name, item.datatype, item.shape, spec, limits)
+        size = (item.parameters or {}).get("binary_data_size")
+        if size is None:
             arrays[item.name] = _json_array(item, spec, count)
         else:
-            arrays[item.name] = _binary_array(item, binary[offset:], spec, count)
-            offset += arrays[item.name].nbytes
+            arrays[item.name], used = _binary_array(item, size, binary[offset:], spec, count)
+            offset += used
     if offset != len(binary):
         raise InvalidInput(
             f"the body has {len(binary) - offset} binary bytes that no input claims; "
@@ -195,14 +210,18 @@ def decode_inputs(
 
 
 def check_tensor(
-    name: str, datatype: str, shape: list[int], spec: TensorSpec, max_elements: int
+    name: str, datatype: str, shape: list[int], spec: TensorSpec, limits: TensorLimits
 ) -> int:
     """Check a declared tensor against its spec and the size limit; return its element count."""
     if datatype != spec.datatype:
         raise InvalidInput(
             f"input {name!r} has datatype {datatype[:16]}; the model expects {spec.describe()}"
         )
-    if spec.datatype not in NUMPY_DTYPES:
+    if spec.datatype in NUMPY_DTYPES:
+        max_elements = limits.max_elements
+    elif spec.datatype == BYTES:
+        max_elements = limits.max_string_elements
+    else:
         raise InvalidInput(f"input {name!r}: datatype {spec.datatype} is not served by replicas")
     if spec.shape is not None and not _shape_fits(shape, spec.shape):
         raise InvalidInput(
@@ -238,6 +257,8 @@ def coerce_array(
     name: str, data: object, spec: TensorSpec, shape: list[int], count: int
 ) -> np.ndarray:
     """JSON values as an array of the spec's datatype and ``shape`` (checked), or 400."""
+    if spec.datatype == BYTES:
+        return strings.from_json(name, data, count).reshape(shape)
     try:
         raw = np.array(data)
     except (ValueError, OverflowError):
@@ -281,23 +302,32 @@ def _all_finite(array: np.ndarray) -> bool:
     return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())
 
 
-def _binary_array(item: RequestInput, rest: memoryview, spec: TensorSpec, count: int) -> np.ndarray:
-    """The input's bytes from ``rest``, the binary part not yet claimed by earlier inputs."""
+def _binary_array(
+    item: RequestInput, size: object, rest: memoryview, spec: TensorSpec, count: int
+) -> tuple[np.ndarray, int]:
+    """The input's ``size`` bytes from ``rest`` (the binary part not yet claimed), and size."""
     name, shape = item.name, item.shape
-    size = (item.parameters or {}).get("binary_data_size")
-    dtype = NUMPY_DTYPES[spec.datatype]
-    needed = count * dtype.itemsize
-    if not isinstance(size, int) or isinstance(size, bool) or size != needed:
+    is_text = spec.datatype == BYTES
+    needed = None if is_text else count * NUMPY_DTYPES[spec.datatype].itemsize
+    if (
+        not isinstance(size, int)
+        or isinstance(size, bool)
+        or size < 0
+        or (needed is not None and size != needed)
+    ):
+        rule = "a byte count ≥ 0" if needed is None else f"{needed} bytes"
         raise InvalidInput(
             f"input {name!r}: binary_data_size is {size!r}; shape {list(shape)} of "
-            f"{spec.datatype} needs {needed} bytes"
+            f"{spec.datatype} needs {rule}"
         )
     if size > len(rest):
         raise InvalidInput(
             f"input {name!r} needs {size} binary bytes; only {len(rest)} are left in the body"
         )
-    array = np.frombuffer(rest, dtype=dtype, count=count)
-    return _checked(name, array, spec).reshape(shape)
+    if is_text:
+        return strings.from_binary(name, rest[:size], count).reshape(shape), size
+    array = np.frombuffer(rest, dtype=NUMPY_DTYPES[spec.datatype], count=count)
+    return _checked(name, array, spec).reshape(shape), size
 
 
 def choose_outputs(request: InferenceRequest, signature: Signature) -> list[OutputChoice]:
@@ -329,17 +359,35 @@ def build_response(
     tail: list[bytes] = []
     for choice in choices:
         array = np.ascontiguousarray(arrays[choice.name])
-        datatype = DATATYPES.get(array.dtype, "BYTES")
+        datatype = datatype_of(array)
         if choice.is_binary:
-            raw = array.tobytes()
+            raw = tensor_bytes(array)
             tail.append(raw)
             parameters = {"binary_data_size": len(raw)}
             outputs.append(
                 ResponseOutput(choice.name, datatype, list(array.shape), None, parameters)
             )
         else:
-            outputs.append(ResponseOutput(choice.name, datatype, list(array.shape), array.ravel()))
+            data = strings.to_json(choice.name, array) if datatype == BYTES else array.ravel()
+            outputs.append(ResponseOutput(choice.name, datatype, list(array.shape), data))
     return InferenceResponse(model_name, model_version, request_id, outputs), tail
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The V2 datatype of a model's output array (text and objects are BYTES)."""
+    datatype = DATATYPES.get(array.dtype)
+    if datatype is not None:
+        return datatype
+    if array.dtype.kind in strings.TEXT_KINDS:
+        return BYTES
+    raise FerrymanError(f"the model gave an output of numpy dtype {array.dtype}, which V2 lacks")
+
+
+def tensor_bytes(array: np.ndarray) -> bytes:
+    """An output in the binary form: raw little-endian elements, or length-prefixed BYTES."""
+    if array.dtype.kind in strings.TEXT_KINDS:
+        return strings.to_binary(array)
+    return array.tobytes()
 
 
 def encode_response(response: InferenceResponse) -> bytes:
@@ -380,6 +428,8 @@ def json_default(value: object) -> Any:
 
 def to_array(datatype: str, shape: Iterable[int], data: Iterable[Any]) -> np.ndarray:
     """A plain JSON tensor (such as a golden request's) as an array of its datatype."""
+    if datatype == BYTES:
+        return np.array([str(value) for value in data], dtype=object).reshape(tuple(shape))
     if datatype not in NUMPY_DTYPES:
         raise InvalidInput(f"datatype {datatype} is not served by replicas")
     return np.array(list(data), dtype=NUMPY_DTYPES[datatype]).reshape(tuple(shape))

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ferryman.protocol import strings
+
 Arrays = dict[str, np.ndarray]
 
 
@@ -21,7 +23,9 @@ def tensor_key(scope: str, inputs: Arrays) -> str:
     for name in sorted(inputs):
         array = np.ascontiguousarray(inputs[name])
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
-        digest.update(array.tobytes())
+        # text elements by their length-prefixed bytes (an object array's own are pointers)
+        is_text = array.dtype.kind in strings.TEXT_KINDS
+        digest.update(strings.to_binary(array) if is_text else array.tobytes())
     return digest.hexdigest()
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from ferryman.config import ServingSettings
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
 from ferryman.names import validate_name
+from ferryman.protocol.codecs import TensorLimits
 from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, MetadataTensor
 from ferryman.reference import ReferenceData
 from ferryman.runtimes import ModelRuntime
@@ -78,6 +79,11 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._admitted = 0
         self._is_batchable = is_batchable(self.signature)
+        self.tensor_limits = TensorLimits(
+            max_elements=settings.max_body_bytes,  # a numeric element takes a byte at the least
+            max_string_elements=settings.max_string_elements,
+        )
+        """The most elements one input tensor may declare."""
         policy = BatchPolicy(
             max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_delay_ms / 1000,
@@ -187,11 +193,6 @@ class DataPlane:
     def queued(self) -> int:
         """Requests waiting for a model call."""
         return self._batcher.queued
-
-    @property
-    def max_elements(self) -> int:
-        """The most tensor elements one request may declare (one byte each, at the least)."""
-        return self.settings.max_body_bytes
 
     async def infer(
         self, inputs: Arrays, deadline: float, payload: Payload | None = None

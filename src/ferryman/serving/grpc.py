@@ -2,8 +2,9 @@
 
 Like the REST layer it only translates: a ``ModelInferRequest`` becomes the same protocol
 request the REST layer builds (tensors in ``raw_input_contents`` as the binary extension,
-typed ``contents`` as JSON data), so one set of checks guards both. Outputs go back in
-``raw_output_contents``. Errors map to gRPC status codes with the same messages.
+typed ``contents`` as JSON data, BYTES ``bytes_contents`` as JSON strings), so one set of
+checks guards both. Outputs go back in ``raw_output_contents`` (BYTES elements each after
+its 4-byte length, as Triton does). Errors map to gRPC status codes with the same messages.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _CONTENTS = {
     "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
     "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
     "FP16": "fp32_contents", "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }  # fmt: skip
 Handler = Callable[[Any, Any], Awaitable[Message]]
 _SNAKE = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -92,7 +94,7 @@ class InferenceService:
             if remaining_s is not None:
                 deadline = min(deadline, time.monotonic() + remaining_s)  # noqa: PLW2901
             inference, binary = to_protocol(request)
-            inputs = codecs.decode_inputs(inference, binary, plane.signature, plane.max_elements)
+            inputs = codecs.decode_inputs(inference, binary, plane.signature, plane.tensor_limits)
             choices = codecs.choose_outputs(inference, plane.signature)
             outputs = await plane.infer(inputs, deadline)
         response = pb.ModelInferResponse(
@@ -103,11 +105,9 @@ class InferenceService:
         for choice in choices:
             array = np.ascontiguousarray(outputs[choice.name])
             response.outputs.add(
-                name=choice.name,
-                datatype=codecs.DATATYPES.get(array.dtype, "BYTES"),
-                shape=array.shape,
+                name=choice.name, datatype=codecs.datatype_of(array), shape=array.shape
             )
-            response.raw_output_contents.append(array.tobytes())
+            response.raw_output_contents.append(codecs.tensor_bytes(array))
         return response
 
 

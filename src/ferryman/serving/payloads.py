@@ -29,6 +29,7 @@ import numpy.typing as npt
 import orjson
 
 from ferryman.errors import InvalidInput
+from ferryman.protocol import strings
 from ferryman.protocol.codecs import json_default
 from ferryman.reference import row_summaries
 
@@ -105,14 +106,14 @@ class PayloadLog:
         if top1 is not None:
             payload.predictions = [self._label(int(index)) for index in top1]
         first = next(iter(inputs.values()), None)
-        if first is not None and first.ndim >= 1 and self._summary_names:
+        is_numeric = first is not None and first.dtype.kind in "biuf"
+        if is_numeric and first is not None and first.ndim >= 1 and self._summary_names:
             values = row_summaries(self._summary_names, first)
             payload.summaries = {name: [round(float(v), 6) for v in row] for name, row in
                                  values.items()} or None  # fmt: skip
-        size = sum(int(array.nbytes) for array in inputs.values())
         if (
-            size <= self.policy.max_input_bytes
-            and self._rng.random() < self.policy.input_sample_rate
+            self._rng.random() < self.policy.input_sample_rate
+            and sum(map(_content_bytes, inputs.values())) <= self.policy.max_input_bytes
         ):
             payload.inputs = dict(inputs)
 
@@ -149,6 +150,10 @@ def payload_of(scope: Mapping[str, Any]) -> Payload | None:
     """The payload record the edge opened for this request (None outside the edge)."""
     payload: Payload | None = scope.get("state", {}).get("payload")
     return payload
+
+
+def _content_bytes(array: npt.NDArray[Any]) -> int:
+    return strings.content_bytes(array) if array.dtype.kind in "OSU" else int(array.nbytes)
 
 
 def _tensor(array: npt.NDArray[Any]) -> dict[str, Any]:

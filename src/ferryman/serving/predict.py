@@ -38,7 +38,7 @@ async def predict(request: Request) -> Response:
         if content_type in IMAGE_TYPES:
             array = image_to_array(body, spec)
         else:
-            array = _plain_json(codecs.parse_json(body), spec, plane.max_elements)
+            array = _plain_json(codecs.parse_json(body), spec, plane.tensor_limits)
         outputs = await plane.infer({spec.name: array}, deadline, payload_of(request.scope))
     first = plane.signature.outputs[0].name
     document = {
@@ -55,10 +55,15 @@ def _single_input(plane: DataPlane) -> TensorSpec:
             f"/predict serves models with one input; {plane.identity.describe()} has "
             f"{len(plane.signature.inputs)}; use /v2/models/{plane.identity.model}/infer"
         )
+    if plane.signature.outputs[0].datatype == codecs.BYTES:
+        raise InvalidInput(
+            f"/predict answers labels and probabilities, and {plane.identity.describe()} "
+            f"answers text; use /v2/models/{plane.identity.model}/infer"
+        )
     return plane.signature.inputs[0]
 
 
-def _plain_json(document: Any, spec: TensorSpec, max_elements: int) -> np.ndarray:
+def _plain_json(document: Any, spec: TensorSpec, limits: codecs.TensorLimits) -> np.ndarray:
     if isinstance(document, dict) and isinstance(document.get("image"), str):
         return image_to_array(decode_base64_image(document["image"]), spec)
     if isinstance(document, dict) and "row" in document:
@@ -70,10 +75,10 @@ def _plain_json(document: Any, spec: TensorSpec, max_elements: int) -> np.ndarra
             'send {"row": [...]}, {"rows": [[...], ...]}, {"image": "<base64>"} '
             "or the image bytes with Content-Type image/png or image/jpeg"
         )
-    return _tensor_of(rows, spec, max_elements)
+    return _tensor_of(rows, spec, limits)
 
 
-def _tensor_of(value: Any, spec: TensorSpec, max_elements: int) -> np.ndarray:
+def _tensor_of(value: Any, spec: TensorSpec, limits: codecs.TensorLimits) -> np.ndarray:
     """Rows as a tensor of the input's datatype, shaped by the input's non-batch dims."""
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"input {spec.name!r} needs a non-empty list of rows")
@@ -85,7 +90,7 @@ def _tensor_of(value: Any, spec: TensorSpec, max_elements: int) -> np.ndarray:
             shape = list(np.shape(value))
         except ValueError:
             raise InvalidInput(f"input {spec.name!r}: the rows are ragged") from None
-    count = codecs.check_tensor(spec.name, spec.datatype, shape, spec, max_elements)
+    count = codecs.check_tensor(spec.name, spec.datatype, shape, spec, limits)
     return codecs.coerce_array(spec.name, value, spec, shape, count)
 
 
@@ -139,7 +144,7 @@ def _tf_inputs(document: Any, plane: DataPlane) -> tuple[bool, Arrays]:
     is_rows = "instances" in document
     value = document["instances" if is_rows else "inputs"]
     if len(specs) == 1 and not (isinstance(value, dict) or _is_list_of_dicts(value)):
-        return is_rows, {specs[0].name: _tensor_of(value, specs[0], plane.max_elements)}
+        return is_rows, {specs[0].name: _tensor_of(value, specs[0], plane.tensor_limits)}
     if is_rows:
         if not _is_list_of_dicts(value):
             raise InvalidInput('"instances" must be a list of objects keyed by input name')
@@ -148,7 +153,7 @@ def _tf_inputs(document: Any, plane: DataPlane) -> tuple[bool, Arrays]:
         columns = {s.name: value.get(s.name) for s in specs}
     else:
         raise InvalidInput('"inputs" must be an object keyed by input name for this model')
-    return is_rows, {s.name: _tensor_of(columns[s.name], s, plane.max_elements) for s in specs}
+    return is_rows, {s.name: _tensor_of(columns[s.name], s, plane.tensor_limits) for s in specs}
 
 
 def _is_list_of_dicts(value: Any) -> bool:
