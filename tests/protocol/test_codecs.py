@@ -19,6 +19,7 @@ LIMITS = codecs.TensorLimits(max_elements=1000, max_string_elements=100)
 SIGNATURE = Signature(
     inputs=(X, IDS), outputs=(TensorSpec(name="y", datatype="FP32", shape=(-1,)),)
 )
+SPECS = codecs.input_specs(SIGNATURE)
 
 
 def request(**document: object) -> InferenceRequest:
@@ -57,7 +58,7 @@ def test_decode_json_and_binary_inputs_together() -> None:
         {"name": "ids", "shape": [1, 3], "datatype": "INT64",
          "parameters": {"binary_data_size": ids.nbytes}},
     ])  # fmt: skip
-    arrays = codecs.decode_inputs(inference, memoryview(ids.tobytes()), SIGNATURE, LIMITS)
+    arrays = codecs.decode_inputs(inference, memoryview(ids.tobytes()), SPECS, LIMITS)
     assert arrays["x"].dtype == np.float32
     np.testing.assert_array_equal(arrays["x"], [[1, 2], [3, 4]])
     np.testing.assert_array_equal(arrays["ids"], ids)
@@ -69,7 +70,7 @@ def test_unclaimed_binary_bytes_are_refused() -> None:
         {"name": "ids", "shape": [1], "datatype": "INT64", "data": [1]},
     ])  # fmt: skip
     with pytest.raises(InvalidInput, match="4 binary bytes that no input claims"):
-        codecs.decode_inputs(inference, memoryview(b"\0" * 4), SIGNATURE, LIMITS)
+        codecs.decode_inputs(inference, memoryview(b"\0" * 4), SPECS, LIMITS)
 
 
 def test_declared_size_is_checked_with_python_integers() -> None:
@@ -107,3 +108,30 @@ def test_float16_outputs_are_written_as_numbers() -> None:
         ("m", "1", "r"), {"y": np.array([0.5], dtype=np.float16)}, [codecs.OutputChoice("y", False)]
     )
     assert orjson.loads(codecs.encode_response(response))["outputs"][0]["data"] == [0.5]
+
+
+INPUT = '{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}'
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('{"inputs": [' + INPUT + '], "inputs": [' + INPUT + "]}", "inputs"),
+        ('{"inputs": [' + INPUT.replace('"data"', '"shape": [2], "data"') + "]}", "shape"),
+        ('{"inputs": [' + INPUT + '], "parameters": {"a": 1, "a": 2}}', "a"),
+        ('{"inputs": [' + INPUT + '], "outputs": [{"name": "y", "name": "z"}]}', "name"),
+        ('{"inputs": [' + INPUT.replace("[1, 2]}", '[{"k": 1, "k": 2}, 2]}') + "]}", "k"),
+    ],
+    ids=["top level", "in an input", "in parameters", "in an output", "inside data"],
+)
+def test_duplicate_keys_anywhere_in_a_v2_request_are_refused(text: str, key: str) -> None:
+    with pytest.raises(InvalidInput, match=f"key '{key}' twice"):
+        codecs.parse_inference_request(text.encode(), None)
+
+
+def test_colons_in_strings_do_not_hide_or_fake_a_duplicate() -> None:
+    text = '{"id": "a:b:c", "inputs": [' + INPUT.replace('"x"', '"x:y"') + "]}"
+    inference, _ = codecs.parse_inference_request(text.encode(), None)
+    assert (inference.id, inference.inputs[0].name) == ("a:b:c", "x:y")
+    with pytest.raises(InvalidInput, match="key 'id' twice"):
+        codecs.parse_inference_request(text.replace('"id"', '"id": "q", "id"', 1).encode(), None)

@@ -25,7 +25,8 @@ def packed(*elements: bytes) -> bytes:
 
 def decode(item: dict[str, object], binary: bytes = b"") -> np.ndarray:
     inference = InferenceRequest.model_validate({"inputs": [{"name": "text", **item}]})
-    return codecs.decode_inputs(inference, memoryview(binary), SIGNATURE, LIMITS)["text"]
+    specs = codecs.input_specs(SIGNATURE)
+    return codecs.decode_inputs(inference, memoryview(binary), specs, LIMITS)["text"]
 
 
 def test_json_strings_become_a_text_array() -> None:
@@ -60,13 +61,13 @@ def test_response_of_text_outputs_in_both_forms() -> None:
         response, tail = codecs.build_response(
             ("m", "1", "r"), arrays, [codecs.OutputChoice("text", is_binary)]
         )
-        (output,) = response.outputs
-        assert (output.datatype, output.shape) == ("BYTES", [2])
+        (output,) = response["outputs"]
+        assert (output["datatype"], output["shape"]) == ("BYTES", [2])
         if is_binary:
             assert tail == [packed(b"a", b"bc")]
-            assert output.parameters == {"binary_data_size": 11}
+            assert output.get("parameters") == {"binary_data_size": 11}
         else:
-            assert output.data == ["a", "bc"]
+            assert output.get("data") == ["a", "bc"]
 
 
 BAD_BINARY = [

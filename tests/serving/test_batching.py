@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
+from ferryman.errors import DeadlineExceeded
 from ferryman.runtimes.function import CallableRuntime
 from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.dataplane import DataPlane
@@ -152,3 +153,26 @@ async def test_batches_never_exceed_max_batch_size() -> None:
     assert max(model.batches) <= 4
     assert sum(model.batches) == 40
     assert len(model.batches) < 40
+
+
+async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model))
+    x = np.zeros((1, 4), dtype=np.float32)
+    async with running(app):
+        plane = app.state.plane
+        started = time.monotonic()
+        running_call = asyncio.ensure_future(plane.infer({"x": x}, started + 5))
+        await asyncio.to_thread(model.entered.wait, 10)
+        late = asyncio.ensure_future(plane.infer({"x": x}, started + 0.4))
+        early = asyncio.ensure_future(plane.infer({"x": x}, started + 0.1))  # a gRPC deadline
+        outcomes = {}
+        for name, call in (("early", early), ("late", late)):
+            with pytest.raises(DeadlineExceeded):
+                await call
+            outcomes[name] = time.monotonic() - started
+        model.gate.set()
+        answered = await running_call
+    assert 0.1 <= outcomes["early"] < 0.35
+    assert 0.4 <= outcomes["late"] < 1.5
+    np.testing.assert_array_equal(answered["y"], x + 1)

@@ -20,6 +20,7 @@ from ferryman.runtimes.function import CallableRuntime
 from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.edge import RequestIds
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
+from ferryman.signature import Signature, TensorSpec
 from tests.serving.conftest import affine_model, replica, running, serving_in_thread
 from tests.serving.test_bad_input import CORPUS, tensor
 from tests.serving.test_batching import SIGNATURE
@@ -96,6 +97,23 @@ async def test_a_client_that_leaves_before_its_body_gets_no_answer_and_a_499() -
     assert [record["status"] for record in records] == [499]
 
 
+async def test_a_bug_behind_the_edge_is_a_json_500_and_the_replica_serves_on() -> None:
+    text = TensorSpec(name="y", datatype="BYTES", shape=(-1,))
+    signature = Signature(inputs=SIGNATURE.inputs, outputs=(text,))
+
+    def model(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"y": np.array([b"\xff"] * len(inputs["x"]), dtype=object)}  # not JSON-able
+
+    async with running(replica(CallableRuntime(signature, model))) as http:
+        broken = await http.post("/v1/models/tiny:predict", json={"instances": [[1, 2, 3, 4]]})
+        after = await http.post(URL, content=tensor())
+    assert broken.status_code == 500
+    assert broken.json() == {"error": "internal error; see the log"}
+    assert broken.headers["ferryman-model-version"] == "3"
+    assert after.status_code == 400  # its bytes are not text: said, not crashed
+    assert "binary_data" in after.json()["error"]
+
+
 def test_request_ids_are_32_hex_digits_and_unique() -> None:
     ids, other = RequestIds(), RequestIds()
     made = [ids.next() for _ in range(10_000)] + [other.next()]
@@ -148,7 +166,7 @@ def test_a_full_payload_ring_gives_the_cyclic_collector_nothing_to_walk() -> Non
     before = len(gc.get_objects())
     for index in range(2_000):
         payload = log.begin(f"r{index}")
-        log.describe(payload, inputs, np.array([index % 10]))
+        log.describe(payload, inputs, [index % 10])
         log.finish(payload, 200, 0.001)
     gc.collect()
     assert len(gc.get_objects()) - before < 50  # the records are bytes, not object graphs

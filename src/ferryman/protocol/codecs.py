@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -61,15 +61,18 @@ class TensorLimits:
     """Of a BYTES tensor: each element becomes a Python string, so fewer."""
 
 
-@dataclass(frozen=True, slots=True)
-class OutputChoice:
+class OutputChoice(NamedTuple):
     """An output to return and whether it goes back as a binary tensor."""
 
     name: str
     is_binary: bool
 
 
-def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
+def parse_json(
+    body: bytes | memoryview,
+    what: str = "request body",
+    some_keys: Callable[[Any], int] | None = None,
+) -> Any:
     """Parse strict JSON: UTF-8 only, no NaN/Infinity, no duplicate keys, bounded depth.
 
     orjson parses (it already refuses invalid UTF-8, NaN and nesting past 1024); a count of
@@ -79,17 +82,21 @@ def parse_json(body: bytes | memoryview, what: str = "request body") -> Any:
 
     Every written key is followed by its own colon, so the text has at least as many colons
     as written keys, and the parser keeps at most as many keys as were written: when the
-    colons equal the kept keys there is no duplicate, and the tokenising count (a regular
-    expression over the whole body) is only needed when some string holds a colon.
+    colons equal a count of kept keys there is no duplicate. ``some_keys`` may count only
+    the keys where a document of the expected shape has them (never more than were kept):
+    when that proof fails, every kept key is counted, and the written keys by a regular
+    expression over the whole body (needed only when some string holds a colon).
     """
     raw = body if isinstance(body, bytes) else bytes(body)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _parse_strictly(raw, what)
-    kept = _count_keys(document)
-    if raw.count(b":") != kept and _count_written_keys(raw) != kept:
-        return _parse_strictly(raw, what)
+    colons = raw.count(b":")
+    if colons != (some_keys or _count_keys)(document):
+        kept = _count_keys(document)
+        if colons != kept and _count_written_keys(raw) != kept:
+            return _parse_strictly(raw, what)
     return document
 
 
@@ -146,6 +153,26 @@ def _no_constant(name: str) -> Any:
     raise InvalidInput(f"JSON contains {name}, which JSON does not allow; send finite numbers")
 
 
+def _inference_request_keys(document: Any) -> int:
+    """The keys of a V2 request's own objects (request, inputs, outputs, their parameters):
+    never more than the parser kept, and all of them in a well-formed request."""
+    if not isinstance(document, dict):
+        return 0
+    count = len(document) + _parameter_keys(document)
+    for field in ("inputs", "outputs"):
+        items = document.get(field)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict):
+                    count += len(item) + _parameter_keys(item)
+    return count
+
+
+def _parameter_keys(item: dict[str, Any]) -> int:
+    parameters = item.get("parameters")
+    return len(parameters) if isinstance(parameters, dict) else 0
+
+
 def parse_inference_request(
     body: bytes, header_length: int | None
 ) -> tuple[InferenceRequest, memoryview]:
@@ -161,7 +188,7 @@ def parse_inference_request(
             f"Inference-Header-Content-Length is {header_length} but the body has "
             f"{len(view)} bytes; it must be the length of the JSON part"
         )
-    document = parse_json(header)
+    document = parse_json(header, some_keys=_inference_request_keys)
     try:
         return InferenceRequest.model_validate(document), tail
     except ValidationError as exc:
@@ -175,36 +202,49 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}{more}"
 
 
+def input_specs(signature: Signature) -> dict[str, TensorSpec]:
+    """A signature's inputs by name, in graph order: what :func:`decode_inputs` checks against."""
+    return {spec.name: spec for spec in signature.inputs}
+
+
 def decode_inputs(
-    request: InferenceRequest, binary: memoryview, signature: Signature, limits: TensorLimits
+    request: InferenceRequest,
+    binary: memoryview,
+    specs: Mapping[str, TensorSpec],
+    limits: TensorLimits,
 ) -> dict[str, np.ndarray]:
-    """Turn the request's inputs into arrays, refusing anything the signature does not allow."""
-    specs = {spec.name: spec for spec in signature.inputs}
+    """Turn the request's inputs into arrays, refusing anything the inputs (``specs``, from
+    :func:`input_specs`) do not allow."""
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for item in request.inputs:
-        spec = specs.get(item.name)
+        name = item.name
+        spec = specs.get(name)
         if spec is None:
             raise InvalidInput(
-                f"input {item.name!r} is not an input of this model; its inputs are "
-                f"{', '.join(s.describe() for s in signature.inputs)}"
+                f"input {name!r} is not an input of this model; its inputs are "
+                f"{', '.join(s.describe() for s in specs.values())}"
             )
-        if item.name in arrays:
-            raise InvalidInput(f"input {item.name!r} appears twice; send each input once")
-        count = check_tensor(item.name, item.datatype, item.shape, spec, limits)
-        size = (item.parameters or {}).get("binary_data_size")
+        if name in arrays:
+            raise InvalidInput(f"input {name!r} appears twice; send each input once")
+        count = check_tensor(name, item.datatype, item.shape, spec, limits)
+        size = None if item.parameters is None else item.parameters.get("binary_data_size")
         if size is None:
-            arrays[item.name] = _json_array(item, spec, count)
+            if item.data is None:
+                raise InvalidInput(
+                    f"input {name!r} has neither data nor a binary_data_size parameter"
+                )
+            arrays[name] = coerce_array(name, item.data, spec, item.shape, count)
         else:
-            arrays[item.name], used = _binary_array(item, size, binary[offset:], spec, count)
+            arrays[name], used = _binary_array(item, size, binary[offset:], spec, count)
             offset += used
     if offset != len(binary):
         raise InvalidInput(
             f"the body has {len(binary) - offset} binary bytes that no input claims; "
             "binary_data_size of the inputs must add up to the binary part"
         )
-    missing = [spec.describe() for spec in signature.inputs if spec.name not in arrays]
-    if missing:
+    if len(arrays) != len(specs):  # each array is a distinct input, so some are missing
+        missing = [spec.describe() for spec in specs.values() if spec.name not in arrays]
         raise InvalidInput(f"missing input(s): {', '.join(missing)}")
     return arrays
 
@@ -217,16 +257,24 @@ def check_tensor(
         raise InvalidInput(
             f"input {name!r} has datatype {datatype[:16]}; the model expects {spec.describe()}"
         )
-    if spec.datatype in NUMPY_DTYPES:
+    if datatype in NUMPY_DTYPES:
         max_elements = limits.max_elements
-    elif spec.datatype == BYTES:
+    elif datatype == BYTES:
         max_elements = limits.max_string_elements
     else:
-        raise InvalidInput(f"input {name!r}: datatype {spec.datatype} is not served by replicas")
-    if spec.shape is not None and not _shape_fits(shape, spec.shape):
-        raise InvalidInput(
-            f"input {name!r} has shape {list(shape)}; the model expects {spec.describe()}"
-        )
+        raise InvalidInput(f"input {name!r}: datatype {datatype} is not served by replicas")
+    expected = spec.shape
+    if expected is not None:
+        fits = len(shape) == len(expected)
+        if fits:
+            for dim, wanted in zip(shape, expected):  # noqa: B905 (lengths checked)
+                if wanted not in (dim, -1):
+                    fits = False
+                    break
+        if not fits:
+            raise InvalidInput(
+                f"input {name!r} has shape {list(shape)}; the model expects {spec.describe()}"
+            )
     count = 1
     for dim in shape:
         if dim < 0:
@@ -240,19 +288,6 @@ def check_tensor(
     return count
 
 
-def _shape_fits(shape: list[int], expected: Iterable[int]) -> bool:
-    wanted = tuple(expected)
-    return len(shape) == len(wanted) and all(
-        w in (-1, d) for d, w in zip(shape, wanted, strict=True)
-    )
-
-
-def _json_array(item: RequestInput, spec: TensorSpec, count: int) -> np.ndarray:
-    if item.data is None:
-        raise InvalidInput(f"input {item.name!r} has neither data nor a binary_data_size parameter")
-    return coerce_array(item.name, item.data, spec, item.shape, count)
-
-
 def coerce_array(
     name: str, data: object, spec: TensorSpec, shape: list[int], count: int
 ) -> np.ndarray:
@@ -263,43 +298,38 @@ def coerce_array(
         raw = np.array(data)
     except (ValueError, OverflowError):
         raise InvalidInput(f"input {name!r}: data is ragged or out of range") from None
-    kind = NUMPY_DTYPES[spec.datatype].kind
     if raw.size != count:
         raise InvalidInput(
             f"input {name!r} has {raw.size} values; shape {list(shape)} needs {count}"
         )
-    if raw.size and raw.dtype.kind not in _ACCEPTED_KINDS[kind]:
+    dtype = NUMPY_DTYPES[spec.datatype]
+    if count and raw.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
         raise InvalidInput(
-            f"input {name!r} is {spec.datatype} and needs {_KIND_WORDS[kind]}; "
+            f"input {name!r} is {spec.datatype} and needs {_KIND_WORDS[dtype.kind]}; "
             f"got values like {str(raw.flat[0])[:32]!r}"
         )
-    return _checked(name, raw, spec).reshape(shape)
+    return _checked(name, raw, spec.datatype, dtype).reshape(shape)
 
 
-def _checked(name: str, raw: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    dtype = NUMPY_DTYPES[spec.datatype]
-    if dtype.kind in "iu" and raw.size and raw.dtype != dtype:
+def _checked(name: str, raw: np.ndarray, datatype: str, dtype: np.dtype[Any]) -> np.ndarray:
+    """``raw`` as ``dtype``, refused when a value does not fit it or is not finite."""
+    kind = dtype.kind
+    if kind in "iu" and raw.size and raw.dtype != dtype:
         info = np.iinfo(dtype)
         low, high = raw.min(), raw.max()
         if low < info.min or high > info.max:
             raise InvalidInput(
-                f"input {name!r} is {spec.datatype} ({info.min}..{info.max}); got {low}..{high}"
+                f"input {name!r} is {datatype} ({info.min}..{info.max}); got {low}..{high}"
             )
     array = raw.astype(dtype, copy=False)
-    if dtype.kind == "f" and not _all_finite(array):
-        raise InvalidInput(f"input {name!r} contains NaN or infinity; send finite numbers")
+    if kind == "f":
+        flat = array.reshape(-1)
+        # The dot product of the values with themselves is finite only when every value is
+        # (one BLAS call, a third of the cost of isfinite().all()); it may also overflow
+        # with finite values, and only then are they checked one by one.
+        if not (math.isfinite(flat.dot(flat)) or np.isfinite(flat).all()):
+            raise InvalidInput(f"input {name!r} contains NaN or infinity; send finite numbers")
     return array
-
-
-def _all_finite(array: np.ndarray) -> bool:
-    """True when no value is NaN or infinite.
-
-    The dot product of the values with themselves is finite only when every value is
-    (one BLAS call, a third of the cost of ``isfinite().all()``); it may also overflow
-    with finite values, and only then are they checked one by one.
-    """
-    flat = array.reshape(-1)
-    return math.isfinite(flat.dot(flat)) or bool(np.isfinite(flat).all())
 
 
 def _binary_array(
@@ -326,13 +356,15 @@ def _binary_array(
         )
     if is_text:
         return strings.from_binary(name, rest[:size], count).reshape(shape), size
-    array = np.frombuffer(rest, dtype=NUMPY_DTYPES[spec.datatype], count=count)
-    return _checked(name, array, spec).reshape(shape), size
+    dtype = NUMPY_DTYPES[spec.datatype]
+    array = np.frombuffer(rest, dtype=dtype, count=count)
+    return _checked(name, array, spec.datatype, dtype).reshape(shape), size
 
 
 def choose_outputs(request: InferenceRequest, signature: Signature) -> list[OutputChoice]:
     """The outputs to return, in the request's order (all of them when none are named)."""
-    default_binary = bool((request.parameters or {}).get("binary_data_output", False))
+    parameters = request.parameters
+    default_binary = bool(parameters and parameters.get("binary_data_output", False))
     if not request.outputs:
         return [OutputChoice(spec.name, default_binary) for spec in signature.outputs]
     known = {spec.name for spec in signature.outputs}
@@ -358,19 +390,22 @@ def build_response(
     outputs: list[ResponseOutput] = []
     tail: list[bytes] = []
     for choice in choices:
-        array = np.ascontiguousarray(arrays[choice.name])
-        datatype = datatype_of(array)
+        name = choice.name
+        array = arrays[name]
+        datatype = DATATYPES.get(array.dtype) or datatype_of(array)
         if choice.is_binary:
-            raw = tensor_bytes(array)
+            raw = tensor_bytes(np.ascontiguousarray(array))
             tail.append(raw)
-            parameters = {"binary_data_size": len(raw)}
-            outputs.append(
-                ResponseOutput(choice.name, datatype, list(array.shape), None, parameters)
-            )
+            outputs.append({"name": name, "datatype": datatype, "shape": list(array.shape),
+                            "parameters": {"binary_data_size": len(raw)}})  # fmt: skip
         else:
-            data = strings.to_json(choice.name, array) if datatype == BYTES else array.ravel()
-            outputs.append(ResponseOutput(choice.name, datatype, list(array.shape), data))
-    return InferenceResponse(model_name, model_version, request_id, outputs), tail
+            data = strings.to_json(name, array) if datatype == BYTES else array.ravel()
+            outputs.append(
+                {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+            )
+    response: InferenceResponse = {"model_name": model_name, "model_version": model_version,
+                                   "id": request_id, "outputs": outputs}  # fmt: skip
+    return response, tail
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -391,30 +426,8 @@ def tensor_bytes(array: np.ndarray) -> bytes:
 
 
 def encode_response(response: InferenceResponse) -> bytes:
-    """The JSON document of a response, without ``null`` fields."""
-    return orjson.dumps(
-        {
-            "model_name": response.model_name,
-            "model_version": response.model_version,
-            "id": response.id,
-            "outputs": [_output_document(output) for output in response.outputs],
-        },
-        option=orjson.OPT_SERIALIZE_NUMPY,
-        default=json_default,
-    )
-
-
-def _output_document(output: ResponseOutput) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "name": output.name,
-        "datatype": output.datatype,
-        "shape": output.shape,
-    }
-    if output.data is not None:
-        document["data"] = output.data
-    if output.parameters:
-        document["parameters"] = output.parameters
-    return document
+    """The JSON document of a response (fields that are absent are not written)."""
+    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY, default=json_default)
 
 
 def json_default(value: object) -> Any:

@@ -1,14 +1,15 @@
 """Open Inference Protocol V2 types: one type per protocol concept.
 
-Requests come from strangers, so they are pydantic models with strict fields; responses are
-frozen dataclasses that ``orjson`` writes directly (numpy arrays included), because the
-response path is the hot one and needs no validation.
+Requests come from strangers, so they are pydantic models with strict fields. Inference
+responses are typed dicts, which ``orjson`` writes directly (numpy arrays included) and
+which cost no more than the dicts they are: the response path is the hot one and needs no
+validation. Metadata responses are frozen dataclasses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -51,26 +52,25 @@ class InferenceRequest(BaseModel):
     outputs: list[RequestOutput] | None = Field(default=None, max_length=MAX_TENSORS)
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseOutput:
-    """One output tensor; ``data`` is a flat numpy array, or absent in binary mode."""
+class ResponseOutput(TypedDict):
+    """One output tensor; ``data`` is flat (a numpy array or strings), absent in binary mode,
+    where ``parameters`` hold its ``binary_data_size``."""
 
     name: str
     datatype: str
     shape: list[int]
-    data: Any = None
-    parameters: dict[str, Any] | None = None
+    data: NotRequired[Any]
+    parameters: NotRequired[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceResponse:
+class InferenceResponse(TypedDict):
     """The answer to an inference request."""
 
     model_name: str
     model_version: str
     id: str
     outputs: list[ResponseOutput]
-    parameters: dict[str, Any] | None = None
+    parameters: NotRequired[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)

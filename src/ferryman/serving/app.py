@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp
 
 from ferryman.config import Settings
 from ferryman.errors import FerrymanError
@@ -52,14 +53,26 @@ def create_app(
                 await grpc_server.stop(grace=serving.drain_timeout_s)
             await plane.unload()
 
-    app = Starlette(
+    app = ReplicaApp(
         routes=list(ROUTES),
-        middleware=[Middleware(Edge, plane=plane)],
         exception_handlers={FerrymanError: render_error, HTTPException: render_error},
         lifespan=lifespan,
     )
     app.state.plane = plane
     return app
+
+
+class ReplicaApp(Starlette):
+    """Starlette whose outermost layer is the edge: routes, behind the exception handlers.
+
+    The edge is the server-error layer: it answers V2 inference itself and renders
+    ``{"error": ...}`` for anything that escapes the routes it hands on, so Starlette's own
+    server-error layer would only add a coroutine and a wrapped ``send`` to every request.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        routed = ExceptionMiddleware(self.router, handlers=self.exception_handlers)
+        return Edge(routed, self.state.plane)
 
 
 def _cache(settings: Settings) -> ResponseCache | None:

@@ -6,12 +6,17 @@ waits for company). Requests whose inputs agree on everything but the batch axis
 model call; each gets its own rows back. A full queue refuses at once (503 with
 Retry-After), every request has a deadline (504), and a model error fails only the requests
 of the call that raised it.
+
+Deadlines share one timer, set for the earliest deadline among the requests still waiting,
+rather than one timer per request (set and cancelled per request, a timer cost more than
+the rest of the queueing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -53,6 +58,7 @@ class _Pending:
     rows: int
     group: Hashable
     enqueued_at: float
+    deadline: float
     future: asyncio.Future[Arrays]
 
 
@@ -75,8 +81,12 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._typical_call_s = float("inf")  # unknown until a call was timed
+        self._typical_call_s = math.inf  # unknown until a call was timed
         self._queued_rows = 0
+        self._watched: deque[_Pending] = deque()
+        """Queued and running requests, oldest first, for their deadlines."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self.outstanding = 0
         """Requests submitted and not yet answered."""
         self.subject = policy.subject
@@ -96,6 +106,9 @@ class Batcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, math.inf
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
@@ -111,26 +124,53 @@ class Batcher:
                 retry_after_s=1,
             )
         now = time.monotonic()
-        loop = asyncio.get_running_loop()
-        pending = _Pending(inputs, *self._shape_of(inputs), now, loop.create_future())
+        pending = _Pending(inputs, *self._shape_of(inputs), now, deadline,
+                           asyncio.get_running_loop().create_future())  # fmt: skip
         self._queue.append(pending)
         self._queued_rows += pending.rows
         self.outstanding += 1
         if len(self._queue) == 1 or not self._should_wait():
             self._wakeup.set()  # the loop is idle, or the batch is full, or nobody else comes
-        expiry = loop.call_later(max(deadline - now, 0.0), self._expire, pending, deadline - now)
+        self._watch(pending)
         try:
             return await pending.future
         finally:
-            expiry.cancel()
             self.outstanding -= 1
+            watched = self._watched
+            while watched and watched[0].future.done():
+                watched.popleft()
 
-    def _expire(self, pending: _Pending, timeout_s: float) -> None:
-        if not pending.future.done():  # the batcher skips it, or drops its late answer
-            pending.future.set_exception(DeadlineExceeded(
-                f"no answer from {self.subject} within the request deadline of "
-                f"{timeout_s:.3f} s; the replica is overloaded or the model is slow"
-            ))  # fmt: skip
+    def _watch(self, pending: _Pending) -> None:
+        """Make sure the deadline timer fires no later than ``pending``'s deadline."""
+        self._watched.append(pending)
+        if pending.deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(pending.deadline)
+
+    def _arm(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(deadline - time.monotonic(), 0.0), self._expire_due)
+
+    def _expire_due(self) -> None:
+        """Fail the requests whose deadline passed; set the timer for the next deadline."""
+        self._timer, self._timer_at = None, math.inf
+        now = time.monotonic()
+        next_deadline = math.inf
+        for pending in self._watched:
+            if pending.future.done():
+                continue
+            if pending.deadline <= now:  # the batcher skips it, or drops its late answer
+                timeout_s = pending.deadline - pending.enqueued_at
+                pending.future.set_exception(_expired(self.subject, timeout_s))
+            else:
+                next_deadline = min(next_deadline, pending.deadline)
+        watched = self._watched
+        while watched and watched[0].future.done():
+            watched.popleft()
+        if next_deadline < math.inf:
+            self._arm(next_deadline)
 
     def _shape_of(self, inputs: Arrays) -> tuple[int, Hashable]:
         if not self._policy.is_batchable:
@@ -239,6 +279,13 @@ class Batcher:
         elapsed_s = time.perf_counter() - started
         self._typical_call_s = min(self._typical_call_s, elapsed_s * 4) * 0.8 + elapsed_s * 0.2
         return outputs
+
+
+def _expired(subject: str, timeout_s: float) -> DeadlineExceeded:
+    return DeadlineExceeded(
+        f"no answer from {subject} within the request deadline of {timeout_s:.3f} s; "
+        "the replica is overloaded or the model is slow"
+    )
 
 
 def _model_failed(subject: str, count: int, exc: Exception) -> FerrymanError:

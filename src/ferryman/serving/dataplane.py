@@ -13,13 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
-import numpy as np
-import numpy.typing as npt
-
 from ferryman.config import ServingSettings
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
 from ferryman.names import validate_name
-from ferryman.protocol.codecs import TensorLimits
+from ferryman.protocol.codecs import TensorLimits, input_specs
 from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, MetadataTensor
 from ferryman.reference import ReferenceData
 from ferryman.runtimes import ModelRuntime
@@ -79,6 +76,8 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._admitted = 0
         self._is_batchable = is_batchable(self.signature)
+        self.input_specs = input_specs(self.signature)
+        """The inputs by name, in graph order, as requests are checked against them."""
         self.tensor_limits = TensorLimits(
             max_elements=settings.max_body_bytes,  # a numeric element takes a byte at the least
             max_string_elements=settings.max_string_elements,
@@ -198,40 +197,44 @@ class DataPlane:
         self, inputs: Arrays, deadline: float, payload: Payload | None = None
     ) -> Arrays:
         """Run the model on one request's validated inputs; note them in ``payload``."""
-        if self._is_batchable:
+        if self._is_batchable and len(inputs) > 1:
             rows = {int(array.shape[0]) for array in inputs.values()}
             if len(rows) > 1:
                 raise InvalidInput(
                     f"inputs disagree on the batch size (first axis): {sorted(rows)}; "
                     "send the same number of rows for every input"
                 )
-        outputs = await self._outputs(inputs, deadline)
-        top1 = self._counted(outputs)
+        if self._cache is None:
+            outputs = await self._batcher.submit(inputs, deadline)
+        else:
+            outputs = await self._cached_outputs(self._cache, inputs, deadline)
+        top1 = None if self._class_output is None else self._counted(outputs)
         if payload is not None:
             self.payloads.describe(payload, inputs, top1)
         return outputs
 
-    async def _outputs(self, inputs: Arrays, deadline: float) -> Arrays:
-        if self._cache is None:
-            return await self._batcher.submit(inputs, deadline)
+    async def _cached_outputs(
+        self, cache: ResponseCache, inputs: Arrays, deadline: float
+    ) -> Arrays:
         key = tensor_key(self._cache_scope, inputs)
-        cached = await self._cache.get(key)
+        cached = await cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
             return cached
         self.metrics.cache_misses.inc()
         outputs = await self._batcher.submit(inputs, deadline)
-        await self._cache.put(key, outputs)
+        await cache.put(key, outputs)
         return outputs
 
-    def _counted(self, outputs: Arrays) -> npt.NDArray[np.int64] | None:
+    def _counted(self, outputs: Arrays) -> list[int] | None:
         """Count each row's top-1 class of a classifier output (the prediction drift signal)."""
         scores = outputs.get(self._class_output) if self._class_output else None
-        if scores is None or scores.ndim != 2 or scores.shape[1] != len(self._class_counters):
+        counters = self._class_counters
+        if scores is None or scores.ndim != 2 or scores.shape[1] != len(counters):
             return None
-        top1: npt.NDArray[np.int64] = np.argmax(scores, axis=1)
-        for index in top1.tolist():
-            self._class_counters[index].inc()
+        top1: list[int] = scores.argmax(axis=1).tolist()
+        for index in top1:
+            counters[index].inc()
         return top1
 
     def server_metadata(self) -> MetadataServerResponse:

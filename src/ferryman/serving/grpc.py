@@ -94,7 +94,7 @@ class InferenceService:
             if remaining_s is not None:
                 deadline = min(deadline, time.monotonic() + remaining_s)  # noqa: PLW2901
             inference, binary = to_protocol(request)
-            inputs = codecs.decode_inputs(inference, binary, plane.signature, plane.tensor_limits)
+            inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
             choices = codecs.choose_outputs(inference, plane.signature)
             outputs = await plane.infer(inputs, deadline)
         response = pb.ModelInferResponse(

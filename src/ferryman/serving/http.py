@@ -124,7 +124,7 @@ async def infer_v2(
     with plane.admit() as deadline:
         body = await read_body(content_length, receive, plane.settings.max_body_bytes)
         inference, binary = codecs.parse_inference_request(body, _header_length(header_length))
-        inputs = codecs.decode_inputs(inference, binary, plane.signature, plane.tensor_limits)
+        inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
         choices = codecs.choose_outputs(inference, plane.signature)
         outputs = await plane.infer(inputs, deadline, payload)
     request_id = inference.id or (payload.request_id if payload is not None else "")

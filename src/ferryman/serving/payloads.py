@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import orjson
 
@@ -99,23 +98,26 @@ class PayloadLog:
     def begin(self, request_id: str) -> Payload:
         return Payload(request_id, time.time())
 
-    def describe(
-        self, payload: Payload, inputs: Arrays, top1: npt.NDArray[np.int64] | None
-    ) -> None:
-        """Note the request's predictions, input summaries and (sampled) input tensors."""
+    def describe(self, payload: Payload, inputs: Arrays, top1: list[int] | None) -> None:
+        """Note the request's predictions (top-1 class per row), input summaries and (sampled)
+        input tensors."""
         if top1 is not None:
-            payload.predictions = [self._label(int(index)) for index in top1]
-        first = next(iter(inputs.values()), None)
-        is_numeric = first is not None and first.dtype.kind in "biuf"
-        if is_numeric and first is not None and first.ndim >= 1 and self._summary_names:
-            values = row_summaries(self._summary_names, first)
-            payload.summaries = {name: [round(float(v), 6) for v in row] for name, row in
-                                 values.items()} or None  # fmt: skip
+            labels = self._labels
+            payload.predictions = [labels[i] if i < len(labels) else str(i) for i in top1]
+        first = next(iter(inputs.values()), None) if self._summary_names else None
+        if first is not None:
+            self._summarise(payload, first)
         if (
             self._rng.random() < self.policy.input_sample_rate
             and sum(map(_content_bytes, inputs.values())) <= self.policy.max_input_bytes
         ):
             payload.inputs = dict(inputs)
+
+    def _summarise(self, payload: Payload, first: npt.NDArray[Any]) -> None:
+        if first.ndim >= 1 and first.dtype.kind in "biuf":  # text has no summaries
+            values = row_summaries(self._summary_names, first)
+            payload.summaries = {name: [round(float(v), 6) for v in row] for name, row in
+                                 values.items()} or None  # fmt: skip
 
     def finish(self, payload: Payload, status: int, elapsed_s: float) -> None:
         """Close the record with the answer's status and latency, and keep it."""
@@ -142,9 +144,6 @@ class PayloadLog:
             "records": chosen,
         }
 
-    def _label(self, index: int) -> str:
-        return self._labels[index] if index < len(self._labels) else str(index)
-
 
 def payload_of(scope: Mapping[str, Any]) -> Payload | None:
     """The payload record the edge opened for this request (None outside the edge)."""
@@ -157,4 +156,4 @@ def _content_bytes(array: npt.NDArray[Any]) -> int:
 
 
 def _tensor(array: npt.NDArray[Any]) -> dict[str, Any]:
-    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": array.ravel()}
+    return {"dtype": array.dtype.name, "shape": list(array.shape), "data": array.ravel()}
