@@ -17,7 +17,8 @@ ratios the issue asks for are medians of per-round ratios (each pair measured mi
 apart at most). "CPU µs/req" is the server process's user + system time per answered request
 (/proc), a figure that does not depend on how many cores the load generator took.
 ``--quick`` (two rounds of 2 s; ResNet-18 at concurrency 64 only, 20 s a run) takes about
-four minutes.
+four minutes. ``--baseline-src DIR`` adds a "baseline" replica run from another checkout's
+``src`` directory, interleaved with the rest: a before/after of a change in one run.
 
 The load generator shares the machine with the servers; on a small machine that costs the
 HTTP servers more than the in-process ceiling, so read ratios with the core count in mind.
@@ -137,15 +138,22 @@ def ceiling(
     return rates
 
 
-def start(kind: str, workload: Workload, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start(
+    kind: str, workload: Workload, port: int, data_dir: Path, baseline_src: Path | None = None
+) -> subprocess.Popen[bytes]:
     python = sys.executable
-    if kind == "ferryman":
+    env = None
+    if kind in ("ferryman", "baseline"):
         cli = [python, "-c", "from ferryman.cli.main import main; main()"]
         command = [*cli, "--data-dir", str(data_dir), "serve", str(workload.model_path),
                    "--port", str(port)]  # fmt: skip
+        if kind == "baseline" and baseline_src is not None:
+            env = os.environ | {"PYTHONPATH": str(baseline_src)}
     else:
         command = [python, str(HERE / "servers.py"), kind, str(port), str(workload.model_path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -203,9 +211,10 @@ def measure_servers(
     rounds: list[list[Result]] = []
     with ExitStack() as stack:
         urls: dict[str, tuple[str, int]] = {}
-        for kind in workload.servers:
+        kinds = (*workload.servers, *(("baseline",) if args.baseline_src else ()))
+        for kind in kinds:
             port = free_port()
-            process = start(kind, workload, port, work / f"data-{kind}")
+            process = start(kind, workload, port, work / f"data-{kind}", args.baseline_src)
             stack.callback(_stop, process)
             urls[kind] = (f"http://127.0.0.1:{port}/v2/models/{workload.name}/infer", process.pid)
             wrk(urls[kind][0], workload, 8, 1, lua)  # warm-up
@@ -307,6 +316,9 @@ def round_figures(results: list[Result], ceilings: dict[str, dict[int, float]]) 
         figures[f"digits c{top}: ferryman / minimal honest server"] = (
             ferry.requests_per_s / minimal.requests_per_s
         )
+        figures[f"digits c{top}: CPU µs/req, ferryman / minimal (target <= 1.25)"] = (
+            ferry.cpu_us / minimal.cpu_us
+        )
     if ferry and naive:
         figures[f"digits c{top}: ferryman / naive FastAPI (target >= 2.0)"] = (
             ferry.requests_per_s / naive.requests_per_s
@@ -317,6 +329,14 @@ def round_figures(results: list[Result], ceilings: dict[str, dict[int, float]]) 
         figures[f"resnet18 c{top} binary: ferryman / in-process best batch (target >= 0.85)"] = (
             resnet.requests_per_s / best
         )
+    for model in ("digits", "resnet18"):
+        for concurrency in sorted({r.concurrency for r in results}):
+            new = by.get((model, "ferryman", concurrency))
+            old = by.get((model, "baseline", concurrency))
+            if new and old and old.cpu_us:
+                figures[f"{model} c{concurrency}: CPU µs/req, ferryman / baseline"] = (
+                    new.cpu_us / old.cpu_us
+                )
     one = by.get(("digits", "ferryman", 1))
     if one and one.p99_ms is not None:
         figures["digits c1: ferryman p99 ms (target < 3)"] = one.p99_ms
@@ -334,6 +354,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--models", nargs="+", default=["digits", "resnet18"])
+    parser.add_argument(
+        "--baseline-src", type=Path, help="also run a replica from this src directory"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration_s = 2, 2

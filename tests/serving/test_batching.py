@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from ferryman.errors import DeadlineExceeded
+from ferryman.errors import DeadlineExceeded, Unavailable
 from ferryman.runtimes.function import CallableRuntime
 from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.dataplane import DataPlane
@@ -176,3 +176,24 @@ async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
     assert 0.1 <= outcomes["early"] < 0.35
     assert 0.4 <= outcomes["late"] < 1.5
     np.testing.assert_array_equal(answered["y"], x + 1)
+
+
+async def test_stopping_fails_the_running_and_the_queued_requests_at_once() -> None:
+    model = GatedModel()
+    app = replica(CallableRuntime(SIGNATURE, model))
+    x = np.zeros((1, 4), dtype=np.float32)
+    async with running(app):
+        plane = app.state.plane
+        deadline = time.monotonic() + 30
+        in_model = asyncio.ensure_future(plane.infer({"x": x}, deadline))
+        await asyncio.to_thread(model.entered.wait, 10)
+        waiting = asyncio.ensure_future(plane.infer({"x": x}, deadline))
+        await queued(plane, 1)
+        started = time.monotonic()
+        await plane._batcher.stop()
+        outcomes = await asyncio.gather(in_model, waiting, return_exceptions=True)
+        stopped_in_s = time.monotonic() - started
+        model.gate.set()
+    assert [type(outcome) for outcome in outcomes] == [Unavailable, Unavailable]
+    assert all("shutting down" in str(outcome) for outcome in outcomes)
+    assert stopped_in_s < 1  # not at their 30 s deadline

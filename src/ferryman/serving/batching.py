@@ -7,9 +7,12 @@ model call; each gets its own rows back. A full queue refuses at once (503 with
 Retry-After), every request has a deadline (504), and a model error fails only the requests
 of the call that raised it.
 
-Deadlines share one timer, set for the earliest deadline among the requests still waiting,
-rather than one timer per request (set and cancelled per request, a timer cost more than
-the rest of the queueing).
+The batcher is driven by event-loop callbacks, not by a task of its own: the first request
+into an empty queue schedules a cut for the loop's next turn (so the requests that arrive
+in the same turn join it), and a fast model runs right in that callback; only a slow
+model's batch becomes a task, which awaits the executor. Deadlines share one timer, set
+for the earliest deadline among the requests still waiting. Measured per request, a task's
+wake-up and a timer set and cancelled each cost more than all the rest of the queueing.
 """
 
 from __future__ import annotations
@@ -79,10 +82,16 @@ class Batcher:
         self._metrics = metrics
         self._arrivals = arrivals
         self._queue: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._typical_call_s = math.inf  # unknown until a call was timed
         self._queued_rows = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Set by :meth:`start`; None while stopped (requests then queue, and wait)."""
+        self._cut: asyncio.Handle | None = None
+        """The scheduled cut of the next batch, if any."""
+        self._cut_waits = False
+        """True when that cut is the end of a wait for company (``max_delay_s``)."""
+        self._running: asyncio.Task[None] | None = None
+        """A batch on the executor; no other batch is cut until it is done."""
+        self._typical_call_s = math.inf  # unknown until a call was timed
         self._watched: deque[_Pending] = deque()
         """Queued and running requests, oldest first, for their deadlines."""
         self._timer: asyncio.TimerHandle | None = None
@@ -97,22 +106,26 @@ class Batcher:
         return len(self._queue)
 
     def start(self) -> None:
-        """Start the batching loop (owned by this object, stopped by :meth:`stop`)."""
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
+        """Start cutting batches on the running loop (until :meth:`stop`)."""
+        self._loop = loop = asyncio.get_running_loop()
+        if self._queue:
+            self._cut_soon(loop)
 
     async def stop(self) -> None:
-        """Stop the loop; requests still queued fail with 503."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Stop cutting batches; requests not yet answered fail with 503."""
+        self._loop = None
+        if self._cut is not None:
+            self._cut.cancel()
+            self._cut = None
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
-        while self._queue:
-            pending = self._queue.popleft()
-            if not pending.future.done():
-                pending.future.set_exception(Unavailable("the replica is shutting down", 1))
+        _fail(list(self._watched), Unavailable("the replica is shutting down", 1))
+        self._queue.clear()
+        self._watched.clear()
         self._queued_rows = 0
 
     async def submit(self, inputs: Arrays, deadline: float) -> Arrays:
@@ -129,8 +142,13 @@ class Batcher:
         self._queue.append(pending)
         self._queued_rows += pending.rows
         self.outstanding += 1
-        if len(self._queue) == 1 or not self._should_wait():
-            self._wakeup.set()  # the loop is idle, or the batch is full, or nobody else comes
+        loop = self._loop
+        if loop is not None and self._running is None:
+            if self._cut is None:
+                self._cut_soon(loop)  # the loop's next turn decides whether to wait for company
+            elif self._cut_waits and not self._should_wait():
+                self._cut.cancel()  # the batch is full, or nobody else is coming
+                self._cut_soon(loop)
         self._watch(pending)
         try:
             return await pending.future
@@ -139,6 +157,40 @@ class Batcher:
             watched = self._watched
             while watched and watched[0].future.done():
                 watched.popleft()
+
+    def _cut_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._cut = loop.call_soon(self._cut_batch, False)
+        self._cut_waits = False
+
+    def _cut_batch(self, has_waited: bool) -> None:
+        """Cut a batch and run it, or first wait once for company (a loop callback)."""
+        self._cut = None
+        loop = self._loop
+        if not self._queue or self._running is not None or loop is None:
+            return
+        if not has_waited and self._should_wait():
+            cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
+            self._cut = loop.call_later(max(cut_in_s, 0.0), self._cut_batch, True)
+            self._cut_waits = True
+            return
+        batch = self._take()
+        if batch and self._typical_call_s < INLINE_BELOW_S:
+            try:
+                self._run_here(batch)
+            except Exception:  # a bug here must not strand every request of the batch
+                logger.exception("batching failed for %d request(s)", len(batch))
+                _fail(batch, FerrymanError("internal error while batching; see the replica log"))
+        elif batch:
+            self._running = loop.create_task(self._run_off_loop(batch), name="batch")
+            self._running.add_done_callback(self._ran)
+            return
+        if self._queue:
+            self._cut_soon(loop)
+
+    def _ran(self, task: asyncio.Task[None]) -> None:
+        self._running = None
+        if self._queue and self._loop is not None:
+            self._cut_soon(self._loop)
 
     def _watch(self, pending: _Pending) -> None:
         """Make sure the deadline timer fires no later than ``pending``'s deadline."""
@@ -182,33 +234,6 @@ class Batcher:
         group = tuple((name, a.shape[1:], a.dtype.char) for name, a in sorted(inputs.items()))
         return int(first.shape[0]), group
 
-    async def _loop(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            if not batch:
-                continue
-            try:
-                await self._run_batch(batch)
-            except Exception:  # a bug here must not stop the loop and strand every request
-                logger.exception("batching failed for %d request(s)", len(batch))
-                _fail(batch, FerrymanError("internal error while batching; see the replica log"))
-
-    async def _next_batch(self) -> list[_Pending]:
-        while not self._queue:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        if self._should_wait():
-            # One wait per batch: submit() wakes it early only when waiting stops paying.
-            # A timer that sets the event is a third of the cost of asyncio.wait_for.
-            self._wakeup.clear()
-            cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
-            timer = asyncio.get_running_loop().call_later(max(cut_in_s, 0.0), self._wakeup.set)
-            try:
-                await self._wakeup.wait()
-            finally:
-                timer.cancel()
-        return self._take()
-
     def _should_wait(self) -> bool:
         """Wait for company while the batch has room and admitted requests are on their way."""
         if self._queued_rows >= self._policy.max_batch_size:
@@ -229,27 +254,48 @@ class Batcher:
                 rows += pending.rows
         return batch
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    def _groups(self, batch: list[_Pending]) -> list[list[_Pending]]:
+        """The batch's requests by what they can share (one model call per group)."""
         started = time.monotonic()
+        queue_s = self._metrics.queue_s
         for pending in batch:
-            self._metrics.queue_s.observe(started - pending.enqueued_at)
+            queue_s.observe(started - pending.enqueued_at)
+        if len(batch) == 1:
+            return [batch]
         groups: dict[Hashable, list[_Pending]] = {}
         for pending in batch:
             groups.setdefault(pending.group, []).append(pending)
-        loop = asyncio.get_running_loop()
-        for items in groups.values():
+        return list(groups.values())
+
+    def _run_here(self, batch: list[_Pending]) -> None:
+        """Run a fast model's batch on the loop, in the cut's callback."""
+        started = time.monotonic()
+        for items in self._groups(batch):
             self._metrics.batch_size.observe(len(items))
             try:
-                if self._typical_call_s < INLINE_BELOW_S:
-                    outputs = self._predict(items)
-                else:
-                    outputs = await loop.run_in_executor(self._executor, self._predict, items)
-            except FerrymanError as exc:
-                _fail(items, exc)
+                outputs = self._predict(items)
             except Exception as exc:  # a model error fails its own call, nothing else
-                _fail(items, _model_failed(self.subject, len(items), exc))
+                _fail(items, _failure(self.subject, len(items), exc))
             else:
                 _deliver(items, outputs)
+        self._metrics.compute_s.observe(time.monotonic() - started)
+
+    async def _run_off_loop(self, batch: list[_Pending]) -> None:
+        """Run a slow (or not yet timed) model's batch on the executor, group by group."""
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        try:
+            for items in self._groups(batch):
+                self._metrics.batch_size.observe(len(items))
+                try:
+                    outputs = await loop.run_in_executor(self._executor, self._predict, items)
+                except Exception as exc:  # a model error fails its own call, nothing else
+                    _fail(items, _failure(self.subject, len(items), exc))
+                else:
+                    _deliver(items, outputs)
+        except Exception:  # a bug here must not strand every request of the batch
+            logger.exception("batching failed for %d request(s)", len(batch))
+            _fail(batch, FerrymanError("internal error while batching; see the replica log"))
         self._metrics.compute_s.observe(time.monotonic() - started)
 
     def _predict(self, items: list[_Pending]) -> list[Arrays]:
@@ -279,6 +325,11 @@ class Batcher:
         elapsed_s = time.perf_counter() - started
         self._typical_call_s = min(self._typical_call_s, elapsed_s * 4) * 0.8 + elapsed_s * 0.2
         return outputs
+
+
+def _failure(subject: str, count: int, exc: Exception) -> FerrymanError:
+    """What the requests of a failed model call are told."""
+    return exc if isinstance(exc, FerrymanError) else _model_failed(subject, count, exc)
 
 
 def _expired(subject: str, timeout_s: float) -> DeadlineExceeded:

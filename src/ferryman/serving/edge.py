@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,18 +60,21 @@ class Edge:
         self.version = plane.identity.version.encode()
         self.ids = RequestIds()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The request's coroutine: the hot path's, or the one that hands it on.
+
+        A plain function, so the coroutine it returns is awaited by the caller directly:
+        one coroutine frame fewer on every request's way in and out.
+        """
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         headers = scope["headers"]
         request_id = self._request_id(headers)
         problem = self.limits.check(headers)
         target = v2_infer_target(scope) if problem is None else None
         if target is not None:
-            await self._infer(scope, receive, send, target, request_id)
-        else:
-            await self._forward(scope, receive, send, request_id, problem)
+            return self._infer(scope, receive, send, target, request_id)
+        return self._forward(scope, receive, send, request_id, problem)
 
     def _request_id(self, headers: list[tuple[bytes, bytes]]) -> bytes:
         for name, value in headers:

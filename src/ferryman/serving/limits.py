@@ -34,6 +34,8 @@ class HeaderLimits:
         total = 0
         for name, value in headers:
             total += len(name) + len(value)
+            if value.isascii():  # the common case, checked without decoding
+                continue
             try:
                 value.decode("utf-8")
             except UnicodeDecodeError:
