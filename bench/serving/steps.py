@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).parent))
 from inprocess import _callgrind_control, _wait_for, request_body, scope_of
 from models import digits_mlp
@@ -59,6 +61,12 @@ def steps(plane: Any, body: bytes) -> list[Step]:
         with plane.admit():
             pass
 
+    def parse() -> object:
+        return codecs.parse_inference_request(body, None)
+
+    def validate() -> object:
+        return codecs.InferenceRequest.model_validate(document)
+
     def describe() -> None:
         plane.payloads.describe(described, inputs, plane._counted(outputs))
 
@@ -77,8 +85,9 @@ def steps(plane: Any, body: bytes) -> list[Step]:
         ("edge: route match", lambda: v2_infer_target(scope)),
         ("model name check", lambda: plane.check_model("digits", None)),
         ("admission (ready, deadline)", admit),
-        ("JSON parse, duplicate keys", lambda: codecs.parse_json(body)),
-        ("V2 request validation", lambda: codecs.InferenceRequest.model_validate(document)),
+        ("JSON parse alone (orjson; for reference)", lambda: orjson.loads(body)),
+        ("request parsed: JSON, duplicate keys, V2", parse),
+        ("  of which V2 validation (pydantic)", validate),
         ("tensor decode and checks",
          lambda: codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)),
         ("outputs chosen", lambda: codecs.choose_outputs(inference, plane.signature)),
@@ -89,28 +98,47 @@ def steps(plane: Any, body: bytes) -> list[Step]:
     ]  # fmt: skip
 
 
+LOOP_ROUNDS = 128
+"""Requests per run of a loop step: a run's own cost (starting the loop) is spread over them."""
+
+
 def loop_steps(plane: Any, body: bytes) -> list[Step]:
-    """The event loop's part of a request, each step run inside a running loop."""
-    loop = asyncio.new_event_loop()
+    """The batcher's part of a request, in a running loop (uvloop's, as the server's, when it
+    is installed); each step's call runs ``LOOP_ROUNDS`` requests, and is reported per one."""
+    try:
+        import uvloop  # noqa: PLC0415 (optional, as in the server)
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     inference, binary = codecs.parse_inference_request(body, None)
     inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
+    batcher = plane._batcher
 
-    def in_loop(make: Callable[[], Any]) -> Callable[[], object]:
-        return lambda: loop.run_until_complete(make())
+    async def alone() -> None:  # c1: each request the only one
+        for _ in range(LOOP_ROUNDS):
+            await batcher.submit(inputs, time.monotonic() + 10)
+
+    async def together() -> None:  # c64-like: 32 requests at once, a task each
+        for _ in range(LOOP_ROUNDS // 32):
+            deadline = time.monotonic() + 10
+            await asyncio.gather(*(batcher.submit(inputs, deadline) for _ in range(32)))
 
     async def nothing() -> None:
         pass
 
-    async def queued_alone() -> None:  # submit, the batcher's wake-up, the answer
-        await plane._batcher.submit(inputs, time.monotonic() + 10)
+    async def tasks() -> None:  # what the server does anyway: a task per request
+        for _ in range(LOOP_ROUNDS // 32):
+            await asyncio.gather(*(nothing() for _ in range(32)))
 
     async def start() -> None:
-        plane._batcher.start()
+        batcher.start()
 
     loop.run_until_complete(start())
     return [
-        ("loop: a task round (for reference)", in_loop(nothing)),
-        ("batched request, alone (c1), + a task", in_loop(queued_alone)),
+        ("batcher, alone (c1), model call included", lambda: loop.run_until_complete(alone())),
+        ("batcher, 32 at once, model call included", lambda: loop.run_until_complete(together())),
+        ("  of which a task each (for reference)", lambda: loop.run_until_complete(tasks())),
     ]
 
 
@@ -131,10 +159,12 @@ def ready_plane(directory: Path) -> Any:
     return plane
 
 
-def all_steps(plane: Any, body: bytes) -> list[Step]:
+def all_steps(plane: Any, body: bytes) -> list[tuple[str, Callable[[], object], int]]:
+    """Every step, with the number of requests one call of it does."""
     loop_part = loop_steps(plane, body)
-    loop_part[1][1]()  # the batcher starts in that loop, and its first call is timed
-    return [*steps(plane, body), *loop_part]
+    loop_part[0][1]()  # the batcher's first model call is timed (on the executor)
+    return [*((name, call, 1) for name, call in steps(plane, body)),
+            *((name, call, LOOP_ROUNDS) for name, call in loop_part)]  # fmt: skip
 
 
 def counted_run(number: int, signals: Path) -> None:
@@ -147,10 +177,10 @@ def counted_run(number: int, signals: Path) -> None:
     batching.INLINE_BELOW_S *= 100
     calls = all_steps(plane, body)
     gc.freeze()
-    for index, (_, call) in enumerate(calls):
+    for index, (_, call, requests) in enumerate(calls):
         call()
         _handshake(signals, f"ready-{index}", f"go-{index}")
-        for _ in range(number):
+        for _ in range(max(number // requests, 1)):
             call()
         _handshake(signals, f"done-{index}", f"end-{index}")
 
@@ -163,8 +193,8 @@ def _handshake(signals: Path, mine: str, theirs: str) -> None:
         time.sleep(0.05)
 
 
-def instructions(names: list[str], number: int, keep: Path | None) -> list[float]:
-    """Instructions per call of each step, under callgrind."""
+def instructions(steps: list[tuple[str, int]], number: int, keep: Path | None) -> list[float]:
+    """Instructions per request of each step, under callgrind."""
     counts = []
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
@@ -172,7 +202,7 @@ def instructions(names: list[str], number: int, keep: Path | None) -> list[float
                    f"--callgrind-out-file={work / 'callgrind.out'}", sys.executable, __file__,
                    "--counted-run", str(work), "--number", str(number)]  # fmt: skip
         with subprocess.Popen(command, cwd=work, stderr=subprocess.PIPE, text=True) as process:
-            for index in range(len(names)):
+            for index, (_, requests) in enumerate(steps):
                 _wait_for(work / f"ready-{index}", process)
                 _callgrind_control("--instr=on", process.pid, work)
                 _callgrind_control("--zero", process.pid, work)
@@ -180,7 +210,8 @@ def instructions(names: list[str], number: int, keep: Path | None) -> list[float
                 _wait_for(work / f"done-{index}", process)
                 _callgrind_control("--dump", process.pid, work)  # before off, which drops them
                 _callgrind_control("--instr=off", process.pid, work)
-                counts.append(_last_dump_total(work, keep, index) / number)
+                done = max(number // requests, 1) * requests
+                counts.append(_last_dump_total(work, keep, index) / done)
                 (work / f"end-{index}").touch()
             process.communicate(timeout=600)
     return counts
@@ -212,17 +243,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         plane = ready_plane(Path(directory))
     calls = all_steps(plane, request_body())
-    names = [name for name, _ in calls]
     print(f"load: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.callgrind:
-        figures = instructions(names, min(args.number, 2000), args.keep)
+        steps_run = [(name, requests) for name, _, requests in calls]
+        figures = instructions(steps_run, min(args.number, 2000), args.keep)
         unit = "instructions"
     else:
         gc.freeze()
-        figures = [timed(call, args.number, args.rounds) for _, call in calls]
+        figures = [timed(call, max(args.number // requests, 1), args.rounds) / requests
+                   for _, call, requests in calls]  # fmt: skip
         unit = "µs"
-    for name, figure in zip(names, figures, strict=True):
-        print(f"{name:42} {figure:>10,.1f} {unit}")
+    for (name, _, _), figure in zip(calls, figures, strict=True):
+        print(f"{name:44} {figure:>10,.2f} {unit}")
 
 
 if __name__ == "__main__":
