@@ -51,7 +51,7 @@ def steps(plane: Any, body: bytes) -> list[Step]:
     ids = RequestIds()
     limits = HeaderLimits(plane.settings.max_header_bytes, plane.settings.max_header_count)
     inference, binary = codecs.parse_inference_request(body, None)
-    document = codecs.parse_json(body)
+    document = orjson.loads(body)
     inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
     outputs = plane._runtime.predict(inputs)
     choices = codecs.choose_outputs(inference, plane.signature)

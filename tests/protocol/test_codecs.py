@@ -1,4 +1,4 @@
-"""Codecs at the edge: strict JSON, tensors to arrays and back, binary tensors."""
+"""Codecs at the edge: V2 requests, tensors to arrays and back, binary tensors."""
 
 from __future__ import annotations
 
@@ -24,31 +24,6 @@ SPECS = codecs.input_specs(SIGNATURE)
 
 def request(**document: object) -> InferenceRequest:
     return InferenceRequest.model_validate(document)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (b'{"a": 1, "a": 2}', "key 'a' twice"),
-        (b'{"a": [{"b": 1, "b": 2}]}', "key 'b' twice"),
-        (b'{"x": "q\\": 1", "x": 2}', "key 'x' twice"),
-        (b"[NaN]", "NaN"),
-        (b"[" * 5000 + b"]" * 5000, "too deeply"),
-        (b'"\xc3\x28"', "not valid UTF-8 (bad byte at offset 1)"),
-        (b"{", "not valid JSON"),
-    ],
-)
-def test_strict_json(text: bytes, message: str) -> None:
-    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
-        codecs.parse_json(text)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [b'{"a": "\\\\", "b": [1, {"c": 2}]}', b'{"k": "x\\"y:", "j": ["a:", "b"]}', b"[1, 2]"],
-)
-def test_strict_json_accepts_tricky_strings(text: bytes) -> None:
-    assert codecs.parse_json(text) == json.loads(text)
 
 
 def test_decode_json_and_binary_inputs_together() -> None:

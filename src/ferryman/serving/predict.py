@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ferryman.errors import InvalidInput
 from ferryman.protocol import codecs
 from ferryman.protocol.images import decode_base64_image, image_to_array
+from ferryman.protocol.strict_json import parse_json
 from ferryman.serving.batching import Arrays
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
@@ -38,7 +39,7 @@ async def predict(request: Request) -> Response:
         if content_type in IMAGE_TYPES:
             array = image_to_array(body, spec)
         else:
-            array = _plain_json(codecs.parse_json(body), spec, plane.tensor_limits)
+            array = _plain_json(parse_json(body), spec, plane.tensor_limits)
         outputs = await plane.infer({spec.name: array}, deadline, payload_of(request.scope))
     first = plane.signature.outputs[0].name
     document = {
@@ -121,7 +122,7 @@ async def tf_serving_predict(request: Request) -> Response:
         body = await read_body(
             request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
         )
-        document = codecs.parse_json(body)
+        document = parse_json(body)
         is_rows, inputs = _tf_inputs(document, plane)
         outputs = await plane.infer(inputs, deadline, payload_of(request.scope))
     names = [spec.name for spec in plane.signature.outputs]
