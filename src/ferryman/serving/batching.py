@@ -92,8 +92,8 @@ class Batcher:
         self._running: asyncio.Task[None] | None = None
         """A batch on the executor; no other batch is cut until it is done."""
         self._typical_call_s = math.inf  # unknown until a call was timed
-        self._watched: deque[_Pending] = deque()
-        """Queued and running requests, oldest first, for their deadlines."""
+        self._in_model: list[_Pending] = []
+        """The requests of the batch on the executor, if any (the queue holds the rest)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.outstanding = 0
@@ -113,6 +113,7 @@ class Batcher:
 
     async def stop(self) -> None:
         """Stop cutting batches; requests not yet answered fail with 503."""
+        unanswered = [*self._in_model, *self._queue]
         self._loop = None
         if self._cut is not None:
             self._cut.cancel()
@@ -123,9 +124,8 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
-        _fail(list(self._watched), Unavailable("the replica is shutting down", 1))
+        _fail(unanswered, Unavailable("the replica is shutting down", 1))
         self._queue.clear()
-        self._watched.clear()
         self._queued_rows = 0
 
     async def submit(self, inputs: Arrays, deadline: float) -> Arrays:
@@ -149,14 +149,12 @@ class Batcher:
             elif self._cut_waits and not self._should_wait():
                 self._cut.cancel()  # the batch is full, or nobody else is coming
                 self._cut_soon(loop)
-        self._watch(pending)
+        if deadline < self._timer_at:  # the first, or a shorter (gRPC) deadline
+            self._arm(deadline)
         try:
             return await pending.future
         finally:
             self.outstanding -= 1
-            watched = self._watched
-            while watched and watched[0].future.done():
-                watched.popleft()
 
     def _cut_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         self._cut = loop.call_soon(self._cut_batch, False)
@@ -181,6 +179,7 @@ class Batcher:
                 logger.exception("batching failed for %d request(s)", len(batch))
                 _fail(batch, FerrymanError("internal error while batching; see the replica log"))
         elif batch:
+            self._in_model = batch
             self._running = loop.create_task(self._run_off_loop(batch), name="batch")
             self._running.add_done_callback(self._ran)
             return
@@ -188,29 +187,29 @@ class Batcher:
             self._cut_soon(loop)
 
     def _ran(self, task: asyncio.Task[None]) -> None:
-        self._running = None
+        self._running, self._in_model = None, []
         if self._queue and self._loop is not None:
             self._cut_soon(self._loop)
 
-    def _watch(self, pending: _Pending) -> None:
-        """Make sure the deadline timer fires no later than ``pending``'s deadline."""
-        self._watched.append(pending)
-        if pending.deadline < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm(pending.deadline)
-
     def _arm(self, deadline: float) -> None:
+        """Set the deadline timer for ``deadline`` (it only ever moves earlier, or re-arms)."""
+        if self._timer is not None:
+            self._timer.cancel()
         loop = asyncio.get_running_loop()
         self._timer_at = deadline
         self._timer = loop.call_later(max(deadline - time.monotonic(), 0.0), self._expire_due)
 
     def _expire_due(self) -> None:
-        """Fail the requests whose deadline passed; set the timer for the next deadline."""
+        """Fail the waiting requests whose deadline passed; set the timer for the next one.
+
+        A request that waits is in the queue or in the batch on the executor (a batch run on
+        the loop is over before the timer can fire). Under steady traffic the timer fires
+        about once per request deadline, armed for the oldest request of its time.
+        """
         self._timer, self._timer_at = None, math.inf
         now = time.monotonic()
         next_deadline = math.inf
-        for pending in self._watched:
+        for pending in (*self._in_model, *self._queue):
             if pending.future.done():
                 continue
             if pending.deadline <= now:  # the batcher skips it, or drops its late answer
@@ -218,9 +217,6 @@ class Batcher:
                 pending.future.set_exception(_expired(self.subject, timeout_s))
             else:
                 next_deadline = min(next_deadline, pending.deadline)
-        watched = self._watched
-        while watched and watched[0].future.done():
-            watched.popleft()
         if next_deadline < math.inf:
             self._arm(next_deadline)
 
