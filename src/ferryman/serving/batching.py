@@ -11,8 +11,9 @@ The batcher is driven by event-loop callbacks, not by a task of its own: the fir
 into an empty queue schedules a cut for the loop's next turn (so the requests that arrive
 in the same turn join it), and a fast model runs right in that callback; only a slow
 model's batch becomes a task, which awaits the executor. Deadlines share one timer, set
-for the earliest deadline among the requests still waiting. Measured per request, a task's
-wake-up and a timer set and cancelled each cost more than all the rest of the queueing.
+for the earliest deadline among the requests still waiting. Measured (callgrind, digits
+model): a timer set and cancelled per request cost ~6,000 instructions of a ~390,000
+instruction request, and the batcher's own task ~10,000 more at concurrency 1.
 """
 
 from __future__ import annotations
