@@ -15,6 +15,7 @@ from ferryman.control.api import (
     feedback_routes,
     registry_routes,
     rollout_routes,
+    webhook_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.errors import FerrymanError
@@ -39,6 +40,7 @@ def create_app(settings: Settings, registry: Registry, token: str | None) -> Fas
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(webhook_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)

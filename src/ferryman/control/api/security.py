@@ -6,7 +6,9 @@ checked in one middleware, before any route runs:
 1. ``Host`` must name this server (loopback names, or the configured allowed hosts) → 403;
 2. a state-changing method (POST, PUT, PATCH, DELETE) with an ``Origin`` other than one of
    those hosts → 403 (browsers always send Origin on cross-site requests);
-3. every route but the open ones needs ``Authorization: Bearer <token>`` → 401.
+3. every route but the open ones needs ``Authorization: Bearer <token>`` → 401; the signed
+   ones (a webhook from another system, which cannot hold the token) check a signature of
+   their own instead and answer 401 without it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json"})
+SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 
@@ -80,7 +83,7 @@ class SecurityMiddleware:
         is_unsafe = scope["method"] not in SAFE_METHODS
         if is_unsafe and origin is not None and not self._is_own(origin):
             return 403, "cross-origin request refused; use the CLI, the SDK or the dashboard"
-        if self._token is None or scope["path"] in OPEN_PATHS:
+        if self._token is None or scope["path"] in OPEN_PATHS | SIGNED_PATHS:
             return None
         presented = headers.get(b"authorization", b"")
         scheme, _, credential = presented.partition(b" ")
