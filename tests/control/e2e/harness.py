@@ -41,6 +41,8 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     gateway_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    up_env: dict[str, str] = field(default_factory=dict)
+    """More environment for ``ferryman up`` only (e.g. libfaketime's)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,7 +75,7 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [str(Path(sys.executable).with_name("ferryman")), "up"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, **self.up_env}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
 
@@ -152,6 +154,7 @@ class Outcome:
     latency_s: float
     variant: str = ""
     version: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -165,6 +168,8 @@ class Load:
     body: Callable[[], bytes] = lambda: BODY
     answered: Callable[[bytes, httpx.Response], None] | None = None
     """Called with each request body and its answer (e.g. to send feedback)."""
+    headers: Callable[[], dict[str, str]] = dict
+    """The headers of each request (e.g. a user id for sticky routing)."""
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -196,9 +201,9 @@ class Load:
                 if delay > 0 and self._stop.wait(delay):
                     return
                 sent = self.now_s()
-                body = self.body()
+                body, sent_headers = self.body(), self.headers()
                 try:
-                    answer = client.post(self.url, content=body)
+                    answer = client.post(self.url, content=body, headers=sent_headers)
                     status, headers = answer.status_code, answer.headers
                     if self.answered is not None:
                         self.answered(body, answer)
@@ -206,5 +211,8 @@ class Load:
                     status, headers = 0, httpx.Headers()
                 variant = headers.get("ferryman-variant", "")
                 version = headers.get("ferryman-model-version", "")
-                self.outcomes.append(Outcome(sent, status, self.now_s() - sent, variant, version))
+                self.outcomes.append(Outcome(
+                    sent, status, self.now_s() - sent, variant, version,
+                    tuple(sent_headers.items()),
+                ))  # fmt: skip
                 next_at += interval_s
