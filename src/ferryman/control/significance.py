@@ -14,11 +14,11 @@ needs to detect a given difference with a given power (normal approximation, Fle
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
-
-from scipy import stats
 
 MIN_EXPECTED = 5.0
 """Smallest expected cell count for which the z-test's normal approximation is trusted."""
@@ -47,8 +47,15 @@ class Comparison:
     difference: float
 
 
+def _stats() -> ModuleType:
+    # scipy.stats takes about a second to import: only an A/B test that looks pays for it,
+    # not every CLI call and control-plane start that imports this module.
+    return importlib.import_module("scipy.stats")
+
+
 def compare_proportions(baseline: Arm, candidate: Arm) -> Comparison:
     """Two-sided test of "the two arms succeed equally often" (both arms need trials)."""
+    stats = _stats()
     if baseline.trials <= 0 or candidate.trials <= 0:
         raise ValueError("both arms need at least one trial")
     difference = candidate.successes / candidate.trials - baseline.successes / baseline.trials
@@ -79,6 +86,7 @@ def required_per_arm(rate: float, effect: float, alpha: float, power: float) -> 
     """
     if not (0 < alpha < 1 and 0 < power < 1 and 0 < effect < 1):
         raise ValueError("alpha, power and effect must lie in (0, 1)")
+    stats = _stats()
     rate = min(max(rate, 0.0), 1.0)
     other = rate + effect if rate < 0.5 else rate - effect
     other = min(max(other, 0.0), 1.0)

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from ferryman.config import load_settings
 from ferryman.control.routes import RouteTable
+from ferryman.registry import Registry
 
 BODY = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,-2,3,-4]}]}'
 
@@ -78,6 +80,15 @@ class Stack:
             env={**self.env, **self.up_env}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
+
+    @contextmanager
+    def reading(self) -> Iterator[Registry]:
+        """The stack's registry, opened in this process (polling it costs no CLI start)."""
+        registry = Registry.open(load_settings(data_dir=self.data_dir))
+        try:
+            yield registry
+        finally:
+            registry.close()
 
     def kill_control_plane(self) -> None:
         assert self.process is not None

@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ferryman.config import load_settings
 from ferryman.registry import Registry, RolloutRecord
 from tests.conftest import make_onnx, make_unloadable_onnx
 from tests.control.e2e.harness import Load, Stack, wait_for
 from tests.control.e2e.test_rollouts import digit_body, failing_on_30_percent
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def reading(stack: Stack) -> Iterator[Registry]:
-    registry = Registry.open(load_settings(data_dir=stack.data_dir))
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def newest(registry: Registry) -> RolloutRecord:
@@ -53,7 +42,7 @@ def test_blue_green_switches_at_once_to_a_ready_pool_and_keeps_the_old_one_throu
     stack: Stack, tmp_path: Path
 ) -> None:
     started(stack, tmp_path, make_onnx(seed_value=2.0))
-    with reading(stack) as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
+    with stack.reading() as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
                                           max_s=60).running() as load:  # fmt: skip
         stack.ferryman(
             "rollout", "start", "m", "--to", "2", "--strategy", "blue-green", "--bake", "4",
@@ -83,7 +72,7 @@ def test_a_blue_green_pool_that_cannot_load_is_rolled_back_having_served_nothing
 ) -> None:
     """RELIABILITY F2 for blue-green: v2 passes the format gate but cannot load."""
     started(stack, tmp_path, make_unloadable_onnx())
-    with reading(stack) as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
+    with stack.reading() as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
                                           max_s=45).running() as load:  # fmt: skip
         stack.ferryman("rollout", "start", "m", "--to", "2", "--strategy", "blue-green")
         until(registry, lambda r: r.status.is_final, 40)
@@ -101,7 +90,7 @@ def test_an_ab_test_splits_users_stickily_and_finds_the_worse_version(
     one variant while it runs, and with --promote-winner v2 is rolled back."""
     started(stack, tmp_path, failing_on_30_percent())
     users = [f"user-{n}" for n in range(200)]
-    with reading(stack) as registry, Load(
+    with stack.reading() as registry, Load(
         f"{stack.gateway}/v2/models/m/infer", rate=40, max_s=60, body=digit_body,
         headers=lambda: {"x-user-id": random.choice(users)},
     ).running() as load:  # fmt: skip
@@ -133,7 +122,7 @@ def test_a_shadow_sees_every_request_and_never_answers_a_client(
     stack: Stack, tmp_path: Path
 ) -> None:
     started(stack, tmp_path, make_onnx(seed_value=2.0))
-    with reading(stack) as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
+    with stack.reading() as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=40,
                                           max_s=60, body=digit_body).running() as load:  # fmt: skip
         stack.ferryman(
             "rollout", "start", "m", "--to", "2", "--strategy", "shadow", "--duration", "6",
