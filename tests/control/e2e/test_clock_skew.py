@@ -67,7 +67,7 @@ def test_wall_clock_jumps_and_speed_neither_hasten_nor_stall_a_rollout(
     skewed: tuple[Stack, Path],
 ) -> None:
     stack, clock_file = skewed
-    stack.ferryman("deploy", "m@1", "--replicas", "1")
+    stack.ferryman("deploy", "m:1", "--replicas", "1")
     wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
     with stack.reading() as registry, Load(f"{stack.gateway}/v2/models/m/infer", rate=30,
                                            max_s=150).running() as load:  # fmt: skip
