@@ -365,7 +365,7 @@ def test_a_canary_whose_predictions_drift_is_held_never_promoted(
         )  # fmt: skip
         wait_for(lambda: "prediction drift" in str(rollout(stack)["reason"]), 40, "drift seen")
         time.sleep(6)  # two more windows: still held
-    record = rollout(stack)
+        record = rollout(stack)  # read under load: a window after it would have no traffic
     assert record["status"] == "progressing"
     assert record["weight"] == 20
     assert "prediction drift 1.00 > 0.3" in str(record["reason"])
