@@ -195,6 +195,13 @@ class ControlSettings(BaseModel):
         description="MLflow model name → Ferryman model name; unlisted names are used as they "
         "are when valid.",
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$",  # no credentials: URLs get logged
+        description="A Prometheus server that scrapes the gateway (ferryman export prometheus): "
+        "rollout analysis reads the gateway's counters from it instead of scraping the gateway "
+        "itself. None: the control plane scrapes.",
+    )
 
 
 class GatewaySettings(BaseModel):
