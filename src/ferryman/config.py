@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -180,6 +180,32 @@ class ControlSettings(BaseModel):
         default=1_000, ge=1, le=100_000,
         description="Deliveries waiting (retries included); more are dropped with a warning.",
     )  # fmt: skip
+    mlflow_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret of MLflow's model-registry webhook (POST "
+        "/api/v1/webhooks/mlflow); None: every delivery is refused.",
+    )
+    mlflow_webhook_tolerance_s: float = Field(
+        default=300.0, gt=0, le=3600,
+        description="How far a delivery's timestamp may be from now, either way (replay guard).",
+    )  # fmt: skip
+    mlflow_import_dirs: tuple[Path, ...] = Field(
+        default=(),
+        description="Directories an MLflow version's source must lie in (a local ONNX file, or "
+        "a model directory with model.onnx) to be imported; empty: nothing is imported.",
+    )
+    mlflow_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="MLflow model name → Ferryman model name; unlisted names are used as they "
+        "are when valid.",
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$",  # no credentials: URLs get logged
+        description="A Prometheus server that scrapes the gateway (ferryman export prometheus): "
+        "rollout analysis reads the gateway's counters from it instead of scraping the gateway "
+        "itself. None: the control plane scrapes.",
+    )
 
 
 class GatewaySettings(BaseModel):

@@ -64,9 +64,13 @@ class LocalRuntime:
     def __init__(
         self,
         settings: Settings,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         startup_timeout_s: float = 120.0,
     ) -> None:
+        # Start and stop times in the state files are on the monotonic clock: on Linux it is
+        # one clock for every process of a boot, so they survive a control-plane restart,
+        # and a wall clock that jumps or races (NTP, a resumed VM) can neither fail a replica
+        # that is still loading nor keep a stuck one (RELIABILITY F9).
         self._settings = settings
         self._dir = settings.data_dir / STATE_DIR
         self._dir.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,9 @@ from ferryman.control.load import ScrapedLoad
 from ferryman.control.local import LocalRuntime
 from ferryman.control.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.prometheus import TARGETS_FILE, write_targets
+from ferryman.control.promql import PrometheusTraffic
 from ferryman.control.reconciler import Reconciler
-from ferryman.control.rollout_observer import Sources
+from ferryman.control.rollout_observer import Sources, TrafficSource
 from ferryman.control.rollouts import RolloutController
 from ferryman.control.signals import FeedbackSignals
 from ferryman.control.traffic import Key, Traffic, replica_traffic, summed, traffic_by_variant
@@ -52,8 +53,11 @@ class ControlLoop:
             route_grace_s=settings.control.route_grace_s,
         )
         self.signals = FeedbackSignals(registry)
+        self._http = httpx.Client(timeout=1.0)
+        self.traffic = self._traffic_source(settings)
+        """The gateway's traffic totals that rollouts are judged on."""
         sources = Sources(
-            traffic=self._gateway_traffic,
+            traffic=self.traffic,
             predictions=self._replica_predictions,
             signals=self.signals.for_rollout,
             accuracy=self._accuracy,
@@ -61,7 +65,6 @@ class ControlLoop:
             replicas=self._replica_traffic,
         )
         self.rollouts = RolloutController(registry, sources)
-        self._http = httpx.Client(timeout=1.0)
         control = settings.control
         self._collector = PayloadCollector(
             registry,
@@ -114,6 +117,14 @@ class ControlLoop:
         stopped = self.runtime.stop_all()
         self.gateway.stop()
         return stopped
+
+    def _traffic_source(self, settings: Settings) -> TrafficSource:
+        """The gateway's traffic as rollouts judge it: from Prometheus when one is named."""
+        url = settings.control.prometheus_url
+        if url is None:
+            return self._gateway_traffic
+        logger.info("rollout analysis reads the gateway's traffic from Prometheus")
+        return PrometheusTraffic(url, self._http)
 
     def _gateway_traffic(self) -> dict[Key, Traffic] | None:
         try:

@@ -123,8 +123,7 @@ class RolloutController:
         if isinstance(plan, CanaryPlan):
             self._canary(rollout, plan)
         elif phase == WARMING:
-            timeout_s = getattr(plan, "warmup_timeout_s", 300.0)
-            self._warm(rollout, strategy, float(timeout_s))
+            self._warm(rollout, strategy, plan.warmup_timeout_s)
         elif isinstance(plan, BlueGreenPlan) and phase == BAKING:
             self._bake(rollout, plan)
         elif isinstance(plan, ABTestPlan) and phase == RUNNING:

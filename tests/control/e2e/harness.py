@@ -24,7 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from ferryman.config import load_settings
 from ferryman.control.routes import RouteTable
+from ferryman.registry import Registry
 
 BODY = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,-2,3,-4]}]}'
 
@@ -43,6 +45,8 @@ class Stack:
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     """Settings of this stack beyond the short intervals below (FERRYMAN_… variables)."""
+    up_env: dict[str, str] = field(default_factory=dict)
+    """More environment for ``ferryman up`` only (e.g. libfaketime's)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,9 +80,18 @@ class Stack:
         with (self.data_dir / "up.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("ferryman")), "up"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                env={**self.env, **self.up_env}, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
+
+    @contextmanager
+    def reading(self) -> Iterator[Registry]:
+        """The stack's registry, opened in this process (polling it costs no CLI start)."""
+        registry = Registry.open(load_settings(data_dir=self.data_dir))
+        try:
+            yield registry
+        finally:
+            registry.close()
 
     def kill_control_plane(self) -> None:
         assert self.process is not None
@@ -155,6 +168,7 @@ class Outcome:
     latency_s: float
     variant: str = ""
     version: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -168,6 +182,8 @@ class Load:
     body: Callable[[], bytes] = lambda: BODY
     answered: Callable[[bytes, httpx.Response], None] | None = None
     """Called with each request body and its answer (e.g. to send feedback)."""
+    headers: Callable[[], dict[str, str]] = dict
+    """The headers of each request (e.g. a user id for sticky routing)."""
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -199,9 +215,9 @@ class Load:
                 if delay > 0 and self._stop.wait(delay):
                     return
                 sent = self.now_s()
-                body = self.body()
+                body, sent_headers = self.body(), self.headers()
                 try:
-                    answer = client.post(self.url, content=body)
+                    answer = client.post(self.url, content=body, headers=sent_headers)
                     status, headers = answer.status_code, answer.headers
                     if self.answered is not None:
                         self.answered(body, answer)
@@ -209,5 +225,8 @@ class Load:
                     status, headers = 0, httpx.Headers()
                 variant = headers.get("ferryman-variant", "")
                 version = headers.get("ferryman-model-version", "")
-                self.outcomes.append(Outcome(sent, status, self.now_s() - sent, variant, version))
+                self.outcomes.append(Outcome(
+                    sent, status, self.now_s() - sent, variant, version,
+                    tuple(sent_headers.items()),
+                ))  # fmt: skip
                 next_at += interval_s

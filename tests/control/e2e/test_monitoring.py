@@ -5,7 +5,8 @@ the gateway. The API then shows the endpoint's live status and history from the 
 loop's own samples, and ``prometheus`` (the Debian binary) — started on a free port with
 the config ``ferryman export prometheus`` writes — scrapes the gateway, the replica (found
 through the file_sd JSON the loop keeps) and the control plane (with its token), and
-answers queries on all three.
+answers queries on all three; the rollout controller's Prometheus traffic source reads the
+same totals through it as a direct scrape of the gateway gives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ferryman.control.promql import PrometheusTraffic
+from ferryman.control.traffic import traffic_by_variant
 from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Stack, free_port, wait_for
 
@@ -119,6 +122,12 @@ def test_a_real_prometheus_scrapes_ferryman(stack: Stack, tmp_path: Path) -> Non
         assert (labels["endpoint"], labels["variant"], labels["model"]) == ("m", "v1", "m")  # type: ignore[index]
         wait_for(lambda: bool(query('ferryman_variant_replicas{endpoint="m"} == 1')), 30,
                  "the control plane's gauges")  # fmt: skip
+        # control.prometheus_url: rollout analysis reads the same totals through Prometheus
+        with httpx.Client(timeout=5) as http:
+            through = PrometheusTraffic(f"http://127.0.0.1:{port}", http)
+            direct = lambda: traffic_by_variant(http.get(f"{stack.gateway}/metrics").text)  # noqa: E731
+            wait_for(lambda: through() == direct(), 15, "Prometheus caught up with the gateway")
+            assert through()[("m", "v1")].requests >= 20
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -17,6 +17,7 @@ from ferryman.control.api import (
     monitor_routes,
     registry_routes,
     rollout_routes,
+    webhook_routes,
 )
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.control.dashboard.pages import Dashboard
@@ -60,6 +61,7 @@ def create_app(
     app.include_router(monitor_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(Dashboard(sessions).router())
+    app.include_router(webhook_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)

@@ -85,7 +85,7 @@ async def register_version(
     ``Ferryman-Metadata`` header, so the body stays the file's bytes.
     """
     fields = _metadata_fields(metadata)
-    data = await _read_body(request, request.app.state.settings.control.max_upload_bytes)
+    data = await read_body(request, request.app.state.settings.control.max_upload_bytes)
     register = registry_of(request).register
     return await run_in_threadpool(register, model, data, actor, build_metadata(**fields))
 
@@ -155,7 +155,7 @@ def _metadata_fields(header: str | None) -> dict[str, object]:
     return fields
 
 
-async def _read_body(request: Request, limit_bytes: int) -> bytes:
+async def read_body(request: Request, limit_bytes: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit_bytes`` (never buffered past)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:

@@ -1,0 +1,115 @@
+"""``ferryman rollout`` and ``ferryman policy`` with every strategy, run in-process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def deployed(run: Run, tmp_path: Path, onnx_bytes: Callable[..., bytes]) -> Run:
+    """Model m v1 deployed on endpoint m (nothing started), v2 registered."""
+    for seed in (0.0, 1.0):
+        path = tmp_path / f"m{seed}.onnx"
+        path.write_bytes(onnx_bytes(seed_value=seed))
+        assert run("register", str(path), "--model", "m")[0] == 0
+    code, _, err = run("deploy", "m:1", "--replicas", "2")
+    assert code == 0, err
+    return run
+
+
+@pytest.mark.parametrize(
+    ("args", "strategy", "plan"),
+    [
+        (["--steps", "20,100", "--interval", "5"], "canary", {"steps": [20, 100]}),
+        (["--strategy", "blue-green", "--bake", "60", "--max-p99-ms", "300"], "blue_green",
+         {"bake_s": 60.0, "threshold": 1, "gates": {"max_p99_ms": 300.0}}),
+        (["--strategy", "ab", "--split", "30", "--sticky-header", "x-region", "--metric",
+          "accuracy", "--promote-winner", "--max-duration", "600"], "ab_test",
+         {"split": 30, "sticky_header": "x-region", "metric": "accuracy",
+          "promote_winner": True, "max_duration_s": 600.0}),
+        (["--strategy", "shadow", "--duration", "120", "--then-canary", "--steps", "50,100"],
+         "shadow", {"duration_s": 120.0, "canary": {"steps": [50, 100]}}),
+    ],
+)  # fmt: skip
+def test_rollout_start_by_each_strategy(
+    deployed: Run, args: list[str], strategy: str, plan: dict[str, object]
+) -> None:
+    code, out, err = deployed("rollout", "start", "m", "--to", "2", *args, "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["strategy"] == strategy
+    assert record["candidate"]["replicas"] == 2
+    _contains(record["plan"], plan)
+    code, out, _ = deployed("rollout", "status")
+    assert strategy in out
+    code, out, _ = deployed("rollout", "events", str(record["id"]))
+    assert code == 0
+    assert "created" in out
+
+
+def _contains(whole: dict[str, object], part: dict[str, object]) -> None:
+    for key, value in part.items():
+        if isinstance(value, dict):
+            inner = whole[key]
+            assert isinstance(inner, dict)
+            _contains(inner, value)
+        else:
+            assert whole[key] == value, key
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bake", "60"], "--bake does not apply to a canary rollout"),
+        (["--strategy", "blue-green", "--steps", "10,100"], "--steps does not apply"),
+        (["--strategy", "ab", "--split", "0"], "split: Input should be greater than or equal to 1"),
+        (["--strategy", "ab", "--metric", "latency"], "metric: Input should be"),
+        (["--strategy", "shadow", "--steps", "50,100"], "need --then-canary"),
+        (["--strategy", "rainbow"], "strategy 'rainbow' is not one of"),
+        (["--steps", "10,x"], "is not a list of numbers"),
+    ],
+)
+def test_bad_rollout_options_are_one_line_errors(
+    deployed: Run, args: list[str], message: str
+) -> None:
+    code, out, err = deployed("rollout", "start", "m", "--to", "2", *args)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: ")
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_steering_by_hand_and_undoing_a_promotion(deployed: Run) -> None:
+    code, out, _ = deployed("rollout", "start", "m", "--to", "2", "--json")
+    number = str(json.loads(out)["id"])
+    assert "paused" in deployed("rollout", "pause", number)[1]
+    assert "progressing" in deployed("rollout", "resume", number)[1]
+    assert "promoted" in deployed("rollout", "promote", number)[1]
+    code, out, err = deployed("rollout", "abort", number)
+    assert code == 1
+    assert "already ended (promoted)" in err
+    code, out, _ = deployed("rollout", "rollback", number, "--json")
+    undone = json.loads(out)
+    assert (undone["status"], undone["reason"]) == (
+        "rolled_back", "promotion undone by hand: v1 serves again",
+    )  # fmt: skip
+    shown = json.loads(deployed("versions", "show", "m", "production", "--json")[1])
+    assert shown["version"] == 1
+
+
+def test_policy_set_with_a_strategy_and_list(deployed: Run) -> None:
+    code, out, err = deployed("policy", "set", "m", "--strategy", "blue-green", "--bake", "120")
+    assert code == 0, err
+    assert "blue-green: warm a full pool, switch at once, bake 120 s" in out
+    code, out, _ = deployed("policy", "list", "--json")
+    assert json.loads(out)[0]["strategy"] == "blue_green"
+    assert "bake 120 s" in deployed("policy", "list")[1]
+    code, out, _ = deployed("policy", "set", "m", "--strategy", "ab", "--split", "20")
+    assert "A/B test on success_rate: 20% of users by x-user-id" in out
