@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ferryman.control.history import History
+import pytest
+
+from ferryman.control.history import History, downsample
 from ferryman.registry import MetricSample
 
 
@@ -47,3 +49,24 @@ def test_memory_is_bounded_by_the_retention() -> None:
     points = history.points("digits", 0, ["qps"])[("v1", "qps")]
     assert len(points) == 8641
     assert points[0][0] == 3 * 24 * 3600 - 10 - 24 * 3600
+
+
+def test_downsampling_keeps_peaks_of_latency_and_means_of_rates() -> None:
+    points = {
+        ("v1", "p99_ms"): [(600.0, 10.0), (610.0, 90.0), (620.0, 20.0), (660.0, 5.0)],
+        ("v1", "qps"): [(600.0, 10.0), (610.0, 20.0), (620.0, 30.0), (660.0, 40.0)],
+        ("v1", "accuracy"): [],
+    }
+    thinned = downsample(points, 60.0)
+    # buckets [600, 660) and [660, 720); each point at its bucket's newest sample
+    assert thinned[("v1", "p99_ms")] == [(620.0, 90.0), (660.0, 5.0)]
+    assert thinned[("v1", "qps")] == [(620.0, pytest.approx(20.0)), (660.0, 40.0)]
+    assert thinned[("v1", "accuracy")] == []
+
+
+def test_downsampled_buckets_are_aligned_so_later_reads_agree() -> None:
+    series = [(float(t), float(t)) for t in range(0, 3600, 10)]
+    early = downsample({("v1", "qps"): series[:200]}, 300.0)[("v1", "qps")]
+    late = downsample({("v1", "qps"): series}, 300.0)[("v1", "qps")]
+    assert len(late) == 12
+    assert early[:-1] == late[: len(early) - 1]  # complete buckets never change

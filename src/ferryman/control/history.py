@@ -5,7 +5,8 @@ Each ring holds at most ``retention_s / resolution_s`` samples, one column per s
 at 10 s. Rings of variants that stopped reporting are dropped once their newest sample is
 older than the retention. The monitor adds each tick's samples; the API reads the newest
 sample and windows of points. :class:`StoredHistory` answers the same questions from the
-registry, for an API without a control loop in its process.
+registry, for an API without a control loop in its process. :func:`downsample` thins long
+windows for charts (a day at 10 s is 8,640 points a series).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ Points = dict[tuple[str, str], list[tuple[float, float]]]
 """(variant, series) → [(unix seconds, value)], oldest first; times without data left out."""
 
 _COLUMNS = {name: index for index, name in enumerate(SERIES)}
+
+PEAK_SERIES = frozenset(
+    {"error_rate", "p50_ms", "p99_ms", "cpu_pct", "rss_bytes", "input_drift_psi",
+     "prediction_drift", "restarts_10m"}
+)  # fmt: skip
+"""Series whose buckets keep their largest value: a spike must not be averaged away."""
 
 
 class HistoryView(Protocol):
@@ -139,3 +146,29 @@ class StoredHistory:
                     (s.time_s, s.values[name]) for s in mine if name in s.values
                 ]
         return found
+
+
+def downsample(points: Points, step_s: float) -> Points:
+    """One point per ``step_s`` bucket: the peak of :data:`PEAK_SERIES`, the mean of the rest.
+
+    Buckets are aligned to multiples of ``step_s`` since the epoch, so two reads a few
+    seconds apart share their buckets; each point takes the time of its bucket's newest
+    sample, so the newest point of a window stays where it was measured.
+    """
+    thinned: Points = {}
+    for (variant, name), series in points.items():
+        peak = name in PEAK_SERIES
+        buckets: list[tuple[float, float]] = []
+        bucket, count = math.nan, 0
+        for at_s, value in series:
+            index = math.floor(at_s / step_s)
+            if buckets and index == bucket:
+                last = buckets[-1][1]
+                merged = max(last, value) if peak else last + (value - last) / (count + 1)
+                buckets[-1] = (at_s, merged)
+                count += 1
+            else:
+                buckets.append((at_s, value))
+                bucket, count = index, 1
+        thinned[(variant, name)] = buckets
+    return thinned

@@ -93,10 +93,31 @@ def test_history_serves_the_recorded_series(api: Monitored) -> None:
     assert [v for _, v in v1_qps["points"]] == [1.0, 5.0, 6.0]
 
 
+def test_a_long_window_is_served_in_steps_with_latency_peaks_kept(api: Monitored) -> None:
+    start = (time.time() // 600 - 4) * 600  # on a 10-minute boundary, 40 to 50 min back
+    for i in range(120):  # 20 minutes at 10 s
+        api.record([sample(start + 10 * i, qps=float(i), p99_ms=500.0 if i == 7 else 10.0)])
+    answer = api.http.get(
+        "/api/v1/endpoints/digits/history",
+        params={"series": "qps,p99_ms", "since_s": 3600, "step_s": 600},
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["resolution_s"] == 600
+    found = {s["name"]: s["points"] for s in body["series"]}
+    assert [v for _, v in found["p99_ms"]] == [500.0, 10.0]
+    assert [v for _, v in found["qps"]] == [pytest.approx(29.5), pytest.approx(89.5)]
+    assert found["qps"][-1][0] == pytest.approx(start + 1190, abs=1e-3)
+
+
 @pytest.mark.parametrize(
     ("params", "says"),
     [
         ({"series": "qps,latency"}, "use any of: qps, error_rate"),
+        ({"step_s": "5"}, "[10, 3600]"),
+        ({"step_s": "7200"}, "[10, 3600]"),
+        ({"step_s": "a minute"}, "e.g. step_s=60"),
+        ({"step_s": "inf"}, "[10, 3600]"),
         ({"since_s": "0"}, "(0, 86400]"),
         ({"since_s": "-5"}, "(0, 86400]"),
         ({"since_s": "90000"}, "(0, 86400]"),

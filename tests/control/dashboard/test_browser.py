@@ -232,3 +232,7 @@ def test_the_monitors_figures_alerts_and_charts(
     latency = page.locator("[data-testid=chart-p99_ms] svg")
     expect(latency.locator("path.series")).to_have_count(2)  # p99 and the dashed p50
     expect(page.locator("[data-testid=chart-replicas] svg")).to_have_attribute("data-points", "62")
+    # the last day comes in 240 s steps: 5 minutes of samples make 2 or 3 points a series
+    page.get_by_role("button", name="24 h").click()
+    replicas = page.locator("[data-testid=chart-replicas] svg")
+    expect(replicas).to_have_attribute("data-points", re.compile(r"^[46]$"))

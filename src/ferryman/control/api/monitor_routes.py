@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import RegistryDep
 from ferryman.control.exposition import exposition
-from ferryman.control.history import HistoryView
+from ferryman.control.history import HistoryView, downsample
 from ferryman.errors import InvalidInput, NotFound
 from ferryman.names import validate_name
 from ferryman.registry import SERIES, AlertStatus, Registry
@@ -111,6 +111,12 @@ class HistoryQuery(BaseModel):
 
     since_s: str | None = Field(default=None, description="Seconds back from now [3600].")
     series: str | None = Field(default=None, description="Comma-separated series; all if absent.")
+    step_s: str | None = Field(
+        default=None,
+        description="Seconds per point, at least the monitor's resolution [its resolution]; "
+        "a longer step gives one point per step: the peak of latency, error, drift, "
+        "restart and resource series, the mean of the others.",
+    )
 
 
 @router.get("/api/v1/endpoints/{endpoint}/history")
@@ -126,12 +132,15 @@ def endpoint_history(
     control = request.app.state.settings.control
     back_s = _since_s(query.since_s, control.history_retention_s)
     names = _series(query.series)
+    step_s = _step_s(query.step_s, control.monitor_interval_s, back_s)
     points = history.points(endpoint, time.time() - back_s, names)
     if not points and not _is_deployed(registry, endpoint):
         raise NotFound(f"endpoint {endpoint!r} is not deployed and has no recorded history")
+    if step_s > control.monitor_interval_s:
+        points = downsample(points, step_s)
     return EndpointHistory(
         endpoint=endpoint,
-        resolution_s=control.monitor_interval_s,
+        resolution_s=step_s,
         series=[Series(variant=v, name=n, points=p) for (v, n), p in points.items()],
     )
 
@@ -156,6 +165,21 @@ def _since_s(given: str | None, most_s: float) -> float:
         raise InvalidInput(
             f"since_s {given[:40]!r} is not a number of seconds in (0, {most_s:g}] (the "
             f"history kept); e.g. since_s=3600"
+        )
+    return value
+
+
+def _step_s(given: str | None, resolution_s: float, back_s: float) -> float:
+    if given is None:
+        return resolution_s
+    try:
+        value = float(given)
+    except ValueError:
+        value = math.nan
+    if not resolution_s <= value <= back_s:
+        raise InvalidInput(
+            f"step_s {given[:40]!r} is not a number of seconds in [{resolution_s:g}, "
+            f"{back_s:g}] (the monitor's resolution to the window asked for); e.g. step_s=60"
         )
     return value
 

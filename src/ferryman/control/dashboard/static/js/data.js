@@ -41,9 +41,17 @@ export async function endpointsNow(caps) {
   return (await api.get(path('deployments'))).map(fromDeployment);
 }
 
-/** The history of an endpoint as {seriesName: [{variant, points}]}; names null: every series. */
+/** Points a chart can show: windows longer than this many 10 s points are read in steps. */
+const CHART_POINTS = 360;
+
+/**
+ * The history of an endpoint as {seriesName: [{variant, points}]}; names null: every series.
+ * Long windows come in steps (the server keeps latency and error peaks), not 8,640 points a day.
+ */
 export async function history(endpoint, sinceS, names = null) {
-  const answer = await api.get(path('endpoints', endpoint, 'history', { since_s: sinceS, series: names?.join(',') }));
+  const stepS = sinceS > CHART_POINTS * 10 ? Math.ceil(sinceS / CHART_POINTS) : null;
+  const query = { since_s: sinceS, series: names?.join(','), step_s: stepS };
+  const answer = await api.get(path('endpoints', endpoint, 'history', query));
   const byName = {};
   for (const one of answer?.series ?? []) (byName[one.name] ??= []).push(one);
   return byName;

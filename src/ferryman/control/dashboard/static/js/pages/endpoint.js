@@ -12,7 +12,7 @@ import {
   Colors, badge, dialog, levelBadge, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table, tile, toast, weightCell,
 } from '../ui.js';
 
-const RANGES = [[300, '5 min'], [900, '15 min'], [3600, '1 h'], [21600, '6 h']];
+const RANGES = [[300, '5 min'], [900, '15 min'], [3600, '1 h'], [21600, '6 h'], [86400, '24 h']];
 /** A version's registered metric most worth comparing with live accuracy. */
 function offline(version) {
   const metrics = version?.metrics ?? {};
