@@ -117,3 +117,34 @@ def test_a_full_queue_drops_new_deliveries_with_a_warning(
 def test_backoff_doubles_up_to_its_cap() -> None:
     policy = RetryPolicy(base_s=1.0, max_s=10.0)
     assert [policy.delay_s(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+def test_a_delivery_waiting_for_its_retry_gets_a_last_attempt_at_stop() -> None:
+    patient = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=2.0))
+    patient.start()
+    with receiving(fail_first=1) as receiver:
+        target = WebhookTarget(name="ops", url=receiver.url, secret=SECRET)
+        patient.send(target, "alert.fired", {"alert": {"rule": "p99"}})
+        receiver.wait_for(1)  # failed; the retry is due in 60 s
+        started = time.monotonic()
+        patient.stop(flush_s=5.0)
+        stopped_in_s = time.monotonic() - started
+        attempts = receiver.wait_for(2, timeout_s=1.0)
+    assert [a.status for a in attempts] == [500, 204]
+    assert (patient.delivered, patient.dropped, patient.given_up) == (1, 0, 0)
+    assert stopped_in_s < 3.0
+
+
+def test_the_last_attempt_at_stop_is_cut_at_the_flush_end() -> None:
+    slow = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=30.0))
+    slow.start()
+    with receiving(fail_first=1, hang_after=1) as receiver:
+        target = WebhookTarget(name="silent", url=receiver.url, secret=SECRET)
+        slow.send(target, "alert.fired", {})
+        receiver.wait_for(1)  # failed; the retry is due in 60 s
+        started = time.monotonic()
+        slow.stop(flush_s=0.5)  # the last attempt hangs: cut at 0.5 s, not the 30 s timeout
+        stopped_in_s = time.monotonic() - started
+        assert len(receiver.wait_for(2, timeout_s=1.0)) == 2
+    assert stopped_in_s < 1.3  # the thread ended on its own (the join would wait 1.5 s)
+    assert (slow.delivered, slow.given_up, slow.dropped) == (0, 1, 0)

@@ -24,6 +24,8 @@ class Receiver:
     url: str
     fail_first: int = 0
     """Answer 500 to this many requests before answering 204."""
+    hang_after: int | None = None
+    """Answer nothing to requests after this many (until the receiver closes, at most 10 s)."""
     received: list[Received] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -39,8 +41,9 @@ class Receiver:
 
 
 @contextmanager
-def receiving(fail_first: int = 0) -> Iterator[Receiver]:
-    receiver = Receiver(url="", fail_first=fail_first)
+def receiving(fail_first: int = 0, hang_after: int | None = None) -> Iterator[Receiver]:
+    receiver = Receiver(url="", fail_first=fail_first, hang_after=hang_after)
+    closing = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -51,6 +54,11 @@ def receiving(fail_first: int = 0) -> Iterator[Receiver]:
                 headers = {key.lower(): value for key, value in self.headers.items()}
                 receiver.received.append(Received(headers, body, status))
                 receiver.arrived.notify_all()
+                limit = receiver.hang_after
+                hang = limit is not None and len(receiver.received) > limit
+            if hang:
+                closing.wait(timeout=10)
+                return
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -65,6 +73,7 @@ def receiving(fail_first: int = 0) -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        closing.set()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

@@ -3,7 +3,10 @@
 :meth:`WebhookSender.send` only puts a delivery on a bounded queue and returns; one thread
 the sender owns posts it. A delivery that fails (a transport error, a timeout, any answer
 but 2xx) is retried after ``base_s``, then twice that, and so on up to ``max_s``, until
-``max_attempts``; meanwhile other deliveries go out. Each attempt carries these headers:
+``max_attempts``; meanwhile other deliveries go out. On :meth:`WebhookSender.stop` every
+delivery still queued gets one last attempt at once, however long its back-off had left,
+within ``flush_s``; what is still queued after that is dropped and counted (the alerts
+themselves are events in the registry). Each attempt carries these headers:
 
 - ``Ferryman-Event``: ``alert.fired`` or ``alert.resolved``
 - ``Ferryman-Delivery``: a UUID, the same on every attempt (receivers drop repeats by it)
@@ -99,6 +102,7 @@ class WebhookSender:
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._is_stopping = False
+        self._flush_until = 0.0
         self._thread = threading.Thread(target=self._run, name="ferryman-webhooks", daemon=True)
         self.delivered = 0
         self.dropped = 0
@@ -107,13 +111,15 @@ class WebhookSender:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread (deliveries still queued are dropped) and close the client."""
+    def stop(self, flush_s: float = 5.0) -> None:
+        """Give each queued delivery one last attempt within ``flush_s``, then stop the thread
+        and close the transport; deliveries left after ``flush_s`` are dropped, with a warning."""
         with self._wake:
             self._is_stopping = True
+            self._flush_until = self._clock() + flush_s
             self._wake.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout=timeout_s)
+            self._thread.join(timeout=flush_s + 1.0)  # attempts are capped at the flush end
         self._transport.close()
 
     def send(self, target: WebhookTarget, event: str, payload: dict[str, Any]) -> bool:
@@ -140,9 +146,24 @@ class WebhookSender:
         while True:
             with self._wake:
                 delivery = self._next_due()
-                if delivery is None:
-                    return
+            if delivery is None:
+                break
             self._attempt(delivery)
+        self._flush()
+
+    def _flush(self) -> None:
+        """At stop: one last attempt for each queued delivery, oldest first, until the end."""
+        while True:
+            with self._wake:
+                left_s = self._flush_until - self._clock()
+                if not self._queue or left_s <= 0:
+                    left, self._queue = len(self._queue), []
+                    break
+                delivery = heapq.heappop(self._queue)[2]
+            self._attempt(delivery, last_s=left_s)
+        if left:
+            self.dropped += left
+            logger.warning("webhooks: stopping with %d deliveries still queued; dropped", left)
 
     def _next_due(self) -> Delivery | None:
         """Wait (holding the condition) for the earliest delivery to fall due; None: stop."""
@@ -156,7 +177,9 @@ class WebhookSender:
                 self._wake.wait()
         return None
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery, last_s: float | None = None) -> None:
+        """One attempt; on failure, queue a retry, unless ``last_s`` (at stop: the time left,
+        which caps the attempt's timeout) says this attempt is the last."""
         delivery.attempts += 1
         timestamp = str(int(self._wall_clock()))
         headers = {
@@ -169,7 +192,8 @@ class WebhookSender:
         }
         request = httpx.Request(
             "POST", delivery.target.url, content=delivery.body, headers=headers,
-            extensions={"timeout": self._timeout},
+            extensions={"timeout": self._timeout if last_s is None else
+                        httpx.Timeout(min(self._policy.timeout_s, last_s)).as_dict()},
         )  # fmt: skip
         try:
             answer = self._transport.handle_request(request)
@@ -184,10 +208,11 @@ class WebhookSender:
             self.delivered += 1
             return
         name, attempts = delivery.target.name, delivery.attempts
-        if attempts >= self._policy.max_attempts:
+        if attempts >= self._policy.max_attempts or last_s is not None:
             self.given_up += 1
-            logger.error("webhook %s: delivery %s %s after %d attempts (%s); giving up",
-                         name, delivery.id, delivery.event, attempts, failure)  # fmt: skip
+            logger.error("webhook %s: delivery %s %s after %d attempts (%s); giving up%s",
+                         name, delivery.id, delivery.event, attempts, failure,
+                         " (stopping)" if last_s is not None else "")  # fmt: skip
             return
         delay_s = self._policy.delay_s(attempts)
         logger.warning("webhook %s: delivery %s attempt %d failed (%s); retrying in %.1f s",
