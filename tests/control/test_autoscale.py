@@ -61,6 +61,20 @@ def test_scale_down_waits_for_the_window() -> None:
     assert replicas[-1] == 1
 
 
+def test_a_standby_pool_is_held_idle_and_shrinks_only_after_the_window() -> None:
+    policy = ScalingPolicy(min_replicas=1, max_replicas=8, scale_down_window_s=60)
+    warming = [Observation(float(t), 1, in_flight=0, standby=3) for t in range(0, 30, 10)]
+    after = [Observation(float(t), 3, in_flight=0) for t in range(30, 150, 10)]  # standby gone
+    decisions = run(policy, warming + after)
+    replicas = [d.replicas for d in decisions]
+    assert replicas[:3] == [3, 3, 3]  # the whole pool at once, with no load at all
+    assert "3 on standby" in decisions[0].reason
+    assert replicas[3:9] == [3] * 6  # t = 30..80: 3 was recommended within 60 s
+    assert replicas[-1] == 1
+    busy = Observation(0.0, 3, in_flight=24, standby=3)
+    assert desired_replicas(policy, busy, ScalerState())[0].replicas == 6  # a floor, no cap
+
+
 def test_a_short_dip_does_not_drop_capacity() -> None:
     policy = ScalingPolicy(target_in_flight=1, max_replicas=4, scale_down_window_s=30)
     load = [4, 4, 0, 4, 4, 0, 4]

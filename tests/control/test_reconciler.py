@@ -153,6 +153,21 @@ def test_autoscaling_follows_load_and_records_why(world: World) -> None:
     assert any("7 in flight" in reason for reason in reasons)
 
 
+def test_a_standby_pool_is_started_in_full_without_load(world: World) -> None:
+    """A blue-green's new pool (v2, no traffic yet) gets the replicas its standby asks."""
+    bounds = Autoscaling(min_replicas=1, max_replicas=4, target_in_flight=2)
+    spec = DeploymentSpec(
+        endpoint="digits",
+        variants=(VariantSpec(model="digits", version=1, weight=100, standby_replicas=3),
+                  VariantSpec(model="digits", version=2, weight=0, standby_replicas=3)),
+        autoscaling=bounds,
+    )  # fmt: skip
+    world.registry.deployments.put(spec, "alice")
+    table = ticks(world.reconciler, world.clock, 3)
+    backends = {v.name: len(v.backends) for v in table.endpoints["digits"].variants}
+    assert backends == {"v1": 3, "v2": 3}
+
+
 def test_undeploy_stops_everything(world: World) -> None:
     registry, runtime, reconciler, clock = (
         world.registry,

@@ -15,6 +15,7 @@ from ferryman.control.rollouts import RolloutController
 from ferryman.control.traffic import Key
 from ferryman.errors import Conflict
 from ferryman.registry import (
+    Autoscaling,
     DeploymentSpec,
     Registry,
     RolloutRecord,
@@ -121,6 +122,34 @@ def test_blue_green_warms_a_full_pool_switches_at_once_and_promotes_after_the_ba
     assert last["figures"]["requests"] == 50
     switch = world.registry.rollouts.timeline(rollout.id)[2].details
     assert switch["pool"] == {"wanted": 2, "ready": 2, "failures": 0}
+
+
+def test_blue_green_on_an_autoscaled_endpoint_holds_both_pools_at_the_old_size(
+    world: World,
+) -> None:
+    autoscaled = world.spec().model_copy(
+        update={"autoscaling": Autoscaling(min_replicas=1, max_replicas=8)}
+    )
+    world.registry.deployments.put(autoscaled, "alice")
+    world.ready("v1", 3)  # the autoscaler has v1 at 3 replicas now
+    rollout = world.start("blue_green", BLUE_GREEN)
+    world.controller.tick()
+    assert world.get(rollout).state["pool_replicas"] == 3
+    standby = {v.name: v.standby_replicas for v in world.spec().variants}
+    assert standby == {"v1": 3, "v2": 3}  # the reconciler keeps both at 3 whatever the load
+    world.ready("v2", 1)
+    world.after(1)
+    assert world.weights() == {"v1": 100, "v2": 0}  # 1 of 3 is not a full pool
+    world.ready("v2", 3)
+    world.after(1)
+    assert world.weights() == {"v1": 0, "v2": 100}
+    assert {v.name: v.standby_replicas for v in world.spec().variants} == {"v1": 3, "v2": 3}
+    world.after(0.5)
+    for _ in range(3):
+        world.after(10, v2=(50, 0))
+    assert world.get(rollout).status is RolloutStatus.PROMOTED
+    [kept] = world.spec().variants
+    assert (kept.name, kept.standby_replicas) == ("v2", None)  # the autoscaler alone again
 
 
 def test_a_failed_gate_in_the_bake_switches_back_at_once(world: World) -> None:

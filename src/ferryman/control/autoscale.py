@@ -6,7 +6,9 @@ comes in ``observed.now_s`` (a monotonic clock), so tests step time without slee
 
 The rules, in order:
 1. reactive: enough replicas for the load now, ``ceil(in_flight / target_in_flight)`` and,
-   when a QPS target is set, ``ceil(qps / target_qps)``;
+   when a QPS target is set, ``ceil(qps / target_qps)``; never fewer than ``standby``, the
+   pool a blue-green rollout holds ready whatever its load (a recommendation like any
+   other, so when the rollout ends the pool shrinks only after the scale-down window);
 2. forecast: never fewer than the predicted rate one cold start ahead needs, so capacity is
    ready before a predictable peak;
 3. requests held at the gateway with no replica wake the endpoint from zero at once;
@@ -54,6 +56,7 @@ class Observation:
     qps: float = 0.0
     held: int = 0
     forecast_qps: float | None = None
+    standby: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def desired_replicas(
 def _recommendation(policy: ScalingPolicy, observed: Observation) -> tuple[int, str]:
     by_in_flight = math.ceil(observed.in_flight / policy.target_in_flight)
     candidates = [(by_in_flight, f"{observed.in_flight:g} in flight")]
+    if observed.standby:
+        candidates.append((observed.standby, f"{observed.standby} on standby for a rollout"))
     if policy.target_qps is not None:
         candidates.append((math.ceil(observed.qps / policy.target_qps), f"{observed.qps:g} qps"))
         if observed.forecast_qps is not None:

@@ -119,12 +119,18 @@ class Reconciler:
             for variant, spec in zip(record.spec.variants, replica_specs(record.spec), strict=True):
                 count = variant.replicas
                 if autoscaling is not None:
-                    count = self._autoscale(spec, autoscaling, observed, now)
+                    standby = variant.standby_replicas or 0
+                    count = self._autoscale(spec, autoscaling, observed, now, standby)
                 desired[spec.slot] = (spec, count)
         return desired
 
     def _autoscale(
-        self, spec: ReplicaSpec, autoscaling: Autoscaling, observed: list[Replica], now: float
+        self,
+        spec: ReplicaSpec,
+        autoscaling: Autoscaling,
+        observed: list[Replica],
+        now: float,
+        standby: int,
     ) -> int:
         policy = ScalingPolicy(
             min_replicas=autoscaling.min_replicas,
@@ -139,7 +145,9 @@ class Reconciler:
         ]
         load = self._load.load(spec.slot, mine)
         forecast = self._forecast(spec.slot, autoscaling, now, load.qps)
-        observation = Observation(now, len(mine), load.in_flight, load.qps, load.held, forecast)
+        observation = Observation(
+            now, len(mine), load.in_flight, load.qps, load.held, forecast, standby
+        )
         state = self.state.scalers.get(spec.slot, ScalerState())
         decision, self.state.scalers[spec.slot] = desired_replicas(policy, observation, state)
         if decision.replicas != len(mine):

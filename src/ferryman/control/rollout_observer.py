@@ -20,7 +20,7 @@ from ferryman.control.rollout_bluegreen import Pool
 from ferryman.control.rollout_shadow import Mirror
 from ferryman.control.significance import Arm
 from ferryman.control.traffic import Key, Traffic, grown_since, window
-from ferryman.registry import RolloutRecord
+from ferryman.registry import RolloutRecord, VariantSpec
 
 TrafficSource = Callable[[], dict[Key, Traffic] | None]
 """The gateway's traffic totals now, or None when they cannot be read."""
@@ -83,6 +83,11 @@ class Observer:
         signals = self._sources.signals
         model = signals(rollout) if wants_signals and signals else None
         return analyse(gates, candidate, _drift(rollout, opened, closing), model)
+
+    def ready(self, endpoint: str, variant: VariantSpec) -> int:
+        """Ready replicas of ``variant`` as the reconciler sees them (none known: 0)."""
+        found = self._sources.pools() if self._sources.pools else {}
+        return found.get((endpoint, variant.name), (0, 0))[0]
 
     def pool(self, rollout: RolloutRecord, wanted: int) -> Pool:
         """The candidate's replicas as the reconciler sees them (none known: none ready)."""

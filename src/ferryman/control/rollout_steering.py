@@ -32,6 +32,7 @@ WARMING, BAKING = "warming", "baking"  # blue_green
 RUNNING = "running"  # ab_test (after warming)
 SHADOWING, CANARY = "shadowing", "canary"  # shadow (after warming; then perhaps a canary)
 STICKY_BEFORE = "sticky_header_before"
+POOL_REPLICAS = "pool_replicas"  # blue_green on an autoscaled endpoint: both pools' standby
 
 ACTIONS = {
     RolloutStatus.PROMOTED: "promoted",
@@ -107,10 +108,14 @@ def spec_at(spec: DeploymentSpec, rollout: RolloutRecord, weight: int) -> Deploy
     """``spec`` with the candidate at ``weight`` percent and the baseline at the rest.
 
     The baseline stays at 0% when the candidate has it all, so a rollback is one weight
-    change; a shadow's candidate is the endpoint's mirror; an A/B test's split is sticky.
+    change; a shadow's candidate is the endpoint's mirror; an A/B test's split is sticky; a
+    blue-green on an autoscaled endpoint holds both pools at its ``POOL_REPLICAS``.
     """
-    baseline = rollout.baseline.model_copy(update={"weight": 100 - weight})
-    candidate = rollout.candidate.model_copy(update={"weight": weight})
+    standby = rollout.state.get(POOL_REPLICAS)
+    baseline = rollout.baseline.model_copy(
+        update={"weight": 100 - weight, "standby_replicas": standby}
+    )
+    candidate = rollout.candidate.model_copy(update={"weight": weight, "standby_replicas": standby})
     others = [v for v in spec.variants if v.name not in {baseline.name, candidate.name}]
     update: dict[str, Any] = {"variants": (baseline, candidate, *others)}
     if is_mirroring(rollout):

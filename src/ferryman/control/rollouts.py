@@ -39,6 +39,7 @@ from ferryman.control.rollout_steering import (
     BAKING,
     CANARY,
     PHASE,
+    POOL_REPLICAS,
     RUNNING,
     SHADOWING,
     WARMING,
@@ -163,11 +164,20 @@ class RolloutController:
 
     def _warm(self, rollout: RolloutRecord, strategy: Strategy, timeout_s: float) -> None:
         spec = self._registry.deployments.get(rollout.endpoint).spec
-        wanted = max(1, spec.autoscaling.min_replicas if spec.autoscaling else
-                     rollout.candidate.replicas)  # fmt: skip
+        wanted = rollout.state.get(POOL_REPLICAS) or max(
+            1, spec.autoscaling.min_replicas if spec.autoscaling else rollout.candidate.replicas
+        )
         if rollout.candidate.name not in {v.name for v in spec.variants}:
+            if spec.autoscaling and strategy is Strategy.BLUE_GREEN:
+                # The new pool as large as the old one is now, and both held there until
+                # the end, so the switch and an instant rollback land on warm capacity.
+                wanted = max(wanted, self._observer.ready(rollout.endpoint, rollout.baseline))
+                wanted = min(wanted, spec.autoscaling.max_replicas)
+                state = {**rollout.state, POOL_REPLICAS: wanted}
+                rollout = rollout.model_copy(update={"state": state})
             reason = f"warming {wanted} replicas of {rollout.candidate.name} at 0%"
-            move_to(self._registry, rollout, 0, ACTOR, action="warming", reason=reason)
+            move_to(self._registry, rollout, 0, ACTOR, action="warming", reason=reason,
+                    state=rollout.state)  # fmt: skip
             self._remember(rollout)  # the warm-up time counts from here
             return
         memory = self._memory.get(rollout.id) or self._remember(rollout)

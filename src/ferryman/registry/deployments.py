@@ -41,6 +41,14 @@ class VariantSpec(BaseModel):
     replicas: int = Field(
         default=1, ge=0, le=MAX_REPLICAS, description="Replicas when not autoscaled."
     )
+    standby_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="With autoscaling, the fewest replicas kept whatever the load; set by a "
+        "blue-green rollout on both pools (the new one warms in full, the old one stays "
+        "warm for an instant rollback) and dropped when it ends.",
+    )
 
     @property
     def name(self) -> str:
