@@ -91,6 +91,25 @@ def test_only_the_newest_promoted_rollout_can_be_reverted(endpoint: Registry) ->
         endpoint.rollouts.revert_promotion(first.id, "t", "again")
 
 
+def test_undoing_a_promotion_is_one_transaction(endpoint: Registry) -> None:
+    rollout = endpoint.rollouts.create("m", (V1, V2), {}, "t")
+    endpoint.move_rollout((rollout.id, "t", "promoted"), spec=spec(V2), production=2,
+                          status=RolloutStatus.PROMOTED, weight=100)  # fmt: skip
+    endpoint.archive_version("m", 1, "t")  # the alias cannot go back to v1 now
+    generation = endpoint.deployments.get("m").generation
+    with pytest.raises(Conflict, match="archived"):
+        endpoint.undo_promotion((rollout.id, "t"), spec(V1), 1, "undo")
+    assert endpoint.deployments.get("m").generation == generation  # nothing half-written
+    assert [v.name for v in endpoint.deployments.get("m").spec.variants] == ["v2"]
+    assert endpoint.rollouts.get(rollout.id).status is RolloutStatus.PROMOTED
+    assert endpoint.get_version("m", "production").version == 2
+
+    endpoint.undo_promotion((rollout.id, "t"), spec(V2.model_copy(update={"version": 3})), 3, "x")
+    assert endpoint.rollouts.get(rollout.id).status is RolloutStatus.ROLLED_BACK
+    assert endpoint.get_version("m", "production").version == 3
+    assert [v.name for v in endpoint.deployments.get("m").spec.variants] == ["v3"]
+
+
 def test_a_policy_keeps_its_strategy(endpoint: Registry) -> None:
     stored = endpoint.policies.put("m", "m", "registered", {"bake_s": 5}, "t", strategy="shadow")
     assert (stored.strategy, endpoint.policies.get("m").strategy) == ("shadow", "shadow")

@@ -249,16 +249,15 @@ def _undo_promotion(registry: Registry, rollout: RolloutRecord, actor: str) -> R
         )
         variants = tuple(restored if v.name == promoted.name else v for v in spec.variants
                          if v.name != restored.name)  # fmt: skip
-        registry.deployments.put(spec.model_copy(update={"variants": variants}), actor)
+        spec = spec.model_copy(update={"variants": variants})
     elif rollout.baseline.name not in names:
         raise Conflict(
             f"endpoint {rollout.endpoint!r} serves {', '.join(names)}: neither "
             f"{rollout.candidate.name} nor {rollout.baseline.name}; deploy by hand instead"
         )
-    version = rollout.state.get("production_before") or rollout.baseline.version
-    registry.set_alias(rollout.model, "production", int(version), actor)
+    version = int(rollout.state.get("production_before") or rollout.baseline.version)
     reason = f"promotion undone by hand: {rollout.baseline.name} serves again"
-    return registry.rollouts.revert_promotion(rollout.id, actor, reason)
+    return registry.undo_promotion((rollout.id, actor), spec, version, reason)
 
 
 def _active(registry: Registry, rollout_id: int) -> RolloutRecord:

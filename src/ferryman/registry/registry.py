@@ -51,7 +51,13 @@ from ferryman.registry.records import (
     VariantStatus,
     VersionRecord,
 )
-from ferryman.registry.rollouts import RolloutRecord, Rollouts, apply_transition, rollout_in
+from ferryman.registry.rollouts import (
+    RolloutRecord,
+    Rollouts,
+    apply_transition,
+    revert_in,
+    rollout_in,
+)
 from ferryman.registry.runs import RunLog
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
 
@@ -355,14 +361,36 @@ class Registry:
                 put_spec(session, now, spec, move[1])
             if production is not None:
                 rollout = rollout_in(session, move[0])
-                model_row = find_model(session, rollout.model, for_update=True)
-                target = find_version(session, model_row, production)
-                alias = self._move_alias(session, model_row, "production", target, move[1], now=now)
+                alias = self._production_to(session, rollout.model, production, move[1], now)
                 before = {"production_before": alias.previous_version}
                 applied["state"] = {**changes.get("state", rollout.state), **before}
             return apply_transition(session, now, move, details, applied)
 
         return self._db.write(work)
+
+    def undo_promotion(
+        self, who: tuple[int, str], spec: DeploymentSpec, production: int, reason: str
+    ) -> RolloutRecord:
+        """Roll back the endpoint's newest rollout after its promotion (``who`` = rollout id,
+        actor): the endpoint's ``spec`` with the baseline back, the ``production`` alias back
+        on a version, and the rollout marked, in one transaction (refused, 409, for any
+        rollout but the newest promoted one)."""
+
+        def work(session: Session) -> RolloutRecord:
+            now = self._clock()
+            reverted = revert_in(session, now, who, reason)
+            put_spec(session, now, spec, who[1])
+            self._production_to(session, reverted.model, production, who[1], now)
+            return reverted
+
+        return self._db.write(work)
+
+    def _production_to(
+        self, session: Session, model: str, version: int, actor: str, now: datetime
+    ) -> AliasRecord:
+        model_row = find_model(session, model, for_update=True)
+        target = find_version(session, model_row, version)
+        return self._move_alias(session, model_row, "production", target, actor, now=now)
 
     # -- events ---------------------------------------------------------------------------
 

@@ -110,28 +110,9 @@ class Rollouts:
     def revert_promotion(self, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
         """Mark the endpoint's newest rollout, promoted, as rolled back after the fact (its
         baseline serves again). Refused for any other rollout: a newer one has moved on."""
-
-        def work(session: Session) -> RolloutRecord:
-            row = _get(session, rollout_id, for_update=True)
-            newest = session.scalar(
-                select(RolloutRow.id)
-                .where(RolloutRow.endpoint == row.endpoint)
-                .order_by(RolloutRow.id.desc())
-                .limit(1)
-            )
-            if row.status != RolloutStatus.PROMOTED.value or newest != row.id:
-                raise Conflict(
-                    f"rollout {rollout_id} is {row.status} and rollout {newest} is the newest on "
-                    f"{row.endpoint!r}; only the newest rollout, once promoted, can be rolled back"
-                )
-            now = self._clock()
-            row.status, row.reason, row.weight = RolloutStatus.ROLLED_BACK.value, reason, 0
-            row.updated_at = now
-            changes = {"status": row.status, "weight": 0, "reason": reason}
-            _log(session, row, now, (actor, "rolled_back"), {**changes, "after_promotion": True})
-            return _record(row)
-
-        return self._db.write(work)
+        return self._db.write(
+            lambda session: revert_in(session, self._clock(), (rollout_id, actor), reason)
+        )
 
     def timeline(self, rollout_id: int) -> list[EventRecord]:
         """The rollout's events, oldest first: created, every step, hold and its end."""
@@ -180,6 +161,29 @@ def apply_transition(
     if RolloutStatus(row.status).is_final:
         row.finished_at = now
     _log(session, row, now, (actor, action), {**changes, **(details or {})})
+    return _record(row)
+
+
+def revert_in(session: Session, now: datetime, who: tuple[int, str], reason: str) -> RolloutRecord:
+    """:meth:`Rollouts.revert_promotion` of ``who`` = (rollout id, actor) in the caller's
+    transaction."""
+    rollout_id, actor = who
+    row = _get(session, rollout_id, for_update=True)
+    newest = session.scalar(
+        select(RolloutRow.id)
+        .where(RolloutRow.endpoint == row.endpoint)
+        .order_by(RolloutRow.id.desc())
+        .limit(1)
+    )
+    if row.status != RolloutStatus.PROMOTED.value or newest != row.id:
+        raise Conflict(
+            f"rollout {rollout_id} is {row.status} and rollout {newest} is the newest on "
+            f"{row.endpoint!r}; only the newest rollout, once promoted, can be rolled back"
+        )
+    row.status, row.reason, row.weight = RolloutStatus.ROLLED_BACK.value, reason, 0
+    row.updated_at = now
+    changes = {"status": row.status, "weight": 0, "reason": reason}
+    _log(session, row, now, (actor, "rolled_back"), {**changes, "after_promotion": True})
     return _record(row)
 
 
