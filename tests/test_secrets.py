@@ -445,7 +445,6 @@ def test_a_bad_database_url_is_refused_without_quoting_it(url: str) -> None:
         ("FERRYMAN_DATABASE_URL", "postgresql+psycopg://root:{c}@127.0.0.1:{port}/test"),
         ("FERRYMAN_DATABASE_URL", "postgresql+psycopg://root:{c}@127.0.0.1:x{c}/test"),
         ("FERRYMAN_CONTROL__PROMETHEUS_URL", "http://prom:{c}@127.0.0.1:9090"),
-        ("FERRYMAN_CONTROL__PROMETHEUS_URL", "http://127.0.0.1:9090/?token={c}"),
     ],
 )
 def test_the_cli_at_debug_names_bad_settings_without_their_secrets(
@@ -470,3 +469,43 @@ def test_the_cli_at_debug_names_bad_settings_without_their_secrets(
     assert done.stderr.startswith("error: "), done.stderr
     assert secret not in done.stdout + done.stderr
     assert str(tmp_path) not in done.stderr
+
+
+@pytest.mark.e2e
+def test_a_replica_with_a_shared_cache_url_keeps_its_password(tmp_path: Path) -> None:
+    """``serving.cache_redis_url`` with a password, its server unreachable: every request
+    fails with 500, and neither the answer, the log at DEBUG nor ``/metrics`` quotes it."""
+    password, header, query = canary("REDIS"), canary("INFERAUTH"), canary("INFERQUERY")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(make_onnx())
+    port = free_port()
+    env = {key: val for key, val in os.environ.items() if not key.startswith("FERRYMAN_")}
+    env |= {
+        "FERRYMAN_LOG_LEVEL": "DEBUG",
+        "FERRYMAN_LOG_FORMAT": "json",
+        "FERRYMAN_SERVING__CACHE_REDIS_URL": f"redis://ferryman:{password}@127.0.0.1:{free_port()}/0",
+    }
+    log = tmp_path / "replica.log"
+    with log.open("wb") as sink:
+        replica = subprocess.Popen(
+            [str(Path(sys.executable).with_name("ferryman")), "serve", str(model),
+             "--port", str(port)],
+            env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _status(f"{url}/v2/models/m/infer", BODY) == 500, 30, "replica")
+        with httpx.Client(base_url=url, timeout=10) as client:
+            headers, params = {"authorization": f"Bearer {header}"}, {"token": query}
+            answer = client.post("/v2/models/m/infer", content=BODY, headers=headers, params=params)
+            metrics = client.get("/metrics").text
+        argv = Path(f"/proc/{replica.pid}/cmdline").read_bytes().decode()
+    finally:
+        replica.terminate()
+        replica.wait(timeout=30)
+    assert answer.status_code == 500
+    logged = log.read_text()
+    assert '"level": "ERROR"' in logged  # the failure is logged, with its traceback
+    surfaces = {"answer": answer.text, "log": logged, "metrics": metrics, "argv": argv}
+    assert leaks(surfaces, {"REDIS": password, "AUTH": header, "QUERY": query}) == []
+    assert str(tmp_path) not in answer.text
