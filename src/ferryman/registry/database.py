@@ -131,7 +131,7 @@ class Database:
 def _parse(url: str) -> URL:
     try:
         return make_url(url)
-    except (ArgumentError, ValueError):  # a bad port is a ValueError; neither quotes the URL
+    except (ArgumentError, ValueError):  # a bad port is a ValueError that quotes the port
         raise InvalidInput(
             "the database URL cannot be parsed; give sqlite:///path/registry.db or "
             "postgresql+psycopg://user@host:5432/db"
