@@ -154,13 +154,18 @@ class LocalRuntime:
         command = [
             sys.executable, "-m", "ferryman",
             "--data-dir", str(settings.data_dir.absolute()),
-            "--database-url", settings.resolved_database_url,
             "serve", f"{spec.model}:{spec.version}", "--port", str(port), "--host", "127.0.0.1",
         ]  # fmt: skip
         return command + (["--variant", spec.kind] if spec.kind else [])
 
     def _environment(self, spec: ReplicaSpec) -> dict[str, str]:
+        # The database URL goes in the environment, not on the command line: it may hold a
+        # password, and every user of the machine can read a process's arguments (ps).
+        settings = self._settings
         env = {key: value for key, value in os.environ.items() if not key.startswith("FERRYMAN_")}
+        env["FERRYMAN_DATABASE_URL"] = settings.resolved_database_url
+        env["FERRYMAN_LOG_LEVEL"] = settings.log_level
+        env["FERRYMAN_LOG_FORMAT"] = settings.log_format
         overrides = {
             "MAX_BATCH_SIZE": spec.max_batch_size,
             "MAX_DELAY_MS": spec.max_delay_ms,

@@ -40,6 +40,7 @@ from urllib.parse import unquote, urlsplit
 from ferryman.config import ControlSettings
 from ferryman.errors import Conflict, FerrymanError, InvalidInput, Unauthenticated
 from ferryman.names import validate_name
+from ferryman.redaction import redact_url
 from ferryman.registry import Registry, build_metadata
 from ferryman.registry.metadata import validate_alias
 
@@ -228,29 +229,35 @@ def resolve_source(source: str, roots: tuple[Path, ...]) -> Path:
 
     Only ``file:`` URIs and absolute paths are considered; the path (or ``model.onnx`` in the
     directory it names) must exist as a regular file, with no symlink on the way, under the
-    canonical form of a root. Anything else raises :class:`NotImported` with the reason.
+    canonical form of a root. Anything else raises :class:`NotImported` with the reason, which
+    quotes the source as :func:`~ferryman.redaction.redact_url` shows it (``s3://key:secret@…``
+    and ``?token=…`` sources are common).
     """
     if not roots:
         raise NotImported("no control.mlflow_import_dirs is configured: nothing is imported")
-    parts = urlsplit(source)
+    shown = redact_url(source)[:120]  # quoted without the credentials it may carry
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        raise NotImported(f"source {shown!r} cannot be parsed as a path or URI") from None
     if parts.scheme == "file" and parts.netloc in ("", "localhost"):
         raw = unquote(parts.path)
     elif parts.scheme == "" and not parts.netloc:
         raw = source
     else:
         raise NotImported(
-            f"source {source[:80]!r} is not a local file; remote and registry URIs are never "
+            f"source {shown!r} is not a local file; remote and registry URIs are never "
             "fetched (log the ONNX model to a directory under control.mlflow_import_dirs)"
         )
     if "\0" in raw or not raw.startswith("/") or ".." in Path(raw).parts:
-        raise NotImported(f"source {source[:80]!r} is not a plain absolute path")
+        raise NotImported(f"source {shown!r} is not a plain absolute path")
     path = Path(raw)
     _refuse_links(path)
     if path.is_dir():
         path = path / MODEL_FILE
         _refuse_links(path)
     if not any(path.is_relative_to(Path(os.path.realpath(root))) for root in roots):
-        raise NotImported(f"source {source[:80]!r} is outside control.mlflow_import_dirs")
+        raise NotImported(f"source {shown!r} is outside control.mlflow_import_dirs")
     return path
 
 

@@ -4,7 +4,8 @@ Rules are stored by name; a stored rule named like a default rule overrides it (
 defaults live in ``ferryman.control.alerts``). An alert row is written when a rule starts
 to hold for a variant and updated when it stops; each change writes its audit event in
 the same transaction. A webhook's secret signs deliveries: it is stored, used by the
-sender, and never handed out by a listing or written to the audit log.
+sender, and never handed out by a listing or written to the audit log; nor is the query of
+its URL, which often holds the receiver's own token.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ferryman.errors import InvalidInput, NotFound
 from ferryman.names import validate_name
+from ferryman.redaction import redact_url
 from ferryman.registry.audit import append_event
 from ferryman.registry.database import Database
 from ferryman.registry.history import SERIES
@@ -116,7 +118,9 @@ class AlertChange(Record):
 
 
 class WebhookRecord(Record):
-    """A webhook as listed: never its secret."""
+    """A webhook as listed: never its secret, and its URL without query values or user info
+    (a receiver's token often rides in ``?token=…``; see :func:`ferryman.redaction.redact_url`).
+    """
 
     name: str
     url: str
@@ -337,5 +341,6 @@ def _alert(row: AlertRow) -> AlertRecord:
 
 def _webhook(row: AlertWebhookRow) -> WebhookRecord:
     return WebhookRecord(
-        name=row.name, url=row.url, updated_by=row.updated_by, updated_at=row.updated_at
-    )
+        name=row.name, url=redact_url(row.url), updated_by=row.updated_by,
+        updated_at=row.updated_at,
+    )  # fmt: skip

@@ -9,7 +9,9 @@ against a fresh database at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +23,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ferryman.errors import InvalidInput, Unavailable
+from ferryman.redaction import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +43,21 @@ class Database:
     """An engine plus the two kinds of transaction the registry uses."""
 
     def __init__(self, url: str, *, busy_timeout_s: float = 30.0) -> None:
-        parsed = make_url(url)
+        parsed = _parse(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect not in {"sqlite", "postgresql"}:
             raise InvalidInput(
                 f"database URL scheme {parsed.drivername!r} is not supported; "
                 "use sqlite:///path/registry.db or postgresql+psycopg://host/db"
             )
+        self.shown = _shown(parsed, url)
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
+            _create_private(Path(parsed.database))
+        # hide_parameters: a failed statement's message (logged, or rendered by a server's
+        # last-resort handler) would otherwise quote its values, webhook secrets among them.
+        self.engine: Engine = create_engine(
+            parsed, pool_pre_ping=self.dialect != "sqlite", hide_parameters=True
+        )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout_s)
         self._writer = self.engine.execution_options(**{_WRITE: True})
@@ -85,7 +93,7 @@ class Database:
         """Bring the schema to the newest migration; safe to call from many processes."""
         config = _alembic_config()
         head = head_revision()
-        with self._writer.connect() as connection, connection.begin():
+        with self._connected() as connection, connection.begin():
             if self.dialect == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
@@ -97,12 +105,55 @@ class Database:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    @contextmanager
+    def _connected(self) -> Iterator[Connection]:
+        """A writer connection; a server that cannot be reached is a clear 503, not a trace."""
+        try:
+            connection = self._writer.connect()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise Unavailable(
+                f"the registry database {self.shown} cannot be reached ({reason}); check "
+                "database_url (FERRYMAN_DATABASE_URL) and that the server runs",
+                5,
+            ) from None
+        with connection:
+            yield connection
+
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError):  # a bad port is a ValueError that quotes the port
+        raise InvalidInput(
+            "the database URL cannot be parsed; give sqlite:///path/registry.db or "
+            "postgresql+psycopg://user@host:5432/db"
+        ) from None
+
+
+def _shown(parsed: URL, url: str) -> str:
+    """How messages name the database: no credentials, no query values, no local path."""
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {Path(parsed.database or ':memory:').name!r}"
+    return redact_url(url)
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600): it holds webhook secrets.
+
+    SQLite gives its -wal and -shm files the mode of the database file. An existing file
+    keeps the mode it has.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def head_revision() -> str | None:
