@@ -15,6 +15,9 @@ from ferryman.registry.records import ModelRecord, VariantRecord, VariantStatus,
 from ferryman.registry.tables import AliasRow, ModelRow, VariantRow, VersionRow
 from ferryman.signature import Signature
 
+MAX_VERSION = 2**31 - 1
+"""The largest version number: the column is a 32-bit INTEGER on PostgreSQL."""
+
 VersionRef = int | str
 """A version number, an alias name, or ``"latest"``."""
 
@@ -99,11 +102,15 @@ def as_number(ref: VersionRef) -> int | None:
     if isinstance(ref, bool):
         raise InvalidInput(f"version {ref!r} is not a version number or alias")
     if isinstance(ref, int):
-        if ref < 1:
-            raise InvalidInput(f"version {ref} is not valid; versions are numbered from 1")
+        if not 1 <= ref <= MAX_VERSION:
+            shown = ref if abs(ref) < 10**12 else "past 10^12"
+            raise InvalidInput(
+                f"version {shown} is not valid; versions are numbered 1 to {MAX_VERSION}"
+            )
         return ref
     if ref.isascii() and ref.isdigit():
-        return as_number(int(ref))
+        # int() of thousands of digits raises ValueError; no version has more than 10.
+        return as_number(int(ref) if len(ref) <= 12 else MAX_VERSION + 1)
     return None
 
 

@@ -19,6 +19,7 @@ from ferryman.control.api import (
     rollout_routes,
     webhook_routes,
 )
+from ferryman.control.api.responses import ERROR_RESPONSES
 from ferryman.control.api.security import SecurityMiddleware
 from ferryman.control.dashboard.pages import Dashboard
 from ferryman.control.dashboard.session import Sessions
@@ -50,6 +51,7 @@ def create_app(
         "(or, from the dashboard at /ui/, its session cookie and CSRF token).",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.state.registry = registry

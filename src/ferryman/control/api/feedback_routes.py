@@ -35,7 +35,7 @@ class Payloads(BaseModel):
 
 @router.post("/feedback")
 def give_feedback(
-    body: Annotated[Feedback | list[Feedback], Field(max_length=MAX_FEEDBACK_ITEMS)],
+    body: Feedback | Annotated[list[Feedback], Field(max_length=MAX_FEEDBACK_ITEMS)],
     registry: RegistryDep,
     actor: ActorDep,
 ) -> FeedbackAnswer:
@@ -49,7 +49,7 @@ class PayloadQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     variant: str | None = Field(default=None, max_length=160)
     status: int | None = Field(default=None, ge=100, le=599)
     since: datetime | None = None

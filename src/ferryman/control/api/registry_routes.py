@@ -138,7 +138,7 @@ def list_events(
     registry: RegistryDep,
     model: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
-    after_id: Annotated[int | None, Query(ge=0)] = None,
+    after_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,  # a database BIGINT
 ) -> list[EventRecord]:
     return registry.list_events(model, limit, after_id)
 
