@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import CursorResult, Delete, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,6 +29,10 @@ from ferryman.registry.tables import FeedbackRow, PayloadRow
 
 MAX_SEARCH = 1_000
 MAX_LABELLED = 20_000
+MAX_LABEL_ROWS = 10_000
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""A class name as a model answers it: never empty, never a document."""
 
 
 class CollectedPayload(BaseModel):
@@ -52,7 +56,9 @@ class Feedback(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    label: str | list[str] = Field(description="The label, or one per row of the request.")
+    label: Label | Annotated[list[Label], Field(min_length=1, max_length=MAX_LABEL_ROWS)] = Field(
+        description="The label (1 to 256 characters), or one per row of the request."
+    )
 
     @property
     def labels(self) -> list[str]:

@@ -111,6 +111,9 @@ def test_labels_join_predictions_into_quality(control: RunningServer, replica_ur
         ({"request_id": "r1"}, "label"),
         ({"request_id": "r1", "label": "a", "extra": 1}, "extra"),
         ([{"request_id": "r", "label": "a"}] * 10_001, "10000"),
+        ({"request_id": "r1", "label": ""}, "label"),
+        ({"request_id": "r1", "label": []}, "label"),
+        ({"request_id": "r1", "label": "x" * 257}, "256"),
     ],
 )
 def test_bad_feedback_is_a_400_that_says_what_was_wrong(
