@@ -59,7 +59,9 @@ class ServingSettings(BaseModel):
         default=512, ge=1, description="Requests that may wait for the model; more get 503."
     )
     request_timeout_s: float = Field(
-        default=10.0, gt=0, description="Deadline of every request from arrival; then 504."
+        default=10.0,
+        gt=0,
+        description="Deadline of every request from its body's arrival; then 504.",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body; more gets 413."
