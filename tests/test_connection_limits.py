@@ -1,13 +1,14 @@
 """The connection guard through a real uvicorn server on 127.0.0.1, with one-second limits.
 
-Deadlines are checked once a second, so a connection closes between its deadline and a
-second and a half after it.
+Deadlines are checked every 0.1 s; a connection closes between its deadline and 0.6 s after
+it (more on a busy machine, but well within the bounds below).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ from ferryman.config import ConnectionSettings, load_settings
 from ferryman.connection_limits import GuardedServer
 from tests.slowloris import Address, hold, hold_in_thread
 
-LATE_S = 1.6  # the sweep's second, plus scheduling on a busy machine
+LATE_S = 1.6  # the sweep's 0.1 s, plus scheduling on a busy machine
 FAST = ConnectionSettings(
     head_timeout_s=1, body_timeout_s=1, body_min_rate_bytes_s=1024, idle_timeout_s=1
 )
@@ -157,7 +158,9 @@ def test_past_the_cap_the_oldest_slow_connection_makes_room() -> None:
             with socket.create_connection(bound, timeout=5) as sock:
                 sock.sendall(get())
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-            assert silent[0].recv(1) == b""  # the oldest was closed for it
+            closed, _, _ = select.select(silent, [], [], 2)
+            assert len(closed) == 1  # one silent connection (all equally old) made room
+            assert closed[0].recv(1) == b""
         finally:
             for sock in silent:
                 sock.close()
