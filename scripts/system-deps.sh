@@ -1,11 +1,13 @@
 # Sourced by scripts/test: the Debian packages the tests drive as real programs, installed
 # when missing (a fresh machine has none of them). Prometheus gives `promtool` and a real
 # server to scrape Ferryman; Chromium is the browser the dashboard tests drive; faketime
-# shifts the control plane's wall clock (RELIABILITY F9).
+# shifts the control plane's wall clock (RELIABILITY F9); slowhttptest holds slow-header and
+# slow-body connections against the servers (RELIABILITY B8).
 missing=""
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v faketime >/dev/null 2>&1 || missing="$missing faketime"
+command -v slowhttptest >/dev/null 2>&1 || missing="$missing slowhttptest"
 if [ -n "$missing" ]; then
   echo "installing Debian packages:$missing"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

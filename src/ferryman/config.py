@@ -59,7 +59,9 @@ class ServingSettings(BaseModel):
         default=512, ge=1, description="Requests that may wait for the model; more get 503."
     )
     request_timeout_s: float = Field(
-        default=10.0, gt=0, description="Deadline of every request from arrival; then 504."
+        default=10.0,
+        gt=0,
+        description="Deadline of every request from its body's arrival; then 504.",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest request body; more gets 413."
@@ -269,6 +271,40 @@ class GatewaySettings(BaseModel):
     )
 
 
+class ConnectionSettings(BaseModel):
+    """Client connections, the same rules for every server (replica, gateway, control plane).
+
+    uvicorn alone puts no deadline on a request's head or body, so a client trickling
+    bytes (slowloris) would hold a connection and its file descriptor for ever.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    head_timeout_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="A request head (request line and headers) must be complete this long "
+        "after the connection opened or the head's first byte; then 408 and close.",
+    )  # fmt: skip
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="Time a request body has after its head, plus one second for every "
+        "body_min_rate_bytes_s bytes that arrive; then 408 and close.",
+    )  # fmt: skip
+    body_min_rate_bytes_s: int = Field(
+        default=8 * 1024, ge=1,
+        description="Slowest average body rate, in bytes a second, that never times out.",
+    )  # fmt: skip
+    idle_timeout_s: float = Field(
+        default=20.0, gt=0, le=300,
+        description="An idle keep-alive connection is closed after this long.",
+    )  # fmt: skip
+    max_connections: int = Field(
+        default=4096, ge=16, le=1_000_000,
+        description="Most open client connections (fewer if the fd limit allows fewer); one "
+        "more closes an idle one, else the slowest request still arriving.",
+    )  # fmt: skip
+
+
 class TrainingSettings(BaseModel):
     """Training runs and the gate their exported variants must pass."""
 
@@ -332,6 +368,10 @@ class Settings(BaseSettings):
     )
     gateway: GatewaySettings = Field(
         default_factory=GatewaySettings, description="The gateway in front of all endpoints."
+    )
+    connections: ConnectionSettings = Field(
+        default_factory=ConnectionSettings,
+        description="Deadlines and a cap on client connections, for every server.",
     )
 
     training: TrainingSettings = Field(

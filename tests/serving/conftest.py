@@ -1,12 +1,16 @@
-"""Real tiny ONNX models built with onnx.helper, and replicas serving them in process."""
+"""Real tiny ONNX models built with onnx.helper, and replicas serving them in process.
+
+``replica_process`` runs one as a process of its own instead."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +27,7 @@ from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.app import create_app
 from ferryman.serving.metrics import ReplicaIdentity
 from ferryman.serving.server import DrainingServer, build_server
+from tests.slowloris import NormalRequest, Target, free_port, server_process
 
 IDENTITY = ReplicaIdentity("tiny", "3", "onnx-fp32")
 
@@ -140,3 +145,23 @@ def serving_in_thread(app: Starlette, **serving: Any) -> Iterator[RunningServer]
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+INFER = "/v2/models/affine/infer"
+AFFINE_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                           "data": [1, 2, 3, 4]}]}  # fmt: skip
+AFFINE_INFER = NormalRequest(
+    "POST", INFER, json.dumps(AFFINE_BODY).encode(), {"content-type": "application/json"}
+)
+
+
+@contextmanager
+def replica_process(folder: Path, nofile: int | None = None) -> Iterator[Target]:
+    """``ferryman serve affine.onnx`` as a process on a free port, ready."""
+    model = folder / "affine.onnx"
+    model.write_bytes(affine_model())
+    port = free_port()
+    command = ["--data-dir", str(folder), "serve", str(model), "--port", str(port)]
+    address = ("127.0.0.1", port)
+    with server_process(command, address, "/v2/health/ready", nofile) as pid:
+        yield Target(address, pid, AFFINE_INFER, INFER, "/v2/health/ready")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import numpy as np
 import pytest
@@ -138,6 +139,34 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
         started = time.monotonic()
         response = await client.post(URL, json=body(np.ones((1, 4), "f4")))
         elapsed_s = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed_s < 0.5  # far below the 1 s it would wait for company
+
+
+async def test_a_body_still_arriving_is_no_company() -> None:
+    """A slow body (slowhttptest -B) once counted as on its way: every batch waited 2 ms."""
+    app = replica(OnnxRuntime(affine_model()), max_delay_ms=1000)
+    plane: DataPlane = app.state.plane
+    gate = asyncio.Event()
+    document = json.dumps(body(np.ones((1, 4), "f4"))).encode()
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield document[:10]
+        await gate.wait()
+        yield document[10:]
+
+    async with running(app) as client:
+        slow = asyncio.create_task(client.post(URL, content=trickle()))
+        for _ in range(10_000):
+            if plane.in_flight == 1:
+                break
+            await asyncio.sleep(0)
+        assert plane.in_flight == 1  # the slow request waits for the rest of its body
+        started = time.monotonic()
+        response = await client.post(URL, json=body(np.ones((1, 4), "f4")))
+        elapsed_s = time.monotonic() - started
+        gate.set()
+        assert (await slow).status_code == 200
     assert response.status_code == 200
     assert elapsed_s < 0.5  # far below the 1 s it would wait for company
 

@@ -1,4 +1,7 @@
-"""``ferryman up``: the control-plane API server, bound safely by default."""
+"""``ferryman up``: the control-plane API server, bound safely by default.
+
+Connections keep the shared deadlines and cap of :mod:`ferryman.connection_limits`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import time
 import uvicorn
 
 from ferryman.config import Settings
+from ferryman.connection_limits import GuardedServer
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
 from ferryman.control.loop import ControlLoop
@@ -55,7 +59,7 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     app = create_app(settings, registry, token_value, history=loop.monitor.history)
     loop.start()
     control = settings.control
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=control.host,
         port=control.port,
@@ -64,6 +68,7 @@ def run_control_plane(settings: Settings, token: Token) -> None:
         log_level="warning",
         server_header=False,
     )
+    GuardedServer(config, settings.connections).run()
     loop.stop()
     registry.close()
 
@@ -84,7 +89,7 @@ class BackgroundControlPlane:
         config = uvicorn.Config(
             app, host=control.host, port=control.port, log_level="warning", server_header=False
         )
-        self._server = uvicorn.Server(config)
+        self._server = GuardedServer(config, settings.connections)
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
         self.url = f"http://{control.host}:{control.port}"
         self._is_stopped = False

@@ -121,8 +121,10 @@ async def infer_v2(
             content_length = value.decode("latin-1")
         elif name == BINARY_HEADER and header_length is None:
             header_length = value.decode("latin-1")
+    # Admitted once the body is here: an admitted request is one the batcher waits for, and
+    # a body still arriving (slowly, perhaps) must not make every batch wait for company.
+    body = await read_body(content_length, receive, plane.settings.max_body_bytes)
     with plane.admit() as deadline:
-        body = await read_body(content_length, receive, plane.settings.max_body_bytes)
         inference, binary = codecs.parse_inference_request(body, _header_length(header_length))
         inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
         choices = codecs.choose_outputs(inference, plane.signature)

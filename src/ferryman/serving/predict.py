@@ -30,10 +30,10 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
 async def predict(request: Request) -> Response:
     """Plain predict: one image or JSON rows in; labels and probabilities out."""
     plane: DataPlane = request.app.state.plane
+    body = await read_body(  # before admission: see http.infer_v2
+        request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
+    )
     with plane.admit() as deadline:
-        body = await read_body(
-            request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
-        )
         spec = _single_input(plane)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in IMAGE_TYPES:
@@ -118,10 +118,10 @@ async def tf_serving_predict(request: Request) -> Response:
     """TF-Serving REST: ``{"instances": [...]}`` (rows) or ``{"inputs": ...}`` (columns)."""
     plane: DataPlane = request.app.state.plane
     plane.check_model(request.path_params["model"])
+    body = await read_body(  # before admission: see http.infer_v2
+        request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
+    )
     with plane.admit() as deadline:
-        body = await read_body(
-            request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
-        )
         document = parse_json(body)
         is_rows, inputs = _tf_inputs(document, plane)
         outputs = await plane.infer(inputs, deadline, payload_of(request.scope))

@@ -1,5 +1,7 @@
 """Running a replica in the foreground: uvicorn (uvloop, httptools) with a graceful drain.
 
+Connections keep the shared deadlines and cap of :mod:`ferryman.connection_limits`.
+
 On SIGTERM or SIGINT the replica turns not-ready at once (new requests on open connections
 get 503 with Retry-After, so a router retries elsewhere), stops accepting connections,
 lets in-flight requests finish within ``drain_timeout_s`` and exits 0.
@@ -19,18 +21,21 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from ferryman.config import Settings
+from ferryman.config import ConnectionSettings, Settings
+from ferryman.connection_limits import GuardedServer
 from ferryman.errors import Forbidden
 from ferryman.serving.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
 
 
-class DrainingServer(uvicorn.Server):
+class DrainingServer(GuardedServer):
     """A uvicorn server that marks its data plane draining before it stops."""
 
-    def __init__(self, config: uvicorn.Config, plane: DataPlane) -> None:
-        super().__init__(config)
+    def __init__(
+        self, config: uvicorn.Config, plane: DataPlane, limits: ConnectionSettings
+    ) -> None:
+        super().__init__(config, limits)
         self.plane = plane
 
     async def startup(self, sockets: list[socket] | None = None) -> None:
@@ -60,17 +65,15 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
         host=serving.host,
         port=serving.port,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
         lifespan="on",
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(serving.drain_timeout_s),  # whole seconds
-        timeout_keep_alive=30,
         server_header=False,
         proxy_headers=False,  # nothing here reads the client address; skip its rewriting
     )
     plane: DataPlane = app.state.plane
-    return DrainingServer(config, plane)
+    return DrainingServer(config, plane, settings.connections)
 
 
 def check_bind(host: str, is_remote_allowed: bool) -> None:

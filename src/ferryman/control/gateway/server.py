@@ -1,4 +1,7 @@
-"""Running the gateway in the foreground: uvicorn with uvloop and httptools."""
+"""Running the gateway in the foreground: uvicorn with uvloop and httptools.
+
+Connections keep the shared deadlines and cap of :mod:`ferryman.connection_limits`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ import ipaddress
 import uvicorn
 
 from ferryman.config import Settings
+from ferryman.connection_limits import GuardedServer
 from ferryman.control.gateway.app import Gateway
 from ferryman.errors import Forbidden
 
 LOOPBACK_HOSTS = frozenset({"localhost"})
 
 
-def build_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
+def build_server(settings: Settings, gateway: Gateway) -> GuardedServer:
     """A server for ``gateway`` on the settings' host and port (not started).
 
     A non-loopback bind is refused unless ``gateway.allow_insecure_bind`` is set: the
@@ -26,21 +30,21 @@ def build_server(settings: Settings, gateway: Gateway) -> uvicorn.Server:
             f"gateway host {config.host!r} is not loopback and the gateway has no auth; bind "
             "127.0.0.1, or set gateway.allow_insecure_bind behind a proxy that authenticates"
         )
-    return uvicorn.Server(
+    return GuardedServer(
         uvicorn.Config(
             gateway,
             host=config.host,
             port=config.port,
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-            http="httptools" if importlib.util.find_spec("httptools") else "h11",
             lifespan="on",
             access_log=False,
             log_config=None,
             server_header=False,
             proxy_headers=False,  # the client's address is not trusted from headers
-            timeout_keep_alive=30,
             timeout_graceful_shutdown=int(config.request_timeout_s),
-        )
+        ),
+        settings.connections,
+        fds_per_connection=2,  # a client's request holds a connection to a replica too
     )
 
 

@@ -1,0 +1,245 @@
+"""Deadlines and a cap on client connections, for every Ferryman HTTP server.
+
+uvicorn closes a keep-alive connection left idle after a response, but puts no deadline on
+a connection's first request, on a request head or on a body: a client sending one header
+line every few seconds (slowloris) or a body a few bytes at a time (R-U-Dead-Yet) holds a
+connection, its file descriptor and its buffers as long as it likes. Measured on a replica:
+500 + 500 such connections (slowhttptest) held 1,018 descriptors for the whole attack, and
+under ``ulimit -n 900`` every normal request failed.
+
+:class:`GuardedServer` runs the replica, the gateway and the control plane with these rules
+(``Settings.connections``):
+
+- a request head must be complete ``head_timeout_s`` after the connection opened or the
+  head's first byte arrived;
+- a body has ``body_timeout_s`` after its head, plus one second for every
+  ``body_min_rate_bytes_s`` bytes that arrive (Apache mod_reqtimeout's rule: a client that
+  keeps that average rate never times out, a trickle does);
+- an idle keep-alive connection closes after ``idle_timeout_s``;
+- at most ``max_connections`` are open, fewer if the fd limit (raised to its hard limit as
+  far as needed at start) cannot hold them. One more closes an idle keep-alive connection,
+  else the request nearest its deadline (the oldest slow one; a fresh connection is the
+  newest), else, when all are working on requests, the newcomer.
+
+A late head, or a late body no response was started for, is answered 408 and the
+connection closed; the app sees a disconnect. Deadlines are checked on the server's tick
+(every 0.1 s, a comparison per open connection), so a request pays a few attribute writes
+and no timer of its own, and connections past their deadline are closed a few at a time
+rather than hundreds in one callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import resource
+import time
+from collections.abc import Iterable
+from functools import partial
+from socket import socket
+from typing import Any, cast
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ferryman.config import ConnectionSettings
+
+logger = logging.getLogger(__name__)
+
+FD_RESERVE = 128
+"""Descriptors kept for what is not a client connection: listening sockets, the database,
+model files, logs, pipes, the gateway's pool beyond one connection per client."""
+MIN_CONNECTIONS = 16
+_LOG_EVERY_S = 60.0
+
+_WAITING, _HEAD, _BODY, _DONE = range(4)
+"""Where a connection is: opened and silent, inside a head, inside a body, request read."""
+
+
+def _timeout_reply(message: str) -> bytes:
+    body = b'{"error":"%s"}' % message.encode()
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+class ConnectionGuard:
+    """The rules of one server: its deadlines, its cap, and what it has closed."""
+
+    def __init__(self, limits: ConnectionSettings, fds_per_connection: int = 1) -> None:
+        self.limits = limits
+        self.fds_per_connection = fds_per_connection
+        self.max_connections = limits.max_connections
+        self.body_s_per_byte = 1.0 / limits.body_min_rate_bytes_s
+        self.head_reply = _timeout_reply(
+            f"the request head was not complete within {limits.head_timeout_s:g} s; "
+            "send the request line and headers at once"
+        )
+        self.body_reply = _timeout_reply(
+            f"the request body did not arrive within {limits.body_timeout_s:g} s plus 1 s per "
+            f"{limits.body_min_rate_bytes_s} bytes; send it faster"
+        )
+        self.closed_late = 0
+        self.closed_at_cap = 0
+        self._logged_at = time.monotonic()
+        self._logged = (0, 0)
+
+    def fit_fd_limit(self) -> None:
+        """Raise the fd soft limit as far as the cap needs, and lower the cap to what fits."""
+        wanted = self.limits.max_connections * self.fds_per_connection + FD_RESERVE
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+                soft = max(soft, target)
+            except (ValueError, OSError) as error:  # a hard limit the kernel caps lower
+                logger.warning("could not raise the fd limit from %d: %s", soft, error)
+        room = (soft - FD_RESERVE) // self.fds_per_connection
+        self.max_connections = max(MIN_CONNECTIONS, min(self.limits.max_connections, room))
+        if self.max_connections < self.limits.max_connections:
+            logger.warning(
+                "at most %d connections: the fd limit is %d (hard %d); raise it (ulimit -n) "
+                "for max_connections=%d",
+                self.max_connections,
+                soft,
+                hard,
+                self.limits.max_connections,
+            )
+
+    def admit(self, newcomer: GuardedHttpProtocol, connections: set[Any]) -> None:
+        """Past the cap, close an idle connection, else the slow request nearest its deadline."""
+        if len(connections) <= self.max_connections:
+            return
+        victim = newcomer
+        for connection in connections:
+            if connection.timeout_keep_alive_task is not None:  # idle, between requests
+                victim = connection
+                break
+            if connection.deadline < victim.deadline:
+                victim = connection
+        self.closed_at_cap += victim.expire()
+
+    def sweep(self, connections: Iterable[Any], now: float) -> None:
+        """Close the connections past their deadline; time the idle ones uvicorn does not."""
+        late = []
+        for connection in connections:
+            if connection.deadline < now:
+                late.append(connection)
+            elif connection.deadline == math.inf and connection.is_idle_untimed():
+                connection.deadline = now + self.limits.idle_timeout_s
+        self.closed_late += sum(connection.expire() for connection in late)
+        self._log((self.closed_late, self.closed_at_cap))
+
+    def _log(self, counts: tuple[int, int]) -> None:
+        if counts == self._logged or time.monotonic() - self._logged_at < _LOG_EVERY_S:
+            return
+        self._logged_at = time.monotonic()
+        logger.warning(
+            "closed %d slow connections past their deadline and %d at the cap of %d (%.0f s)",
+            counts[0] - self._logged[0],
+            counts[1] - self._logged[1],
+            self.max_connections,
+            _LOG_EVERY_S,
+        )
+        self._logged = counts
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the guard's deadlines on heads and bodies."""
+
+    def __init__(self, *args: Any, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        self.deadline = math.inf
+        self.phase = _WAITING
+        # Copied here: read on every request, where each attribute hop counts.
+        self._now = self.loop.time
+        self._head_s = guard.limits.head_timeout_s
+        self._body_s = guard.limits.body_timeout_s
+        self._s_per_byte = guard.body_s_per_byte
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.deadline = self._now() + self._head_s
+        self.guard.admit(self, self.connections)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.phase = _HEAD
+        self.deadline = self._now() + self._head_s
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.phase = _BODY
+        self.deadline = self._now() + self._body_s
+
+    def on_body(self, body: bytes) -> None:
+        self.deadline += len(body) * self._s_per_byte
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.phase = _DONE
+        self.deadline = math.inf  # the app's own deadline holds from here
+
+    def is_idle_untimed(self) -> bool:
+        """Answered and waiting, with uvicorn's keep-alive timer cancelled: by bytes that
+        began no request (blank lines), or by the end of a body that came after its answer."""
+        cycle = self.cycle
+        return (
+            self.phase == _DONE
+            and self.timeout_keep_alive_task is None
+            and cycle is not None
+            and cycle.response_complete
+            and not self.pipeline
+        )
+
+    def expire(self) -> bool:
+        """Close the connection, with a 408 when a request is late and nothing answered it.
+
+        False when it stays open (a request queued behind a running one is not late: its
+        body is not read yet) or was closing already.
+        """
+        if self.pipeline and self.phase == _BODY:
+            self.deadline = self._now() + self._body_s + 1
+            return False
+        self.deadline = math.inf
+        self.connections.discard(self)  # counted out now, not when the loop reports it closed
+        if self.transport.is_closing():
+            return False
+        cycle = self.cycle
+        if self.phase == _HEAD and (cycle is None or cycle.response_complete):
+            self.transport.write(self.guard.head_reply)
+        elif self.phase == _BODY and not cycle.response_started:
+            self.transport.write(self.guard.body_reply)
+        self.transport.close()
+        return True
+
+
+class GuardedServer(uvicorn.Server):
+    """A uvicorn server whose connections keep the guard's rules.
+
+    It takes over the config's HTTP protocol (httptools, guarded), keep-alive timeout and
+    WebSockets (off: no Ferryman server speaks them). ``fds_per_connection`` is 2 where each
+    client connection may need one onward (the gateway's to a replica).
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, limits: ConnectionSettings, fds_per_connection: int = 1
+    ) -> None:
+        self.guard = ConnectionGuard(limits, fds_per_connection)
+        config.http = cast(type[asyncio.Protocol], partial(GuardedHttpProtocol, guard=self.guard))
+        config.ws = "none"
+        config.timeout_keep_alive = math.ceil(limits.idle_timeout_s)
+        super().__init__(config)
+
+    async def startup(self, sockets: list[socket] | None = None) -> None:
+        self.guard.fit_fd_limit()
+        await super().startup(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
+        return await super().on_tick(counter)
