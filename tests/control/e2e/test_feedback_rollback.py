@@ -106,7 +106,7 @@ def test_a_wrong_but_healthy_candidate_is_rolled_back_by_feedback(
     url = f"{stack.gateway}/v2/models/m/infer"
     stop = threading.Event()
     with Load(url, rate=40, max_s=90, body=row_body, answered=labeller.answered).running() as load:
-        Labeller.every(0.5, labeller.flush, stop)  # labels arrive later than the answers
+        flusher = Labeller.every(0.5, labeller.flush, stop)  # labels come after the answers
         registry = Registry.open(load_settings(data_dir=stack.data_dir))
         try:
             record = start_rollout(registry, "m", 2, strategy="canary", plan=plan, actor="test")
@@ -114,7 +114,8 @@ def test_a_wrong_but_healthy_candidate_is_rolled_back_by_feedback(
             final = registry.rollouts.get(record.id)
         finally:
             registry.close()
-        stop.set()
+            stop.set()
+            flusher.join(timeout=30)  # its last post ends before the stack goes down
     assert final.status.value == "rolled_back", final.reason
     assert "accuracy" in final.reason
     assert "baseline" in final.reason
