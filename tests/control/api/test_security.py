@@ -91,6 +91,23 @@ def test_every_route_needs_the_token(control: RunningServer) -> None:
     assert {"/ui/", "/ui/endpoints/x", "/ui/models/x", "/ui/rollouts/x"} <= pages
 
 
+def test_the_openapi_publishes_the_token_that_the_server_asks_for(
+    control: RunningServer,
+) -> None:
+    schema = httpx.get(control.url + "/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearerToken"] == {
+        "type": "http", "scheme": "bearer",
+        "description": "The token in the data dir's control-token file.",
+    }  # fmt: skip
+    assert schema["security"] == [{"bearerToken": []}]
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            # no exemption but the signed webhooks: every other route answers 401 without it
+            assert operation.get("security", schema["security"]) == (
+                [] if path in SIGNED_PATHS else [{"bearerToken": []}]
+            ), path
+
+
 def _sent_to_login(response: httpx.Response) -> bool:
     return response.status_code == 303 and response.headers["location"].startswith("/ui/login?")
 

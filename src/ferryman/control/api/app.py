@@ -20,7 +20,7 @@ from ferryman.control.api import (
     webhook_routes,
 )
 from ferryman.control.api.responses import ERROR_RESPONSES
-from ferryman.control.api.security import SecurityMiddleware
+from ferryman.control.api.security import SecurityMiddleware, declare_auth
 from ferryman.control.dashboard.pages import Dashboard
 from ferryman.control.dashboard.session import Sessions
 from ferryman.control.history import HistoryView, StoredHistory
@@ -68,6 +68,8 @@ def create_app(
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
+    if token is not None:
+        declare_auth(app)
     app.add_middleware(
         SecurityMiddleware,
         token=token,

@@ -24,8 +24,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
+from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +43,31 @@ SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow"})
 """Routes that verify a signature of their own (see their modules) instead of the token."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def declare_auth(app: FastAPI) -> None:
+    """Publish the bearer token in ``app``'s OpenAPI (what the middleware enforces): one
+    ``bearerToken`` scheme required by every operation but the signed webhooks."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The token in the data dir's control-token file.",
+                }
+            }
+            schema["security"] = [{"bearerToken": []}]
+            for path in SIGNED_PATHS:
+                for operation in schema.get("paths", {}).get(path, {}).values():
+                    operation["security"] = []  # signed instead (see the route's module)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
