@@ -170,6 +170,13 @@ def test_the_stack_at_debug_lets_no_canary_out(
     assert any("DEBUG" in text for where, text in out.all.items() if where.startswith("log "))
     for pid, what in _processes(stack):
         out.all[f"argv of {what}"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    # The gateway needs neither the database nor the MLflow secret: it is not given them
+    # (what is not Ferryman's, such as AWS keys, it inherits like any child process).
+    gateway_pid = json.loads((stack.data_dir / "gateway.json").read_text())["pid"]
+    environ = Path(f"/proc/{gateway_pid}/environ").read_bytes().decode()
+    assert "FERRYMAN_LOG_LEVEL=DEBUG" in environ
+    assert canaries["DBPASSWORD"] not in environ
+    assert canaries["MLFLOWSECRET"] not in environ
 
     # The canaries did go in: the token and the MLflow secret were accepted, the webhook
     # URL is stored whole for the sender.
