@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferryman.config import Settings
-from ferryman.control.local import process_start
+from ferryman.control.local import child_environment, process_start
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class GatewayProcess:
                  "gateway", "--port", str(settings.gateway.port),
                  "--routes-file", str(settings.routes_path.absolute())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=gateway_environment(settings),
+                start_new_session=True, env=child_environment(settings, GATEWAY_SETTINGS),
             )  # fmt: skip
         pid = self._child.pid
         self._state.write_text(json.dumps({"pid": pid, "start": process_start(pid)}))
@@ -107,17 +107,5 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 GATEWAY_SETTINGS = ("FERRYMAN_GATEWAY__", "FERRYMAN_CONNECTIONS__", "FERRYMAN_CONFIG")
-"""The Ferryman settings a gateway reads from its environment; it is given no others."""
-
-
-def gateway_environment(settings: Settings) -> dict[str, str]:
-    """The control plane's environment less the Ferryman settings the gateway has no use
-    for — the database URL, the MLflow secret — plus the log settings in force."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("FERRYMAN_") or key.startswith(GATEWAY_SETTINGS)
-    }
-    env["FERRYMAN_LOG_LEVEL"] = settings.log_level
-    env["FERRYMAN_LOG_FORMAT"] = settings.log_format
-    return env
+"""The Ferryman settings a gateway reads from its environment; it is given no others (not
+the database URL, not the MLflow secret)."""

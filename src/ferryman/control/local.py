@@ -35,6 +35,20 @@ logger = logging.getLogger(__name__)
 STATE_DIR = "replicas"
 
 
+def child_environment(settings: Settings, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment for a Ferryman child process: this one's, less every Ferryman setting
+    but those starting with ``keep`` (the parent passes what a child needs, no secret more),
+    plus the log settings in force."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("FERRYMAN_") or key.startswith(keep)
+    }
+    env["FERRYMAN_LOG_LEVEL"] = settings.log_level
+    env["FERRYMAN_LOG_FORMAT"] = settings.log_format
+    return env
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     """What the state file of one replica holds."""
@@ -161,11 +175,8 @@ class LocalRuntime:
     def _environment(self, spec: ReplicaSpec) -> dict[str, str]:
         # The database URL goes in the environment, not on the command line: it may hold a
         # password, and every user of the machine can read a process's arguments (ps).
-        settings = self._settings
-        env = {key: value for key, value in os.environ.items() if not key.startswith("FERRYMAN_")}
-        env["FERRYMAN_DATABASE_URL"] = settings.resolved_database_url
-        env["FERRYMAN_LOG_LEVEL"] = settings.log_level
-        env["FERRYMAN_LOG_FORMAT"] = settings.log_format
+        env = child_environment(self._settings)
+        env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
         overrides = {
             "MAX_BATCH_SIZE": spec.max_batch_size,
             "MAX_DELAY_MS": spec.max_delay_ms,
