@@ -24,7 +24,7 @@ from ferryman.registry.deployments import (
     scaled,
 )
 from ferryman.registry.history import SERIES, MetricHistory, MetricSample
-from ferryman.registry.lookup import VersionRef
+from ferryman.registry.lookup import MAX_VERSION, VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.payloads import (
     CollectedPayload,
@@ -51,6 +51,7 @@ from ferryman.registry.rollouts import RolloutRecord, Rollouts, RolloutStatus
 from ferryman.registry.runs import RunLog
 
 __all__ = [
+    "MAX_VERSION",
     "SERIES",
     "AlertChange",
     "AlertLevel",

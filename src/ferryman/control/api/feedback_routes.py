@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
 from ferryman.control.signals import FeedbackSignals
-from ferryman.registry import Feedback, PayloadRecord
+from ferryman.registry import MAX_VERSION, Feedback, PayloadRecord
 
 router = APIRouter(prefix="/api/v1")
 
@@ -49,7 +49,7 @@ class PayloadQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     variant: str | None = Field(default=None, max_length=160)
     status: int | None = Field(default=None, ge=100, le=599)
     since: datetime | None = None

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ferryman.control import rollout_steering as steering
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
 from ferryman.control.rollout_plans import parse_plan, parse_strategy
-from ferryman.registry import EventRecord, PolicyRecord, RolloutRecord
+from ferryman.registry import MAX_VERSION, EventRecord, PolicyRecord, RolloutRecord
 
 router = APIRouter(prefix="/api/v1")
 
@@ -35,7 +35,7 @@ class RolloutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(max_length=63)
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     strategy: str = Field(
         default="canary", max_length=16, description="canary, blue_green, ab_test or shadow."
     )
