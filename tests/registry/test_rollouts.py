@@ -80,15 +80,15 @@ def test_an_ended_rollout_refuses_moves_without_touching_the_deployment(
 def test_only_the_newest_promoted_rollout_can_be_reverted(endpoint: Registry) -> None:
     first = endpoint.rollouts.create("m", (V1, V2), {}, "t")
     with pytest.raises(Conflict, match="only the newest rollout, once promoted"):
-        endpoint.rollouts.revert_promotion(first.id, "t", "undo")  # not promoted
+        endpoint.undo_promotion((first.id, "t"), spec(V1), 1, "undo")  # not promoted
     endpoint.rollouts.transition(first.id, "t", "promoted", status=RolloutStatus.PROMOTED)
-    reverted = endpoint.rollouts.revert_promotion(first.id, "t", "undo")
+    reverted = endpoint.undo_promotion((first.id, "t"), spec(V1), 1, "undo")
     assert (reverted.status, reverted.reason) == (RolloutStatus.ROLLED_BACK, "undo")
     assert endpoint.rollouts.timeline(first.id)[-1].details["after_promotion"] is True
     second = endpoint.rollouts.create("m", (V1, V2), {}, "t")
     endpoint.rollouts.transition(second.id, "t", "promoted", status=RolloutStatus.PROMOTED)
     with pytest.raises(Conflict, match="rolled_back"):
-        endpoint.rollouts.revert_promotion(first.id, "t", "again")
+        endpoint.undo_promotion((first.id, "t"), spec(V1), 1, "again")
 
 
 def test_undoing_a_promotion_is_one_transaction(endpoint: Registry) -> None:

@@ -107,13 +107,6 @@ class Rollouts:
 
         return self._db.write(work)
 
-    def revert_promotion(self, rollout_id: int, actor: str, reason: str) -> RolloutRecord:
-        """Mark the endpoint's newest rollout, promoted, as rolled back after the fact (its
-        baseline serves again). Refused for any other rollout: a newer one has moved on."""
-        return self._db.write(
-            lambda session: revert_in(session, self._clock(), (rollout_id, actor), reason)
-        )
-
     def timeline(self, rollout_id: int) -> list[EventRecord]:
         """The rollout's events, oldest first: created, every step, hold and its end."""
         with self._db.reading() as session:
@@ -165,8 +158,9 @@ def apply_transition(
 
 
 def revert_in(session: Session, now: datetime, who: tuple[int, str], reason: str) -> RolloutRecord:
-    """:meth:`Rollouts.revert_promotion` of ``who`` = (rollout id, actor) in the caller's
-    transaction."""
+    """Mark the endpoint's newest rollout, promoted, as rolled back after the fact (its
+    baseline serves again), in the caller's transaction (:meth:`Registry.undo_promotion`);
+    ``who`` = (rollout id, actor). Refused for any other rollout: a newer one has moved on."""
     rollout_id, actor = who
     row = _get(session, rollout_id, for_update=True)
     newest = session.scalar(
