@@ -86,14 +86,17 @@ class Observer:
 
     def ready(self, endpoint: str, variant: VariantSpec) -> int:
         """Ready replicas of ``variant`` as the reconciler sees them (none known: 0)."""
-        found = self._sources.pools() if self._sources.pools else {}
-        return found.get((endpoint, variant.name), (0, 0))[0]
+        return self._replicas(endpoint, variant)[0]
 
     def pool(self, rollout: RolloutRecord, wanted: int) -> Pool:
         """The candidate's replicas as the reconciler sees them (none known: none ready)."""
-        found = self._sources.pools() if self._sources.pools else {}
-        ready, failures = found.get((rollout.endpoint, rollout.candidate.name), (0, 0))
+        ready, failures = self._replicas(rollout.endpoint, rollout.candidate)
         return Pool(wanted=wanted, ready=ready, failures=failures)
+
+    def _replicas(self, endpoint: str, variant: VariantSpec) -> tuple[int, int]:
+        """(ready, failed since last ready) of ``variant``; (0, 0) when none are known."""
+        found = self._sources.pools() if self._sources.pools else {}
+        return found.get((endpoint, variant.name), (0, 0))
 
     def success_arms(
         self, rollout: RolloutRecord, began: dict[str, list[float]], now: Snapshot

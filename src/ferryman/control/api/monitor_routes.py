@@ -154,13 +154,18 @@ def metrics(request: Request, registry: RegistryDep, history: HistoryDep) -> Res
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def _seconds(given: str) -> float:
+    """A query's number of seconds; NaN (out of every range) when it is not a number."""
+    try:
+        return float(given)
+    except ValueError:
+        return math.nan
+
+
 def _since_s(given: str | None, most_s: float) -> float:
     if given is None:
         return min(DEFAULT_SINCE_S, most_s)
-    try:
-        value = float(given)
-    except ValueError:
-        value = math.nan
+    value = _seconds(given)
     if not 0 < value <= most_s:
         raise InvalidInput(
             f"since_s {given[:40]!r} is not a number of seconds in (0, {most_s:g}] (the "
@@ -172,10 +177,7 @@ def _since_s(given: str | None, most_s: float) -> float:
 def _step_s(given: str | None, resolution_s: float, back_s: float) -> float:
     if given is None:
         return resolution_s
-    try:
-        value = float(given)
-    except ValueError:
-        value = math.nan
+    value = _seconds(given)
     if not resolution_s <= value <= back_s:
         raise InvalidInput(
             f"step_s {given[:40]!r} is not a number of seconds in [{resolution_s:g}, "
