@@ -30,9 +30,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
 async def predict(request: Request) -> Response:
     """Plain predict: one image or JSON rows in; labels and probabilities out."""
     plane: DataPlane = request.app.state.plane
-    body = await read_body(  # before admission: see http.infer_v2
-        request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
-    )
+    body = await _body(request, plane)  # before admission: see http.infer_v2
     with plane.admit() as deadline:
         spec = _single_input(plane)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -118,9 +116,7 @@ async def tf_serving_predict(request: Request) -> Response:
     """TF-Serving REST: ``{"instances": [...]}`` (rows) or ``{"inputs": ...}`` (columns)."""
     plane: DataPlane = request.app.state.plane
     plane.check_model(request.path_params["model"])
-    body = await read_body(  # before admission: see http.infer_v2
-        request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
-    )
+    body = await _body(request, plane)  # before admission: see http.infer_v2
     with plane.admit() as deadline:
         document = parse_json(body)
         is_rows, inputs = _tf_inputs(document, plane)
@@ -159,3 +155,10 @@ def _tf_inputs(document: Any, plane: DataPlane) -> tuple[bool, Arrays]:
 
 def _is_list_of_dicts(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(r, dict) for r in value)
+
+
+async def _body(request: Request, plane: DataPlane) -> bytes:
+    """The whole body, within the replica's size limit (413 past it, unread)."""
+    return await read_body(
+        request.headers.get("content-length"), request.receive, plane.settings.max_body_bytes
+    )
