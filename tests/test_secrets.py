@@ -30,9 +30,9 @@ import pytest
 from sqlalchemy import text
 
 from ferryman.config import load_settings
+from ferryman.control.api.mlflow import NotImported, resolve_source, sign
 from ferryman.control.api.security import TOKEN_FILE
-from ferryman.control.mlflow_webhook import NotImported, resolve_source, sign
-from ferryman.control.webhooks import RetryPolicy, WebhookSender
+from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Database, Registry, WebhookTarget
 from tests.conftest import make_onnx

@@ -39,8 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ferryman.config import GatewaySettings, Settings
-from ferryman.control.gateway import Gateway
-from ferryman.control.gateway.server import build_server
+from ferryman.gateway import Gateway
+from ferryman.gateway.server import build_server
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -141,14 +141,14 @@ def start_replica(stack: ExitStack, work: Path) -> tuple[str, str, int]:
         kind = "ferryman serve (ONNX Runtime, digits-sized MLP)"
     else:
         command = [sys.executable, "-c", STANDIN.format(port=port)]
-        kind = "the stand-in replica from tests/control/gateway (no inference)"
+        kind = "the stand-in replica from tests/gateway (no inference)"
     process = stack.enter_context(running(command, env))
     return f"http://127.0.0.1:{port}", kind, process.pid
 
 
 STANDIN = """
 import socket
-from tests.control.gateway.standin import main
+from tests.gateway.standin import main
 import sys
 sock = socket.create_server(("127.0.0.1", {port}))
 sys.argv = ["standin", "--fd", str(sock.fileno()), "--variant", "digits"]

@@ -10,13 +10,13 @@ import aiohttp
 import httpx
 
 from ferryman.config import GatewaySettings
-from ferryman.control.gateway.messages import Answer
-from ferryman.control.gateway.transport import (
+from ferryman.errors import BadGateway, DeadlineExceeded
+from ferryman.gateway.messages import Answer
+from ferryman.gateway.transport import (
     RESPONSE_DROPPED,
     NotReached,
     Upstream,
 )
-from ferryman.errors import BadGateway, DeadlineExceeded
 
 
 class AiohttpTransport:

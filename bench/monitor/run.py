@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ferryman.artifacts import LocalArtifactStore
-from ferryman.control.history import History, StoredHistory
+from ferryman.control.monitor.history import History, StoredHistory
 from ferryman.registry import SERIES, Database, MetricSample, Registry
 
 DAY_S = 24 * 3600

@@ -99,12 +99,12 @@ async def with_app(kind: str, model: Path, run: Callable[[App], Awaitable[None]]
         await run(minimal_app(model))
         return
     from ferryman.config import ServingSettings, Settings  # noqa: PLC0415 (the tree under test)
-    from ferryman.runtimes.onnx import OnnxRuntime  # noqa: PLC0415
+    from ferryman.engines.onnx import OnnxEngine  # noqa: PLC0415
     from ferryman.serving.app import create_app  # noqa: PLC0415
     from ferryman.serving.metrics import ReplicaIdentity  # noqa: PLC0415
 
     settings = Settings(serving=ServingSettings())  # what `ferryman serve` runs with
-    runtime = OnnxRuntime(model.read_bytes(), settings.serving.intra_op_threads)
+    runtime = OnnxEngine(model.read_bytes(), settings.serving.intra_op_threads)
     app = create_app(settings, runtime, ReplicaIdentity("digits", "1", "onnx"))
     async with app.router.lifespan_context(app):
         await run(app)

@@ -33,8 +33,8 @@ from inprocess import _callgrind_control, _wait_for, request_body, scope_of
 from models import digits_mlp
 
 from ferryman.config import ServingSettings, Settings
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.protocol import codecs
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.app import create_app
 from ferryman.serving.edge import RequestIds
 from ferryman.serving.http import v2_infer_target
@@ -152,7 +152,7 @@ def ready_plane(directory: Path) -> Any:
     model = directory / "digits.onnx"
     model.write_bytes(digits_mlp())
     settings = Settings(serving=ServingSettings())
-    runtime = OnnxRuntime(model.read_bytes(), 0)
+    runtime = OnnxEngine(model.read_bytes(), 0)
     plane = create_app(settings, runtime, ReplicaIdentity("digits", "1", "onnx")).state.plane
     runtime.load()
     plane.not_ready_reason = None

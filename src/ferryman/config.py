@@ -128,6 +128,10 @@ class ControlSettings(BaseModel):
         default=False,
         description="Allow a non-loopback bind without auth; refused unless this is set.",
     )
+    runtime: Literal["local"] = Field(
+        default="local",
+        description="Where replicas run: 'local' (processes on this machine).",
+    )
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
     )

@@ -34,10 +34,10 @@ import asyncio
 import logging
 import math
 import resource
+import socket
 import time
 from collections.abc import Iterable
 from functools import partial
-from socket import socket
 from typing import Any, cast
 
 import uvicorn
@@ -236,10 +236,21 @@ class GuardedServer(uvicorn.Server):
         config.timeout_keep_alive = math.ceil(limits.idle_timeout_s)
         super().__init__(config)
 
-    async def startup(self, sockets: list[socket] | None = None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.guard.fit_fd_limit()
         await super().startup(sockets)
 
     async def on_tick(self, counter: int) -> bool:
         self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
         return await super().on_tick(counter)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` (so a new server can bind it)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True

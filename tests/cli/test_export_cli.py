@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.control.alerts import DEFAULT_RULES
-from ferryman.control.exposition import exposition
-from ferryman.control.gateway.metrics import GatewayMetrics
-from ferryman.control.prometheus import alert_name
+from ferryman.control.exports.prometheus import alert_name
+from ferryman.control.monitor.alerts import DEFAULT_RULES
+from ferryman.control.monitor.exposition import exposition
+from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.registry import SERIES, MetricSample
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ferryman.control.traffic import Key, Traffic
+from ferryman.control.metrics.traffic import Key, Traffic
 
 
 class Scripted:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ferryman.control.webhooks import signature
+from ferryman.control.monitor.webhooks import signature
 
 
 @dataclass

@@ -21,9 +21,9 @@ from onnx import TensorProto, helper
 from starlette.applications import Starlette
 
 from ferryman.config import ServingSettings, Settings
+from ferryman.engines import ModelEngine
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.reference import GoldenRequest, ReferenceData, Tensor
-from ferryman.runtimes import ModelRuntime
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.app import create_app
 from ferryman.serving.metrics import ReplicaIdentity
 from ferryman.serving.server import DrainingServer, build_server
@@ -107,13 +107,13 @@ def anyio_backend() -> str:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     """A ready replica of the affine model, with one golden request."""
     reference = ReferenceData(golden=(golden([0.0, 1.0, 2.0, 3.0]),), labels=("a", "b", "c", "d"))
-    app = create_app(settings_with(), OnnxRuntime(affine_model()), IDENTITY, reference)
+    app = create_app(settings_with(), OnnxEngine(affine_model()), IDENTITY, reference)
     async with running(app) as http:
         yield http
 
 
 def replica(
-    runtime: ModelRuntime, reference: ReferenceData | None = None, **serving: Any
+    runtime: ModelEngine, reference: ReferenceData | None = None, **serving: Any
 ) -> Starlette:
     return create_app(settings_with(**serving), runtime, IDENTITY, reference)
 

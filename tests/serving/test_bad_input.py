@@ -9,7 +9,7 @@ import httpx
 import pytest
 from onnx import TensorProto, helper
 
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import affine_model, replica, running
 
 pytestmark = pytest.mark.anyio
@@ -65,7 +65,7 @@ CORPUS: list[tuple[str, bytes, str]] = [
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with running(replica(OnnxRuntime(affine_model()), max_body_bytes=1024 * 1024)) as http:
+    async with running(replica(OnnxEngine(affine_model()), max_body_bytes=1024 * 1024)) as http:
         yield http
 
 
@@ -88,7 +88,7 @@ async def test_integer_ranges(datatype: str, data: list[float], message: str) ->
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", [x], [y])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    async with running(replica(OnnxRuntime(model.SerializeToString()))) as http:
+    async with running(replica(OnnxEngine(model.SerializeToString()))) as http:
         ok = await http.post(URL, content=tensor(datatype=datatype, data=[1, 2, 3, 255]))
         bad = await http.post(URL, content=tensor(datatype=datatype, data=data))
     assert ok.json()["outputs"][0]["data"] == [1, 2, 3, 255]

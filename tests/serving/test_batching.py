@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Mapping
 import numpy as np
 import pytest
 
+from ferryman.engines.function import FunctionEngine
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import DeadlineExceeded, Unavailable
-from ferryman.runtimes.function import CallableRuntime
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.dataplane import DataPlane
 from ferryman.signature import Signature, TensorSpec
 from tests.serving.conftest import affine_model, replica, running
@@ -57,7 +57,7 @@ async def queued(plane: DataPlane, count: int) -> None:
 
 
 async def test_every_response_matches_its_request_under_concurrency() -> None:
-    app = replica(OnnxRuntime(affine_model()), max_batch_size=16, max_delay_ms=20)
+    app = replica(OnnxEngine(affine_model()), max_batch_size=16, max_delay_ms=20)
     rng = np.random.default_rng(7)
     requests = [rng.normal(size=(1 + i % 3, 4)).astype(np.float32) for i in range(200)]
     async with running(app) as client:
@@ -73,7 +73,7 @@ async def test_every_response_matches_its_request_under_concurrency() -> None:
 
 async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=1, queue_capacity=2)
+    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=1, queue_capacity=2)
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app) as client:
         first = asyncio.ensure_future(client.post(URL, json=body(x)))
@@ -97,7 +97,7 @@ async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
 
 async def test_deadline_gives_504_and_the_replica_recovers() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model), request_timeout_s=0.2)
+    app = replica(FunctionEngine(SIGNATURE, model), request_timeout_s=0.2)
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app) as client:
         started = time.monotonic()
@@ -113,7 +113,7 @@ async def test_deadline_gives_504_and_the_replica_recovers() -> None:
 
 async def test_a_model_error_fails_only_its_own_batch() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=2)
+    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=2)
     values = [0, 13, 1, 2]  # batches: [0], then [13, 1] (fails), then [2]
     async with running(app) as client:
         first = asyncio.ensure_future(client.post(URL, json=body(np.full((1, 4), 0, "f4"))))
@@ -133,7 +133,7 @@ async def test_a_model_error_fails_only_its_own_batch() -> None:
 
 
 async def test_a_lone_request_does_not_wait_for_company() -> None:
-    app = replica(OnnxRuntime(affine_model()), max_delay_ms=1000)
+    app = replica(OnnxEngine(affine_model()), max_delay_ms=1000)
     async with running(app) as client:
         await client.post(URL, json=body(np.ones((1, 4), "f4")))
         started = time.monotonic()
@@ -145,7 +145,7 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
 
 async def test_a_body_still_arriving_is_no_company() -> None:
     """A slow body (slowhttptest -B) once counted as on its way: every batch waited 2 ms."""
-    app = replica(OnnxRuntime(affine_model()), max_delay_ms=1000)
+    app = replica(OnnxEngine(affine_model()), max_delay_ms=1000)
     plane: DataPlane = app.state.plane
     gate = asyncio.Event()
     document = json.dumps(body(np.ones((1, 4), "f4"))).encode()
@@ -174,7 +174,7 @@ async def test_a_body_still_arriving_is_no_company() -> None:
 async def test_batches_never_exceed_max_batch_size() -> None:
     model = GatedModel()
     model.gate.set()
-    app = replica(CallableRuntime(SIGNATURE, model), max_batch_size=4, max_delay_ms=50)
+    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=4, max_delay_ms=50)
     x = np.ones((1, 4), dtype=np.float32)
     async with running(app) as client:
         responses = await asyncio.gather(*(client.post(URL, json=body(x)) for _ in range(40)))
@@ -186,7 +186,7 @@ async def test_batches_never_exceed_max_batch_size() -> None:
 
 async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model))
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app):
         plane = app.state.plane
@@ -209,7 +209,7 @@ async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
 
 async def test_stopping_fails_the_running_and_the_queued_requests_at_once() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model))
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app):
         plane = app.state.plane

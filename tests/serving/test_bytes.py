@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import replica, running, text_model
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ def json_request(data: object, shape: list[int] | None = None) -> bytes:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = replica(OnnxRuntime(text_model()), max_string_elements=16, max_body_bytes=4096)
+    app = replica(OnnxEngine(text_model()), max_string_elements=16, max_body_bytes=4096)
     async with running(app) as http:
         yield http
 
@@ -74,7 +74,7 @@ async def test_metadata_says_bytes(client: httpx.AsyncClient) -> None:
 
 
 async def test_requests_in_one_batch_keep_their_own_strings() -> None:
-    async with running(replica(OnnxRuntime(text_model()), max_delay_ms=50)) as http:
+    async with running(replica(OnnxEngine(text_model()), max_delay_ms=50)) as http:
         import asyncio  # noqa: PLC0415 (only this test gathers)
 
         responses = await asyncio.gather(
@@ -90,7 +90,7 @@ async def test_requests_in_one_batch_keep_their_own_strings() -> None:
 
 
 async def test_the_cache_keys_strings_by_their_bytes() -> None:
-    async with running(replica(OnnxRuntime(text_model()), cache_entries=8)) as http:
+    async with running(replica(OnnxEngine(text_model()), cache_entries=8)) as http:
         for words in (["first request"], ["second request"], ["first request"]):
             response = await http.post(URL, content=json_request(words))
             assert response.json()["outputs"][0]["data"] == [words[0] + "!"]
@@ -100,7 +100,7 @@ async def test_the_cache_keys_strings_by_their_bytes() -> None:
 
 
 async def test_payload_records_keep_sampled_text_inputs() -> None:
-    app = replica(OnnxRuntime(text_model()), payload_input_sample_rate=1.0)
+    app = replica(OnnxEngine(text_model()), payload_input_sample_rate=1.0)
     async with running(app) as http:
         await http.post(URL, content=json_request(["kept"]))
         records = (await http.get("/ferryman/v1/payloads")).json()["records"]

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from ferryman.config import ServingSettings, Settings
-from ferryman.runtimes.function import CallableRuntime
+from ferryman.engines.function import FunctionEngine
 from ferryman.serving.app import create_app
 from ferryman.serving.cache import LruCache
 from ferryman.serving.metrics import ReplicaIdentity
@@ -37,7 +37,7 @@ async def test_repeated_requests_are_answered_from_the_cache(backend: str) -> No
     model = CountingModel()
     identity = ReplicaIdentity("tiny", str(uuid.uuid4().int % 10**9), "onnx-fp32")
     app = create_app(
-        Settings(serving=ServingSettings(**serving)), CallableRuntime(SIGNATURE, model), identity
+        Settings(serving=ServingSettings(**serving)), FunctionEngine(SIGNATURE, model), identity
     )
     x, other = np.ones((1, 4), "f4"), np.zeros((1, 4), "f4")
     async with running(app) as client:

@@ -9,8 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
+from ferryman.engines.function import FunctionEngine
 from ferryman.errors import Forbidden
-from ferryman.runtimes.function import CallableRuntime
 from ferryman.serving.server import check_bind
 from tests.serving.conftest import replica, running, serving_in_thread
 from tests.serving.test_batching import SIGNATURE, GatedModel, body
@@ -20,7 +20,7 @@ URL = "/v2/models/tiny/infer"
 
 def test_in_flight_requests_finish_after_sigterm() -> None:
     model = GatedModel()
-    app = replica(CallableRuntime(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model))
     x = np.ones((2, 4), dtype=np.float32)
     answers: list[httpx.Response] = []
     with serving_in_thread(app, drain_timeout_s=10) as live:
@@ -44,7 +44,7 @@ def test_in_flight_requests_finish_after_sigterm() -> None:
 async def test_a_draining_replica_turns_new_requests_away() -> None:
     model = GatedModel()
     model.gate.set()
-    app = replica(CallableRuntime(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model))
     async with running(app) as client:
         app.state.plane.is_draining = True
         refused = await client.post(URL, json=body(np.ones((1, 4), "f4")))

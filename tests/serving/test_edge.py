@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import Receive, Scope, Send
 
-from ferryman.runtimes.function import CallableRuntime
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.function import FunctionEngine
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.serving.edge import RequestIds
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
 from ferryman.signature import Signature, TensorSpec
@@ -31,7 +31,7 @@ URL = "/v2/models/tiny/infer"
 
 
 async def test_the_hot_path_and_the_starlette_route_answer_the_bad_corpus_alike() -> None:
-    app = replica(OnnxRuntime(affine_model()), max_body_bytes=1024 * 1024)
+    app = replica(OnnxEngine(affine_model()), max_body_bytes=1024 * 1024)
     routed = ExceptionMiddleware(app.router, handlers=app.exception_handlers)
 
     async def route_only(scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +65,7 @@ async def test_the_hot_path_and_the_starlette_route_answer_the_bad_corpus_alike(
 
 
 def test_the_bad_corpus_gets_the_same_4xx_through_uvicorn() -> None:
-    app = replica(OnnxRuntime(affine_model()), max_body_bytes=1024 * 1024)
+    app = replica(OnnxEngine(affine_model()), max_body_bytes=1024 * 1024)
     with serving_in_thread(app) as live, httpx.Client(base_url=f"http://{live.address}") as http:
         for case, body, message in CORPUS:
             response = http.post(URL, content=body)
@@ -78,7 +78,7 @@ def test_the_bad_corpus_gets_the_same_4xx_through_uvicorn() -> None:
 
 
 async def test_a_client_that_leaves_before_its_body_gets_no_answer_and_a_499() -> None:
-    app = replica(OnnxRuntime(affine_model()))
+    app = replica(OnnxEngine(affine_model()))
     async with running(app) as http:
         sent: list[Mapping[str, Any]] = []
 
@@ -104,7 +104,7 @@ async def test_a_bug_behind_the_edge_is_a_json_500_and_the_replica_serves_on() -
     def model(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"y": np.array([b"\xff"] * len(inputs["x"]), dtype=object)}  # not JSON-able
 
-    async with running(replica(CallableRuntime(signature, model))) as http:
+    async with running(replica(FunctionEngine(signature, model))) as http:
         broken = await http.post("/v1/models/tiny:predict", json={"instances": [[1, 2, 3, 4]]})
         after = await http.post(URL, content=tensor())
     assert broken.status_code == 500
@@ -122,7 +122,7 @@ def test_request_ids_are_32_hex_digits_and_unique() -> None:
 
 
 async def test_metrics_are_cumulative_prometheus_families() -> None:
-    app = replica(OnnxRuntime(affine_model()))
+    app = replica(OnnxEngine(affine_model()))
     async with running(app) as http:
         for _ in range(3):
             await http.post(URL, content=tensor())
@@ -149,7 +149,7 @@ async def test_a_fast_model_runs_on_the_event_loop_once_its_first_call_was_timed
         threads.append(threading.get_ident())
         return {"y": inputs["x"] + 1}
 
-    app = replica(CallableRuntime(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model))
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
                                    "data": [1, 2, 3, 4]}]})  # fmt: skip
     async with running(app) as http:

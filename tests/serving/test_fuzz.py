@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import affine_model, replica, serving_in_thread, text_model
 
 MODELS = {"affine": (affine_model, "x", ["y", "p"]), "text": (text_model, "text", ["shout"])}
@@ -145,7 +145,7 @@ def any_request(draw: st.DrawFn) -> tuple[str, str, dict[str, bytes], bytes]:
 @pytest.fixture(scope="module", params=list(MODELS))
 def live(request: pytest.FixtureRequest) -> Iterator[tuple[str, httpx.Client]]:
     build = MODELS[request.param][0]
-    app = replica(OnnxRuntime(build()), max_body_bytes=64 * 1024)
+    app = replica(OnnxEngine(build()), max_body_bytes=64 * 1024)
     with (
         serving_in_thread(app) as running,
         httpx.Client(base_url=f"http://{running.address}", timeout=10) as http,

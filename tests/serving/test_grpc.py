@@ -14,8 +14,8 @@ import grpc
 import numpy as np
 import pytest
 
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.protocol import grpc_predict_v2_pb2 as pb
-from ferryman.runtimes.onnx import OnnxRuntime
 from tests.serving.conftest import affine_model, replica, running, text_model
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def stub() -> AsyncIterator[Stub]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = replica(OnnxRuntime(affine_model()), grpc_port=port)
+    app = replica(OnnxEngine(affine_model()), grpc_port=port)
     async with running(app), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield Stub(channel)
 
@@ -117,7 +117,7 @@ async def text_port() -> AsyncIterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with running(replica(OnnxRuntime(text_model()), grpc_port=port)):
+    async with running(replica(OnnxEngine(text_model()), grpc_port=port)):
         yield port
 
 

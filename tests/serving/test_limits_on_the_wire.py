@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import affine_model, replica, serving_in_thread
 
 
 @pytest.fixture(scope="module")
 def address() -> Iterator[tuple[str, int]]:
-    app = replica(OnnxRuntime(affine_model()), max_body_bytes=64 * 1024)
+    app = replica(OnnxEngine(affine_model()), max_body_bytes=64 * 1024)
     with serving_in_thread(app) as live:
         host, port = live.address.split(":")
         yield host, int(port)

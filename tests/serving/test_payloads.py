@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import InvalidInput
 from ferryman.reference import Histogram, ReferenceData
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
 from tests.serving.conftest import affine_model, golden, replica, running
 
@@ -29,7 +29,7 @@ def body(rows: list[list[float]]) -> dict[str, object]:
 
 
 async def test_each_request_leaves_a_record_with_its_id_prediction_and_summaries() -> None:
-    app = replica(OnnxRuntime(affine_model()), REFERENCE, payload_input_sample_rate=1.0)
+    app = replica(OnnxEngine(affine_model()), REFERENCE, payload_input_sample_rate=1.0)
     async with running(app) as http:
         answered = await http.post(
             "/v2/models/tiny/infer",
@@ -55,7 +55,7 @@ async def test_each_request_leaves_a_record_with_its_id_prediction_and_summaries
 
 
 async def test_reading_after_a_sequence_returns_only_newer_records() -> None:
-    app = replica(OnnxRuntime(affine_model()), REFERENCE)
+    app = replica(OnnxEngine(affine_model()), REFERENCE)
     async with running(app) as http:
         for _ in range(3):
             await http.post("/v2/models/tiny/infer", json=body([[1, 2, 3, 4]]))

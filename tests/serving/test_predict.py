@@ -13,8 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.reference import ReferenceData
-from ferryman.runtimes.onnx import OnnxRuntime
 from tests.serving.conftest import replica, running
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ def png(value: int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> byte
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = replica(OnnxRuntime(brightness_model()), ReferenceData(labels=LABELS))
+    app = replica(OnnxEngine(brightness_model()), ReferenceData(labels=LABELS))
     async with running(app) as http:
         yield http
 

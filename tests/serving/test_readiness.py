@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
+from ferryman.engines.function import FunctionEngine
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import UnsafeArtifact
 from ferryman.reference import ReferenceData
-from ferryman.runtimes.function import CallableRuntime
-from ferryman.runtimes.onnx import OnnxRuntime
 from tests.serving.conftest import affine_model, golden, replica, running
 from tests.serving.test_batching import SIGNATURE, body
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_golden_requests_that_match_make_it_ready() -> None:
     reference = ReferenceData(golden=(golden([0, 1, 2, 3]), golden([-5, 0.5, 9, 1e-3])))
-    async with running(replica(OnnxRuntime(affine_model()), reference)) as client:
+    async with running(replica(OnnxEngine(affine_model()), reference)) as client:
         assert (await client.get("/v2/models/tiny/ready")).status_code == 200
 
 
@@ -30,7 +30,7 @@ async def test_failed_warm_up_leaves_it_not_ready_with_the_reason(
     reference = ReferenceData(golden=(golden([0, 1, 2, 3]), golden([1, 1, 1, 1], scale=2.5)))
     x = np.ones((1, 4), dtype=np.float32)
     with caplog.at_level(logging.ERROR):
-        async with running(replica(OnnxRuntime(affine_model()), reference)) as client:
+        async with running(replica(OnnxEngine(affine_model()), reference)) as client:
             ready = await client.get("/v2/models/tiny/ready")
             server_ready = await client.get("/v2/health/ready")
             live = await client.get("/v2/health/live")
@@ -49,7 +49,7 @@ async def test_failed_warm_up_leaves_it_not_ready_with_the_reason(
 
 
 async def test_a_model_that_fails_to_load_is_not_ready() -> None:
-    class Broken(CallableRuntime):
+    class Broken(FunctionEngine):
         def load(self) -> None:
             raise RuntimeError("out of memory")
 
@@ -67,11 +67,11 @@ async def test_golden_with_a_missing_output_is_a_reason() -> None:
         return {"y": inputs["x"] * 2 + 1}
 
     reference = ReferenceData(golden=(golden([0, 1, 2, 3]),))
-    async with running(replica(CallableRuntime(SIGNATURE, identity), reference)) as client:
+    async with running(replica(FunctionEngine(SIGNATURE, identity), reference)) as client:
         response = await client.get("/v2/health/ready")
     assert "the model gave no output 'p'" in response.json()["error"]
 
 
 def test_only_onnx_bytes_become_a_runtime() -> None:
     with pytest.raises(UnsafeArtifact, match="pickle"):
-        OnnxRuntime(b"\x80\x04\x95" + b"\x00" * 32)
+        OnnxEngine(b"\x80\x04\x95" + b"\x00" * 32)

@@ -9,13 +9,13 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from ferryman.runtimes.onnx import OnnxRuntime
+from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import affine_model, replica, serving_in_thread, text_model
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with serving_in_thread(replica(OnnxRuntime(affine_model()))) as running:
+    with serving_in_thread(replica(OnnxEngine(affine_model()))) as running:
         yield running.address
 
 
@@ -54,7 +54,7 @@ def test_errors_reach_the_client(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def text_url() -> Iterator[str]:
-    with serving_in_thread(replica(OnnxRuntime(text_model()))) as running:
+    with serving_in_thread(replica(OnnxEngine(text_model()))) as running:
         yield running.address
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.alerts import check_removable, rule_listing
+from ferryman.control.monitor.alerts import check_removable, rule_listing
 from ferryman.errors import InvalidInput
 from ferryman.registry import SERIES, AlertLevel, AlertStatus, RuleSpec
 

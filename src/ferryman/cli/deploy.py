@@ -13,8 +13,8 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
-from ferryman.control.routes import RouteTable
-from ferryman.control.traffic import Key, Traffic, traffic_by_variant, window
+from ferryman.control.metrics.traffic import Key, Traffic, traffic_by_variant, window
+from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, VariantSpec
 
 TRAFFIC_WINDOW_S = 1.0

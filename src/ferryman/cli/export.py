@@ -12,10 +12,9 @@ import typer
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import console
 from ferryman.config import Settings
-from ferryman.control.alerts import effective_rules
 from ferryman.control.api.security import TOKEN_FILE, load_or_create_token
-from ferryman.control.grafana import DASHBOARD_FILE, dashboard
-from ferryman.control.prometheus import (
+from ferryman.control.exports.grafana import DASHBOARD_FILE, dashboard
+from ferryman.control.exports.prometheus import (
     CONFIG_FILE,
     RULES_FILE,
     TARGETS_FILE,
@@ -24,8 +23,9 @@ from ferryman.control.prometheus import (
     scrape_config,
     write_targets,
 )
-from ferryman.control.routes import RouteTable
+from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
+from ferryman.gateway.routes import RouteTable
 
 export_app = typer.Typer(help="Write Prometheus and Grafana assets for your own stack.")
 

@@ -9,8 +9,8 @@ import typer
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import errors
-from ferryman.control.gateway import create_gateway
-from ferryman.control.gateway.server import build_server
+from ferryman.gateway import create_gateway
+from ferryman.gateway.server import build_server
 
 
 def gateway(

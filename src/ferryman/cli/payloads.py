@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.signals import FeedbackSignals
+from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.errors import InvalidInput
 from ferryman.registry import Feedback
 

@@ -2,7 +2,7 @@
 
 Every option defaults to "not given", so the plan's own default applies; an option that
 does not belong to the chosen strategy is refused by name (``--bake`` on a canary), and the
-plan is checked by the parser the API uses (``rollout_plans.parse_plan``).
+plan is checked by the parser the API uses (``rollouts.plans.parse_plan``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ferryman.control.rollout_plans import PLANS, Plan, Strategy, parse_plan, parse_strategy
+from ferryman.control.rollouts.plans import PLANS, Plan, Strategy, parse_plan, parse_strategy
 from ferryman.errors import InvalidInput
 
 StrategyOption = Annotated[str, typer.Option(help="canary, blue-green, ab (A/B test) or shadow.")]

@@ -10,7 +10,7 @@ from rich.table import Table
 from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control.rollout_plans import parse_plan, parse_strategy
+from ferryman.control.rollouts.plans import parse_plan, parse_strategy
 
 policy_app = typer.Typer(help="Roll out every new version of a model by itself.")
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
-from ferryman.control import rollout_steering as steering
+from ferryman.control.rollouts import steering
 from ferryman.registry import RolloutRecord
 
 rollout_app = typer.Typer(

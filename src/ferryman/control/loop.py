@@ -1,7 +1,8 @@
 """The control loop of ``ferryman up``: the reconciler ticking in a thread it owns.
 
-Each pass: keep the gateway running, reconcile replicas, collect payload logs, step
-rollouts, and let the monitor sample (every ``monitor_interval_s``); the webhook sender
+Each pass: reconcile replicas (the runtime keeps the gateways running and holding the
+route table), collect payload logs, step rollouts, and let the monitor sample (every
+``monitor_interval_s``); the webhook sender
 delivers alert events from a thread of its own, so a slow receiver never holds a pass.
 
 Stopping the loop (or killing the process) leaves replicas and the gateway running: they
@@ -13,47 +14,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
 
 from ferryman.config import Settings
-from ferryman.control.collector import PayloadCollector, Retention
-from ferryman.control.drift import Classes, class_counts
-from ferryman.control.gateway_process import GatewayProcess
-from ferryman.control.load import ScrapedLoad
-from ferryman.control.local import LocalRuntime
-from ferryman.control.monitor import LoopView, Monitor, ScrapedReadings
-from ferryman.control.prometheus import TARGETS_FILE, write_targets
-from ferryman.control.promql import PrometheusTraffic
-from ferryman.control.reconciler import Reconciler
-from ferryman.control.rollout_observer import Sources, TrafficSource
-from ferryman.control.rollouts import RolloutController
-from ferryman.control.signals import FeedbackSignals
-from ferryman.control.traffic import Key, Traffic, replica_traffic, summed, traffic_by_variant
-from ferryman.control.webhooks import RetryPolicy, WebhookSender
+from ferryman.control.analysis.drift import Classes
+from ferryman.control.exports.prometheus import TARGETS_FILE, write_targets
+from ferryman.control.metrics.feedback import FeedbackSignals
+from ferryman.control.metrics.promql import PrometheusTraffic
+from ferryman.control.metrics.source import FleetMetrics, MetricsSource, ScrapedMetrics
+from ferryman.control.metrics.traffic import Key, Traffic, summed
+from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
+from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
+from ferryman.control.reconcile.load import FleetLoad
+from ferryman.control.reconcile.reconciler import Reconciler
+from ferryman.control.rollouts.controller import RolloutController
+from ferryman.control.rollouts.observer import Sources, TrafficSource
 from ferryman.registry import Registry, RolloutRecord
+from ferryman.runtimes import ReplicaState, Runtime, create_runtime
 
 logger = logging.getLogger(__name__)
 
 
 class ControlLoop:
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        runtime: Runtime | None = None,
+        metrics: MetricsSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
-        self.gateway = GatewayProcess(settings)
-        self.runtime = LocalRuntime(
-            settings, startup_timeout_s=settings.control.replica_startup_timeout_s
-        )
-        self._load = ScrapedLoad(self.gateway.url)
+        self.runtime = runtime if runtime is not None else create_runtime(settings)
+        self._http = httpx.Client(timeout=1.0)
+        self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
+        self.fleet = FleetMetrics(0.0)
+        """What the gateways and replicas said this tick (read once, shared by every part)."""
+        self._load = FleetLoad()
         self.reconciler = Reconciler(
             registry,
             self.runtime,
-            settings.routes_path,
             load=self._load,
+            clock=clock,
             route_grace_s=settings.control.route_grace_s,
         )
         self.signals = FeedbackSignals(registry)
-        self._http = httpx.Client(timeout=1.0)
         self.traffic = self._traffic_source(settings)
         """The gateway's traffic totals that rollouts are judged on."""
         sources = Sources(
@@ -64,7 +73,7 @@ class ControlLoop:
             pools=self._pools,
             replicas=self._replica_traffic,
         )
-        self.rollouts = RolloutController(registry, sources)
+        self.rollouts = RolloutController(registry, sources, clock)
         control = settings.control
         self._collector = PayloadCollector(
             registry,
@@ -83,15 +92,17 @@ class ControlLoop:
         )
         view = LoopView(
             table=lambda: self.reconciler.state.table,
-            processes=self.runtime.processes,
+            replicas=lambda: self.reconciler.state.observed,
             signals=self.signals.series,
+            fleet=lambda: self.fleet,
         )
         self.monitor = Monitor(
             registry,
-            ScrapedReadings(registry, self._http, self.gateway.url, view),
+            ScrapedReadings(registry, view),
             self.webhooks,
             interval_s=control.monitor_interval_s,
             retention_s=control.history_retention_s,
+            clock=clock,
         )
         self._targets_path = settings.data_dir / TARGETS_FILE
         self._stop = threading.Event()
@@ -108,15 +119,12 @@ class ControlLoop:
         if self._thread.is_alive():  # a loop never started has nothing to wait for
             self._thread.join(timeout=30)
         self.webhooks.stop()
-        self._load.close()
         self._http.close()
         self.runtime.close()
 
     def shut_down_data_plane(self) -> int:
-        """Stop every replica and the gateway of this data dir; how many replicas ran."""
-        stopped = self.runtime.stop_all()
-        self.gateway.stop()
-        return stopped
+        """Stop every replica and the gateway of this fleet; how many replicas ran."""
+        return self.runtime.stop_fleet()
 
     def _traffic_source(self, settings: Settings) -> TrafficSource:
         """The gateway's traffic as rollouts judge it: from Prometheus when one is named."""
@@ -127,42 +135,23 @@ class ControlLoop:
         return PrometheusTraffic(url, self._http)
 
     def _gateway_traffic(self) -> dict[Key, Traffic] | None:
-        try:
-            return traffic_by_variant(self._http.get(f"{self.gateway.url}/metrics").text)
-        except httpx.HTTPError:
-            return None
+        return self.fleet.gateway
 
     def _replica_predictions(self) -> dict[Key, Classes]:
         """Top-1 class counts per variant, summed over the replicas the gateway routes to."""
-        table = self.reconciler.state.table
         found: dict[Key, Classes] = {}
-        for endpoint, route in table.endpoints.items() if table else ():
-            for variant in route.variants:
-                summed: Classes = {}
-                for url in variant.backends:
-                    try:
-                        counts = class_counts(self._http.get(f"{url}/metrics").text)
-                    except httpx.HTTPError:
-                        continue
-                    for name, count in counts.items():
-                        summed[name] = summed.get(name, 0.0) + count
-                found[(endpoint, variant.name)] = summed
+        for key, scrapes in self.fleet.by_variant(self.reconciler.state.table).items():
+            counts: Classes = {}
+            for scrape in scrapes:
+                for name, count in scrape.classes.items():
+                    counts[name] = counts.get(name, 0.0) + count
+            found[key] = counts
         return found
 
     def _replica_traffic(self) -> dict[Key, Traffic]:
         """Each routed variant's own requests, 5xx and latency, summed over its replicas."""
-        table = self.reconciler.state.table
-        found: dict[Key, Traffic] = {}
-        for endpoint, route in table.endpoints.items() if table else ():
-            for variant in route.variants:
-                parts = []
-                for url in variant.backends:
-                    try:
-                        parts.append(replica_traffic(self._http.get(f"{url}/metrics").text))
-                    except httpx.HTTPError:
-                        continue
-                found[(endpoint, variant.name)] = summed(parts)
-        return found
+        by_variant = self.fleet.by_variant(self.reconciler.state.table)
+        return {key: summed([s.traffic for s in scrapes]) for key, scrapes in by_variant.items()}
 
     def _pools(self) -> dict[Key, tuple[int, int]]:
         """(ready replicas, failed starts since the last ready one) of every routed variant."""
@@ -192,16 +181,26 @@ class ControlLoop:
             self._collected_at = now
             self._collector.tick(self.reconciler.state.table)
 
+    def tick(self) -> None:
+        """One pass: observe (read the fleet's metrics once), then each part decides and acts.
+
+        Rollouts step before the reconciler, so a step's new weights reach the route table
+        in the same pass.
+        """
+        ready = [r.url for r in self.reconciler.state.observed if r.state is ReplicaState.READY]
+        self.fleet = self.metrics.read(self.runtime.gateway_urls(), ready)
+        self._load.update(self.fleet)
+        self._collect()
+        self.rollouts.tick()
+        self.reconciler.tick()
+        self.monitor.tick()
+        write_targets(self._targets_path, self.reconciler.state.table)
+
     def _run(self) -> None:
         interval_s = self._settings.control.reconcile_interval_s
         while not self._stop.is_set():
             try:
-                self.gateway.ensure_running()
-                self.reconciler.tick()
-                self._collect()
-                self.rollouts.tick()
-                self.monitor.tick()
-                write_targets(self._targets_path, self.reconciler.state.table)
+                self.tick()
             except Exception:  # the loop must outlive any one failed pass
                 logger.exception("control loop pass failed; retrying in %.1f s", interval_s)
             self._stop.wait(interval_s)

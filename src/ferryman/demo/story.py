@@ -21,18 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from ferryman.config import Settings
-from ferryman.control.gateway_process import GatewayProcess, port_is_free
-from ferryman.control.rollout import CanaryPlan, Gates
-from ferryman.control.routes import RouteTable
+from ferryman.connection_limits import port_is_free
+from ferryman.control.rollouts.gates import CanaryPlan, Gates
 from ferryman.control.server import BackgroundControlPlane, load_or_create_token
 from ferryman.demo.summary import farewell, summarise
 from ferryman.demo.traffic import DigitsTraffic, FeedbackTarget, Tally
 from ferryman.errors import DeadlineExceeded, Unavailable
+from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentSpec, Registry, RolloutRecord, VariantSpec
 
 MODEL = "digits"
@@ -94,9 +95,18 @@ def run_demo(settings: Settings, console: Console, fast: bool, keep_serving: boo
     return Outcome((rolled_back, promoted), tally)
 
 
+def _answers_as_gateway(settings: Settings) -> bool:
+    """True if a Ferryman gateway (this data dir's, left serving) holds the gateway port."""
+    url = f"http://{settings.gateway.host}:{settings.gateway.port}/-/healthz"
+    try:
+        return bool(httpx.get(url, timeout=1.0).status_code == 200)
+    except httpx.HTTPError:
+        return False
+
+
 def _check_ports(settings: Settings) -> None:
     gateway, control = settings.gateway, settings.control
-    if not port_is_free(gateway.host, gateway.port) and not GatewayProcess(settings).is_running():
+    if not port_is_free(gateway.host, gateway.port) and not _answers_as_gateway(settings):
         raise Unavailable(
             f"port {gateway.port} (the gateway's) is in use by another program; free it or pick "
             "another with FERRYMAN_GATEWAY__PORT=8001 ./scripts/demo"

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ferryman.config import Settings
+from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.control.server import BackgroundControlPlane
-from ferryman.control.signals import FeedbackSignals
 from ferryman.demo.traffic import Tally
 from ferryman.registry import Registry, RolloutRecord
 

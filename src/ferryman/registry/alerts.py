@@ -1,7 +1,7 @@
 """Alerts as the registry keeps them: user rules, alerts fired and resolved, webhooks.
 
 Rules are stored by name; a stored rule named like a default rule overrides it (the
-defaults live in ``ferryman.control.alerts``). An alert row is written when a rule starts
+defaults live in ``ferryman.control.monitor.alerts``). An alert row is written when a rule starts
 to hold for a variant and updated when it stops; each change writes its audit event in
 the same transaction. A webhook's secret signs deliveries: it is stored, used by the
 sender, and never handed out by a listing or written to the audit log; nor is the query of

@@ -1,34 +1,32 @@
-"""Model runtimes: what runs a variant's model, behind one small contract.
+"""Runtimes: where replicas run, behind one seam (:class:`~ferryman.runtimes.base.Runtime`).
 
-``OnnxRuntime`` (ONNX Runtime, the only executable path for artifacts) and
-``CallableRuntime`` (a Python function the programmer hands in; the in-memory seam that
-tests and benchmarks use) both satisfy :class:`ModelRuntime`.
+``local`` supervises replica and gateway processes on this machine; ``memory`` holds pretend
+replicas for tests. :func:`create_runtime` is the one place that picks one by its setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from ferryman.config import Settings
+from ferryman.errors import InvalidInput
+from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState, Runtime, replica_specs
+from ferryman.runtimes.local import LocalRuntime
 
-import numpy as np
-
-from ferryman.signature import Signature
-
-
-class ModelRuntime(Protocol):
-    """Loads one model and runs it on named arrays; ``predict`` is called from one thread."""
-
-    def load(self) -> None:
-        """Make the model ready to predict (slow: call it off the event loop)."""
-
-    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on a batch; the outputs keep the batch as their first axis."""
-
-    def unload(self) -> None:
-        """Release the model's memory."""
-
-    def metadata(self) -> Signature:
-        """The inputs and outputs the model takes and gives."""
+RUNTIMES = ("local",)
 
 
-__all__ = ["ModelRuntime"]
+def create_runtime(settings: Settings) -> Runtime:
+    """The runtime ``settings.control.runtime`` names."""
+    name = settings.control.runtime
+    if name == "local":
+        return LocalRuntime(settings)
+    raise InvalidInput(f"runtime {name!r} is not one of {', '.join(RUNTIMES)}")
+
+
+__all__ = [
+    "Replica",
+    "ReplicaSpec",
+    "ReplicaState",
+    "Runtime",
+    "create_runtime",
+    "replica_specs",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ferryman.control.validation import check_routable
+from ferryman.control.reconcile.validation import check_routable
 from ferryman.registry import (
     AliasRecord,
     DeploymentRecord,

@@ -2,7 +2,7 @@
 
 A request takes few hops, one file each: ``http.py`` (or ``grpc.py``) translates →
 ``dataplane.py`` admits it and owns readiness → ``batching.py`` groups it with others →
-``ferryman.runtimes.onnx`` runs the model. ``edge.py`` wraps the app (header limits,
+``ferryman.engines.onnx`` runs the model. ``edge.py`` wraps the app (header limits,
 ``ferryman-model-version`` / ``ferryman-request-id`` on every response, metrics), and
 ``server.py`` runs it on uvicorn with a graceful drain on SIGTERM.
 

@@ -11,9 +11,9 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp
 
 from ferryman.config import Settings
+from ferryman.engines import ModelEngine
 from ferryman.errors import FerrymanError
 from ferryman.reference import ReferenceData
-from ferryman.runtimes import ModelRuntime
 from ferryman.serving.cache import LruCache, ResponseCache
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.edge import Edge
@@ -24,7 +24,7 @@ from ferryman.serving.metrics import ReplicaIdentity
 
 def create_app(
     settings: Settings,
-    runtime: ModelRuntime,
+    runtime: ModelEngine,
     identity: ReplicaIdentity,
     reference: ReferenceData | None = None,
 ) -> Starlette:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferryman.engines import ModelEngine
 from ferryman.errors import DeadlineExceeded, FerrymanError, Unavailable
-from ferryman.runtimes import ModelRuntime
 from ferryman.serving.metrics import ReplicaMetrics
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Batcher:
 
     def __init__(
         self,
-        runtime: ModelRuntime,
+        runtime: ModelEngine,
         executor: Executor,
         policy: BatchPolicy,
         metrics: ReplicaMetrics,

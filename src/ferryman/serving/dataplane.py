@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from ferryman.config import ServingSettings
+from ferryman.engines import ModelEngine
 from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNotFound
 from ferryman.names import validate_name
 from ferryman.protocol.codecs import TensorLimits, input_specs
 from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, MetadataTensor
 from ferryman.reference import ReferenceData
-from ferryman.runtimes import ModelRuntime
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
 from ferryman.serving.cache import ResponseCache, tensor_key
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
@@ -59,7 +59,7 @@ class DataPlane:
     def __init__(
         self,
         identity: ReplicaIdentity,
-        runtime: ModelRuntime,
+        runtime: ModelEngine,
         settings: ServingSettings,
         reference: ReferenceData | None = None,
         cache: ResponseCache | None = None,

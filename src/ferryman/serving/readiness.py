@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ferryman.engines import ModelEngine
 from ferryman.errors import FerrymanError
 from ferryman.protocol.codecs import to_array
 from ferryman.reference import GoldenRequest, ReferenceData
-from ferryman.runtimes import ModelRuntime
 
 
-def replay_golden(runtime: ModelRuntime, reference: ReferenceData | None) -> str | None:
+def replay_golden(runtime: ModelEngine, reference: ReferenceData | None) -> str | None:
     """Run every golden request; return why the model is not ready, or None when it is."""
     if reference is None:
         return None
@@ -26,7 +26,7 @@ def replay_golden(runtime: ModelRuntime, reference: ReferenceData | None) -> str
     return None
 
 
-def _replay_one(runtime: ModelRuntime, golden: GoldenRequest) -> str | None:
+def _replay_one(runtime: ModelEngine, golden: GoldenRequest) -> str | None:
     inputs = {
         name: to_array(tensor.datatype, tensor.shape, tensor.data)
         for name, tensor in golden.inputs.items()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import Conflict, InvalidInput, NotFound
 from ferryman.names import validate_name
 from ferryman.reference import ReferenceData
 from ferryman.registry import Registry, VariantStatus, VersionRef
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.metrics import ReplicaIdentity
 
 BASE_VARIANT = "onnx"
@@ -21,7 +21,7 @@ class ReplicaSource:
     """A runtime ready to load, who it is, and the golden requests it must answer."""
 
     identity: ReplicaIdentity
-    runtime: OnnxRuntime
+    runtime: OnnxEngine
     reference: ReferenceData | None
 
 
@@ -49,7 +49,7 @@ def from_registry(
                 "not passed; only variants that passed their gate are served"
             )
         digest = chosen.digest
-    runtime = OnnxRuntime(registry.store.read(digest), intra_op_threads)
+    runtime = OnnxEngine(registry.store.read(digest), intra_op_threads)
     identity = ReplicaIdentity(model, str(version.version), variant or BASE_VARIANT)
     return ReplicaSource(identity, runtime, registry.get_reference(model, version.version))
 
@@ -60,5 +60,5 @@ def from_file(path: Path, name: str | None, intra_op_threads: int) -> ReplicaSou
     validate_name(model, "model name (pass --name to choose one)")
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file; pass an .onnx file or MODEL[:VERSION|@ALIAS]")
-    runtime = OnnxRuntime(path.read_bytes(), intra_op_threads)
+    runtime = OnnxEngine(path.read_bytes(), intra_op_threads)
     return ReplicaSource(ReplicaIdentity(model, "1", BASE_VARIANT), runtime, None)

@@ -14,7 +14,7 @@ import uvicorn
 from ferryman.config import ControlSettings, Settings, load_settings
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import load_or_create_token
-from ferryman.control.history import HistoryView
+from ferryman.control.monitor.history import HistoryView
 from ferryman.registry import Registry
 
 

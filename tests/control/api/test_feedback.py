@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ferryman.control.collector import PayloadCollector, Retention
-from ferryman.control.routes import EndpointRoute, RouteTable, VariantRoute
+from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.engines.onnx import OnnxEngine
+from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from ferryman.reference import Histogram, ReferenceData
 from ferryman.registry import DeploymentSpec, VariantSpec
-from ferryman.runtimes.onnx import OnnxRuntime
 from ferryman.serving.app import create_app
 from ferryman.serving.metrics import ReplicaIdentity
 from tests.control.api.conftest import RunningServer
@@ -40,7 +40,7 @@ def replica_url() -> Iterator[str]:
     reference = ReferenceData(labels=LABELS, input_summaries={f"f{i}": flat for i in range(4)})
     app = create_app(
         settings_with(payload_input_sample_rate=1.0),
-        OnnxRuntime(argmax_classifier()),
+        OnnxEngine(argmax_classifier()),
         ReplicaIdentity("m", "1", "onnx-fp32"),
         reference,
     )

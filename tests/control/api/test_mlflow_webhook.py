@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from ferryman.config import ControlSettings, load_settings
-from ferryman.control.mlflow_webhook import sign
-from ferryman.control.rollout_observer import Sources
-from ferryman.control.rollouts import RolloutController
+from ferryman.control.api.mlflow import sign
+from ferryman.control.rollouts.controller import RolloutController
+from ferryman.control.rollouts.observer import Sources
 from ferryman.registry import DeploymentSpec, VariantSpec
 from tests.control.api.conftest import RunningServer, start_server
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ferryman.config import ControlSettings, load_settings
-from ferryman.control.history import History
+from ferryman.control.monitor.history import History
 from ferryman.registry import (
     SERIES,
     AlertChange,

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ferryman.control.rollout_observer import Sources
-from ferryman.control.rollouts import RolloutController
-from ferryman.control.traffic import Key, Traffic
+from ferryman.control.metrics.traffic import Key, Traffic
+from ferryman.control.rollouts.controller import RolloutController
+from ferryman.control.rollouts.observer import Sources
 from ferryman.registry import DeploymentSpec, VariantSpec
 from tests.control.api.conftest import RunningServer
 

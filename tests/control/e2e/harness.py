@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from ferryman.config import load_settings
-from ferryman.control.routes import RouteTable
+from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Registry
 
 BODY = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,-2,3,-4]}]}'

@@ -15,8 +15,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from ferryman.config import load_settings
-from ferryman.control.rollout import CanaryPlan, Gates
-from ferryman.control.rollout_steering import start_rollout
+from ferryman.control.rollouts.gates import CanaryPlan, Gates
+from ferryman.control.rollouts.steering import start_rollout
 from ferryman.registry import Registry
 from tests.control.e2e.harness import Load, Stack, wait_for
 

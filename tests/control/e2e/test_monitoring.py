@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ferryman.control.promql import PrometheusTraffic
-from ferryman.control.traffic import traffic_by_variant
+from ferryman.control.metrics.promql import PrometheusTraffic
+from ferryman.control.metrics.traffic import traffic_by_variant
 from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Stack, free_port, wait_for
 

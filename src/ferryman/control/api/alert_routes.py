@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferryman.control.alerts import RuleListing, check_removable, rule_listing
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
+from ferryman.control.monitor.alerts import RuleListing, check_removable, rule_listing
 from ferryman.names import validate_name
 from ferryman.registry import AlertRecord, AlertStatus, RuleSpec, WebhookRecord
 

@@ -21,9 +21,9 @@ from ferryman.control.api import (
 )
 from ferryman.control.api.responses import ERROR_RESPONSES
 from ferryman.control.api.security import SecurityMiddleware, declare_auth
-from ferryman.control.dashboard.pages import Dashboard
-from ferryman.control.dashboard.session import Sessions
-from ferryman.control.history import HistoryView, StoredHistory
+from ferryman.control.monitor.history import HistoryView, StoredHistory
+from ferryman.dashboard.pages import Dashboard
+from ferryman.dashboard.session import Sessions
 from ferryman.errors import FerrymanError
 from ferryman.registry import Registry
 from ferryman.version import __version__

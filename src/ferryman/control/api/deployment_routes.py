@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.control.validation import check_routable
+from ferryman.control.reconcile.validation import check_routable
 from ferryman.errors import InvalidInput
 from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, scaled
 

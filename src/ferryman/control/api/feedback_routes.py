@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.control.signals import FeedbackSignals
+from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.registry import MAX_VERSION, Feedback, PayloadRecord
 
 router = APIRouter(prefix="/api/v1")

@@ -16,8 +16,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import RegistryDep
-from ferryman.control.exposition import exposition
-from ferryman.control.history import HistoryView, downsample
+from ferryman.control.monitor.exposition import exposition
+from ferryman.control.monitor.history import HistoryView, downsample
 from ferryman.errors import InvalidInput, NotFound
 from ferryman.names import validate_name
 from ferryman.registry import SERIES, AlertStatus, Registry

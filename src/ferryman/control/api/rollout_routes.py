@@ -19,9 +19,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferryman.control import rollout_steering as steering
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.control.rollout_plans import parse_plan, parse_strategy
+from ferryman.control.rollouts import steering
+from ferryman.control.rollouts.plans import parse_plan, parse_strategy
 from ferryman.registry import MAX_VERSION, EventRecord, PolicyRecord, RolloutRecord
 
 router = APIRouter(prefix="/api/v1")

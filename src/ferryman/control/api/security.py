@@ -31,7 +31,7 @@ from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ferryman.control.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
+from ferryman.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
 
 TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/ui/login"})

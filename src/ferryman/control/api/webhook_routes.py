@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ferryman.control.api.mlflow import MlflowImporter, verify
 from ferryman.control.api.registry_routes import read_body, registry_of
-from ferryman.control.mlflow_webhook import MlflowImporter, verify
 
 router = APIRouter(prefix="/api/v1")
 

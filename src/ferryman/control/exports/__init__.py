@@ -1,0 +1,1 @@
+"""Configuration for teams' own tools: Prometheus and Grafana."""

@@ -1,0 +1,1 @@
+"""What the control plane reads of the fleet each tick: traffic, load, feedback signals."""

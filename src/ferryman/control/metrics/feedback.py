@@ -1,0 +1,128 @@
+"""Model-level signals of each variant, from the payload log: accuracy and input drift.
+
+Feedback labels joined to predictions give a variant's quality
+(:mod:`ferryman.control.analysis.quality`); the input summaries of its recent requests,
+compared with the histograms its version's training data left in its reference, give its
+input drift (PSI). The rollout controller asks for a rollout's candidate and baseline; the
+monitor records every variant's figures as series.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from ferryman.control.analysis.drift import input_drift
+from ferryman.control.analysis.quality import Quality, confusion, quality
+from ferryman.control.metrics.traffic import Key
+from ferryman.errors import FerrymanError
+from ferryman.reference import Histogram
+from ferryman.registry import Registry, RolloutRecord
+
+logger = logging.getLogger(__name__)
+
+LABELLED_WINDOW = 2_000
+"""Newest labelled rows a variant is judged on."""
+SUMMARY_WINDOW = 2_000
+"""Newest requests whose inputs are compared with the training data."""
+
+
+@dataclass(frozen=True)
+class ModelSignals:
+    """What feedback labels and live inputs say so far: both sides' accuracy, input drift."""
+
+    candidate_labelled: int = 0
+    candidate_accuracy: float | None = None
+    baseline_labelled: int = 0
+    baseline_accuracy: float | None = None
+    input_drift_psi: float | None = None
+
+
+class FeedbackSignals:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._references: dict[tuple[str, int], dict[str, Histogram]] = {}
+
+    def quality(self, endpoint: str, variant: str, since: datetime | None = None) -> Quality:
+        """What feedback says of a variant's newest labelled answers (since a time)."""
+        payloads = self._registry.payloads
+        labelled = payloads.labelled(endpoint, variant, since=since, limit=LABELLED_WINDOW)
+        return quality(confusion(labelled.predicted, labelled.actual))
+
+    def input_drift(self, endpoint: str, variant: str, model: str, version: int) -> float | None:
+        """PSI of the variant's recent inputs against its version's training data."""
+        reference = self._training_inputs(model, version)
+        live = self._registry.payloads.summaries(endpoint, variant, SUMMARY_WINDOW)
+        if not reference or not live:
+            return None
+        return input_drift(reference, live)
+
+    def by_variant(
+        self, endpoint: str, since: datetime | None = None
+    ) -> dict[str, tuple[str, int, Quality]]:
+        """Quality of every variant that served the endpoint (deployed now, or in the log)."""
+        served = self._registry.payloads.variants(endpoint)
+        known = {name for name, _, _ in served}
+        try:
+            deployed = self._registry.deployments.get(endpoint).spec.variants
+        except FerrymanError:
+            if not served:
+                raise
+            deployed = ()
+        served += [(v.name, v.model, v.version) for v in deployed if v.name not in known]
+        return {name: (model, version, self.quality(endpoint, name, since))
+                for name, model, version in served}  # fmt: skip
+
+    def for_rollout(self, rollout: RolloutRecord) -> ModelSignals:
+        """The candidate's and the baseline's accuracy, and the candidate's input drift."""
+        endpoint = rollout.endpoint
+        candidate = self.quality(endpoint, rollout.candidate.name)
+        baseline = self.quality(endpoint, rollout.baseline.name)
+        model, version = rollout.candidate.model, rollout.candidate.version
+        return ModelSignals(
+            candidate_labelled=candidate.labelled,
+            candidate_accuracy=candidate.accuracy if candidate.labelled else None,
+            baseline_labelled=baseline.labelled,
+            baseline_accuracy=baseline.accuracy if baseline.labelled else None,
+            input_drift_psi=self.input_drift(endpoint, rollout.candidate.name, model, version),
+        )
+
+    def series(self) -> dict[Key, dict[str, float]]:
+        """Every deployed variant's accuracy and input drift, where there is data."""
+        found: dict[Key, dict[str, float]] = {}
+        for deployment in self._registry.deployments.list():
+            for variant in deployment.spec.variants:
+                endpoint, name = deployment.endpoint, variant.name
+                figures: dict[str, float] = {}
+                scores = self.quality(endpoint, name)
+                if scores.labelled:
+                    figures["accuracy"] = scores.accuracy
+                    figures["f1"] = scores.f1
+                psi = self.input_drift(endpoint, name, variant.model, variant.version)
+                if psi is not None:
+                    figures["input_drift_psi"] = psi
+                if figures:
+                    found[(endpoint, name)] = figures
+        return found
+
+    def accuracy_outcomes(self) -> dict[Key, tuple[float, float]]:
+        """(labelled rows, correct rows) of every deployed variant: the trials and successes
+        an A/B test on accuracy compares."""
+        found: dict[Key, tuple[float, float]] = {}
+        for deployment in self._registry.deployments.list():
+            for variant in deployment.spec.variants:
+                scores = self.quality(deployment.endpoint, variant.name)
+                found[(deployment.endpoint, variant.name)] = (scores.labelled, scores.correct)
+        return found
+
+    def _training_inputs(self, model: str, version: int) -> dict[str, Histogram]:
+        key = (model, version)
+        if key not in self._references:
+            try:
+                reference = self._registry.get_reference(model, version)
+            except FerrymanError as exc:
+                logger.warning("no reference data for %s v%d: %s", model, version, exc)
+                reference = None
+            self._references[key] = {} if reference is None else dict(reference.input_summaries)
+        return self._references[key]

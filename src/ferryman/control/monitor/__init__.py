@@ -1,0 +1,1 @@
+"""The monitor: samples, history, alert rules, webhooks out, the payload collector."""

@@ -1,0 +1,1 @@
+"""Desired state into replicas: the reconciler, its plans, the autoscaler and forecast."""

@@ -1,0 +1,1 @@
+"""Rollouts: plans, gates, the strategies' decisions, the controller and steering."""

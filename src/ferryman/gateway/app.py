@@ -1,0 +1,299 @@
+"""The gateway's ASGI app: paths and limits at the edge, then route, hold, forward, mirror.
+
+A bare ASGI callable rather than a framework router: the gateway serves a handful of fixed
+paths and forwards bytes, so each request costs one path split, one dict lookup and one
+pure :func:`~ferryman.gateway.routes.pick_variant` call before the bytes go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferryman.config import GatewaySettings, Settings
+from ferryman.errors import DeadlineExceeded, FerrymanError, NotFound, Unavailable
+from ferryman.gateway.health import BackendHealth
+from ferryman.gateway.holding import Holding
+from ferryman.gateway.messages import (
+    Answer,
+    Message,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    check_headers,
+    error_answer,
+    json_answer,
+    read_body,
+    send_answer,
+)
+from ferryman.gateway.metrics import GatewayMetrics
+from ferryman.gateway.paths import Target, parse_target
+from ferryman.gateway.pool import ConnectionPool
+from ferryman.gateway.proxy import NoLiveBackend, Proxy
+from ferryman.gateway.routefile import RouteFile
+from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
+from ferryman.gateway.shadow import PrimaryAnswer, ShadowMirror
+from ferryman.gateway.transport import REQUEST_DROPPED, Transport, Upstream
+
+logger = logging.getLogger(__name__)
+
+VARIANT_HEADER = b"ferryman-variant"
+
+
+def create_gateway(settings: Settings) -> Gateway:
+    """The gateway for these settings, reading ``gateway.routes_file`` (or the data dir's)."""
+    return Gateway(settings.gateway, routes_file=settings.routes_path)
+
+
+class Gateway:
+    """The ASGI app. ``set_routes`` swaps the table in whole; a lifespan starts the pools.
+
+    >>> gateway = Gateway(GatewaySettings())
+    >>> gateway.set_routes(RouteTable(generation=1, endpoints={}))
+    >>> gateway.routes.generation
+    1
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        routes_file: Path | None = None,
+        transport: Callable[[GatewaySettings], Transport] = ConnectionPool,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.routes = RouteTable(generation=0, endpoints={})
+        self._make_transport = transport
+        self._clock = clock
+        # Its own generator: traffic splitting needs uniform draws, not secrecy.
+        self._draw = draw or random.Random().random  # noqa: S311
+        self._holding = Holding(self.metrics, clock)
+        self._health = BackendHealth(settings.backend_recheck_s, clock)
+        self._proxy: Proxy | None = None
+        self._shadow: ShadowMirror | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.route_file = (
+            RouteFile(routes_file, self.set_routes, self.metrics, settings.backend_hosts)
+            if routes_file
+            else None
+        )
+
+    def set_routes(self, table: RouteTable) -> None:
+        """Apply a new route table at once; held requests are routed again."""
+        if table.generation != self.routes.generation and self._proxy is not None:
+            self._proxy.forget(
+                {b for r in table.endpoints.values() for v in r.variants for b in v.backends}
+            )
+        self.routes = table
+        self.metrics.route_generation.set(table.generation)
+        self._holding.notify()
+        logger.info(
+            "route table generation %d: %d endpoints", table.generation, len(table.endpoints)
+        )
+
+    def held(self) -> dict[str, int]:
+        """Requests waiting for a ready replica now, by endpoint (the autoscaler's demand)."""
+        return self._holding.held()
+
+    async def start(self) -> None:
+        """Open the pools, load the route file and start watching it."""
+        self._proxy = Proxy(self._make_transport(self.settings), self._health, self.metrics)
+        self._shadow = ShadowMirror(self._proxy, self.metrics, self.settings)
+        if self.route_file is not None:
+            self.route_file.check()
+            interval_s = self.settings.routes_poll_interval_s
+            self._watcher = asyncio.create_task(self.route_file.watch(interval_s))
+
+    async def close(self) -> None:
+        """Stop watching, cancel shadow copies, close the pools."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._shadow is not None:
+            await self._shadow.close()
+        if self._proxy is not None:
+            await self._proxy.transport.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                answer = await self._answer(scope, receive)
+            except FerrymanError as exc:
+                answer = error_answer(exc)
+            except Exception:  # a bug must still answer in the protocol's shape
+                logger.exception("gateway failed on %s", scope["path"][:120])
+                answer = error_answer(FerrymanError("the gateway failed; see its log"))
+            await send_answer(send, answer)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        path: str = scope["path"]
+        if path == "/metrics":
+            return Answer(
+                200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.exposition()
+            )
+        if path in ("/-/healthz", "/v2/health/live", "/v2/health/ready"):
+            return json_answer(200, {"status": "ok", "generation": self.routes.generation})
+        if path == "/-/held":
+            return json_answer(200, {"held": self.held()})
+        target = parse_target(scope["method"], path)
+        if target is None:
+            raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
+        settings = self.settings
+        check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
+        self._route(target.endpoint)  # 404 before reading a body for an unknown endpoint
+        try:  # a client trickling its body (slowloris) holds a connection for this long only
+            async with asyncio.timeout(settings.request_timeout_s):
+                body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(
+                f"the request body did not arrive within {settings.request_timeout_s:g} s"
+            ) from exc
+        return await self._exchange(target, scope["headers"], body, receive)
+
+    async def _exchange(
+        self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive
+    ) -> Answer:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
+        forwarded = _forwarded(raw_headers, headers.get("connection", ""))
+        request = Request(target, headers, forwarded, body, self._clock(), receive)
+        in_flight = self.metrics.in_flight_of(target.endpoint)
+        in_flight.inc()
+        try:
+            variant, answer = await self._deliver(request)
+        finally:
+            in_flight.dec()
+        duration_s = self._clock() - request.started
+        self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s)
+        logger.debug("%s %s -> %s %d", target.method, target.endpoint, variant.name, answer.status)
+        headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
+        return Answer(answer.status, headers_out, answer.body)
+
+    async def _deliver(self, request: Request) -> tuple[VariantRoute, Answer]:
+        """Route, forward, and hold while the chosen variant has no live replica."""
+        draw = self._draw()
+        deadline: float | None = None
+        gone: asyncio.Future[Message] | None = None  # the client's disconnect, while held
+        try:
+            while True:
+                route = self._route(request.target.endpoint)
+                variant = self._pick(route, request, draw)
+                try:
+                    return variant, await self._forward(route, variant, request)
+                except NoLiveBackend:
+                    pass
+                except FerrymanError as exc:
+                    return variant, error_answer(exc)
+                deadline = deadline or request.started + route.hold_timeout_s
+                gone = gone or asyncio.ensure_future(request.receive())
+                try:
+                    await self._holding.wait(route, deadline, gone)
+                except FerrymanError as exc:
+                    return variant, error_answer(exc)
+        finally:
+            if gone is not None:
+                gone.cancel()
+
+    async def _forward(
+        self, route: EndpointRoute, variant: VariantRoute, request: Request
+    ) -> Answer:
+        proxy = self._running_proxy()
+        if not proxy.has_live_backend(variant):
+            raise NoLiveBackend(variant.name)
+        primary = self._mirror(route, variant, request)
+        answer: Answer | None = None
+        try:
+            answer = await proxy.forward(route.endpoint, variant, request.upstream(variant.model))
+            return answer
+        finally:
+            if primary is not None and not primary.done():
+                primary.set_result(answer)
+
+    def _mirror(
+        self, route: EndpointRoute, variant: VariantRoute, request: Request
+    ) -> PrimaryAnswer | None:
+        """Start a shadow copy of an inference request (not of reads, not of a versioned one)."""
+        if route.shadow is None or variant.name == route.shadow or self._shadow is None:
+            return None
+        if request.target.method != "POST" or request.target.version is not None:
+            return None
+        copy = request.upstream(route.variant(route.shadow).model)
+        return self._shadow.mirror(route, copy)
+
+    def _route(self, endpoint: str) -> EndpointRoute:
+        route = self.routes.endpoints.get(endpoint)
+        if route is None:
+            self.metrics.unknown_endpoint.inc()
+            raise NotFound(f"endpoint {endpoint!r} is not deployed; see `ferryman endpoints list`")
+        return route
+
+    @staticmethod
+    def _pick(route: EndpointRoute, request: Request, draw: float) -> VariantRoute:
+        target = request.target
+        if target.version is None:
+            return pick_variant(route, request.headers, draw)
+        serving = [v for v in route.weighted() if v.version == target.version]
+        if not serving:
+            versions = sorted({v.version for v in route.weighted()})
+            raise NotFound(
+                f"endpoint {route.endpoint!r} serves versions {versions}, not {target.version}"
+            )
+        return serving[int(draw * len(serving)) % len(serving)]
+
+    def _running_proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise Unavailable("the gateway is starting; try again shortly", retry_after_s=1)
+        return self._proxy
+
+
+Forwarded = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One proxied request as the gateway holds it: target, headers, body, arrival time."""
+
+    target: Target
+    headers: dict[str, str]
+    forwarded: Forwarded
+    body: bytes
+    started: float
+    receive: Receive
+
+    def upstream(self, model: str) -> Upstream:
+        """The request for a replica of ``model``."""
+        path = self.target.upstream_path(model)
+        return Upstream(self.target.method, path, self.forwarded, self.body)
+
+
+def _forwarded(raw_headers: RawHeaders, connection: str) -> Forwarded:
+    """Request headers for the replica: end-to-end ones only (RFC 9110 7.6.1)."""
+    named = {token.strip().lower().encode("latin-1") for token in connection.split(",")}
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in raw_headers
+        if name not in REQUEST_DROPPED and name not in named
+    )

@@ -1,0 +1,72 @@
+"""The ``local`` runtime: replica processes, a gateway process and a route-table file.
+
+Everything the control plane needs from "this machine" is here: replicas are processes
+(:mod:`.processes`), the gateway is a process kept running (:mod:`.gateway`), usage comes
+from ``/proc`` (:mod:`.usage`), and the route table reaches the gateway as a file that the
+gateway re-reads when it changes. ``publish`` runs every tick: a table that was deleted or
+garbled on disk is written again, and a gateway that died is started again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ferryman.config import Settings
+from ferryman.gateway.routes import RouteTable
+from ferryman.runtimes.base import Replica, ReplicaSpec
+from ferryman.runtimes.local.gateway import GatewayProcess
+from ferryman.runtimes.local.processes import ReplicaProcesses
+
+
+class LocalRuntime:
+    """A :class:`~ferryman.runtimes.base.Runtime` of processes on this machine."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        timeout_s = settings.control.replica_startup_timeout_s
+        self._replicas = ReplicaProcesses(settings, clock, startup_timeout_s=timeout_s)
+        self._gateway = GatewayProcess(settings)
+        self._routes_path = settings.routes_path
+
+    def observe(self) -> list[Replica]:
+        return self._replicas.observe()
+
+    def start(self, spec: ReplicaSpec) -> Replica:
+        return self._replicas.start(spec)
+
+    def stop(self, replica_id: str) -> None:
+        self._replicas.stop(replica_id)
+
+    def publish(self, table: RouteTable) -> None:
+        text = table.model_dump_json(indent=1).encode()
+        if _read_bytes(self._routes_path) != text:
+            temporary = self._routes_path.with_suffix(".tmp")
+            temporary.write_bytes(text)
+            os.replace(temporary, self._routes_path)
+        self._gateway.ensure_running()
+
+    def published(self) -> RouteTable | None:
+        try:
+            return RouteTable.from_json(self._routes_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def gateway_urls(self) -> list[str]:
+        return [self._gateway.url]
+
+    def stop_fleet(self) -> int:
+        stopped = self._replicas.stop_all()
+        self._gateway.stop()
+        return stopped
+
+    def close(self) -> None:
+        self._replicas.close()
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -1,0 +1,188 @@
+"""Replica failures the gateway turns into clean answers: timeouts, broken connections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+
+from ferryman.config import GatewaySettings, Settings
+from ferryman.errors import Forbidden
+from ferryman.gateway import Gateway
+from ferryman.gateway.health import BackendHealth
+from ferryman.gateway.server import build_server
+from tests.gateway.conftest import (
+    INFER,
+    call,
+    endpoint,
+    listening_socket,
+    serving,
+    standins,
+    table,
+    variant,
+)
+from tests.gateway.standin import StandIn
+
+
+class Breaking:
+    """A replica process that reads a request, then dies without an answer (raw TCP)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        self.received += 1
+        writer.close()
+
+
+@asynccontextmanager
+async def breaking_replica(replica: Breaking) -> AsyncIterator[str]:
+    server = await asyncio.start_server(replica.handle, sock=listening_socket())
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.anyio
+async def test_a_slow_replica_gets_504_at_the_deadline_and_the_next_request_is_served(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway(request_timeout_s=0.3)
+    slow, fast = StandIn("slow", delay_s=2.0), StandIn("fast")
+    async with standins(slow, fast) as (a, b), serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, a))))
+        started = time.monotonic()
+        reply = await call(session, gw + INFER.format("digits"))
+        assert reply.status == 504
+        assert 0.3 <= time.monotonic() - started < 1.5
+        assert "request_timeout_s" in reply.json()["error"]
+        gateway.set_routes(table(endpoint(variant("v1", 100, b)), generation=2))
+        assert (await call(session, gw + INFER.format("digits"))).status == 200
+
+
+@pytest.mark.anyio
+async def test_a_request_that_reached_a_replica_is_never_retried(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway()
+    breaking, healthy = Breaking(), StandIn("healthy")
+    async with (
+        breaking_replica(breaking) as a,
+        standins(healthy) as (b,),
+        serving(gateway, "on") as gw,
+    ):
+        gateway.set_routes(table(endpoint(variant("v1", 100, a))))
+        reply = await call(session, gw + INFER.format("digits"))
+        assert reply.status == 502
+        assert reply.json() == {"error": "the replica closed the connection mid-request"}
+        assert breaking.received == 1
+        gateway.set_routes(table(endpoint(variant("v1", 100, a, b)), generation=2))
+        await asyncio.gather(*(call(session, gw + INFER.format("digits")) for _ in range(20)))
+        assert breaking.received + len(healthy.received) == 21  # one attempt per request
+
+
+def test_passive_health_marks_expire_on_the_clock_or_with_a_new_table() -> None:
+    now = [100.0]
+    health = BackendHealth(recheck_s=2.0, clock=lambda: now[0])
+    health.mark_down("http://127.0.0.1:1")
+    assert health.live(["http://127.0.0.1:1", "http://127.0.0.1:2"]) == ["http://127.0.0.1:2"]
+    now[0] += 1.9
+    assert not health.is_up("http://127.0.0.1:1")
+    now[0] += 0.1
+    assert health.is_up("http://127.0.0.1:1")
+    health.mark_down("http://127.0.0.1:1")
+    health.reset()
+    assert health.is_up("http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::"])
+def test_a_non_loopback_bind_is_refused_without_the_insecure_flag(host: str) -> None:
+    settings = Settings(gateway={"host": host})
+    with pytest.raises(Forbidden, match="not loopback"):
+        build_server(settings, Gateway(settings.gateway))
+    allowed = Settings(gateway={"host": host, "allow_insecure_bind": True})
+    assert build_server(allowed, Gateway(allowed.gateway)).config.host == host
+
+
+class Exploding:
+    """A transport with a bug in it: the gateway must still answer ``{"error": ...}``."""
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    async def send(self, backend: str, request: object) -> object:
+        raise RuntimeError("a bug")
+
+    def retain(self, backends: object) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.anyio
+async def test_a_bug_still_answers_in_the_protocol_shape(session: aiohttp.ClientSession) -> None:
+    gateway = Gateway(GatewaySettings(), transport=Exploding)
+    async with serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, "http://127.0.0.1:9"))))
+        reply = await call(session, gw + INFER.format("digits"))
+        assert reply.status == 500
+        assert reply.json() == {"error": "the gateway failed; see its log"}
+
+
+class ClosingAfterEachAnswer:
+    """A replica that answers (keep-alive, by HTTP/1.1 default) and then closes anyway."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        body = b'{"outputs": []}'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        self.answered += 1
+        writer.close()
+
+
+@pytest.mark.anyio
+async def test_replicas_closing_idle_connections_cause_no_failures(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway()
+    closing = ClosingAfterEachAnswer()
+    server = await asyncio.start_server(closing.handle, sock=listening_socket())
+    async with server, serving(gateway, "on") as gw:
+        backend = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        gateway.set_routes(table(endpoint(variant("v1", 100, backend))))
+        statuses = [(await call(session, gw + INFER.format("digits"))).status for _ in range(30)]
+        assert statuses == [200] * 30
+        assert closing.answered == 30
+
+
+@pytest.mark.anyio
+async def test_a_trickling_body_is_cut_off_at_the_request_timeout(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = make_gateway(request_timeout_s=0.3)
+    async with standins(StandIn("v1")) as (a,), serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, a))))
+        host, port = gw.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        started = time.monotonic()
+        head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+        writer.write(head + b"x" * 10)  # and never the other 90 bytes
+        response = await asyncio.wait_for(reader.read(200), timeout=10)
+        writer.close()
+        assert response.startswith(b"HTTP/1.1 504 ")
+        assert 0.3 <= time.monotonic() - started < 1.5
