@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from ferryman.artifacts import LocalArtifactStore
 from ferryman.registry import Database, Registry
+from tests.support import SteppedClock, free_port
 
 # The in-process CLI's Rich consoles take their width when ferryman.cli is first imported;
 # pytest-xdist workers inherit COLUMNS=80, which would cut table cells the tests read.
@@ -116,3 +117,15 @@ def store(tmp_path: Path) -> LocalArtifactStore:
 @pytest.fixture
 def registry(database: Database, store: LocalArtifactStore) -> Registry:
     return Registry(database, store)
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    """A clock at 0 s that moves only when the test moves it."""
+    return SteppedClock()
+
+
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    """Gives a loopback port nothing listens on, each time it is called."""
+    return free_port

@@ -190,12 +190,6 @@ def measure(address: Address, request: NormalRequest, count: int, seconds: float
     return Latencies(ok, failed, tuple(latencies))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +11,7 @@ import pytest
 
 from ferryman.config import load_settings
 from ferryman.registry import Registry, RolloutStatus
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import free_port as _free_port
 
 
 @pytest.mark.e2e

@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ferryman.control.metrics.traffic import Key, Traffic
+from ferryman.control.metrics.traffic import Traffic
+from ferryman.types import Slot
 
 
 class Scripted:
     """Gateway totals of endpoint ``digits`` that grow by what the test says happens."""
 
     def __init__(self) -> None:
-        self.totals: dict[Key, Traffic] = {}
+        self.totals: dict[Slot, Traffic] = {}
         self.is_down = False
 
     def serve(self, variant: str, requests: int, errors: int = 0, latency_s: float = 0.01) -> None:
@@ -33,12 +34,5 @@ class Scripted:
         shadow = {**before.shadow, outcome: before.shadow.get(outcome, 0.0) + count}
         self.totals[key] = replace(before, shadow=shadow)
 
-    def __call__(self) -> dict[Key, Traffic] | None:
+    def __call__(self) -> dict[Slot, Traffic] | None:
         return None if self.is_down else dict(self.totals)
-
-
-class Clock:
-    now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s

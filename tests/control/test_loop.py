@@ -14,11 +14,12 @@ from pathlib import Path
 from ferryman.config import load_settings
 from ferryman.control.loop import ControlLoop
 from ferryman.control.metrics.source import FleetMetrics, InMemoryMetrics
-from ferryman.control.metrics.traffic import Key, Traffic
+from ferryman.control.metrics.traffic import Traffic
 from ferryman.control.rollouts.gates import CanaryPlan, Gates
 from ferryman.registry import DeploymentSpec, Registry, RolloutStatus, VariantSpec
 from ferryman.runtimes.memory import InMemoryRuntime
-from tests.control.scripted import Clock
+from ferryman.types import Slot
+from tests.support import SteppedClock as Clock
 
 PLAN = CanaryPlan(steps=(10, 50, 100), interval_s=5, threshold=2, gates=Gates(min_requests=10))
 
@@ -28,7 +29,7 @@ class Gateway:
 
     def __init__(self, loop: Callable[[], ControlLoop], clock: Clock) -> None:
         self._loop, self._clock = loop, clock
-        self.totals: dict[Key, Traffic] = {}
+        self.totals: dict[Slot, Traffic] = {}
 
     def __call__(self) -> FleetMetrics:
         table = self._loop().reconciler.state.table
@@ -38,7 +39,7 @@ class Gateway:
                     self._serve((endpoint, variant.name), variant.weight)
         return FleetMetrics(self._clock(), dict(self.totals))
 
-    def _serve(self, key: Key, requests: float) -> None:
+    def _serve(self, key: Slot, requests: float) -> None:
         before = self.totals.get(key, Traffic())
         count = before.requests + requests
         buckets = {bound: count for bound in (0.01, 0.1, math.inf)}  # every answer in 10 ms

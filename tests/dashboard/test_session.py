@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from ferryman.dashboard.session import Sessions, clear_cookie_header, set_cookie_header
-
-
-class Clock:
-    def __init__(self, now_s: float = 1_800_000_000.0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
+from tests.support import SteppedClock as Clock
 
 
 def test_a_session_is_valid_until_it_expires() -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)  # a wall clock: Unix seconds
     sessions = Sessions("token-a", ttl_s=3600, clock=clock)
     cookie = sessions.issue()
     assert sessions.is_valid(cookie)
@@ -27,7 +20,7 @@ def test_a_session_is_valid_until_it_expires() -> None:
 
 
 def test_a_session_from_the_future_is_refused() -> None:
-    clock = Clock()
+    clock = Clock(1_800_000_000.0)  # a wall clock: Unix seconds
     cookie = Sessions("token-a", ttl_s=3600, clock=clock).issue()
     clock.now_s -= 3600
     assert not Sessions("token-a", ttl_s=3600, clock=clock).is_valid(cookie)

@@ -42,12 +42,6 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @asynccontextmanager
 async def serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
     """Serve an ASGI app on this loop; yields its base URL."""

@@ -13,9 +13,10 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
-from ferryman.control.metrics.traffic import Key, Traffic, traffic_by_variant, window
+from ferryman.control.metrics.traffic import Traffic, traffic_by_variant, window
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, VariantSpec
+from ferryman.types import Slot
 
 TRAFFIC_WINDOW_S = 1.0
 
@@ -148,7 +149,7 @@ def _routes(settings: Settings) -> RouteTable | None:
         return None
 
 
-def _gateway_traffic(settings: Settings) -> tuple[dict[Key, Traffic], dict[Key, Traffic]]:
+def _gateway_traffic(settings: Settings) -> tuple[dict[Slot, Traffic], dict[Slot, Traffic]]:
     """Totals and the last second's traffic per variant from the gateway, if it runs."""
     url = f"http://{settings.gateway.host}:{settings.gateway.port}/metrics"
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 import httpx
@@ -25,7 +24,7 @@ from ferryman.control.exports.prometheus import TARGETS_FILE, write_targets
 from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.control.metrics.promql import PrometheusTraffic
 from ferryman.control.metrics.source import FleetMetrics, MetricsSource, ScrapedMetrics
-from ferryman.control.metrics.traffic import Key, Traffic, summed
+from ferryman.control.metrics.traffic import Traffic, summed
 from ferryman.control.monitor.collector import PayloadCollector, Retention
 from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
@@ -35,6 +34,7 @@ from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources, TrafficSource
 from ferryman.registry import Registry, RolloutRecord
 from ferryman.runtimes import ReplicaState, Runtime, create_runtime
+from ferryman.types import Clock, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ControlLoop:
         registry: Registry,
         runtime: Runtime | None = None,
         metrics: MetricsSource | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._settings = settings
         self.runtime = runtime if runtime is not None else create_runtime(settings)
@@ -134,12 +134,12 @@ class ControlLoop:
         logger.info("rollout analysis reads the gateway's traffic from Prometheus")
         return PrometheusTraffic(url, self._http)
 
-    def _gateway_traffic(self) -> dict[Key, Traffic] | None:
+    def _gateway_traffic(self) -> dict[Slot, Traffic] | None:
         return self.fleet.gateway
 
-    def _replica_predictions(self) -> dict[Key, Classes]:
+    def _replica_predictions(self) -> dict[Slot, Classes]:
         """Top-1 class counts per variant, summed over the replicas the gateway routes to."""
-        found: dict[Key, Classes] = {}
+        found: dict[Slot, Classes] = {}
         for key, scrapes in self.fleet.by_variant(self.reconciler.state.table).items():
             counts: Classes = {}
             for scrape in scrapes:
@@ -148,15 +148,15 @@ class ControlLoop:
             found[key] = counts
         return found
 
-    def _replica_traffic(self) -> dict[Key, Traffic]:
+    def _replica_traffic(self) -> dict[Slot, Traffic]:
         """Each routed variant's own requests, 5xx and latency, summed over its replicas."""
         by_variant = self.fleet.by_variant(self.reconciler.state.table)
         return {key: summed([s.traffic for s in scrapes]) for key, scrapes in by_variant.items()}
 
-    def _pools(self) -> dict[Key, tuple[int, int]]:
+    def _pools(self) -> dict[Slot, tuple[int, int]]:
         """(ready replicas, failed starts since the last ready one) of every routed variant."""
         state = self.reconciler.state
-        found: dict[Key, tuple[int, int]] = {}
+        found: dict[Slot, tuple[int, int]] = {}
         for endpoint, route in state.table.endpoints.items() if state.table else ():
             for variant in route.variants:
                 key = (endpoint, variant.name)

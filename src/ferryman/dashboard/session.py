@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+
+from ferryman.types import Clock
 
 COOKIE_NAME = "ferryman_session"
 CSRF_HEADER = "x-csrf-token"
@@ -37,7 +38,7 @@ class Sessions:
     True
     """
 
-    def __init__(self, token: str, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, token: str, ttl_s: float, clock: Clock = time.time) -> None:
         self._key = hmac.new(token.encode(), _KEY_LABEL, hashlib.sha256).digest()
         self._token_digest = hashlib.sha256(token.encode()).digest()
         self.ttl_s = ttl_s

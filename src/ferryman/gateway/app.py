@@ -41,6 +41,7 @@ from ferryman.gateway.routefile import RouteFile
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
 from ferryman.gateway.shadow import PrimaryAnswer, ShadowMirror
 from ferryman.gateway.transport import REQUEST_DROPPED, Transport, Upstream
+from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Gateway:
         *,
         routes_file: Path | None = None,
         transport: Callable[[GatewaySettings], Transport] = ConnectionPool,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         draw: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings

@@ -6,13 +6,15 @@ or when ``recheck_s`` has passed on the injected monotonic clock, whichever come
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+
+from ferryman.types import Clock
 
 
 class BackendHealth:
     """Which backends are marked down, and until when."""
 
-    def __init__(self, recheck_s: float, clock: Callable[[], float]) -> None:
+    def __init__(self, recheck_s: float, clock: Clock) -> None:
         self._recheck_s = recheck_s
         self._clock = clock
         self._down_until: dict[str, float] = {}

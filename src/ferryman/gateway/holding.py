@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from ferryman.errors import Unavailable
 from ferryman.gateway.messages import Message
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.routes import EndpointRoute
+from ferryman.types import Clock
 
 RECHECK_S = 0.1
 RETRY_AFTER_S = 1
@@ -26,7 +26,7 @@ FIRST = asyncio.FIRST_COMPLETED
 class Holding:
     """Held requests per endpoint and the signal that wakes them."""
 
-    def __init__(self, metrics: GatewayMetrics, clock: Callable[[], float]) -> None:
+    def __init__(self, metrics: GatewayMetrics, clock: Clock) -> None:
         self._metrics = metrics
         self._clock = clock
         self._held: Counter[str] = Counter()

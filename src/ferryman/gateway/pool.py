@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import select
 import ssl
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -30,6 +30,7 @@ from ferryman.gateway.transport import (
     NotReached,
     Upstream,
 )
+from ferryman.types import Clock
 
 
 class Connection(asyncio.Protocol):
@@ -107,7 +108,7 @@ class Connection(asyncio.Protocol):
 class ConnectionPool:
     """Idle keep-alive connections per replica, bounded; a :class:`Transport`."""
 
-    def __init__(self, settings: GatewaySettings, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, clock: Clock | None = None) -> None:
         self._settings = settings
         self._clock = clock
         self._idle: dict[str, list[Connection]] = {}

@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ferryman.control.metrics.traffic import Key, Traffic
+from ferryman.control.metrics.traffic import Traffic
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources
 from ferryman.registry import DeploymentSpec, VariantSpec
+from ferryman.types import Slot
 from tests.control.api.conftest import RunningServer
+from tests.support import SteppedClock as Clock
 
 CANARY = {
     "steps": [50, 100], "interval_s": 5, "threshold": 1,
@@ -29,7 +31,7 @@ class Gateway:
     """Gateway totals that grow by what the test says each window."""
 
     def __init__(self) -> None:
-        self.totals: dict[Key, Traffic] = {}
+        self.totals: dict[Slot, Traffic] = {}
 
     def serve(self, variant: str, requests: int, errors: int = 0) -> None:
         before = self.totals.get(("m", variant), Traffic())
@@ -38,15 +40,8 @@ class Gateway:
             count, before.errors + errors, {0.02: count, math.inf: count}
         )
 
-    def __call__(self) -> dict[Key, Traffic]:
+    def __call__(self) -> dict[Slot, Traffic]:
         return dict(self.totals)
-
-
-class Clock:
-    now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture

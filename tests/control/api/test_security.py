@@ -30,6 +30,7 @@ from ferryman.control.server import check_bind
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry
 from tests.control.api.conftest import RunningServer
+from tests.support import free_port as _free_port
 
 
 def _every_route(registry: Registry) -> list[tuple[str, str]]:
@@ -191,12 +192,6 @@ def test_non_loopback_bind_without_auth_is_refused(
             check_bind(settings)
     else:
         check_bind(settings)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.e2e

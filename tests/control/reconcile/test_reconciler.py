@@ -13,14 +13,7 @@ from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentSpec, Registry, VariantSpec
 from ferryman.runtimes.base import Replica
 from ferryman.runtimes.memory import InMemoryRuntime
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
+from tests.support import SteppedClock as Clock
 
 
 class FixedLoad:

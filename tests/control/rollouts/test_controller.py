@@ -6,14 +6,15 @@ from collections.abc import Callable
 
 import pytest
 
-from ferryman.control.metrics.traffic import Key
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.gates import CanaryPlan, Gates
 from ferryman.control.rollouts.observer import Sources
 from ferryman.control.rollouts.steering import start_rollout
 from ferryman.errors import Conflict, VersionNotFound
 from ferryman.registry import DeploymentSpec, Registry, RolloutRecord, RolloutStatus, VariantSpec
-from tests.control.scripted import Clock, Scripted
+from ferryman.types import Slot
+from tests.control.scripted import Scripted
+from tests.support import SteppedClock as Clock
 
 PLAN = CanaryPlan(steps=(10, 50, 100), interval_s=5, threshold=2, gates=Gates(min_requests=10))
 
@@ -190,9 +191,9 @@ def test_a_policy_on_an_alias_and_a_skip_when_not_deployed(
 
 def test_a_canary_whose_predictions_drift_is_held(deployed: Registry) -> None:
     clock, traffic = Clock(), Scripted()
-    classes: dict[Key, dict[str, float]] = {("digits", "v1"): {}, ("digits", "v2"): {}}
+    classes: dict[Slot, dict[str, float]] = {("digits", "v1"): {}, ("digits", "v2"): {}}
 
-    def predictions() -> dict[Key, dict[str, float]]:
+    def predictions() -> dict[Slot, dict[str, float]]:
         return {key: dict(counts) for key, counts in classes.items()}
 
     controller = RolloutController(deployed, Sources(traffic, predictions=predictions), clock)

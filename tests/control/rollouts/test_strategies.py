@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ferryman.control.metrics.traffic import Key
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources
 from ferryman.control.rollouts.steering import promote, start_rollout
@@ -22,7 +21,9 @@ from ferryman.registry import (
     RolloutStatus,
     VariantSpec,
 )
-from tests.control.scripted import Clock, Scripted
+from ferryman.types import Slot
+from tests.control.scripted import Scripted
+from tests.support import SteppedClock as Clock
 
 GATES = {"min_requests": 10}
 BLUE_GREEN = {"warmup_timeout_s": 60, "bake_s": 30, "interval_s": 10, "gates": GATES}
@@ -35,7 +36,7 @@ class World:
         self.registry = registry
         self.gateway = Scripted()
         self.clock = Clock()
-        self.pools: dict[Key, tuple[int, int]] = {}
+        self.pools: dict[Slot, tuple[int, int]] = {}
         self.labels: dict[str, tuple[float, float]] = {}
         self.since: list[datetime | None] = []
         sources = Sources(self.gateway, pools=lambda: dict(self.pools), accuracy=self._accuracy)

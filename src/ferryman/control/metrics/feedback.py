@@ -15,10 +15,10 @@ from datetime import datetime
 
 from ferryman.control.analysis.drift import input_drift
 from ferryman.control.analysis.quality import Quality, confusion, quality
-from ferryman.control.metrics.traffic import Key
 from ferryman.errors import FerrymanError
 from ferryman.reference import Histogram
 from ferryman.registry import Registry, RolloutRecord
+from ferryman.types import Slot
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ class FeedbackSignals:
             input_drift_psi=self.input_drift(endpoint, rollout.candidate.name, model, version),
         )
 
-    def series(self) -> dict[Key, dict[str, float]]:
+    def series(self) -> dict[Slot, dict[str, float]]:
         """Every deployed variant's accuracy and input drift, where there is data."""
-        found: dict[Key, dict[str, float]] = {}
+        found: dict[Slot, dict[str, float]] = {}
         for deployment in self._registry.deployments.list():
             for variant in deployment.spec.variants:
                 endpoint, name = deployment.endpoint, variant.name
@@ -106,10 +106,10 @@ class FeedbackSignals:
                     found[(endpoint, name)] = figures
         return found
 
-    def accuracy_outcomes(self) -> dict[Key, tuple[float, float]]:
+    def accuracy_outcomes(self) -> dict[Slot, tuple[float, float]]:
         """(labelled rows, correct rows) of every deployed variant: the trials and successes
         an A/B test on accuracy compares."""
-        found: dict[Key, tuple[float, float]] = {}
+        found: dict[Slot, tuple[float, float]] = {}
         for deployment in self._registry.deployments.list():
             for variant in deployment.spec.variants:
                 scores = self.quality(deployment.endpoint, variant.name)

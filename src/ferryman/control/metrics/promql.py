@@ -19,7 +19,8 @@ from collections.abc import Iterator
 
 import httpx
 
-from ferryman.control.metrics.traffic import LATENCY, REQUESTS, SHADOW, Key, Traffic
+from ferryman.control.metrics.traffic import LATENCY, REQUESTS, SHADOW, Traffic
+from ferryman.types import Slot
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class PrometheusTraffic:
         self._http = http
         self._timeout_s = timeout_s
 
-    def __call__(self) -> dict[Key, Traffic] | None:
+    def __call__(self) -> dict[Slot, Traffic] | None:
         try:
             answers = {name: list(self._query(expr)) for name, expr in QUERIES.items()}
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
@@ -62,11 +63,11 @@ def totals(
     requests: list[tuple[dict[str, str], float]],
     buckets: list[tuple[dict[str, str], float]],
     shadow: list[tuple[dict[str, str], float]],
-) -> dict[Key, Traffic]:
+) -> dict[Slot, Traffic]:
     """Traffic per (endpoint, variant) from the three queries' labelled values."""
-    found: dict[Key, dict[str, float]] = {}
-    bounds: dict[Key, dict[float, float]] = {}
-    outcomes: dict[Key, dict[str, float]] = {}
+    found: dict[Slot, dict[str, float]] = {}
+    bounds: dict[Slot, dict[float, float]] = {}
+    outcomes: dict[Slot, dict[str, float]] = {}
     for labels, value in requests:
         counts = found.setdefault(_key(labels), {"requests": 0.0, "errors": 0.0})
         counts["requests"] += value
@@ -88,5 +89,5 @@ def totals(
     }
 
 
-def _key(labels: dict[str, str]) -> Key:
+def _key(labels: dict[str, str]) -> Slot:
     return labels.get("endpoint", ""), labels.get("variant", "")

@@ -20,8 +20,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferryman.control.analysis.drift import PREDICTIONS, Classes, class_counts
-from ferryman.control.metrics.traffic import Key, Traffic, replica_traffic, traffic_by_variant
+from ferryman.control.metrics.traffic import Traffic, replica_traffic, traffic_by_variant
 from ferryman.gateway.routes import RouteTable
+from ferryman.types import Clock, Slot
 
 BATCH_ROWS = "ferryman_batch_size_sum"
 BATCHES = "ferryman_batch_size_count"
@@ -46,16 +47,16 @@ class FleetMetrics:
     """What the gateways and replicas said at one moment of the monotonic clock."""
 
     at_s: float
-    gateway: dict[Key, Traffic] | None = None
+    gateway: dict[Slot, Traffic] | None = None
     """Traffic per (endpoint, variant) at the gateways; None when none could be read."""
     held: dict[str, float] = field(default_factory=dict)
     """Requests held at the gateways for lack of a ready replica, per endpoint."""
     replicas: dict[str, ReplicaScrape] = field(default_factory=dict)
     """By URL, every replica that answered."""
 
-    def by_variant(self, table: RouteTable | None) -> dict[Key, list[ReplicaScrape]]:
+    def by_variant(self, table: RouteTable | None) -> dict[Slot, list[ReplicaScrape]]:
         """The answering replicas of every routed variant."""
-        found: dict[Key, list[ReplicaScrape]] = {}
+        found: dict[Slot, list[ReplicaScrape]] = {}
         for endpoint, route in table.endpoints.items() if table else ():
             for variant in route.variants:
                 scrapes = (self.replicas.get(url) for url in variant.backends)
@@ -72,13 +73,13 @@ class MetricsSource(Protocol):
 class ScrapedMetrics:
     """A :class:`MetricsSource` over HTTP: one GET of ``/metrics`` per gateway and replica."""
 
-    def __init__(self, http: httpx.Client, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, http: httpx.Client, clock: Clock = time.monotonic) -> None:
         self._http = http
         self._clock = clock
 
     def read(self, gateway_urls: Sequence[str], replica_urls: Sequence[str]) -> FleetMetrics:
         at_s = self._clock()
-        gateway: dict[Key, Traffic] | None = None
+        gateway: dict[Slot, Traffic] | None = None
         held: dict[str, float] = {}
         for url in gateway_urls:
             text = self._get(url)
@@ -150,7 +151,7 @@ def held_requests(text: str) -> dict[str, float]:
     return held
 
 
-def _merged(into: dict[Key, Traffic], more: Mapping[Key, Traffic]) -> dict[Key, Traffic]:
+def _merged(into: dict[Slot, Traffic], more: Mapping[Slot, Traffic]) -> dict[Slot, Traffic]:
     """Traffic of several gateways, added up per variant."""
     for key, traffic in more.items():
         before = into.get(key)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-Key = tuple[str, str]  # (endpoint, variant)
+from ferryman.types import Slot
 
 REQUESTS = "ferryman_gateway_requests_total"
 LATENCY = "ferryman_gateway_request_duration_seconds_bucket"
@@ -40,12 +40,12 @@ class Traffic:
         return histogram_quantile(q, self.buckets)
 
 
-def traffic_by_variant(text: str) -> dict[Key, Traffic]:
+def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     """Parse the gateway's /metrics text into totals per (endpoint, variant)."""
-    requests: dict[Key, float] = {}
-    errors: dict[Key, float] = {}
-    buckets: dict[Key, dict[float, float]] = {}
-    shadow: dict[Key, dict[str, float]] = {}
+    requests: dict[Slot, float] = {}
+    errors: dict[Slot, float] = {}
+    buckets: dict[Slot, dict[float, float]] = {}
+    shadow: dict[Slot, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             key = (sample.labels.get("endpoint", ""), sample.labels.get("variant", ""))
@@ -89,7 +89,7 @@ def summed(parts: list[Traffic]) -> Traffic:
     return Traffic(sum(p.requests for p in parts), sum(p.errors for p in parts), buckets)
 
 
-def window(later: dict[Key, Traffic], earlier: dict[Key, Traffic]) -> dict[Key, Traffic]:
+def window(later: dict[Slot, Traffic], earlier: dict[Slot, Traffic]) -> dict[Slot, Traffic]:
     """What happened between two scrapes (a restarted gateway's counters start again)."""
     return {key: grown_since(now, earlier.get(key, Traffic())) for key, now in later.items()}
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import CollectedPayload, Registry
+from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class PayloadCollector:
         registry: Registry,
         http: httpx.Client,
         retention: Retention,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._registry = registry
         self._http = http

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ferryman.control.metrics.traffic import Key
 from ferryman.registry import SERIES, AlertLevel, AlertRecord, MetricSample
+from ferryman.types import Slot
 
 PREFIX = "ferryman_variant_"
 ALERTS_FIRING = "ferryman_alerts_firing"
@@ -45,7 +45,7 @@ class _SampleCollector(Collector):
 
 
 def exposition(
-    latest: Mapping[Key, MetricSample],
+    latest: Mapping[Slot, MetricSample],
     firing: Sequence[AlertRecord],
     now_s: float,
     max_age_s: float,

@@ -19,8 +19,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from ferryman.control.metrics.traffic import Key
 from ferryman.registry import SERIES, MetricHistory, MetricSample
+from ferryman.types import Slot
 
 Points = dict[tuple[str, str], list[tuple[float, float]]]
 """(variant, series) → [(unix seconds, value)], oldest first; times without data left out."""
@@ -37,7 +37,7 @@ PEAK_SERIES = frozenset(
 class HistoryView(Protocol):
     """What the API reads: the newest sample of each variant and windows of points."""
 
-    def latest(self) -> dict[Key, MetricSample]: ...
+    def latest(self) -> dict[Slot, MetricSample]: ...
 
     def points(self, endpoint: str, since_s: float, names: Sequence[str]) -> Points: ...
 
@@ -89,8 +89,8 @@ class History:
         self.retention_s = retention_s
         self.resolution_s = resolution_s
         self._capacity = math.ceil(retention_s / resolution_s) + 1
-        self._rings: dict[Key, Ring] = {}
-        self._latest: dict[Key, MetricSample] = {}
+        self._rings: dict[Slot, Ring] = {}
+        self._latest: dict[Slot, MetricSample] = {}
         self._lock = threading.Lock()
 
     def add(self, samples: Iterable[MetricSample]) -> None:
@@ -109,7 +109,7 @@ class History:
                 if ring.newest_s() < newest - self.retention_s:
                     del self._rings[key], self._latest[key]
 
-    def latest(self) -> dict[Key, MetricSample]:
+    def latest(self) -> dict[Slot, MetricSample]:
         with self._lock:
             return dict(self._latest)
 
@@ -133,7 +133,7 @@ class StoredHistory:
     def __init__(self, history: MetricHistory) -> None:
         self._history = history
 
-    def latest(self) -> dict[Key, MetricSample]:
+    def latest(self) -> dict[Slot, MetricSample]:
         return {(s.endpoint, s.variant): s for s in self._history.latest()}
 
     def points(self, endpoint: str, since_s: float, names: Sequence[str]) -> Points:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ferryman.control.metrics.source import FleetMetrics, ReplicaScrape
-from ferryman.control.metrics.traffic import Key
 from ferryman.control.monitor.alerts import AlertState, effective_rules, evaluate
 from ferryman.control.monitor.history import History
 from ferryman.control.monitor.sampling import Reading, ReplicaReading, VariantReading, sample
@@ -34,6 +33,7 @@ from ferryman.registry import (
     WebhookTarget,
 )
 from ferryman.runtimes.base import Replica, ReplicaState
+from ferryman.types import Clock, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Monitor:
         *,
         interval_s: float = 10.0,
         retention_s: float = 24 * 3600.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._registry = registry
         self._source = source
@@ -126,7 +126,7 @@ class LoopView:
     """The route table in force."""
     replicas: Callable[[], list[Replica]]
     """The replicas the runtime last observed (with their CPU and memory, where known)."""
-    signals: Callable[[], dict[Key, dict[str, float]]]
+    signals: Callable[[], dict[Slot, dict[str, float]]]
     """Accuracy, F1 and input drift per variant (``FeedbackSignals.series``)."""
     fleet: Callable[[], FleetMetrics]
     """What the gateways and replicas said this tick."""
@@ -155,7 +155,7 @@ class ScrapedReadings:
             restarts=self._restarts(variants),
         )
 
-    def _restarts(self, variants: Mapping[Key, VariantReading]) -> dict[Key, int]:
+    def _restarts(self, variants: Mapping[Slot, VariantReading]) -> dict[Slot, int]:
         since = datetime.now(UTC) - timedelta(seconds=RESTART_WINDOW_S)
         failed = self._registry.list_events(action="replica.failed", since=since, limit=10_000)
         return restarts_by_slot(failed, variants)
@@ -178,7 +178,7 @@ def _replicas(
     return found
 
 
-def _replica(slot: Key, scrape: ReplicaScrape | None, replica: Replica | None) -> ReplicaReading:
+def _replica(slot: Slot, scrape: ReplicaScrape | None, replica: Replica | None) -> ReplicaReading:
     counters = (scrape.rows, scrape.batches, scrape.classes) if scrape else (0.0, 0.0, {})
     return ReplicaReading(
         slot[0], slot[1], *counters,
@@ -191,12 +191,12 @@ def variant_readings(
     deployments: Sequence[DeploymentRecord],
     table: RouteTable | None,
     replicas: Sequence[Replica],
-) -> dict[Key, VariantReading]:
+) -> dict[Slot, VariantReading]:
     """Weight, ready and desired replicas of every deployed variant; the heaviest is main."""
-    running: dict[Key, int] = {}
+    running: dict[Slot, int] = {}
     for replica in replicas:
         running[replica.spec.slot] = running.get(replica.spec.slot, 0) + 1
-    found: dict[Key, VariantReading] = {}
+    found: dict[Slot, VariantReading] = {}
     for deployment in deployments:
         spec = deployment.spec
         route = table.endpoints.get(deployment.endpoint) if table else None
@@ -216,10 +216,10 @@ def variant_readings(
     return found
 
 
-def restarts_by_slot(failures: Iterable[EventRecord], slots: Iterable[Key]) -> dict[Key, int]:
+def restarts_by_slot(failures: Iterable[EventRecord], slots: Iterable[Slot]) -> dict[Slot, int]:
     """Count ``replica.failed`` events per deployed slot, by the slot each event names."""
     wanted = set(slots)
-    counts: dict[Key, int] = {}
+    counts: dict[Slot, int] = {}
     for event in failures:
         slot = (str(event.details.get("endpoint")), str(event.details.get("variant")))
         if slot in wanted:

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
-from ferryman.control.metrics.traffic import Key, Traffic, window
+from ferryman.control.metrics.traffic import Traffic, window
 from ferryman.registry import MetricSample
+from ferryman.types import Slot
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ class Reading:
     """Monotonic seconds: the interval between two readings."""
     time_s: float
     """Unix seconds: the time the samples carry."""
-    traffic: Mapping[Key, Traffic] | None
+    traffic: Mapping[Slot, Traffic] | None
     """The gateway's totals; None when it could not be read."""
-    variants: Mapping[Key, VariantReading] = field(default_factory=dict)
+    variants: Mapping[Slot, VariantReading] = field(default_factory=dict)
     replicas: Mapping[str, ReplicaReading] = field(default_factory=dict)
     """By replica URL."""
-    signals: Mapping[Key, Mapping[str, float]] = field(default_factory=dict)
+    signals: Mapping[Slot, Mapping[str, float]] = field(default_factory=dict)
     """Accuracy, F1 and input drift from the payload log."""
-    restarts: Mapping[Key, int] = field(default_factory=dict)
+    restarts: Mapping[Slot, int] = field(default_factory=dict)
     """Replica restarts in the last 10 minutes."""
 
 
@@ -97,7 +98,7 @@ class _Window:
     rss_bytes: float | None = None
 
 
-def _traffic(earlier: Reading, later: Reading) -> dict[Key, Traffic] | None:
+def _traffic(earlier: Reading, later: Reading) -> dict[Slot, Traffic] | None:
     if earlier.traffic is None or later.traffic is None:
         return None
     return window(dict(later.traffic), dict(earlier.traffic))
@@ -114,8 +115,8 @@ def _traffic_values(traffic: Traffic, interval_s: float) -> dict[str, float]:
     return values
 
 
-def _replica_windows(earlier: Reading, later: Reading) -> dict[Key, _Window]:
-    windows: dict[Key, _Window] = {}
+def _replica_windows(earlier: Reading, later: Reading) -> dict[Slot, _Window]:
+    windows: dict[Slot, _Window] = {}
     for url, now in later.replicas.items():
         summed = windows.setdefault((now.endpoint, now.variant), _Window())
         before = earlier.replicas.get(url)
@@ -149,7 +150,7 @@ def _replica_values(summed: _Window | None, interval_s: float) -> dict[str, floa
 
 
 def _prediction_drift(
-    key: Key, variants: Mapping[Key, VariantReading], windows: Mapping[Key, _Window]
+    key: Slot, variants: Mapping[Slot, VariantReading], windows: Mapping[Slot, _Window]
 ) -> float | None:
     """JS divergence of the variant's top-1 classes from its endpoint's main variant's."""
     main = next((k for k, v in variants.items() if k[0] == key[0] and v.is_main), None)

@@ -30,13 +30,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from ferryman.registry import WebhookTarget
+from ferryman.types import Clock
 from ferryman.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ class WebhookSender:
         capacity: int = 1_000,
         *,
         transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._policy = policy
         self._capacity = capacity

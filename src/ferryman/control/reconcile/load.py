@@ -9,9 +9,9 @@ replica that did not answer counts as idle.
 from __future__ import annotations
 
 from ferryman.control.metrics.source import FleetMetrics
-from ferryman.control.reconcile.plan import Slot
 from ferryman.control.reconcile.reconciler import Load
 from ferryman.runtimes.base import Replica, ReplicaState
+from ferryman.types import Slot
 
 
 class FleetLoad:

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from ferryman.gateway.routes import EndpointRoute, HeaderRule, RouteTable, VariantRoute
 from ferryman.registry import DeploymentSpec
 from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
-
-Slot = tuple[str, str]
+from ferryman.types import Slot
 
 
 @dataclass(frozen=True)

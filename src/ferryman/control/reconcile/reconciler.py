@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,10 +24,11 @@ from ferryman.control.reconcile.autoscale import (
     desired_replicas,
 )
 from ferryman.control.reconcile.forecast import RateTrack, SeasonalModel
-from ferryman.control.reconcile.plan import Backoff, RestartPolicy, Slot, plan_replicas, route_table
+from ferryman.control.reconcile.plan import Backoff, RestartPolicy, plan_replicas, route_table
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentRecord, Registry
 from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState, Runtime, replica_specs
+from ferryman.types import Clock, Slot
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Reconciler:
         runtime: Runtime,
         *,
         load: LoadSource | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         route_grace_s: float = 1.0,
         restart: RestartPolicy | None = None,
     ) -> None:

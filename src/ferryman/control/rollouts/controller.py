@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +48,7 @@ from ferryman.control.rollouts.steering import (
 )
 from ferryman.errors import FerrymanError, NotFound
 from ferryman.registry import Registry, RolloutRecord, RolloutStatus, Trigger
+from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class Memory:
 
 
 class RolloutController:
-    def __init__(
-        self, registry: Registry, sources: Sources, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, registry: Registry, sources: Sources, clock: Clock = time.monotonic) -> None:
         self._registry = registry
         self._observer = Observer(sources)
         self._clock = clock

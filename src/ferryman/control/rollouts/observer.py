@@ -17,27 +17,28 @@ from datetime import datetime
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
 from ferryman.control.analysis.significance import Arm
 from ferryman.control.metrics.feedback import ModelSignals
-from ferryman.control.metrics.traffic import Key, Traffic, grown_since, window
+from ferryman.control.metrics.traffic import Traffic, grown_since, window
 from ferryman.control.rollouts.bluegreen import Pool
 from ferryman.control.rollouts.gates import Analysis, Drift, Gates, Verdict, analyse
 from ferryman.control.rollouts.shadow import Mirror
 from ferryman.registry import RolloutRecord, VariantSpec
+from ferryman.types import Slot
 
-TrafficSource = Callable[[], dict[Key, Traffic] | None]
+TrafficSource = Callable[[], dict[Slot, Traffic] | None]
 """The gateway's traffic totals now, or None when they cannot be read."""
-PredictionSource = Callable[[], dict[Key, Classes]]
+PredictionSource = Callable[[], dict[Slot, Classes]]
 """Top-1 class counts per (endpoint, variant), summed over its ready replicas."""
 SignalSource = Callable[[RolloutRecord], ModelSignals]
 """Accuracy from feedback and input drift of a rollout's candidate and baseline."""
 AccuracySource = Callable[[RolloutRecord, datetime | None], dict[str, tuple[float, float]]]
 """(labelled, correct) rows of the rollout's two variants since a time, by variant name."""
-PoolSource = Callable[[], dict[Key, tuple[int, int]]]
+PoolSource = Callable[[], dict[Slot, tuple[int, int]]]
 """(ready replicas, failed starts since the last ready one) per (endpoint, variant)."""
-ReplicaSource = Callable[[], dict[Key, Traffic]]
+ReplicaSource = Callable[[], dict[Slot, Traffic]]
 """Each variant's own totals, summed over its replicas (a shadow's requests and latency)."""
 
 
-def _nothing() -> dict[Key, Classes]:
+def _nothing() -> dict[Slot, Classes]:
     return {}
 
 
@@ -58,9 +59,9 @@ class Snapshot:
     """Everything the controller counts, read at one moment of the monotonic clock."""
 
     at_s: float
-    totals: dict[Key, Traffic] | None
-    classes: dict[Key, Classes] = field(default_factory=dict)
-    replicas: dict[Key, Traffic] = field(default_factory=dict)
+    totals: dict[Slot, Traffic] | None
+    classes: dict[Slot, Classes] = field(default_factory=dict)
+    replicas: dict[Slot, Traffic] = field(default_factory=dict)
 
 
 class Observer:

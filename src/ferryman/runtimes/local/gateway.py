@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ferryman.config import Settings
 from ferryman.connection_limits import port_is_free
 from ferryman.runtimes.local.children import child_environment, process_start
+from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class GatewayProcess:
     def __init__(
         self,
         settings: Settings,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         restart_delay_s: float = 10.0,
     ) -> None:
         self._settings = settings

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ferryman.config import Settings
 from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
 from ferryman.runtimes.local.children import child_environment, free_port, process_start
 from ferryman.runtimes.local.usage import process_usage
+from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ReplicaProcesses:
     def __init__(
         self,
         settings: Settings,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         startup_timeout_s: float = 120.0,
     ) -> None:
         # Start and stop times in the state files are on the monotonic clock: on Linux it is

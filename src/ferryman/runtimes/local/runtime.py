@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from ferryman.config import Settings
@@ -19,12 +18,13 @@ from ferryman.gateway.routes import RouteTable
 from ferryman.runtimes.base import Replica, ReplicaSpec
 from ferryman.runtimes.local.gateway import GatewayProcess
 from ferryman.runtimes.local.processes import ReplicaProcesses
+from ferryman.types import Clock
 
 
 class LocalRuntime:
     """A :class:`~ferryman.runtimes.base.Runtime` of processes on this machine."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.monotonic) -> None:
         timeout_s = settings.control.replica_startup_timeout_s
         self._replicas = ReplicaProcesses(settings, clock, startup_timeout_s=timeout_s)
         self._gateway = GatewayProcess(settings)
