@@ -36,8 +36,9 @@ from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Database, Registry, WebhookTarget
 from tests.conftest import make_onnx
-from tests.control.e2e.harness import BODY, Stack, free_port, wait_for
+from tests.control.e2e.harness import BODY, Stack, wait_for
 from tests.control.webhook_receiver import receiving
+from tests.support import free_port
 
 
 def canary(kind: str) -> str:

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from ferryman.gateway.routes import VariantRoute
-from tests.gateway.conftest import endpoint, free_port, table
+from tests.gateway.conftest import endpoint, table
+from tests.support import free_port
 
 triton = pytest.importorskip("tritonclient.http")
 pytest.importorskip("ferryman.cli.serve")

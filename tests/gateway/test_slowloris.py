@@ -11,7 +11,8 @@ import pytest
 
 from ferryman.config import ConnectionSettings
 from tests.serving.conftest import replica_process
-from tests.slowloris import Target, attack, check, free_port, needs_slowhttptest, server_process
+from tests.slowloris import Target, attack, check, needs_slowhttptest, server_process
+from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, needs_slowhttptest]
 

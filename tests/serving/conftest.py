@@ -27,7 +27,8 @@ from ferryman.reference import GoldenRequest, ReferenceData, Tensor
 from ferryman.serving.app import create_app
 from ferryman.serving.metrics import ReplicaIdentity
 from ferryman.serving.server import DrainingServer, build_server
-from tests.slowloris import NormalRequest, Target, free_port, server_process
+from tests.slowloris import NormalRequest, Target, server_process
+from tests.support import free_port
 
 IDENTITY = ReplicaIdentity("tiny", "3", "onnx-fp32")
 

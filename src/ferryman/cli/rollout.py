@@ -11,6 +11,7 @@ from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.rollouts import steering
+from ferryman.control.rollouts.state import RolloutState
 from ferryman.registry import RolloutRecord
 
 rollout_app = typer.Typer(
@@ -86,7 +87,7 @@ def status(
                   "reason", "updated", title="Rollouts")  # fmt: skip
     for record in records:
         change = f"{record.baseline.name} → {record.candidate.name}"
-        phase = record.state.get(steering.PHASE)
+        phase = RolloutState.of(record.state).phase
         strategy = record.strategy + (f" ({phase})" if phase and not record.finished_at else "")
         table.add_row(str(record.id), record.endpoint, strategy, change, record.status.value,
                       f"{record.weight}%", str(record.failed_checks), record.reason,

@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from ferryman.config import ConnectionSettings
-from tests.slowloris import (
-    NormalRequest,
-    Target,
-    attack,
-    check,
-    free_port,
-    needs_slowhttptest,
-    server_process,
-)
+from tests.slowloris import NormalRequest, Target, attack, check, needs_slowhttptest, server_process
+from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, needs_slowhttptest]
 

@@ -22,7 +22,8 @@ import pytest
 from ferryman.control.metrics.promql import PrometheusTraffic
 from ferryman.control.metrics.traffic import traffic_by_variant
 from tests.conftest import make_onnx
-from tests.control.e2e.harness import BODY, Stack, free_port, wait_for
+from tests.control.e2e.harness import BODY, Stack, wait_for
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 

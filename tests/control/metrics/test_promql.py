@@ -23,7 +23,7 @@ from ferryman.control.loop import ControlLoop
 from ferryman.control.metrics.promql import PrometheusTraffic, totals
 from ferryman.control.metrics.traffic import Traffic
 from ferryman.registry import Registry
-from tests.control.e2e.harness import free_port
+from tests.support import free_port
 
 
 def test_answers_become_the_gateways_totals() -> None:

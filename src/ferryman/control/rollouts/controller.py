@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,18 +35,8 @@ from ferryman.control.rollouts.plans import (
     parse_plan,
     parse_strategy,
 )
-from ferryman.control.rollouts.steering import (
-    BAKING,
-    CANARY,
-    PHASE,
-    POOL_REPLICAS,
-    RUNNING,
-    SHADOWING,
-    WARMING,
-    change_for,
-    end,
-    move_to,
-)
+from ferryman.control.rollouts.state import Phase, RolloutState
+from ferryman.control.rollouts.steering import change_for, end, move_to
 from ferryman.errors import FerrymanError, NotFound
 from ferryman.registry import Registry, RolloutRecord, RolloutStatus, Trigger
 from ferryman.types import Clock
@@ -64,9 +55,14 @@ ENDS = {
 class Memory:
     """A rollout's snapshots in this process: where its phase began and its window opened."""
 
-    phase: str
+    phase: Phase | None
     began: Snapshot
     opened: Snapshot
+
+
+Step = Callable[[RolloutRecord, Any], None]
+"""What a strategy does in one phase: (rollout, its plan) → acts. The plan's type is the one
+``parse_plan`` gives for the rollout's strategy, which the table below is keyed by."""
 
 
 class RolloutController:
@@ -75,6 +71,17 @@ class RolloutController:
         self._observer = Observer(sources)
         self._clock = clock
         self._memory: dict[int, Memory] = {}
+        self._steps: dict[tuple[Strategy, Phase | None], Step] = {
+            (Strategy.CANARY, None): self._canary,
+            (Strategy.BLUE_GREEN, Phase.WARMING): self._warm,
+            (Strategy.BLUE_GREEN, Phase.BAKING): self._bake,
+            (Strategy.AB_TEST, Phase.WARMING): self._warm,
+            (Strategy.AB_TEST, Phase.RUNNING): self._test,
+            (Strategy.SHADOW, Phase.WARMING): self._warm,
+            (Strategy.SHADOW, Phase.SHADOWING): self._shadow,
+            (Strategy.SHADOW, Phase.CANARY): self._shadow_canary,
+        }
+        """Each strategy's phases and what the controller does in each."""
 
     def tick(self) -> None:
         for trigger in self._registry.policies.pending():
@@ -117,22 +124,12 @@ class RolloutController:
 
     def _advance(self, rollout: RolloutRecord) -> None:
         strategy = Strategy(rollout.strategy)
-        plan = parse_plan(strategy, rollout.plan)
-        phase = rollout.state.get(PHASE)
-        if isinstance(plan, CanaryPlan):
-            self._canary(rollout, plan)
-        elif phase == WARMING:
-            self._warm(rollout, strategy, plan.warmup_timeout_s)
-        elif isinstance(plan, BlueGreenPlan) and phase == BAKING:
-            self._bake(rollout, plan)
-        elif isinstance(plan, ABTestPlan) and phase == RUNNING:
-            self._test(rollout, plan)
-        elif isinstance(plan, ShadowPlan) and phase == SHADOWING:
-            self._shadow(rollout, plan)
-        elif isinstance(plan, ShadowPlan) and phase == CANARY and plan.canary is not None:
-            self._canary(rollout, plan.canary)
-        else:
+        phase = RolloutState.of(rollout.state).phase
+        step = self._steps.get((strategy, phase))
+        if step is None:
             logger.warning("rollout %d: unknown phase %r of %s", rollout.id, phase, strategy)
+            return
+        step(rollout, parse_plan(strategy, rollout.plan))
 
     # -- canary ------------------------------------------------------------------------------
 
@@ -160,9 +157,10 @@ class RolloutController:
 
     # -- warming (blue-green, A/B test, shadow) ----------------------------------------------
 
-    def _warm(self, rollout: RolloutRecord, strategy: Strategy, timeout_s: float) -> None:
+    def _warm(self, rollout: RolloutRecord, plan: BlueGreenPlan | ABTestPlan | ShadowPlan) -> None:
+        strategy = Strategy(rollout.strategy)
         spec = self._registry.deployments.get(rollout.endpoint).spec
-        wanted = rollout.state.get(POOL_REPLICAS) or max(
+        wanted = RolloutState.of(rollout.state).pool_replicas or max(
             1, spec.autoscaling.min_replicas if spec.autoscaling else rollout.candidate.replicas
         )
         if rollout.candidate.name not in {v.name for v in spec.variants}:
@@ -171,8 +169,8 @@ class RolloutController:
                 # the end, so the switch and an instant rollback land on warm capacity.
                 wanted = max(wanted, self._observer.ready(rollout.endpoint, rollout.baseline))
                 wanted = min(wanted, spec.autoscaling.max_replicas)
-                state = {**rollout.state, POOL_REPLICAS: wanted}
-                rollout = rollout.model_copy(update={"state": state})
+                state = RolloutState.of(rollout.state).with_(pool_replicas=wanted)
+                rollout = rollout.model_copy(update={"state": state.stored()})
             reason = f"warming {wanted} replicas of {rollout.candidate.name} at 0%"
             move_to(self._registry, rollout, 0, ACTOR, action="warming", reason=reason,
                     state=rollout.state)  # fmt: skip
@@ -180,35 +178,38 @@ class RolloutController:
             return
         memory = self._memory.get(rollout.id) or self._remember(rollout)
         pool = self._observer.pool(rollout, wanted)
-        decision = warm(timeout_s, pool, self._clock() - memory.began.at_s)
+        decision = warm(plan.warmup_timeout_s, pool, self._clock() - memory.began.at_s)
         details = {"pool": pool.figures()}
         if decision.action is Action.ROLLBACK:
             end(self._registry, rollout, RolloutStatus.ROLLED_BACK,
                 reason=decision.reason, actor=ACTOR, details=details)  # fmt: skip
         elif decision.action is Action.STEP:
-            self._ready(rollout, strategy, decision.reason, details)
+            self._ready(rollout, plan, decision.reason, details)
 
     def _ready(
-        self, rollout: RolloutRecord, strategy: Strategy, why: str, details: dict[str, Any]
+        self,
+        rollout: RolloutRecord,
+        plan: BlueGreenPlan | ABTestPlan | ShadowPlan,
+        why: str,
+        details: dict[str, Any],
     ) -> None:
         """The pool is ready: blue-green switches, an A/B test splits, a shadow mirrors."""
-        plan = parse_plan(strategy, rollout.plan)
-        state: dict[str, Any]
+        state = RolloutState.of(rollout.state)
         if isinstance(plan, BlueGreenPlan):
-            state, weight, action, reason = {PHASE: BAKING}, 100, "switched", f"{why}: switched"
+            state, weight = state.with_(phase=Phase.BAKING), 100
+            action, reason = "switched", f"{why}: switched"
         elif isinstance(plan, ABTestPlan):
             began = totals_of(rollout, self._observer.snapshot(self._clock()))
             started_at = datetime.now(UTC).isoformat()
-            state = {PHASE: RUNNING, "began": began, "started_at": started_at}
+            state = state.with_(phase=Phase.RUNNING, began=began, started_at=started_at)
             weight, action = plan.split, "split"
             reason = f"{why}: {plan.split}% of users by {plan.sticky_header} to the candidate"
         else:
-            state, weight, action = {PHASE: SHADOWING}, 0, "mirroring"
+            state, weight, action = state.with_(phase=Phase.SHADOWING), 0, "mirroring"
             reason = f"{why}: every request mirrored to it, never served"
-        state = {**rollout.state, **state}
-        ready = rollout.model_copy(update={"state": state})
+        ready = rollout.model_copy(update={"state": state.stored()})
         move_to(self._registry, ready, weight, ACTOR, details,
-                action=action, state=state, reason=reason)  # fmt: skip
+                action=action, state=state.stored(), reason=reason)  # fmt: skip
 
     # -- blue-green --------------------------------------------------------------------------
 
@@ -235,12 +236,13 @@ class RolloutController:
         if due is None:
             return
         _, closing, memory = due
+        state = RolloutState.of(rollout.state)
         if plan.metric == "accuracy":
-            since = rollout.state.get("started_at")
-            started = datetime.fromisoformat(since) if isinstance(since, str) else None
+            since = state.started_at
+            started = datetime.fromisoformat(since) if since is not None else None
             arms = self._observer.accuracy_arms(rollout, started)
         else:
-            found = self._observer.success_arms(rollout, rollout.state.get("began", {}), closing)
+            found = self._observer.success_arms(rollout, state.began or {}, closing)
             if found is None:
                 reason = "inconclusive: metrics unavailable"
                 self._registry.rollouts.transition(rollout.id, ACTOR, "held", reason=reason)
@@ -249,8 +251,9 @@ class RolloutController:
         look = abtest.Look(arms[0], arms[1], closing.at_s - memory.began.at_s)
         names = (rollout.baseline.name, rollout.candidate.name)
         decision, report = abtest.judge(plan, look, names)
-        state = {**rollout.state, "result": report}
-        self._conclude(rollout, decision, {"test": report}, state=state)
+        self._conclude(
+            rollout, decision, {"test": report}, state=state.with_(result=report).stored()
+        )
 
     # -- shadow ------------------------------------------------------------------------------
 
@@ -262,14 +265,21 @@ class RolloutController:
         mirror = self._observer.mirror(rollout, memory.began, closing)
         elapsed_s = closing.at_s - memory.began.at_s
         decision, report = shadow.judge(plan, mirror, elapsed_s)
-        state = {**rollout.state, "report": report}
+        state = RolloutState.of(rollout.state).with_(report=report)
         if decision.action is Action.STEP:
-            state[PHASE] = CANARY
-            canary = rollout.model_copy(update={"state": state})
+            state = state.with_(phase=Phase.CANARY)
+            canary = rollout.model_copy(update={"state": state.stored()})
             move_to(self._registry, canary, decision.weight, ACTOR, {"report": report},
-                    state=state, step_index=0, reason=decision.reason)  # fmt: skip
+                    state=state.stored(), step_index=0, reason=decision.reason)  # fmt: skip
             return
-        self._conclude(rollout, decision, {"report": report}, state=state)
+        self._conclude(rollout, decision, {"report": report}, state=state.stored())
+
+    def _shadow_canary(self, rollout: RolloutRecord, plan: ShadowPlan) -> None:
+        """A shadow that agreed well enough goes on as a canary, when its plan says so."""
+        if plan.canary is None:
+            logger.warning("rollout %d: a canary phase with no canary plan", rollout.id)
+            return
+        self._canary(rollout, plan.canary)
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -291,7 +301,7 @@ class RolloutController:
     def _remember(self, rollout: RolloutRecord) -> Memory:
         """Begin the rollout's phase (and its first window) now."""
         snapshot = self._snapshot(rollout)
-        memory = Memory(str(rollout.state.get(PHASE, "")), snapshot, snapshot)
+        memory = Memory(RolloutState.of(rollout.state).phase, snapshot, snapshot)
         self._memory[rollout.id] = memory
         return memory
 
@@ -303,7 +313,7 @@ class RolloutController:
         A rollout seen for the first time in this phase begins its phase and first window.
         """
         memory = self._memory.get(rollout.id)
-        if memory is None or memory.phase != str(rollout.state.get(PHASE, "")):
+        if memory is None or memory.phase != RolloutState.of(rollout.state).phase:
             self._remember(rollout)
             return None
         if self._clock() - memory.opened.at_s < interval_s:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ferryman.control.rollouts.plans import Strategy, parse_plan, parse_strategy
+from ferryman.control.rollouts.state import Phase, RolloutState
 from ferryman.errors import Conflict
 from ferryman.registry import (
     DeploymentSpec,
@@ -26,13 +27,6 @@ from ferryman.registry import (
     RolloutStatus,
     VariantSpec,
 )
-
-PHASE = "phase"
-WARMING, BAKING = "warming", "baking"  # blue_green
-RUNNING = "running"  # ab_test (after warming)
-SHADOWING, CANARY = "shadowing", "canary"  # shadow (after warming; then perhaps a canary)
-STICKY_BEFORE = "sticky_header_before"
-POOL_REPLICAS = "pool_replicas"  # blue_green on an autoscaled endpoint: both pools' standby
 
 ACTIONS = {
     RolloutStatus.PROMOTED: "promoted",
@@ -70,10 +64,10 @@ def change_for(
             f"endpoint {spec.endpoint!r} already mirrors to {spec.shadow}; remove that shadow first"
         )
     candidate = VariantSpec(model=baseline.model, version=version, replicas=baseline.replicas)
-    state: dict[str, Any] = {} if strategy is Strategy.CANARY else {PHASE: WARMING}
+    state = RolloutState() if strategy is Strategy.CANARY else RolloutState(phase=Phase.WARMING)
     if strategy is Strategy.AB_TEST:
-        state[STICKY_BEFORE] = spec.sticky_header
-    return (baseline, candidate), state
+        state = state.with_(sticky_header_before=spec.sticky_header)
+    return (baseline, candidate), state.stored()
 
 
 def start_rollout(
@@ -101,7 +95,8 @@ def start_rollout(
 
 def is_mirroring(rollout: RolloutRecord) -> bool:
     """Whether the candidate receives copies only (a warmed shadow, before any canary)."""
-    return rollout.strategy == Strategy.SHADOW and rollout.state.get(PHASE) == SHADOWING
+    phase = RolloutState.of(rollout.state).phase
+    return rollout.strategy == Strategy.SHADOW and phase is Phase.SHADOWING
 
 
 def spec_at(spec: DeploymentSpec, rollout: RolloutRecord, weight: int) -> DeploymentSpec:
@@ -109,9 +104,9 @@ def spec_at(spec: DeploymentSpec, rollout: RolloutRecord, weight: int) -> Deploy
 
     The baseline stays at 0% when the candidate has it all, so a rollback is one weight
     change; a shadow's candidate is the endpoint's mirror; an A/B test's split is sticky; a
-    blue-green on an autoscaled endpoint holds both pools at its ``POOL_REPLICAS``.
+    blue-green on an autoscaled endpoint holds both pools at its ``pool_replicas``.
     """
-    standby = rollout.state.get(POOL_REPLICAS)
+    standby = RolloutState.of(rollout.state).pool_replicas
     baseline = rollout.baseline.model_copy(
         update={"weight": 100 - weight, "standby_replicas": standby}
     )
@@ -137,7 +132,7 @@ def spec_after(spec: DeploymentSpec, rollout: RolloutRecord, promoted: bool) -> 
     if spec.shadow in involved:
         update["shadow"] = None
     if rollout.strategy == Strategy.AB_TEST:
-        update["sticky_header"] = rollout.state.get(STICKY_BEFORE)
+        update["sticky_header"] = RolloutState.of(rollout.state).sticky_header_before
     return spec.model_copy(update=update)
 
 
@@ -205,7 +200,8 @@ def resume(registry: Registry, rollout_id: int, actor: str) -> RolloutRecord:
 def promote(registry: Registry, rollout_id: int, actor: str) -> RolloutRecord:
     """Promote the candidate now: all traffic, and the production alias."""
     rollout = _active(registry, rollout_id)
-    if rollout.strategy == Strategy.BLUE_GREEN and rollout.state.get(PHASE) == WARMING:
+    phase = RolloutState.of(rollout.state).phase
+    if rollout.strategy == Strategy.BLUE_GREEN and phase is Phase.WARMING:
         raise Conflict(
             f"rollout {rollout_id}: the new pool is not ready yet and has served nothing; wait "
             "for the switch, or abort"
@@ -255,7 +251,7 @@ def _undo_promotion(registry: Registry, rollout: RolloutRecord, actor: str) -> R
             f"endpoint {rollout.endpoint!r} serves {', '.join(names)}: neither "
             f"{rollout.candidate.name} nor {rollout.baseline.name}; deploy by hand instead"
         )
-    version = int(rollout.state.get("production_before") or rollout.baseline.version)
+    version = RolloutState.of(rollout.state).production_before or rollout.baseline.version
     reason = f"promotion undone by hand: {rollout.baseline.name} serves again"
     return registry.undo_promotion((rollout.id, actor), spec, version, reason)
 
