@@ -30,13 +30,16 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def make_onnx(name: str = "relu", width: int = 4, seed_value: float = 0.0) -> bytes:
-    """A valid, tiny ONNX model: y = relu(x + c). ``seed_value`` makes distinct files."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])
+def make_onnx(
+    name: str = "relu", width: int = 4, seed_value: float = 0.0, input_name: str = "x"
+) -> bytes:
+    """A valid, tiny ONNX model: y = relu(x + c). ``seed_value`` makes distinct files;
+    another ``input_name`` or ``width`` makes a version whose clients send other inputs."""
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", width])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])
     const = helper.make_tensor("c", TensorProto.FLOAT, [width], [seed_value] * width)
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+        [helper.make_node("Add", [input_name, "c"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
         name,
         [x],
         [y],

@@ -113,3 +113,42 @@ def test_policy_set_with_a_strategy_and_list(deployed: Run) -> None:
     assert "bake 120 s" in deployed("policy", "list")[1]
     code, out, _ = deployed("policy", "set", "m", "--strategy", "ab", "--split", "20")
     assert "A/B test on success_rate: 20% of users by x-user-id" in out
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green", "ab", "shadow"])
+def test_a_rollout_clients_could_not_call_is_refused_unless_forced(
+    deployed: Run, tmp_path: Path, onnx_bytes: Callable[..., bytes], strategy: str
+) -> None:
+    path = tmp_path / "features.onnx"
+    path.write_bytes(onnx_bytes(input_name="features"))
+    assert deployed("register", str(path), "--model", "m")[0] == 0  # v3
+    code, out, err = deployed("rollout", "start", "m", "--to", "3", "--strategy", strategy)
+    assert code == 1
+    assert out == ""
+    assert err.startswith(
+        "error: m v3 takes 'features' FP32 [-1,4]; the serving version v1 takes 'x' FP32 "
+        "[-1,4]: input 'x' is gone; input 'features' is new and required, so clients sending "
+        "'x' would get 400; to roll it out anyway, pass --force"
+    )
+    assert "Rollouts" in deployed("rollout", "status")[1]
+    code, out, err = deployed(
+        "rollout", "start", "m", "--to", "3", "--strategy", strategy, "--force", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["candidate"]["version"] == 3
+
+
+def test_moving_production_where_clients_could_not_follow_is_refused_unless_forced(
+    deployed: Run, tmp_path: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    path = tmp_path / "wide.onnx"
+    path.write_bytes(onnx_bytes(width=5))
+    assert deployed("register", str(path), "--model", "m")[0] == 0  # v3
+    assert deployed("alias", "set", "m", "production", "1")[0] == 0
+    code, _, err = deployed("alias", "set", "m", "production", "3")
+    assert code == 1
+    assert "m v3 takes 'x' FP32 [-1,5]; the production version v1 takes 'x' FP32 [-1,4]: " \
+           "input 'x' has shape [-1,5], not [-1,4]" in err  # fmt: skip
+    code, out, err = deployed("alias", "set", "m", "production", "3", "--force")
+    assert code == 0, err
+    assert "m@production → v3 (was v1)" in out

@@ -205,10 +205,14 @@ def set_alias(
     model: Annotated[str, typer.Argument(help="Model name.")],
     alias: Annotated[str, typer.Argument(help="Alias, e.g. production.")],
     version: Annotated[str, typer.Argument(help="Version number (or another alias).")],
+    force: Annotated[
+        bool,
+        typer.Option(help="Move production even where its clients' inputs would be refused."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Point ALIAS of MODEL at VERSION."""
-    record = cli_context(ctx).client().set_alias(model, alias, version)
+    """Point ALIAS of MODEL at VERSION (production only where its clients can follow)."""
+    record = cli_context(ctx).client().set_alias(model, alias, version, force=force)
     if json_output:
         print_json(record)
         return

@@ -20,6 +20,8 @@ rollout_app = typer.Typer(
 )
 RolloutId = Annotated[int, typer.Argument(help="Rollout number (ferryman rollout status).")]
 ACTOR_SUFFIX = " (cli)"
+SKIPS_SHOWN = 5
+"""Newest versions that policies did not roll out, listed under ``rollout status``."""
 
 
 @rollout_app.command("start")
@@ -51,6 +53,10 @@ def start(
     min_agreement: plans.MinAgreement = None,
     min_compared: plans.MinCompared = None,
     then_canary: plans.ThenCanary = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Start even when the serving version's clients could not call TO."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Roll version TO out on ENDPOINT; the control plane moves it on by its gates."""
@@ -67,8 +73,9 @@ def start(
     kind, plan = plans.build_plan(strategy, options)
     state = cli_context(ctx)
     record = steering.start_rollout(
-        state.registry(), endpoint, to, strategy=kind.value, plan=plan, actor=state.settings.user
-    )
+        state.registry(), endpoint, to,
+        strategy=kind.value, plan=plan, actor=state.settings.user, force=force,
+    )  # fmt: skip
     _show(record, json_output)
 
 
@@ -78,8 +85,10 @@ def status(
     endpoint: Annotated[str | None, typer.Argument(help="Only this endpoint.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Rollouts, newest last: where each stands and why."""
-    records = cli_context(ctx).registry().rollouts.list(endpoint)
+    """Rollouts, newest last: where each stands and why; then the versions that policies did
+    not roll out, and why."""
+    registry = cli_context(ctx).registry()
+    records = registry.rollouts.list(endpoint)
     if json_output:
         print_json(records)
         return
@@ -93,6 +102,12 @@ def status(
                       f"{record.weight}%", str(record.failed_checks), record.reason,
                       when(record.updated_at))  # fmt: skip
     console.print(table)
+    skipped = [event for event in registry.list_events(action="policy.skipped", limit=SKIPS_SHOWN)
+               if endpoint is None or event.details.get("endpoint") == endpoint]  # fmt: skip
+    for event in skipped:
+        console.print(f"{when(event.at)} policy of {event.object_key} did not roll out "
+                      f"v{event.details.get('version')}: {event.details.get('reason')}",
+                      markup=False, highlight=False)  # fmt: skip
 
 
 @rollout_app.command("events")

@@ -25,6 +25,7 @@ SERIES = MappingProxyType(
     {
         "qps": "requests per second answered at the gateway",
         "error_rate": "share of answers that were 5xx (0..1)",
+        "client_error_rate": "share of answers that were 4xx: requests the model refused (0..1)",
         "p50_ms": "median latency at the gateway, in ms",
         "p99_ms": "99th-percentile latency at the gateway, in ms",
         "batch_size": "mean rows per model call on the replicas",

@@ -149,7 +149,11 @@ class Policies:
             now = self._clock()
             if change is None:
                 subject = ("policy", policy.model, policy.model)
-                details = {"version": trigger.version, "reason": skip_reason}
+                details = {
+                    "version": trigger.version,
+                    "endpoint": policy.endpoint,
+                    "reason": skip_reason,
+                }
                 append_event(session, now, actor, "policy.skipped", subject, details=details)
                 return None
             return insert_rollout(

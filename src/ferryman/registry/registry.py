@@ -60,10 +60,16 @@ from ferryman.registry.rollouts import (
 )
 from ferryman.registry.runs import RunLog
 from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
+from ferryman.signature import Signature, incompatibility
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+PRODUCTION = "production"
+"""The alias the clients of a model call, which promotions move."""
+FORCE_HINT = 'to move it anyway, pass --force (API: "force": true)'
 
 
 class Registry:
@@ -243,13 +249,21 @@ class Registry:
 
     # -- aliases --------------------------------------------------------------------------
 
-    def set_alias(self, model: str, alias: str, ref: VersionRef, actor: str) -> AliasRecord:
-        """Point ``alias`` at a version; moving it is recorded as an event."""
+    def set_alias(
+        self, model: str, alias: str, ref: VersionRef, actor: str, *, force: bool = False
+    ) -> AliasRecord:
+        """Point ``alias`` at a version; moving it is recorded as an event.
+
+        ``production`` is refused (409) on a version whose inputs its clients could not send
+        (:func:`~ferryman.signature.incompatibility`), unless ``force``.
+        """
         validate_alias(alias)
 
         def work(session: Session) -> AliasRecord:
             model_row = find_model(session, model, for_update=True)
             target = find_version(session, model_row, ref)
+            if alias == PRODUCTION and not force:
+                _check_clients_can_call(session, model_row, target)
             return self._move_alias(session, model_row, alias, target, actor, now=self._clock())
 
         return self._db.write(work)
@@ -390,7 +404,7 @@ class Registry:
     ) -> AliasRecord:
         model_row = find_model(session, model, for_update=True)
         target = find_version(session, model_row, version)
-        return self._move_alias(session, model_row, "production", target, actor, now=now)
+        return self._move_alias(session, model_row, PRODUCTION, target, actor, now=now)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -478,3 +492,19 @@ class Registry:
             updated_by=row.updated_by,
             updated_at=row.updated_at,
         )
+
+
+def _check_clients_can_call(session: Session, model_row: ModelRow, target: VersionRow) -> None:
+    """Refuse to move ``production`` where the clients of its version could not follow."""
+    row = session.get(AliasRow, (model_row.id, PRODUCTION))
+    if row is None or row.version_id == target.id:
+        return
+    current = session.get_one(VersionRow, row.version_id)
+    problem = incompatibility(
+        model_row.name,
+        (current.number, Signature.model_validate(current.signature)),
+        (target.number, Signature.model_validate(target.signature)),
+        "production",
+    )
+    if problem is not None:
+        raise Conflict(f"{problem}; {FORCE_HINT}")

@@ -212,6 +212,7 @@ class PolicyRow(Base):
     trigger: Mapped[str] = mapped_column(String(80))
     strategy: Mapped[str] = mapped_column(String(16), server_default="canary")
     plan: Mapped[dict[str, Any]]
+    offline_gate: Mapped[dict[str, Any] | None]
     last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     created_by: Mapped[str] = mapped_column(KEY)
     updated_at: Mapped[datetime]
@@ -264,6 +265,7 @@ class MetricSampleRow(Base):
     variant: Mapped[str] = mapped_column(String(160))
     qps: Mapped[float | None] = mapped_column(Float)
     error_rate: Mapped[float | None] = mapped_column(Float)
+    client_error_rate: Mapped[float | None] = mapped_column(Float)
     p50_ms: Mapped[float | None] = mapped_column(Float)
     p99_ms: Mapped[float | None] = mapped_column(Float)
     batch_size: Mapped[float | None] = mapped_column(Float)

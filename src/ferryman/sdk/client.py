@@ -96,9 +96,15 @@ class Client:
     def list_variants(self, model: str, version: VersionRef = "latest") -> list[VariantRecord]:
         return self._backend.list_variants(model, version)
 
-    def set_alias(self, model: str, alias: str, version: VersionRef) -> AliasRecord:
-        """Point ``alias`` at ``version``; the move is recorded in the audit log."""
-        return self._backend.set_alias(model, alias, version)
+    def set_alias(
+        self, model: str, alias: str, version: VersionRef, *, force: bool = False
+    ) -> AliasRecord:
+        """Point ``alias`` at ``version``; the move is recorded in the audit log.
+
+        ``production`` is refused on a version whose inputs its clients could not send,
+        unless ``force``.
+        """
+        return self._backend.set_alias(model, alias, version, force=force)
 
     def remove_alias(self, model: str, alias: str) -> None:
         self._backend.remove_alias(model, alias)

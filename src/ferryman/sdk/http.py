@@ -80,9 +80,12 @@ class HttpBackend:
         path = f"/models/{_segment(model)}/versions/{_segment(ref)}/variants"
         return _VARIANTS.validate_python(self._call("GET", path))
 
-    def set_alias(self, model: str, alias: str, ref: VersionRef) -> AliasRecord:
+    def set_alias(
+        self, model: str, alias: str, ref: VersionRef, *, force: bool = False
+    ) -> AliasRecord:
         path = f"/models/{_segment(model)}/aliases/{_segment(alias)}"
-        return AliasRecord.model_validate(self._call("PUT", path, json={"version": ref}))
+        body = {"version": ref, "force": force}
+        return AliasRecord.model_validate(self._call("PUT", path, json=body))
 
     def remove_alias(self, model: str, alias: str) -> None:
         self._call("DELETE", f"/models/{_segment(model)}/aliases/{_segment(alias)}")

@@ -249,3 +249,34 @@ def test_rollout_routes_need_the_token(control: RunningServer) -> None:
               ("PUT", "/policies/m"), ("DELETE", "/policies/m")]  # fmt: skip
     for method, path in routes:
         assert httpx.request(method, f"{control.url}/api/v1{path}").status_code == 401
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue_green", "ab_test"])
+def test_a_rollout_clients_could_not_call_is_refused_unless_forced(
+    api: httpx.Client, control: RunningServer, onnx_bytes: Callable[..., bytes], strategy: str
+) -> None:
+    control.registry.register("m", onnx_bytes(input_name="features"), "t")  # v4
+    body = {"endpoint": "m", "version": 4, "strategy": strategy}
+    refused = api.post("/rollouts", json=body)
+    assert refused.status_code == 409
+    assert refused.json()["error"].startswith(
+        "m v4 takes 'features' FP32 [-1,4]; the serving version v1 takes 'x' FP32 [-1,4]: "
+        "input 'x' is gone; input 'features' is new and required, so clients sending 'x' "
+        "would get 400"
+    )
+    assert api.get("/rollouts").json() == []
+    forced = api.post("/rollouts", json={**body, "force": True})
+    assert forced.status_code == 201, forced.text
+
+
+def test_moving_production_where_clients_could_not_follow_is_refused_unless_forced(
+    api: httpx.Client, control: RunningServer, onnx_bytes: Callable[..., bytes]
+) -> None:
+    control.registry.register("m", onnx_bytes(input_name="features"), "t")  # v4
+    refused = api.put("/models/m/aliases/production", json={"version": 4})
+    assert refused.status_code == 409
+    assert "the production version v1 takes 'x' FP32 [-1,4]" in refused.json()["error"]
+    assert api.get("/models/m").json()["aliases"]["production"] == 1
+    forced = api.put("/models/m/aliases/production", json={"version": 4, "force": True})
+    assert forced.status_code == 200, forced.text
+    assert api.get("/models/m").json()["aliases"]["production"] == 4

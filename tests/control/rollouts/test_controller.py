@@ -92,6 +92,21 @@ def test_a_failing_canary_rolls_back_after_threshold_checks(deployed: Registry) 
         deployed.get_version("digits", "production")  # aliases stay where they were
 
 
+def test_the_failed_checks_that_rolled_back_are_all_counted(deployed: Registry) -> None:
+    """The rollout's count says "3 of 3" when its reason says "3 failed checks (threshold 3)"."""
+    clock, traffic = Clock(), Scripted()
+    controller = RolloutController(deployed, Sources(traffic), clock)
+    rollout = start_canary(deployed, PLAN.model_copy(update={"threshold": 3}))
+    controller.tick()
+    run_windows(controller, clock, traffic, 3, candidate_errors=15)
+
+    done = deployed.rollouts.get(rollout.id)
+    assert done.status is RolloutStatus.ROLLED_BACK
+    assert done.reason.startswith("3 failed checks (threshold 3)")
+    assert done.failed_checks == 3
+    assert deployed.rollouts.timeline(rollout.id)[-1].details["failed_checks"] == 3
+
+
 def test_no_data_holds_and_never_promotes(deployed: Registry) -> None:
     """RELIABILITY Z5: metrics down, or too little traffic → hold; resume when data returns."""
     clock, traffic = Clock(), Scripted()

@@ -10,7 +10,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ferryman.errors import InvalidInput, PayloadTooLarge
@@ -48,6 +48,10 @@ ActorDep = Annotated[str, Depends(actor_of)]
 
 class AliasTarget(BaseModel):
     version: int | str
+    force: bool = Field(
+        default=False,
+        description="Move production even to a version whose inputs its clients could not send.",
+    )
 
 
 @router.get("/models")
@@ -111,7 +115,7 @@ def list_variants(model: str, version: str, registry: RegistryDep) -> list[Varia
 def set_alias(
     model: str, alias: str, target: AliasTarget, registry: RegistryDep, actor: ActorDep
 ) -> AliasRecord:
-    return registry.set_alias(model, alias, target.version, actor)
+    return registry.set_alias(model, alias, target.version, actor, force=target.force)
 
 
 @router.delete("/models/{model}/aliases/{alias}", status_code=204)

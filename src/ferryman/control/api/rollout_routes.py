@@ -40,6 +40,10 @@ class RolloutRequest(BaseModel):
         default="canary", max_length=16, description="canary, blue_green, ab_test or shadow."
     )
     plan: dict[str, Any] = Field(default_factory=dict)
+    force: bool = Field(
+        default=False,
+        description="Start even when the serving version's clients could not call the version.",
+    )
 
 
 class PolicyRequest(BaseModel):
@@ -63,8 +67,9 @@ def list_rollouts(
 @router.post("/rollouts", status_code=201)
 def start_rollout(body: RolloutRequest, registry: RegistryDep, actor: ActorDep) -> RolloutRecord:
     return steering.start_rollout(
-        registry, body.endpoint, body.version, strategy=body.strategy, plan=body.plan, actor=actor
-    )
+        registry, body.endpoint, body.version,
+        strategy=body.strategy, plan=body.plan, actor=actor, force=body.force,
+    )  # fmt: skip
 
 
 @router.get("/rollouts/{rollout_id}")

@@ -69,10 +69,13 @@ def totals(
     bounds: dict[Slot, dict[float, float]] = {}
     outcomes: dict[Slot, dict[str, float]] = {}
     for labels, value in requests:
-        counts = found.setdefault(_key(labels), {"requests": 0.0, "errors": 0.0})
+        counts = found.setdefault(_key(labels), {"requests": 0.0, "errors": 0.0, "4xx": 0.0})
         counts["requests"] += value
-        if labels.get("code", "").startswith("5"):
+        code = labels.get("code", "")
+        if code.startswith("5"):
             counts["errors"] += value
+        elif code.startswith("4"):
+            counts["4xx"] += value
     for labels, value in buckets:
         bound = math.inf if labels.get("le") in ("+Inf", "Inf") else float(labels["le"])
         bounds.setdefault(_key(labels), {})[bound] = value
@@ -84,6 +87,7 @@ def totals(
             found.get(key, {}).get("errors", 0.0),
             bounds.get(key, {}),
             outcomes.get(key, {}),
+            found.get(key, {}).get("4xx", 0.0),
         )
         for key in found.keys() | bounds.keys() | outcomes.keys()
     }

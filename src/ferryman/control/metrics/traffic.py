@@ -23,17 +23,25 @@ REPLICA_LATENCY = "ferryman_request_duration_seconds_bucket"
 
 @dataclass(frozen=True)
 class Traffic:
-    """Totals of one variant: requests, 5xx answers, the latency histogram, and — for a
-    shadow — its copies by comparison outcome (equal, close, different…)."""
+    """Totals of one variant: requests, 5xx answers, the latency histogram, — for a shadow —
+    its copies by comparison outcome (equal, close, different…), and 4xx answers: requests
+    the variant refused, which a client of another version may send it."""
 
     requests: float = 0.0
     errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound → cumulative count
     shadow: dict[str, float] = field(default_factory=dict)
+    client_errors: float = 0.0
 
     @property
     def error_rate(self) -> float:
+        """The share of 5xx answers."""
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def client_error_rate(self) -> float:
+        """The share of 4xx answers."""
+        return self.client_errors / self.requests if self.requests else 0.0
 
     def quantile_s(self, q: float) -> float | None:
         """The ``q`` quantile of latency in seconds, or None without observations."""
@@ -44,6 +52,7 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     """Parse the gateway's /metrics text into totals per (endpoint, variant)."""
     requests: dict[Slot, float] = {}
     errors: dict[Slot, float] = {}
+    client_errors: dict[Slot, float] = {}
     buckets: dict[Slot, dict[float, float]] = {}
     shadow: dict[Slot, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
@@ -51,8 +60,11 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
             key = (sample.labels.get("endpoint", ""), sample.labels.get("variant", ""))
             if sample.name == REQUESTS:
                 requests[key] = requests.get(key, 0.0) + sample.value
-                if sample.labels.get("code", "").startswith("5"):
+                code = sample.labels.get("code", "")
+                if code.startswith("5"):
                     errors[key] = errors.get(key, 0.0) + sample.value
+                elif code.startswith("4"):
+                    client_errors[key] = client_errors.get(key, 0.0) + sample.value
             elif sample.name == LATENCY:
                 bound = float(sample.labels["le"])
                 buckets.setdefault(key, {})[bound] = sample.value
@@ -60,24 +72,28 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
                 shadow.setdefault(key, {})[sample.labels.get("outcome", "")] = sample.value
     keys = set(requests) | set(buckets) | set(shadow)
     return {
-        k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {}), shadow.get(k, {}))
+        k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {}), shadow.get(k, {}),
+                   client_errors.get(k, 0.0))
         for k in keys
-    }
+    }  # fmt: skip
 
 
 def replica_traffic(text: str) -> Traffic:
-    """One replica's own totals from its /metrics text: requests, 5xx answers and latency."""
-    requests = errors = 0.0
+    """One replica's own totals from its /metrics text: requests, 5xx and 4xx answers and
+    latency."""
+    requests = errors = client_errors = 0.0
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == REPLICA_REQUESTS:
                 requests += sample.value
-                errors += sample.value if sample.labels.get("code", "").startswith("5") else 0.0
+                code = sample.labels.get("code", "")
+                errors += sample.value if code.startswith("5") else 0.0
+                client_errors += sample.value if code.startswith("4") else 0.0
             elif sample.name == REPLICA_LATENCY:
                 bound = float(sample.labels["le"])
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
-    return Traffic(requests, errors, buckets)
+    return Traffic(requests, errors, buckets, client_errors=client_errors)
 
 
 def summed(parts: list[Traffic]) -> Traffic:
@@ -86,7 +102,10 @@ def summed(parts: list[Traffic]) -> Traffic:
     for part in parts:
         for bound, count in part.buckets.items():
             buckets[bound] = buckets.get(bound, 0.0) + count
-    return Traffic(sum(p.requests for p in parts), sum(p.errors for p in parts), buckets)
+    return Traffic(
+        sum(p.requests for p in parts), sum(p.errors for p in parts), buckets,
+        client_errors=sum(p.client_errors for p in parts),
+    )  # fmt: skip
 
 
 def window(later: dict[Slot, Traffic], earlier: dict[Slot, Traffic]) -> dict[Slot, Traffic]:
@@ -100,7 +119,10 @@ def grown_since(now: Traffic, before: Traffic) -> Traffic:
         before = Traffic()  # counters were reset
     buckets = {b: count - before.buckets.get(b, 0.0) for b, count in now.buckets.items()}
     shadow = {name: count - before.shadow.get(name, 0.0) for name, count in now.shadow.items()}
-    return Traffic(now.requests - before.requests, now.errors - before.errors, buckets, shadow)
+    return Traffic(
+        now.requests - before.requests, now.errors - before.errors, buckets, shadow,
+        now.client_errors - before.client_errors,
+    )  # fmt: skip
 
 
 def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:

@@ -28,8 +28,8 @@ Points = dict[tuple[str, str], list[tuple[float, float]]]
 _COLUMNS = {name: index for index, name in enumerate(SERIES)}
 
 PEAK_SERIES = frozenset(
-    {"error_rate", "p50_ms", "p99_ms", "cpu_pct", "rss_bytes", "input_drift_psi",
-     "prediction_drift", "restarts_10m"}
+    {"error_rate", "client_error_rate", "p50_ms", "p99_ms", "cpu_pct", "rss_bytes",
+     "input_drift_psi", "prediction_drift", "restarts_10m"}
 )  # fmt: skip
 """Series whose buckets keep their largest value: a spike must not be averaged away."""
 

@@ -108,6 +108,7 @@ def _traffic_values(traffic: Traffic, interval_s: float) -> dict[str, float]:
     values = {"qps": traffic.requests / interval_s}
     if traffic.requests > 0:
         values["error_rate"] = traffic.error_rate
+        values["client_error_rate"] = traffic.client_error_rate
         for name, q in (("p50_ms", 0.5), ("p99_ms", 0.99)):
             seconds = traffic.quantile_s(q)
             if seconds is not None:

@@ -36,7 +36,7 @@ from ferryman.control.rollouts.plans import (
     parse_strategy,
 )
 from ferryman.control.rollouts.state import Phase, RolloutState
-from ferryman.control.rollouts.steering import change_for, end, move_to
+from ferryman.control.rollouts.steering import change_for, clients_refused, end, move_to
 from ferryman.errors import FerrymanError, NotFound
 from ferryman.registry import Registry, RolloutRecord, RolloutStatus, Trigger
 from ferryman.types import Clock
@@ -115,8 +115,13 @@ class RolloutController:
             strategy = parse_strategy(policy.strategy)
             parse_plan(strategy, policy.plan)
             change, state = change_for(spec, trigger.version, strategy)
+            refused = clients_refused(self._registry, change[0], trigger.version)
         except FerrymanError as exc:
             self._registry.policies.fire(trigger, None, ACTOR, skip_reason=exc.message)
+            return
+        if refused is not None:
+            reason = f"not rolled out: {refused}"
+            self._registry.policies.fire(trigger, None, ACTOR, skip_reason=reason)
             return
         started = self._registry.policies.fire(trigger, change, ACTOR, state=state)
         if started is not None:
@@ -290,9 +295,9 @@ class RolloutController:
         logger.info("rollout %d: %s (%s)", rollout.id, decision.action, decision.reason)
         status = ENDS.get(decision.action)
         if status is not None:
-            state = changes.get("state")
             end(self._registry, rollout, status, reason=decision.reason, actor=ACTOR,
-                details=details, state=state)  # fmt: skip
+                details=details, state=changes.get("state"),
+                failed_checks=changes.get("failed_checks"))  # fmt: skip
             return
         self._registry.rollouts.transition(
             rollout.id, ACTOR, "held", details, reason=decision.reason, **changes

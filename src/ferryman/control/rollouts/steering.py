@@ -27,6 +27,9 @@ from ferryman.registry import (
     RolloutStatus,
     VariantSpec,
 )
+from ferryman.signature import incompatibility
+
+FORCE_HINT = 'to roll it out anyway, pass --force (API: "force": true)'
 
 ACTIONS = {
     RolloutStatus.PROMOTED: "promoted",
@@ -70,12 +73,31 @@ def change_for(
     return (baseline, candidate), state.stored()
 
 
+def clients_refused(registry: Registry, baseline: VariantSpec, version: int) -> str | None:
+    """Why clients of the serving ``baseline`` could not call ``version`` of its model (its
+    inputs' names, datatypes and shapes spelled out), or None when they could."""
+    current = registry.get_version(baseline.model, baseline.version).signature
+    candidate = registry.get_version(baseline.model, version).signature
+    return incompatibility(
+        baseline.model, (baseline.version, current), (version, candidate), "serving"
+    )
+
+
 def start_rollout(
-    registry: Registry, endpoint: str, version: int, *, strategy: str, plan: object, actor: str
+    registry: Registry,
+    endpoint: str,
+    version: int,
+    *,
+    strategy: str,
+    plan: object,
+    actor: str,
+    force: bool = False,
 ) -> RolloutRecord:
     """Create a rollout of ``version`` on ``endpoint``; the controller takes it from there.
 
     ``plan`` is checked for ``strategy`` first (a bad plan is a 400 that names the field).
+    A version whose inputs the serving version's clients could not send is refused (409)
+    unless ``force``: its 4xx answers would then roll it back (:mod:`.rollout`).
     """
     kind = parse_strategy(strategy)
     checked = parse_plan(kind, plan)
@@ -86,7 +108,9 @@ def start_rollout(
             f"or end it (ferryman rollout abort {active.id})"
         )
     change, state = change_for(spec, version, kind)
-    registry.get_version(change[0].model, version)  # it exists
+    refused = clients_refused(registry, change[0], version)
+    if refused is not None and not force:
+        raise Conflict(f"{refused}; {FORCE_HINT}")
     plan_json = checked.model_dump(mode="json")
     return registry.rollouts.create(
         endpoint, change, plan_json, actor, strategy=kind.value, state=state
@@ -160,11 +184,14 @@ def end(
     actor: str,
     details: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
+    failed_checks: int | None = None,
 ) -> RolloutRecord:
     """End the rollout: the candidate alone and the ``production`` alias on it (PROMOTED), or
-    the baseline alone (any other end), in one transaction with the final transition."""
+    the baseline alone (any other end), in one transaction with the final transition —
+    with the failed checks that ended it, when a check did."""
     promoted = status is RolloutStatus.PROMOTED
     spec = spec_after(registry.deployments.get(rollout.endpoint).spec, rollout, promoted)
+    counted = {} if failed_checks is None else {"failed_checks": failed_checks}
     return registry.move_rollout(
         (rollout.id, actor, ACTIONS[status]),
         spec=spec,
@@ -174,6 +201,7 @@ def end(
         weight=100 if promoted else 0,
         reason=reason,
         state={**rollout.state, **(state or {})},
+        **counted,
     )
 
 
