@@ -16,7 +16,15 @@ class Scripted:
         self.totals: dict[Slot, Traffic] = {}
         self.is_down = False
 
-    def serve(self, variant: str, requests: int, errors: int = 0, latency_s: float = 0.01) -> None:
+    def serve(
+        self,
+        variant: str,
+        requests: int,
+        errors: int = 0,
+        latency_s: float = 0.01,
+        client_errors: int = 0,
+    ) -> None:
+        """``requests`` more answers of ``variant``: ``errors`` 5xx, ``client_errors`` 4xx."""
         key = ("digits", variant)
         before = self.totals.get(key, Traffic())
         count = before.requests + requests
@@ -24,8 +32,9 @@ class Scripted:
         for bound in (0.01, 0.1, 1.0, 10.0, math.inf):
             buckets[bound] = buckets.get(bound, 0.0) + (requests if latency_s <= bound else 0)
         self.totals[key] = replace(
-            before, requests=count, errors=before.errors + errors, buckets=buckets
-        )
+            before, requests=count, errors=before.errors + errors, buckets=buckets,
+            client_errors=before.client_errors + client_errors,
+        )  # fmt: skip
 
     def mirror(self, variant: str, outcome: str, count: int) -> None:
         """Count shadow copies of ``variant`` by comparison outcome."""

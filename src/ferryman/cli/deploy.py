@@ -116,8 +116,9 @@ def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
 def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Table:
     routes = _routes(settings)
     totals, recent = _gateway_traffic(settings)
-    table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "errors", "requests",
-                  title="Endpoints (qps, p99 and errors over the last second)")  # fmt: skip
+    title = "Endpoints (qps, p99, 4xx and 5xx over the last second)"
+    table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "4xx", "5xx",
+                  "requests", title=title)  # fmt: skip
     for record in records:
         route = routes.endpoints.get(record.endpoint) if routes else None
         live_variants = {v.name: v for v in route.variants} if route else {}
@@ -136,6 +137,7 @@ def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Tabl
                 f"{ready}/{desired} ready",
                 f"{now.requests / TRAFFIC_WINDOW_S:.0f}",
                 "" if p99_s is None else f"{p99_s * 1000:.1f} ms",
+                f"{now.client_errors:.0f}",
                 f"{now.errors:.0f}",
                 f"{total.requests:.0f}",
             )

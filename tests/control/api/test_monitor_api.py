@@ -150,12 +150,13 @@ def test_endpoint_status_comes_from_the_newest_sample(
     before = api.http.get("/api/v1/endpoints").json()
     assert before[0]["variants"][0] == {
         "name": "v1", "model": "digits", "version": 1, "weight": 90.0, "replicas_desired": 2,
-        "replicas_ready": 0, "qps": None, "error_rate": None, "p50_ms": None, "p99_ms": None,
+        "replicas_ready": 0, "qps": None, "error_rate": None, "client_error_rate": None,
+        "p50_ms": None, "p99_ms": None,
     }  # fmt: skip
     now = time.time()
     api.record([sample(now - 10, qps=1.0, replicas=1, replicas_desired=2, weight=90)])
-    api.record([sample(now, qps=8.5, error_rate=0.02, p50_ms=3.0, p99_ms=40.0, replicas=2,
-                       replicas_desired=2, weight=90)])  # fmt: skip
+    api.record([sample(now, qps=8.5, error_rate=0.02, client_error_rate=0.25, p50_ms=3.0,
+                       p99_ms=40.0, replicas=2, replicas_desired=2, weight=90)])  # fmt: skip
     api.running.registry.alerts.record(
         [AlertChange(rule="error-rate", level=AlertLevel.CRITICAL, endpoint="digits",
                      variant="v1", value=0.02, threshold=0.01, message="m")], [], "monitor",
@@ -168,7 +169,8 @@ def test_endpoint_status_comes_from_the_newest_sample(
     v1, v2 = status[0]["variants"]
     assert v1 == {
         "name": "v1", "model": "digits", "version": 1, "weight": 90.0, "replicas_desired": 2,
-        "replicas_ready": 2, "qps": 8.5, "error_rate": 0.02, "p50_ms": 3.0, "p99_ms": 40.0,
+        "replicas_ready": 2, "qps": 8.5, "error_rate": 0.02, "client_error_rate": 0.25,
+        "p50_ms": 3.0, "p99_ms": 40.0,
     }  # fmt: skip
     assert (v2["name"], v2["version"], v2["weight"], v2["qps"]) == ("v2", 2, 10.0, None)
 

@@ -34,6 +34,20 @@ def test_totals_and_windows_from_the_gateway_metrics() -> None:
     assert later[("digits", "v2")].quantile_s(0.99) == pytest.approx(0.5, abs=0.25)
 
 
+def test_4xx_and_5xx_answers_are_counted_apart() -> None:
+    """A refused request (400) is no server error, but it is no success for the client."""
+    metrics = GatewayMetrics()
+    for status in (200, 200, 400, 404, 503):
+        metrics.answered("digits", "v1", status, 0.004)
+    before = traffic_by_variant(metrics.exposition().decode())
+    metrics.answered("digits", "v1", 400, 0.004)
+    after = traffic_by_variant(metrics.exposition().decode())
+    seen = before[("digits", "v1")]
+    assert (seen.requests, seen.errors, seen.client_errors) == (5, 1, 2)
+    assert seen.client_error_rate == pytest.approx(0.4)
+    assert window(after, before)[("digits", "v1")].client_errors == 1
+
+
 def test_a_restarted_gateway_starts_its_window_afresh() -> None:
     before = {("e", "v"): Traffic(100, 5, {0.1: 100, math.inf: 100})}
     after = {("e", "v"): Traffic(7, 0, {0.1: 7, math.inf: 7})}

@@ -34,12 +34,14 @@ def test_traffic_series_are_the_window_between_two_readings() -> None:
         gateway.answered("digits", "v1", 200, 0.004)
     for _ in range(2):
         gateway.answered("digits", "v1", 503, 0.3)
+    gateway.answered("digits", "v1", 400, 0.001)
     later = reading(110.0, gateway)
 
     v1, v2 = sample(earlier, later)
     assert (v1.endpoint, v1.variant, v1.time_s) == ("digits", "v1", 1_700_000_110.0)
-    assert v1.values["qps"] == pytest.approx(10.0)  # 100 requests in 10 s
-    assert v1.values["error_rate"] == pytest.approx(0.02)
+    assert v1.values["qps"] == pytest.approx(10.1)  # 101 requests in 10 s
+    assert v1.values["error_rate"] == pytest.approx(2 / 101)
+    assert v1.values["client_error_rate"] == pytest.approx(1 / 101)
     assert 2.5 < v1.values["p50_ms"] <= 5.0  # the 2.5-5 ms bucket
     assert 250 < v1.values["p99_ms"] <= 500
     assert (v1.values["weight"], v1.values["replicas"], v1.values["replicas_desired"]) == (

@@ -43,7 +43,10 @@ class VariantStatus(BaseModel):
     replicas_desired: int
     replicas_ready: int
     qps: float | None
-    error_rate: float | None
+    error_rate: float | None = Field(description="Share of 5xx answers (server errors).")
+    client_error_rate: float | None = Field(
+        description="Share of 4xx answers: requests the variant refused."
+    )
     p50_ms: float | None
     p99_ms: float | None
 
@@ -90,6 +93,7 @@ def list_endpoint_status(registry: RegistryDep, history: HistoryDep) -> list[End
                     replicas_desired=round(values.get("replicas_desired", desired or 0)),
                     replicas_ready=round(values.get("replicas", 0.0)),
                     qps=values.get("qps"), error_rate=values.get("error_rate"),
+                    client_error_rate=values.get("client_error_rate"),
                     p50_ms=values.get("p50_ms"), p99_ms=values.get("p99_ms"),
                 )
             )  # fmt: skip

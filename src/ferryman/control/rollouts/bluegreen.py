@@ -5,7 +5,8 @@ it never switches to a pool that is not (A/B tests and shadows warm the same way
 they split or mirror) — and rolls back, having served nothing, a pool
 whose replicas fail to load or that is not ready within the warm-up timeout (RELIABILITY
 F2). :func:`bake` judges each window while the old pool is kept at 0%: a failed gate
-switches back at once; after ``bake_s`` it promotes only if the whole bake passed —
+switches back (after ``threshold`` failed windows, or at once when the candidate refuses
+its clients); after ``bake_s`` it promotes only if the whole bake passed —
 inconclusive holds, never promotes (Z5). Durations come in measured on the monotonic
 clock (F9).
 """
@@ -63,7 +64,7 @@ def bake(
     if window.verdict is Verdict.FAIL:
         failed = failed_checks + 1
         why = "; ".join(window.reasons)
-        if failed >= plan.threshold:
+        if failed >= plan.threshold or window.breaks_clients:
             return Decision(Action.ROLLBACK, 0, f"switched back: {why}"), failed
         return Decision(Action.HOLD, 100, f"failed check {failed}/{plan.threshold}: {why}"), failed
     if baked_s < plan.bake_s:

@@ -240,7 +240,15 @@ class RolloutController:
         due = self._due(rollout, plan.interval_s)
         if due is None:
             return
-        _, closing, memory = due
+        opened, closing, memory = due
+        limit = plan.max_client_error_rise
+        refused = None if limit is None else self._observer.clients_refused(
+            rollout, limit, opened, closing
+        )  # fmt: skip
+        if refused is not None:
+            why = f"ended, rolled back: {refused}"
+            self._conclude(rollout, Decision(Action.ROLLBACK, 0, why), {"refused": refused})
+            return
         state = RolloutState.of(rollout.state)
         if plan.metric == "accuracy":
             since = state.started_at

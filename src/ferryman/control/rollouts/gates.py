@@ -5,7 +5,9 @@ PASS, FAIL (with every broken gate named) or INCONCLUSIVE when there is too litt
 to judge — and inconclusive never promotes (RELIABILITY Z5). :func:`decide` turns the
 verdict and the rollout's progress into one action:
 
-- FAIL counts a failed check; ``threshold`` failed checks roll back;
+- FAIL counts a failed check; ``threshold`` failed checks roll back, and so does one that
+  found the candidate refusing its clients (4xx above the baseline's): every window of that
+  is clients broken, not noise;
 - INCONCLUSIVE holds at the current weight;
 - PASS steps to the next weight, or promotes after the last one.
 """
@@ -17,6 +19,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.feedback import ModelSignals
 from ferryman.control.metrics.traffic import Traffic
 
@@ -27,6 +30,14 @@ class Gates(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     min_success_rate: float = Field(default=0.99, ge=0, le=1, description="Non-5xx share.")
+    max_client_error_rise: float | None = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Most the candidate's share of 4xx answers may exceed the baseline's "
+        "(0.05: five points) before it is rolled back at once: its clients send what it "
+        "refuses (None: not judged).",
+    )
     max_p99_ms: float | None = Field(default=500.0, gt=0, description="Latency bound, p99.")
     min_requests: int = Field(
         default=20, ge=1, description="Fewer requests in a window: inconclusive, hold."
@@ -116,6 +127,9 @@ class Analysis:
     labelled: int | None = None
     prediction_drift: float | None = None
     input_drift_psi: float | None = None
+    client_error_rate: float | None = None
+    baseline_client_error_rate: float | None = None
+    breaks_clients: bool = False
 
     def figures(self) -> dict[str, float | int | str | None]:
         """The verdict and figures as JSON values, rounded for people."""
@@ -123,6 +137,8 @@ class Analysis:
             "verdict": self.verdict.value,
             "requests": round(self.requests),
             "success_rate": _rounded(self.success_rate, 4),
+            "client_error_rate": _rounded(self.client_error_rate, 4),
+            "baseline_client_error_rate": _rounded(self.baseline_client_error_rate, 4),
             "p99_ms": _rounded(self.p99_ms, 1),
             "accuracy": _rounded(self.accuracy, 4),
             "labelled": self.labelled,
@@ -140,10 +156,12 @@ def analyse(
     candidate: Traffic,
     drift: Drift | None = None,
     signals: ModelSignals | None = None,
+    baseline: Traffic | None = None,
 ) -> Analysis:
     """Judge one window of the candidate's traffic (and predictions) against ``gates``.
 
-    Errors, latency and accuracy from feedback fail a check; too few labels for an accuracy
+    Errors (5xx), 4xx above the ``baseline``'s (no baseline traffic: above none), latency
+    and accuracy from feedback fail a check; too few labels for an accuracy
     gate hold (never promote unjudged). Prediction drift and input drift beyond their gates
     hold the rollout (inconclusive): a different distribution may be a better model or a
     broken one, and a person should look.
@@ -162,17 +180,29 @@ def analyse(
         reason = f"{candidate.requests:.0f} requests < {gates.min_requests}: not enough to judge"
         return replace(figures, reasons=(reason,))
     success = 1 - candidate.error_rate
+    baseline = baseline or Traffic()
+    figures = replace(
+        figures, success_rate=success, client_error_rate=candidate.client_error_rate,
+        baseline_client_error_rate=baseline.client_error_rate if baseline.requests else None,
+    )  # fmt: skip
     broken = []
     if success < gates.min_success_rate:
         broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
+    limit = gates.max_client_error_rise
+    refused = None
+    if limit is not None:
+        refused = refused_more(limit, candidate, baseline, gates.min_requests)
+    if refused is not None:
+        broken.append(refused)
+        figures = replace(figures, breaks_clients=True)
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
     unjudged = _accuracy_checks(gates, signals, broken)
     if broken:
-        return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken), success_rate=success)
+        return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken))
     holds = [*unjudged, *_drift_holds(gates, drift, signals)]
     verdict = Verdict.INCONCLUSIVE if holds else Verdict.PASS
-    return replace(figures, verdict=verdict, reasons=tuple(holds), success_rate=success)
+    return replace(figures, verdict=verdict, reasons=tuple(holds))
 
 
 def _accuracy_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> list[str]:
@@ -240,8 +270,9 @@ def decide(plan: CanaryPlan, analysis: Analysis, progress: Progress) -> tuple[De
     if analysis.verdict is Verdict.FAIL:
         failed = progress.failed_checks + 1
         why = "; ".join(analysis.reasons)
-        if failed >= plan.threshold:
-            reason = f"{failed} failed checks (threshold {plan.threshold}): {why}"
+        if failed >= plan.threshold or analysis.breaks_clients:
+            at_once = " (clients refused: rolled back at once)" if failed < plan.threshold else ""
+            reason = f"{failed} failed checks (threshold {plan.threshold}){at_once}: {why}"
             return Decision(Action.ROLLBACK, 0, reason), replace(progress, failed_checks=failed)
         reason = f"failed check {failed}/{plan.threshold}: {why}"
         return Decision(Action.HOLD, weight, reason), replace(progress, failed_checks=failed)

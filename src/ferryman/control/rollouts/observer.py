@@ -16,6 +16,7 @@ from datetime import datetime
 
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
 from ferryman.control.analysis.significance import Arm
+from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.feedback import ModelSignals
 from ferryman.control.metrics.traffic import Traffic, grown_since, window
 from ferryman.control.rollouts.bluegreen import Pool
@@ -36,6 +37,10 @@ PoolSource = Callable[[], dict[Slot, tuple[int, int]]]
 """(ready replicas, failed starts since the last ready one) per (endpoint, variant)."""
 ReplicaSource = Callable[[], dict[Slot, Traffic]]
 """Each variant's own totals, summed over its replicas (a shadow's requests and latency)."""
+
+
+MIN_REQUESTS = Gates().min_requests
+"""Fewest candidate requests in a window whose 4xx share an A/B test's guard judges."""
 
 
 def _nothing() -> dict[Slot, Classes]:
@@ -79,12 +84,25 @@ class Observer:
         """The candidate's window judged against ``gates`` (no metrics: inconclusive)."""
         if opened.totals is None or closing.totals is None:
             return Analysis(Verdict.INCONCLUSIVE, ("metrics unavailable",), 0, None, None)
-        key = (rollout.endpoint, rollout.candidate.name)
-        candidate = window(closing.totals, opened.totals).get(key, Traffic())
+        windowed = window(closing.totals, opened.totals)
+        candidate = windowed.get((rollout.endpoint, rollout.candidate.name), Traffic())
+        baseline = _reference(rollout, windowed, closing.totals, gates.min_requests)
         wants_signals = gates.judges_accuracy or gates.max_input_drift_psi is not None
         signals = self._sources.signals
         model = signals(rollout) if wants_signals and signals else None
-        return analyse(gates, candidate, _drift(rollout, opened, closing), model)
+        return analyse(gates, candidate, _drift(rollout, opened, closing), model, baseline)
+
+    def clients_refused(
+        self, rollout: RolloutRecord, limit: float, opened: Snapshot, closing: Snapshot
+    ) -> str | None:
+        """Why the candidate refused more clients than the baseline over the window, or None
+        (an A/B test's guard: both arms serve clients)."""
+        if opened.totals is None or closing.totals is None:
+            return None
+        windowed = window(closing.totals, opened.totals)
+        candidate = windowed.get((rollout.endpoint, rollout.candidate.name), Traffic())
+        baseline = _reference(rollout, windowed, closing.totals, MIN_REQUESTS)
+        return refused_more(limit, candidate, baseline, MIN_REQUESTS)
 
     def ready(self, endpoint: str, variant: VariantSpec) -> int:
         """Ready replicas of ``variant`` as the reconciler sees them (none known: 0)."""
@@ -139,6 +157,18 @@ def totals_of(rollout: RolloutRecord, snapshot: Snapshot) -> dict[str, list[floa
         seen = totals.get((rollout.endpoint, variant.name), Traffic())
         found[variant.name] = [seen.requests, seen.errors]
     return found
+
+
+def _reference(
+    rollout: RolloutRecord, windowed: dict[Slot, Traffic], totals: dict[Slot, Traffic],
+    min_requests: int,
+) -> Traffic:  # fmt: skip
+    """The baseline's traffic to hold the candidate's 4xx share against: the window's, or —
+    when it served too little in it (a blue-green's old pool during the bake) — all it has
+    served since the gateway started."""
+    key = (rollout.endpoint, rollout.baseline.name)
+    served = windowed.get(key, Traffic())
+    return served if served.requests >= min_requests else totals.get(key, Traffic())
 
 
 def _drift(rollout: RolloutRecord, opened: Snapshot, closing: Snapshot) -> Drift | None:

@@ -89,6 +89,11 @@ class ABTestPlan(BaseModel):
     promote_winner: bool = Field(
         default=False, description="Promote a winning candidate; otherwise only report it."
     )
+    max_client_error_rise: float | None = Field(
+        default=0.05, ge=0, le=1, description="Most the candidate's share of 4xx answers in a "
+        "window may exceed the baseline's before the test ends, rolled back: its clients send "
+        "what it refuses (None: not judged).",
+    )  # fmt: skip
 
     @field_validator("sticky_header")
     @classmethod

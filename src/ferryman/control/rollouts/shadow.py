@@ -52,6 +52,7 @@ class Mirror:
             "shadow_errors": round(self.outcomes.get("error", 0.0)),
             "requests": round(self.replicas.requests),
             "server_errors": round(self.replicas.errors),
+            "client_errors": round(self.replicas.client_errors),
             "p99_ms": None if p99_s is None else round(p99_s * 1000, 1),
         }
 

@@ -27,7 +27,7 @@ function fromDeployment(record) {
     endpoint: record.endpoint,
     variants: record.spec.variants.map((v) => ({
       name: variantName(v), model: v.model, version: v.version, weight: v.weight,
-      replicas_desired: v.replicas, replicas_ready: null, qps: null, error_rate: null, p50_ms: null, p99_ms: null,
+      replicas_desired: v.replicas, replicas_ready: null, qps: null, error_rate: null, client_error_rate: null, p50_ms: null, p99_ms: null,
     })),
     rollout_id: null,
     alerts_firing: null,

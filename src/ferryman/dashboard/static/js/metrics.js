@@ -8,7 +8,8 @@ import { bytes, ms, number, pct, qps, toDate } from './format.js';
 export const LIVE_CHARTS = [
   { key: 'qps', title: 'Requests', unit: 'req/s', format: qps },
   { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
-  { key: 'error_rate', title: 'Errors', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
+  { key: 'error_rate', title: 'Errors (5xx)', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
+  { key: 'client_error_rate', title: 'Refused (4xx)', unit: '% of requests', format: (v) => pct(v), minTop: 0.01 },
   { key: 'weight', title: 'Traffic weight', unit: '%', format: (v) => `${number(v)}%` },
   { key: 'replicas', title: 'Replicas', unit: 'ready (dashed: desired)', format: number, also: 'replicas_desired', integer: true },
   { key: 'batch_size', title: 'Batch size', unit: 'rows per batch', format: number },
