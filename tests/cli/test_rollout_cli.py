@@ -152,3 +152,16 @@ def test_moving_production_where_clients_could_not_follow_is_refused_unless_forc
     code, out, err = deployed("alias", "set", "m", "production", "3", "--force")
     assert code == 0, err
     assert "m@production → v3 (was v1)" in out
+
+
+def test_policy_set_with_an_offline_gate(deployed: Run) -> None:
+    code, out, err = deployed(
+        "policy", "set", "m", "--offline-metric", "accuracy", "--max-offline-drop", "0.02"
+    )
+    assert code == 0, err
+    assert "roll out to m once offline accuracy ≥ production's - 0.02: canary" in out
+    gate = json.loads(deployed("policy", "list", "--json")[1])[0]["offline_gate"]
+    assert gate == {"offline_metric": "accuracy", "max_offline_drop": 0.02, "min_offline": None}
+    code, _, err = deployed("policy", "set", "m", "--min-offline", "0.9")
+    assert code == 1
+    assert "name it too (offline_metric, e.g. accuracy; CLI --offline-metric)" in err

@@ -33,7 +33,13 @@ from ferryman.registry.payloads import (
     PayloadRecord,
     Payloads,
 )
-from ferryman.registry.policies import Policies, PolicyRecord, Trigger
+from ferryman.registry.policies import (
+    OfflineGate,
+    Policies,
+    PolicyRecord,
+    Trigger,
+    offline_gate,
+)
 from ferryman.registry.records import (
     AliasRecord,
     Checkpoint,
@@ -75,6 +81,7 @@ __all__ = [
     "MetricPoint",
     "MetricSample",
     "ModelRecord",
+    "OfflineGate",
     "PayloadRecord",
     "Payloads",
     "Policies",
@@ -97,5 +104,6 @@ __all__ = [
     "WebhookRecord",
     "WebhookTarget",
     "build_metadata",
+    "offline_gate",
     "scaled",
 ]

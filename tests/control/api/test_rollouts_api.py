@@ -225,6 +225,16 @@ def test_policies_set_read_and_remove(api: httpx.Client) -> None:
     assert api.delete("/policies/m").status_code == 404
 
 
+def test_a_policy_with_an_offline_gate(api: httpx.Client) -> None:
+    body = {"offline_metric": "accuracy", "max_offline_drop": 0.02, "min_offline": 0.9}
+    stored = api.put("/policies/m", json=body)
+    assert stored.status_code == 200, stored.text
+    gate = {"offline_metric": "accuracy", "max_offline_drop": 0.02, "min_offline": 0.9}
+    assert stored.json()["offline_gate"] == gate
+    assert api.get("/policies/m").json()["offline_gate"] == gate
+    assert api.put("/policies/m", json={}).json()["offline_gate"] is None  # set anew: no gate
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -233,6 +243,8 @@ def test_policies_set_read_and_remove(api: httpx.Client) -> None:
         ({"endpoint": "Bad Name"}, "not allowed"),
         ({"strategy": "shadow", "plan": {"canary": {"steps": [100, 50]}}}, "canary.steps"),
         ({"plan": []}, "plan"),
+        ({"max_offline_drop": 0.02}, "name it too (offline_metric"),
+        ({"offline_metric": "accuracy"}, "offline_metric 'accuracy' needs a bound"),
     ],
 )
 def test_bad_policies_get_a_clear_400(

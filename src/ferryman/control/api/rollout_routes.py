@@ -22,7 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
 from ferryman.control.rollouts import steering
 from ferryman.control.rollouts.plans import parse_plan, parse_strategy
-from ferryman.registry import MAX_VERSION, EventRecord, PolicyRecord, RolloutRecord
+from ferryman.registry import (
+    MAX_VERSION,
+    EventRecord,
+    PolicyRecord,
+    RolloutRecord,
+    offline_gate,
+)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -47,7 +53,8 @@ class RolloutRequest(BaseModel):
 
 
 class PolicyRequest(BaseModel):
-    """Roll every new version of the path's model out to ``endpoint`` by this plan."""
+    """Roll every new version of the path's model out to ``endpoint`` by this plan — once
+    its offline metric passes the offline gate, if one is set."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +62,13 @@ class PolicyRequest(BaseModel):
     trigger: str = Field(default="registered", max_length=80, description="or 'alias:NAME'.")
     strategy: str = Field(default="canary", max_length=16)
     plan: dict[str, Any] = Field(default_factory=dict)
+    offline_metric: str | None = Field(
+        default=None, max_length=64, description="Offline metric a version must show first."
+    )
+    max_offline_drop: float | None = Field(
+        default=None, description="Most its offline metric may be below production's."
+    )
+    min_offline: float | None = Field(default=None, description="Least its offline metric.")
 
 
 @router.get("/rollouts")
@@ -125,9 +139,10 @@ def put_policy(
 ) -> PolicyRecord:
     strategy = parse_strategy(body.strategy)
     plan = parse_plan(strategy, body.plan).model_dump(mode="json")
+    gate = offline_gate(body.offline_metric, body.max_offline_drop, body.min_offline)
     endpoint = body.endpoint or model
     return registry.policies.put(
-        model, endpoint, body.trigger, plan, actor, strategy=strategy.value
+        model, endpoint, body.trigger, plan, actor, strategy=strategy.value, gate=gate
     )
 
 

@@ -38,12 +38,20 @@ from ferryman.control.rollouts.plans import (
 from ferryman.control.rollouts.state import Phase, RolloutState
 from ferryman.control.rollouts.steering import change_for, clients_refused, end, move_to
 from ferryman.errors import FerrymanError, NotFound
-from ferryman.registry import Registry, RolloutRecord, RolloutStatus, Trigger
+from ferryman.registry import (
+    PolicyRecord,
+    Registry,
+    RolloutRecord,
+    RolloutStatus,
+    Trigger,
+    VariantSpec,
+)
 from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "rollouts"
+PRODUCTION = "production"
 ENDS = {
     Action.PROMOTE: RolloutStatus.PROMOTED,
     Action.ROLLBACK: RolloutStatus.ROLLED_BACK,
@@ -103,7 +111,9 @@ class RolloutController:
                 logger.warning("rollout %d: %s", rollout.id, exc.message)
 
     def _fire(self, trigger: Trigger) -> None:
-        """Start the rollout a policy asks for, or record why it cannot start."""
+        """Start the rollout a policy asks for, or record why it cannot start: its endpoint is
+        not deployed, its plan is bad, the serving version's clients could not call it, or
+        its offline metric falls short of the policy's offline gate."""
         policy = trigger.policy
         try:
             spec = self._registry.deployments.get(policy.endpoint).spec
@@ -116,16 +126,32 @@ class RolloutController:
             parse_plan(strategy, policy.plan)
             change, state = change_for(spec, trigger.version, strategy)
             refused = clients_refused(self._registry, change[0], trigger.version)
+            held = self._offline_held(policy, change[0], trigger.version)
         except FerrymanError as exc:
             self._registry.policies.fire(trigger, None, ACTOR, skip_reason=exc.message)
             return
-        if refused is not None:
-            reason = f"not rolled out: {refused}"
-            self._registry.policies.fire(trigger, None, ACTOR, skip_reason=reason)
+        if refused is not None or held is not None:
+            why = f"not rolled out: {refused}" if refused else f"held by the offline gate: {held}"
+            self._registry.policies.fire(trigger, None, ACTOR, skip_reason=why)
             return
         started = self._registry.policies.fire(trigger, change, ACTOR, state=state)
         if started is not None:
             logger.info("policy of %s started rollout %d", policy.model, started.id)
+
+    def _offline_held(
+        self, policy: PolicyRecord, baseline: VariantSpec, version: int
+    ) -> str | None:
+        """Why the policy's offline gate holds ``version`` back, or None (no gate, or met).
+        Production is the model's ``production`` alias, or else the endpoint's baseline."""
+        gate = policy.offline_gate
+        if gate is None:
+            return None
+        candidate = self._registry.get_version(baseline.model, version)
+        try:
+            production = self._registry.get_version(baseline.model, PRODUCTION)
+        except NotFound:
+            production = self._registry.get_version(baseline.model, baseline.version)
+        return gate.held((version, candidate.metrics), (production.version, production.metrics))
 
     def _advance(self, rollout: RolloutRecord) -> None:
         strategy = Strategy(rollout.strategy)
