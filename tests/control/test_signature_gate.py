@@ -11,7 +11,7 @@ from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources
 from ferryman.control.rollouts.steering import start_rollout
 from ferryman.errors import Conflict
-from ferryman.registry import DeploymentSpec, Registry, VariantSpec
+from ferryman.registry import DeploymentSpec, Registry, VariantSpec, VersionMetadata
 from tests.control.scripted import Scripted
 from tests.support import SteppedClock as Clock
 
@@ -92,3 +92,13 @@ def test_moving_production_where_clients_could_not_follow_is_refused(breaking: R
     breaking.set_alias("digits", "production", 3, "alice")  # compatible
     moved = breaking.set_alias("digits", "production", 2, "alice", force=True)
     assert (moved.previous_version, moved.version) == (3, 2)
+
+
+def test_registering_a_version_as_production_where_clients_could_not_follow_is_refused(
+    breaking: Registry, onnx_bytes: Callable[..., bytes]
+) -> None:
+    production = VersionMetadata(aliases=("production",))
+    with pytest.raises(Conflict, match="register it without the production alias, then move"):
+        breaking.register("digits", onnx_bytes(width=5), "alice", production)
+    assert [v.version for v in breaking.list_versions("digits")] == [1, 2, 3]
+    assert breaking.register("digits", onnx_bytes(seed_value=6.0), "alice", production).version == 4

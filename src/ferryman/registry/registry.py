@@ -70,6 +70,7 @@ def utc_now() -> datetime:
 PRODUCTION = "production"
 """The alias the clients of a model call, which promotions move."""
 FORCE_HINT = 'to move it anyway, pass --force (API: "force": true)'
+REGISTER_HINT = "register it without the production alias, then move the alias with --force"
 
 
 class Registry:
@@ -170,6 +171,8 @@ class Registry:
                 details={"digest": stored.digest, "size_bytes": stored.size_bytes},
             )
             for alias in metadata.aliases:
+                if alias == PRODUCTION:
+                    _check_clients_can_call(session, model_row, row, REGISTER_HINT)
                 self._move_alias(session, model_row, alias, row, actor, now=now)
             return version_record(session, model, row)
 
@@ -263,7 +266,7 @@ class Registry:
             model_row = find_model(session, model, for_update=True)
             target = find_version(session, model_row, ref)
             if alias == PRODUCTION and not force:
-                _check_clients_can_call(session, model_row, target)
+                _check_clients_can_call(session, model_row, target, FORCE_HINT)
             return self._move_alias(session, model_row, alias, target, actor, now=self._clock())
 
         return self._db.write(work)
@@ -494,7 +497,9 @@ class Registry:
         )
 
 
-def _check_clients_can_call(session: Session, model_row: ModelRow, target: VersionRow) -> None:
+def _check_clients_can_call(
+    session: Session, model_row: ModelRow, target: VersionRow, fix: str
+) -> None:
     """Refuse to move ``production`` where the clients of its version could not follow."""
     row = session.get(AliasRow, (model_row.id, PRODUCTION))
     if row is None or row.version_id == target.id:
@@ -507,4 +512,4 @@ def _check_clients_can_call(session: Session, model_row: ModelRow, target: Versi
         "production",
     )
     if problem is not None:
-        raise Conflict(f"{problem}; {FORCE_HINT}")
+        raise Conflict(f"{problem}; {fix}")
