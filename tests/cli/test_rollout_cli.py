@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.config import load_settings
+from ferryman.control.rollouts.controller import RolloutController
+from ferryman.control.rollouts.observer import Sources
+from ferryman.registry import Registry
+from tests.control.scripted import Scripted
+from tests.support import SteppedClock as Clock
+
 Run = Callable[..., tuple[int, str, str]]
 
 
@@ -165,3 +172,23 @@ def test_policy_set_with_an_offline_gate(deployed: Run) -> None:
     code, _, err = deployed("policy", "set", "m", "--min-offline", "0.9")
     assert code == 1
     assert "name it too (offline_metric, e.g. accuracy; CLI --offline-metric)" in err
+
+
+def test_rollout_status_lists_what_a_policy_did_not_roll_out(
+    deployed: Run, tmp_path: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    assert deployed("policy", "set", "m")[0] == 0
+    path = tmp_path / "features.onnx"
+    path.write_bytes(onnx_bytes(input_name="features"))
+    assert deployed("register", str(path), "--model", "m")[0] == 0  # v3
+    registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
+    try:
+        RolloutController(registry, Sources(Scripted()), Clock()).tick()  # the control loop
+    finally:
+        registry.close()
+    code, out, _ = deployed("rollout", "status")
+    assert code == 0
+    assert (
+        "policy of m did not roll out v3: not rolled out: m v3 takes 'features' FP32 [-1,4]; "
+        "the serving version v1 takes 'x' FP32 [-1,4]: input 'x' is gone;"
+    ) in out

@@ -185,8 +185,8 @@ def _monitor_records(registry: Registry) -> None:
     """What the monitor would have written for ``digits`` v1: five minutes of samples every
     10 s, an alert still firing and one resolved."""
     now = time.time()
-    values = {"p99_ms": 12.0, "p50_ms": 3.0, "error_rate": 0.0, "weight": 100.0,
-              "replicas": 1.0, "replicas_desired": 1.0}  # fmt: skip
+    values = {"p99_ms": 12.0, "p50_ms": 3.0, "error_rate": 0.0, "client_error_rate": 0.25,
+              "weight": 100.0, "replicas": 1.0, "replicas_desired": 1.0}  # fmt: skip
     samples = [
         MetricSample(
             time_s=now - age_s,
@@ -225,6 +225,12 @@ def test_the_monitors_figures_alerts_and_charts(
     expect(card.locator(".stats")).to_contain_text("12.0ms")  # the newest p99
     page.screenshot(path=screenshots / "overview-alert.png", full_page=True)
     card.locator("a.name").click()
+    variants = page.locator("[data-testid=variants]")
+    expect(variants.locator("thead")).to_contain_text("4xx5xx")  # refused and failed apart
+    expect(variants.locator("tbody tr").first).to_contain_text("25%0%")
+    expect(page.locator("[data-testid=chart-client_error_rate] svg")).to_have_attribute(
+        "data-points", "31"
+    )
     alerts = page.locator("[data-testid=alerts] tbody tr")
     expect(alerts).to_have_count(2)
     expect(alerts.first).to_contain_text("warning")

@@ -107,7 +107,7 @@ def status(
     for event in skipped:
         console.print(f"{when(event.at)} policy of {event.object_key} did not roll out "
                       f"v{event.details.get('version')}: {event.details.get('reason')}",
-                      markup=False, highlight=False)  # fmt: skip
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
 
 
 @rollout_app.command("events")
