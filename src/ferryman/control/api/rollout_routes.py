@@ -1,12 +1,17 @@
 """``/api/v1/rollouts`` and ``/api/v1/policies``: start, watch and steer rollouts; set policies.
 
+A rollout to a version whose inputs the serving version's clients could not send is refused
+(409, both signatures spelled out) unless the request says ``"force": true``. A policy may
+carry an offline gate (``offline_metric``, ``max_offline_drop``, ``min_offline``).
+
 A rollout record (``GET /rollouts``) carries its strategy, plan, status, weight, reason and
 ``state`` — the strategy's phase (``warming``, ``baking``, ``running``, ``shadowing``,
 ``canary``) and results (an A/B test's ``result``, a shadow's ``report``). Its timeline
 (``GET /rollouts/{id}/events``) lists its events oldest first; each event's ``details``
 hold the transition (``weight``, ``step_index``, ``status``, ``reason``) and the figures it
-was decided on: ``figures`` of the window (verdict, requests, success_rate, p99_ms,
-accuracy, labelled, prediction_drift, input_drift_psi), ``bake`` (a blue-green bake as a
+was decided on: ``figures`` of the window (verdict, requests, success_rate,
+client_error_rate and the baseline's, p99_ms, accuracy, labelled, prediction_drift,
+input_drift_psi), ``bake`` (a blue-green bake as a
 whole), ``pool`` (wanted, ready, failures), ``test`` (an A/B look: metric, test, statistic,
 p_value, alpha_per_look, required_per_arm, both arms' samples, successes and rate, winner)
 or ``report`` (a shadow: compared, agreement, outcomes, errors, p99_ms).
