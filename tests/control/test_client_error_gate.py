@@ -9,7 +9,15 @@ import pytest
 
 from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.traffic import Traffic
-from ferryman.control.rollouts.gates import Analysis, CanaryPlan, Progress, Verdict, decide
+from ferryman.control.rollouts.gates import (
+    Analysis,
+    CanaryPlan,
+    Gates,
+    Progress,
+    Verdict,
+    analyse,
+    decide,
+)
 from ferryman.registry import DeploymentSpec, Registry, RolloutStatus, VariantSpec
 from tests.control.rollouts.test_strategies import AB, BLUE_GREEN, World
 
@@ -37,9 +45,23 @@ def test_one_window_of_refused_clients_rolls_back_without_waiting_for_the_thresh
                        None, breaks_clients=True)  # fmt: skip
     decision, progress = decide(plan, refused, Progress())
     assert (decision.action, decision.weight, progress.failed_checks) == ("rollback", 0, 1)
-    assert decision.reason.startswith("1 failed checks (threshold 3) (clients refused: rolled")
+    assert decision.reason == (
+        "clients refused, rolled back at once (failed check 1/3): 4xx rate 1.000 > baseline "
+        "0.000 + 0.05"
+    )
     slow = Analysis(Verdict.FAIL, ("p99 900 ms > 500 ms",), 40, 1.0, 900.0)
     assert decide(plan, slow, Progress())[0].action == "hold"
+
+
+@pytest.mark.parametrize(("rise", "verdict"), [(0.0, "fail"), (None, "pass")])
+def test_analysis_holds_the_4xx_share_to_the_gate_even_a_zero_one(
+    rise: float | None, verdict: str
+) -> None:
+    gates = Gates(max_client_error_rise=rise, max_p99_ms=None)
+    judged = analyse(gates, Traffic(100, client_errors=10), baseline=Traffic(1000))
+    assert judged.verdict == verdict
+    assert (judged.client_error_rate, judged.baseline_client_error_rate) == (0.1, 0.0)
+    assert judged.breaks_clients is (verdict == "fail")
 
 
 @pytest.fixture

@@ -188,10 +188,8 @@ def analyse(
     broken = []
     if success < gates.min_success_rate:
         broken.append(f"success rate {success:.3f} < {gates.min_success_rate}")
-    limit = gates.max_client_error_rise
-    refused = None
-    if limit is not None:
-        refused = refused_more(limit, candidate, baseline, gates.min_requests)
+    limit, least = gates.max_client_error_rise, gates.min_requests
+    refused = None if limit is None else refused_more(limit, candidate, baseline, least)
     if refused is not None:
         broken.append(refused)
         figures = replace(figures, breaks_clients=True)
@@ -270,9 +268,12 @@ def decide(plan: CanaryPlan, analysis: Analysis, progress: Progress) -> tuple[De
     if analysis.verdict is Verdict.FAIL:
         failed = progress.failed_checks + 1
         why = "; ".join(analysis.reasons)
-        if failed >= plan.threshold or analysis.breaks_clients:
-            at_once = " (clients refused: rolled back at once)" if failed < plan.threshold else ""
-            reason = f"{failed} failed checks (threshold {plan.threshold}){at_once}: {why}"
+        if failed >= plan.threshold:
+            reason = f"{failed} failed checks (threshold {plan.threshold}): {why}"
+            return Decision(Action.ROLLBACK, 0, reason), replace(progress, failed_checks=failed)
+        if analysis.breaks_clients:
+            reason = f"clients refused, rolled back at once (failed check {failed}/"
+            reason += f"{plan.threshold}): {why}"
             return Decision(Action.ROLLBACK, 0, reason), replace(progress, failed_checks=failed)
         reason = f"failed check {failed}/{plan.threshold}: {why}"
         return Decision(Action.HOLD, weight, reason), replace(progress, failed_checks=failed)
