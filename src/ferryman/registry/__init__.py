@@ -52,12 +52,13 @@ from ferryman.registry.records import (
     VariantStatus,
     VersionRecord,
 )
-from ferryman.registry.registry import Registry
+from ferryman.registry.registry import PRODUCTION, Registry
 from ferryman.registry.rollouts import RolloutRecord, Rollouts, RolloutStatus
 from ferryman.registry.runs import RunLog
 
 __all__ = [
     "MAX_VERSION",
+    "PRODUCTION",
     "SERIES",
     "AlertChange",
     "AlertLevel",

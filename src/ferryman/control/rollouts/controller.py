@@ -39,6 +39,7 @@ from ferryman.control.rollouts.state import Phase, RolloutState
 from ferryman.control.rollouts.steering import change_for, clients_refused, end, move_to
 from ferryman.errors import FerrymanError, NotFound
 from ferryman.registry import (
+    PRODUCTION,
     PolicyRecord,
     Registry,
     RolloutRecord,
@@ -51,7 +52,6 @@ from ferryman.types import Clock
 logger = logging.getLogger(__name__)
 
 ACTOR = "rollouts"
-PRODUCTION = "production"
 ENDS = {
     Action.PROMOTE: RolloutStatus.PROMOTED,
     Action.ROLLBACK: RolloutStatus.ROLLED_BACK,
