@@ -58,3 +58,5 @@ def test_a_forced_schema_breaking_canary_is_rolled_back_by_its_4xx_within_one_wi
     assert {(o.status, o.variant) for o in failures} == {(400, "v2")}
     assert len(failures) <= RATE * INTERVAL_S  # one window of traffic; measured 66 of 250
     assert [o for o in load.outcomes if o.at_s >= after_s and o.variant == "v2"] == []
+    header = stack.ferryman("endpoints", "list").splitlines()
+    assert any("4xx" in line and "5xx" in line for line in header)
