@@ -165,8 +165,9 @@ def _merged(into: dict[Slot, Traffic], more: Mapping[Slot, Traffic]) -> dict[Slo
         for outcome, count in traffic.shadow.items():
             shadow[outcome] = shadow.get(outcome, 0.0) + count
         into[key] = Traffic(
-            before.requests + traffic.requests, before.errors + traffic.errors, buckets, shadow
-        )
+            before.requests + traffic.requests, before.errors + traffic.errors, buckets, shadow,
+            client_errors=before.client_errors + traffic.client_errors,
+        )  # fmt: skip
     return into
 
 

@@ -19,9 +19,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.feedback import ModelSignals
 from ferryman.control.metrics.traffic import Traffic
+from ferryman.control.rollouts.client_errors import refused_more
 
 
 class Gates(BaseModel):

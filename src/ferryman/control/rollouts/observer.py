@@ -16,10 +16,10 @@ from datetime import datetime
 
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
 from ferryman.control.analysis.significance import Arm
-from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.feedback import ModelSignals
 from ferryman.control.metrics.traffic import Traffic, grown_since, window
 from ferryman.control.rollouts.bluegreen import Pool
+from ferryman.control.rollouts.client_errors import refused_more
 from ferryman.control.rollouts.gates import Analysis, Drift, Gates, Verdict, analyse
 from ferryman.control.rollouts.shadow import Mirror
 from ferryman.registry import RolloutRecord, VariantSpec

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from ferryman.control.client_errors import refused_more
 from ferryman.control.metrics.traffic import Traffic
+from ferryman.control.rollouts.client_errors import refused_more
 from ferryman.control.rollouts.gates import (
     Analysis,
     CanaryPlan,
