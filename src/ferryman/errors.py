@@ -13,6 +13,7 @@ Messages say the value, the rule and the fix.
     ├── NotFound (404)
     │   ├── ModelNotFound / VersionNotFound / AliasNotFound / RunNotFound
     │   └── ArtifactNotFound
+    ├── MethodNotAllowed (405)              a known path, another method; carries Allow
     ├── Conflict (409)                      archived object, duplicate variant…
     ├── PayloadTooLarge (413)
     ├── HeadersTooLarge (431)
@@ -80,6 +81,16 @@ class RunNotFound(NotFound):
 
 class ArtifactNotFound(NotFound):
     pass
+
+
+class MethodNotAllowed(FerrymanError):
+    """A known path asked with a method it does not take; ``allowed`` fills ``Allow``."""
+
+    status_code = 405
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class Conflict(FerrymanError):

@@ -123,7 +123,19 @@ async def test_wrong_methods_and_unknown_paths(
     gateway_url: tuple[str, Gateway], session: aiohttp.ClientSession
 ) -> None:
     url, _ = gateway_url
-    assert (await call(session, url + INFER.format("digits"), "GET")).status == 404
+    wrong = await call(session, url + INFER.format("digits"), "GET")
+    assert (wrong.status, wrong.headers["allow"]) == (405, "POST")
+    assert "takes POST, not GET" in wrong.json()["error"]
+    for path, method, allowed in [
+        ("/v2/models/digits", "POST", "GET"),
+        ("/v1/models/digits:predict", "GET", "POST"),
+        ("/endpoints/digits/predict", "PUT", "POST"),
+        ("/metrics", "POST", "GET"),
+        ("/v2", "DELETE", "GET"),
+        ("/v2/health/ready", "POST", "GET"),
+    ]:
+        reply = await call(session, url + path, method)
+        assert (reply.status, reply.headers["allow"]) == (405, allowed), path
     assert (await call(session, url + "/v2/models/digits/explain")).status == 404
     health = await call(session, url + "/-/healthz", "GET")
     assert health.json() == {"status": "ok", "generation": 1}

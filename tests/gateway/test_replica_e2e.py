@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from ferryman.gateway.routes import VariantRoute
+from ferryman.version import __version__
 from tests.gateway.conftest import endpoint, table
 from tests.support import free_port
 
@@ -86,6 +87,9 @@ def test_tritonclient_through_the_gateway(gateway_address: str, binary: bool) ->
     np.testing.assert_allclose(result.as_numpy("y"), x * 2 + 1)
     assert result.get_response()["id"] == "req-9"
     assert client.is_model_ready("digits")
+    server = client.get_server_metadata()  # GET /v2, answered by the gateway itself
+    assert (server["name"], server["version"]) == ("ferryman-gateway", __version__)
+    assert "binary_tensor_data" in server["extensions"]
     reply = httpx.post(
         f"http://{gateway_address}/v2/models/digits/infer",
         json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]},

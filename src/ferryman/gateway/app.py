@@ -15,9 +15,16 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ferryman.config import GatewaySettings, Settings
-from ferryman.errors import DeadlineExceeded, FerrymanError, NotFound, Unavailable
+from ferryman.errors import (
+    DeadlineExceeded,
+    FerrymanError,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
 from ferryman.gateway.health import BackendHealth
 from ferryman.gateway.holding import Holding
 from ferryman.gateway.messages import (
@@ -42,10 +49,22 @@ from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute, pic
 from ferryman.gateway.shadow import PrimaryAnswer, ShadowMirror
 from ferryman.gateway.transport import REQUEST_DROPPED, Transport, Upstream
 from ferryman.types import Clock
+from ferryman.version import __version__
 
 logger = logging.getLogger(__name__)
 
 VARIANT_HEADER = b"ferryman-variant"
+OWN_PATHS = frozenset(("/metrics", "/-/healthz", "/-/held", "/v2", "/v2/health/live",
+                       "/v2/health/ready"))  # fmt: skip
+SERVER_METADATA = MappingProxyType(
+    {
+        "name": "ferryman-gateway",
+        "version": __version__,
+        "extensions": ["binary_tensor_data", "tf_serving_predict", "plain_predict"],
+    }
+)
+"""``GET /v2``: the V2 server metadata. The gateway forwards bytes, so it speaks the
+replicas' HTTP extensions (gRPC is served by replicas only)."""
 
 
 def create_gateway(settings: Settings) -> Gateway:
@@ -152,14 +171,8 @@ class Gateway:
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         path: str = scope["path"]
-        if path == "/metrics":
-            return Answer(
-                200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.exposition()
-            )
-        if path in ("/-/healthz", "/v2/health/live", "/v2/health/ready"):
-            return json_answer(200, {"status": "ok", "generation": self.routes.generation})
-        if path == "/-/held":
-            return json_answer(200, {"held": self.held()})
+        if path in OWN_PATHS:
+            return self._own(path, scope["method"])
         target = parse_target(scope["method"], path)
         if target is None:
             raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
@@ -174,6 +187,20 @@ class Gateway:
                 f"the request body did not arrive within {settings.request_timeout_s:g} s"
             ) from exc
         return await self._exchange(target, scope["headers"], body, receive)
+
+    def _own(self, path: str, method: str) -> Answer:
+        """The gateway's own read-only paths: metrics, health, held requests, V2 metadata."""
+        if method != "GET":
+            raise MethodNotAllowed(f"{path!r} takes GET, not {method[:10]}", ("GET",))
+        if path == "/metrics":
+            return Answer(
+                200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.exposition()
+            )
+        if path == "/-/held":
+            return json_answer(200, {"held": self.held()})
+        if path == "/v2":
+            return json_answer(200, dict(SERVER_METADATA))
+        return json_answer(200, {"status": "ok", "generation": self.routes.generation})
 
     async def _exchange(
         self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive

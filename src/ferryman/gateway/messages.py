@@ -7,7 +7,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferryman.errors import FerrymanError, HeadersTooLarge, PayloadTooLarge, Unavailable
+from ferryman.errors import (
+    FerrymanError,
+    HeadersTooLarge,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unavailable,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +42,8 @@ def error_answer(error: FerrymanError) -> Answer:
     extra: list[tuple[bytes, bytes]] = []
     if isinstance(error, Unavailable) and error.retry_after_s is not None:
         extra.append((b"retry-after", str(error.retry_after_s).encode()))
+    if isinstance(error, MethodNotAllowed):
+        extra.append((b"allow", ", ".join(error.allowed).encode()))
     return json_answer(error.status_code, {"error": error.message}, *extra)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from ferryman.errors import InvalidInput, NotFound
+from ferryman.errors import InvalidInput, MethodNotAllowed
 from ferryman.names import validate_name
 
 Protocol = Literal["v2", "v1", "predict"]
@@ -56,7 +56,9 @@ def parse_target(method: str, path: str) -> Target | None:
         return None
     validate_name(target.endpoint, "endpoint name")
     if method != target.method:
-        raise NotFound(f"{path[:120]!r} takes {target.method}, not {method[:10]}")
+        raise MethodNotAllowed(
+            f"{path[:120]!r} takes {target.method}, not {method[:10]}", (target.method,)
+        )
     return target
 
 
