@@ -21,6 +21,8 @@ from ferryman.artifacts import LocalArtifactStore
 from ferryman.registry import Database, Registry
 from tests.support import SteppedClock, free_port
 
+pytest_plugins = ["tests.leftovers"]  # every test stops what it starts
+
 # The in-process CLI's Rich consoles take their width when ferryman.cli is first imported;
 # pytest-xdist workers inherit COLUMNS=80, which would cut table cells the tests read.
 os.environ["COLUMNS"] = "200"
