@@ -33,6 +33,11 @@ def _current_user() -> str:
         return "unknown"
 
 
+def _state_dir() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "ferryman" if runtime else Path.home() / ".cache" / "ferryman"
+
+
 class ServingSettings(BaseModel):
     """The data plane of one replica: where it listens, how it batches, what it refuses."""
 
@@ -345,6 +350,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("ferryman-data"),
         description="Where the registry database (by default) and the artifacts live.",
+    )
+    state_dir: Path = Field(
+        default_factory=_state_dir,
+        description="Where a running control plane notes its data dir, so commands from "
+        "another shell find it without --data-dir; default $XDG_RUNTIME_DIR/ferryman, "
+        "else ~/.cache/ferryman.",
     )
     database_url: str | None = Field(
         default=None,

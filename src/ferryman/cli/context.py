@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ferryman.cli.data_dir import resolve_data_dir
+from ferryman.cli.output import errors
 from ferryman.config import Settings
 from ferryman.registry import Registry
 from ferryman.sdk import Client, LocalBackend
@@ -13,8 +15,17 @@ class CliContext:
     """Built once by the root callback; opens the registry only when a command needs it."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.given_settings = settings
+        """As given: for commands that need no data dir (``serve FILE``, ``gateway``)."""
+        self._settings: Settings | None = None
         self._registry: Registry | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings, with the data dir resolved (:mod:`ferryman.cli.data_dir`)."""
+        if self._settings is None:
+            self._settings = resolve_data_dir(self.given_settings, _note)
+        return self._settings
 
     def registry(self) -> Registry:
         if self._registry is None:
@@ -28,6 +39,10 @@ class CliContext:
         if self._registry is not None:
             self._registry.close()
             self._registry = None
+
+
+def _note(line: str) -> None:
+    errors.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

@@ -22,7 +22,7 @@ def gateway(
     ] = None,
 ) -> None:
     """Route /v2/models/ENDPOINT/... to the replicas the route table names."""
-    settings = cli_context(ctx).settings
+    settings = cli_context(ctx).given_settings
     changes = {"port": port, "host": host, "routes_file": routes_file}
     given = {key: value for key, value in changes.items() if value is not None}
     settings = settings.model_copy(update={"gateway": settings.gateway.model_copy(update=given)})

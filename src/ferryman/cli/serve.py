@@ -46,9 +46,11 @@ def serve(
     from ferryman.serving.server import serve as run_server  # noqa: PLC0415
 
     state = cli_context(ctx)
-    settings = _with_serving(state.settings, port=port, host=host, grpc_port=grpc_port)
+    is_file = target.endswith(".onnx") or Path(target).is_file()
+    given = state.given_settings if is_file else state.settings  # a file needs no data dir
+    settings = _with_serving(given, port=port, host=host, grpc_port=grpc_port)
     threads = settings.serving.intra_op_threads
-    if target.endswith(".onnx") or Path(target).is_file():
+    if is_file:
         source = from_file(Path(target), name, threads)
     else:
         model, ref = parse_target(target)

@@ -8,30 +8,58 @@ import typer
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import console
-from ferryman.control.server import check_bind, load_or_create_token, run_control_plane
+from ferryman.config import Settings
+from ferryman.control.data_dir_lock import DataDirLock
+from ferryman.control.server import (
+    check_bind,
+    check_ports,
+    load_or_create_token,
+    run_control_plane,
+)
 
 
 def up(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Interface to bind [127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [7070].")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind [default 127.0.0.1].")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the API [default 7070].")
+    ] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the gateway [default 8000].")
+    ] = None,
 ) -> None:
-    """Start the control-plane API (bearer token required; created on first start)."""
-    settings = cli_context(ctx).settings
-    overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
-    if overrides:
-        control = settings.control.model_copy(update=overrides)
-        settings = settings.model_copy(update={"control": control})
+    """Start the control plane: the API (bearer token, created on first start), the control
+    loop, and the gateway. One per data dir; `ferryman down` stops it and its fleet."""
+    settings = _with_ports(cli_context(ctx).settings, host, port, gateway_port)
     check_bind(settings)
-    token = load_or_create_token(settings.data_dir)
     scheme = "https" if settings.control.tls_cert_file else "http"
     url = f"{scheme}://{settings.control.host}:{settings.control.port}"
-    console.print(f"Ferryman control plane on {url}")
-    console.print(f"  Dashboard: {url}/ui/ (log in with the API token)")
-    console.print(f"  API docs: {url}/docs")
-    if token.is_new:
-        console.print(
-            f"  API token (shown once; kept in {settings.data_dir}/control-token, mode 0600):"
-        )
-        console.print(f"  [bold]{token.value}[/]")
-    run_control_plane(settings, token)
+    lock = DataDirLock(settings.data_dir, settings.state_dir, url)
+    try:
+        check_ports(settings)
+        token = load_or_create_token(settings.data_dir)
+        gateway = settings.gateway
+        console.print(f"Ferryman control plane on {url} (data dir {settings.data_dir})")
+        console.print(f"  Dashboard: {url}/ui/ (log in with the API token)")
+        console.print(f"  API docs: {url}/docs")
+        if token.is_new:
+            console.print(
+                f"  API token (shown once; kept in {settings.data_dir}/control-token, mode 0600):"
+            )
+            console.print(f"  [bold]{token.value}[/]")
+        console.print(f"  Gateway: http://{gateway.host}:{gateway.port}/v2/models/ENDPOINT/infer")
+        run_control_plane(settings, token)
+    finally:
+        lock.release()
+
+
+def _with_ports(
+    settings: Settings, host: str | None, port: int | None, gateway_port: int | None
+) -> Settings:
+    control = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    changes: dict[str, object] = {}
+    if control:
+        changes["control"] = settings.control.model_copy(update=control)
+    if gateway_port is not None:
+        changes["gateway"] = settings.gateway.model_copy(update={"port": gateway_port})
+    return settings.model_copy(update=changes) if changes else settings

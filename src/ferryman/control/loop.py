@@ -122,6 +122,14 @@ class ControlLoop:
         self._http.close()
         self.runtime.close()
 
+    def stop_fleet(self) -> int:
+        """Stop the passes (so nothing restarts), then every replica and the gateway;
+        how many replicas ran. :meth:`stop` still closes the rest afterwards."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        return self.shut_down_data_plane()
+
     def shut_down_data_plane(self) -> int:
         """Stop every replica and the gateway of this fleet; how many replicas ran."""
         return self.runtime.stop_fleet()

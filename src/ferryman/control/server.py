@@ -10,10 +10,11 @@ import logging
 import threading
 import time
 
+import httpx
 import uvicorn
 
 from ferryman.config import Settings
-from ferryman.connection_limits import GuardedServer
+from ferryman.connection_limits import GuardedServer, port_is_free
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
 from ferryman.control.loop import ControlLoop
@@ -49,14 +50,61 @@ def check_tls(settings: Settings) -> None:
         raise InvalidInput("TLS needs both tls_cert_file and tls_key_file")
 
 
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when the API's or the gateway's port is taken (by anything but this
+    data dir's own gateway, which the loop re-adopts)."""
+    control, gateway = settings.control, settings.gateway
+    if not port_is_free(control.host, control.port):
+        raise Unavailable(
+            f"port {control.port} (the control plane's API) is in use; stop what holds it or "
+            "pick another with --port (FERRYMAN_CONTROL__PORT)"
+        )
+    if not port_is_free(gateway.host, gateway.port) and not answers_as_gateway(settings):
+        raise Unavailable(
+            f"port {gateway.port} (the gateway's) is in use by another program; free it or "
+            "pick another with --gateway-port (FERRYMAN_GATEWAY__PORT)"
+        )
+
+
+def answers_as_gateway(settings: Settings) -> bool:
+    """True if a Ferryman gateway (one left serving, which the loop re-adopts) holds the
+    gateway's port."""
+    url = f"http://{settings.gateway.host}:{settings.gateway.port}/-/healthz"
+    try:
+        return bool(httpx.get(url, timeout=1.0).status_code == 200)
+    except httpx.HTTPError:
+        return False
+
+
+class FleetStop:
+    """What ``POST /api/v1/fleet/stop`` does: stop the loop's passes first, so that nothing
+    restarts what is stopped next, then every replica and the gateway, then the API."""
+
+    def __init__(self, loop: ControlLoop) -> None:
+        self._loop = loop
+        self.server: uvicorn.Server | None = None
+        self.done = threading.Event()
+        """Set once the fleet is stopped: the control plane's process may end."""
+
+    def __call__(self) -> int:
+        stopped = self._loop.stop_fleet()
+        self.done.set()
+        if self.server is not None:
+            self.server.should_exit = True  # the answer in flight is still sent
+        return stopped
+
+
 def run_control_plane(settings: Settings, token: Token) -> None:
-    """Serve the API in the foreground until interrupted."""
+    """Serve the API in the foreground until interrupted (or ``ferryman down``)."""
     check_bind(settings)
     check_tls(settings)
     registry = Registry.open(settings)
     loop = ControlLoop(settings, registry)
     token_value = token.value if settings.control.auth_required else None
-    app = create_app(settings, registry, token_value, history=loop.monitor.history)
+    fleet_stop = FleetStop(loop)
+    app = create_app(
+        settings, registry, token_value, history=loop.monitor.history, fleet_stop=fleet_stop
+    )
     loop.start()
     control = settings.control
     config = uvicorn.Config(
@@ -68,7 +116,9 @@ def run_control_plane(settings: Settings, token: Token) -> None:
         log_level="warning",
         server_header=False,
     )
-    GuardedServer(config, settings.connections).run()
+    server = GuardedServer(config, settings.connections)
+    fleet_stop.server = server
+    server.run()
     loop.stop()
     registry.close()
 
@@ -85,11 +135,19 @@ class BackgroundControlPlane:
         control = settings.control
         self.loop = ControlLoop(settings, registry)
         token_value = token.value if control.auth_required else None
-        app = create_app(settings, registry, token_value, history=self.loop.monitor.history)
+        self.fleet_stop = FleetStop(self.loop)
+        app = create_app(
+            settings,
+            registry,
+            token_value,
+            history=self.loop.monitor.history,
+            fleet_stop=self.fleet_stop,
+        )
         config = uvicorn.Config(
             app, host=control.host, port=control.port, log_level="warning", server_header=False
         )
         self._server = GuardedServer(config, settings.connections)
+        self.fleet_stop.server = self._server
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
         self.url = f"http://{control.host}:{control.port}"
         self._is_stopped = False
@@ -118,7 +176,9 @@ class BackgroundControlPlane:
 
 __all__ = [
     "BackgroundControlPlane",
+    "FleetStop",
     "check_bind",
+    "check_ports",
     "is_loopback",
     "load_or_create_token",
     "run_control_plane",

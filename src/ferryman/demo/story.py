@@ -16,23 +16,23 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
 from ferryman.config import Settings
-from ferryman.connection_limits import port_is_free
+from ferryman.control.data_dir_lock import DataDirLock
 from ferryman.control.rollouts.gates import CanaryPlan, Gates
-from ferryman.control.server import BackgroundControlPlane, load_or_create_token
+from ferryman.control.server import BackgroundControlPlane, check_ports, load_or_create_token
 from ferryman.demo.summary import farewell, summarise
 from ferryman.demo.traffic import DigitsTraffic, FeedbackTarget, Tally
-from ferryman.errors import DeadlineExceeded, Unavailable
+from ferryman.errors import DeadlineExceeded, ModelNotFound
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentSpec, Registry, RolloutRecord, VariantSpec
 
@@ -65,28 +65,43 @@ class Outcome:
 
 def run_demo(settings: Settings, console: Console, fast: bool, keep_serving: bool) -> Outcome:
     """Tell the story end to end; returns the rollouts and what the clients got."""
-    _check_ports(settings)
+    lock = DataDirLock(settings.data_dir, settings.state_dir, _api(settings))
+    try:
+        return _run(settings, console, fast, keep_serving)
+    finally:
+        lock.release()
+
+
+def _run(settings: Settings, console: Console, fast: bool, keep_serving: bool) -> Outcome:
+    check_ports(settings)
     registry = Registry.open(settings)
     pace = Pace.of(fast)
     token = load_or_create_token(settings.data_dir)
     plane = BackgroundControlPlane(settings, registry, token)
     console.print(Panel.fit("Ferryman demo: train → register → serve → roll out by itself"))
     try:
-        first = _train(registry, settings, console, pace.epochs[0], seed=1, step="1. Train v1")
+        first = _train(registry, settings, console, pace.epochs[0], seed=1, step="1. Train")
         _start_control_plane(plane, settings, console)
         _deploy(registry, settings, console, first)
         feedback = FeedbackTarget(f"{plane.url}/api/v1/feedback", token.value)
-        traffic = _start_traffic(registry, settings, console, first, pace, feedback=feedback)
+        traffic = _start_traffic(registry, settings, first, pace.rate, feedback, max_s=1200)
+        _say_traffic(console, pace.rate)
         _set_policy(registry, console, pace)
-        bad = _train(registry, settings, console, pace.epochs[1], seed=2, step="6. Train v2",
-                     mislabelled=True)  # fmt: skip
+        bad = _train(registry, settings, console, pace.epochs[1], seed=2, step="6. Train",
+                     mislabelled=True, previous=first)  # fmt: skip
         rolled_back = _watch_rollout(registry, console, bad, timeout_s=60 * pace.interval_s + 60)
-        good = _train(registry, settings, console, pace.epochs[2], seed=3, step="7. Train v3")
+        good = _train(registry, settings, console, pace.epochs[2], seed=3, step="7. Train")
         promoted = _watch_rollout(registry, console, good, timeout_s=60 * pace.interval_s + 60)
         time.sleep(2 * pace.interval_s)  # traffic on the promoted version, for the summary
         tally = traffic.stop()
         summarise(registry, console, MODEL, (rolled_back, promoted), tally)
-        farewell(settings, console, plane, keep_serving)
+        farewell(settings, console, plane, keep_serving, TRICKLE_RATE)
+        if keep_serving:
+            trickle = _start_traffic(
+                registry, settings, good, TRICKLE_RATE, feedback, max_s=TRICKLE_MAX_S
+            )
+            _serve_until_stopped(plane)
+            trickle.stop()
     finally:
         plane.stop()  # first, so that the loop does not restart what is stopped next
         if not keep_serving:  # also when a step failed: nothing is left running
@@ -95,27 +110,26 @@ def run_demo(settings: Settings, console: Console, fast: bool, keep_serving: boo
     return Outcome((rolled_back, promoted), tally)
 
 
-def _answers_as_gateway(settings: Settings) -> bool:
-    """True if a Ferryman gateway (this data dir's, left serving) holds the gateway port."""
-    url = f"http://{settings.gateway.host}:{settings.gateway.port}/-/healthz"
+TRICKLE_RATE = 5.0
+"""Labelled requests per second while the demo serves on, so the dashboard shows live lines."""
+TRICKLE_MAX_S = 7 * 24 * 3600.0
+"""A bound all the same: a demo forgotten in a terminal stops sending after a week."""
+
+
+def _api(settings: Settings) -> str:
+    return f"http://{settings.control.host}:{settings.control.port}"
+
+
+def _serve_until_stopped(plane: BackgroundControlPlane) -> None:
+    """Until Ctrl-C, SIGTERM, or ``ferryman down`` (which stops the fleet through the API)."""
+    stopped = plane.fleet_stop.done
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        return bool(httpx.get(url, timeout=1.0).status_code == 200)
-    except httpx.HTTPError:
-        return False
-
-
-def _check_ports(settings: Settings) -> None:
-    gateway, control = settings.gateway, settings.control
-    if not port_is_free(gateway.host, gateway.port) and not _answers_as_gateway(settings):
-        raise Unavailable(
-            f"port {gateway.port} (the gateway's) is in use by another program; free it or pick "
-            "another with FERRYMAN_GATEWAY__PORT=8001 ./scripts/demo"
-        )
-    if not port_is_free(control.host, control.port):
-        raise Unavailable(
-            f"port {control.port} (the control plane's) is in use; stop what holds it (a "
-            "`ferryman up`?) or pick another with FERRYMAN_CONTROL__PORT=7071 ./scripts/demo"
-        )
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _train(
@@ -127,17 +141,19 @@ def _train(
     seed: int,
     step: str,
     mislabelled: bool = False,
+    previous: int | None = None,
 ) -> int:
     from ferryman.demo.recipes import RECIPE, train_with_swapped_labels  # noqa: PLC0415 - torch
     from ferryman.training import RunEnvironment, TrainingRequest, start_run  # noqa: PLC0415
     from ferryman.training.progress import RichProgress  # noqa: PLC0415
     from ferryman.training.recipes import resolve_recipe  # noqa: PLC0415
 
-    console.rule(step)
+    console.rule(f"{step} v{_next_version(registry)}")
     if mislabelled:
         console.print(
             "The same recipe, but a bug in the labelling pipeline swapped the labels of 1↔7 "
-            "and 3↔8 in training and validation data alike: offline it looks as good as v1."
+            "and 3↔8 in training and validation data alike: offline it looks as good as "
+            f"v{previous}."
         )
     else:
         console.print(
@@ -163,6 +179,15 @@ def _train(
     console.print(f"Registered {MODEL} v{version.version}: validation accuracy {accuracy:.3f}")
     console.print(table)
     return version.version
+
+
+def _next_version(registry: Registry) -> int:
+    """The number the next registration gets (a re-run in the same data dir goes on)."""
+    try:
+        versions = registry.list_versions(MODEL, include_archived=True)
+    except ModelNotFound:
+        return 1
+    return versions[-1].version + 1 if versions else 1
 
 
 def _start_control_plane(
@@ -196,27 +221,30 @@ def _deploy(registry: Registry, settings: Settings, console: Console, version: i
 def _start_traffic(
     registry: Registry,
     settings: Settings,
-    console: Console,
     version: int,
-    pace: Pace,
-    *,
+    rate: float,
     feedback: FeedbackTarget,
+    *,
+    max_s: float,
 ) -> DigitsTraffic:
     from ferryman.training.images import digits_data  # noqa: PLC0415
 
-    console.rule("4. Send traffic")
     data = digits_data(seed=1, val_fraction=0.2)
     input_name = registry.get_version(MODEL, version).signature.inputs[0].name
     url = f"{_gateway(settings)}/v2/models/{MODEL}/infer"
     traffic = DigitsTraffic(
-        url, input_name, data.val_x, data.val_y, rate=pace.rate, max_s=1200, feedback=feedback
+        url, input_name, data.val_x, data.val_y, rate=rate, max_s=max_s, feedback=feedback
     )
     traffic.start()
+    return traffic
+
+
+def _say_traffic(console: Console, rate: float) -> None:
+    console.rule("4. Send traffic")
     console.print(
-        f"{pace.rate:g} requests/s of held-out digits; each answer's request id and the "
+        f"{rate:g} requests/s of held-out digits; each answer's request id and the "
         "digit's true label go back to POST /api/v1/feedback about a second later."
     )
-    return traffic
 
 
 def _set_policy(registry: Registry, console: Console, pace: Pace) -> None:

@@ -3,9 +3,6 @@ the clients got — then where to keep looking."""
 
 from __future__ import annotations
 
-import signal
-import threading
-
 from rich.console import Console
 from rich.table import Table
 
@@ -63,9 +60,13 @@ def _figure(value: float | None, digits: int = 3) -> str:
 
 
 def farewell(
-    settings: Settings, console: Console, plane: BackgroundControlPlane, keep_serving: bool
+    settings: Settings,
+    console: Console,
+    plane: BackgroundControlPlane,
+    keep_serving: bool,
+    trickle_rate: float,
 ) -> None:
-    """Stop the data plane (CI), or keep everything up until Ctrl-C (people)."""
+    """Say what happens next: the data plane stops (CI), or everything stays up (people)."""
     gateway = f"http://{settings.gateway.host}:{settings.gateway.port}"
     if not keep_serving:
         console.print("Stopping the replicas and the gateway (without --fast they keep serving).")
@@ -77,18 +78,8 @@ def farewell(
         f"Endpoint:  {gateway}/v2/models/digits/infer\n"
         f"Explore:   ferryman --data-dir {data_dir} endpoints list | rollout status | events | "
         "versions show digits production\n"
+        f"Traffic:   {trickle_rate:g} labelled requests/s keep flowing, with feedback, so the "
+        "dashboard shows live lines\n"
         "Press Ctrl-C to stop the control plane: the endpoint keeps serving (take it back with "
         f"`ferryman --data-dir {data_dir} up`, stop it with `ferryman --data-dir {data_dir} down`)."
     )
-    _wait_for_interrupt()
-
-
-def _wait_for_interrupt() -> None:
-    stopped = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +21,19 @@ pytestmark = [pytest.mark.e2e, needs_slowhttptest]
 def control_plane(folder: Path) -> Iterator[Target]:
     port = free_port()
     address = ("127.0.0.1", port)
-    with server_process(
-        ["--data-dir", str(folder), "up", "--port", str(port)], address, "/healthz"
-    ) as pid:
-        token = (folder / "control-token").read_text().strip()
-        normal = NormalRequest("GET", "/api/v1/models", None, {"authorization": f"Bearer {token}"})
-        # A POST there is refused (401) before its body is read: the body rule closes it.
-        yield Target(address, pid, normal, "/api/v1/models", "/healthz")
+    data = ["--data-dir", str(folder)]
+    # Its own gateway port: `up` starts a gateway, and 8000 is the demo's (and a user's).
+    up = [*data, "up", "--port", str(port), "--gateway-port", str(free_port())]
+    try:
+        with server_process(up, address, "/healthz") as pid:
+            token = (folder / "control-token").read_text().strip()
+            auth = {"authorization": f"Bearer {token}"}
+            normal = NormalRequest("GET", "/api/v1/models", None, auth)
+            # A POST there is refused (401) before its body is read: the body rule closes it.
+            yield Target(address, pid, normal, "/api/v1/models", "/healthz")
+    finally:  # the gateway runs in a session of its own and outlives `up`
+        subprocess.run([sys.executable, "-m", "ferryman", *data, "down"], check=False,
+                       capture_output=True, timeout=60)  # fmt: skip
 
 
 def test_slow_heads_and_bodies_neither_fail_nor_slow_normal_requests(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ class Stack:
         return {
             **base,
             "FERRYMAN_DATA_DIR": str(self.data_dir),
+            "FERRYMAN_STATE_DIR": str(self.data_dir.parent / "state"),
             "FERRYMAN_GATEWAY__PORT": str(self.gateway_port),
             "FERRYMAN_CONTROL__PORT": str(self.api_port),
             "FERRYMAN_CONTROL__RECONCILE_INTERVAL_S": "0.2",

@@ -14,6 +14,7 @@ from ferryman.control.api import (
     alert_routes,
     deployment_routes,
     feedback_routes,
+    fleet_routes,
     monitor_routes,
     registry_routes,
     rollout_routes,
@@ -37,11 +38,13 @@ def create_app(
     token: str | None,
     *,
     history: HistoryView | None = None,
+    fleet_stop: fleet_routes.FleetStopper | None = None,
 ) -> FastAPI:
     """The API over ``registry`` and the dashboard; ``token`` None only when auth is off.
 
     ``history`` is the monitor's in-memory history when the control loop runs in this
-    process; without it, the history routes read the registry's copy.
+    process; without it, the history routes read the registry's copy. ``fleet_stop``
+    is the control loop's stop, for ``POST /api/v1/fleet/stop`` (``ferryman down``).
     """
     sessions = None if token is None else Sessions(token, settings.control.session_ttl_s)
     app = FastAPI(
@@ -56,6 +59,7 @@ def create_app(
     app.state.settings = settings
     app.state.registry = registry
     app.state.history = history if history is not None else StoredHistory(registry.history)
+    app.state.fleet_stop = fleet_stop
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
@@ -64,6 +68,7 @@ def create_app(
     app.include_router(alert_routes.router)
     app.include_router(Dashboard(sessions).router())
     app.include_router(webhook_routes.router)
+    app.include_router(fleet_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
