@@ -249,6 +249,8 @@ def _show_registration(registration: Registration) -> None:
             f"{gate['latency_ms_b32']:.3f}",
         )
     console.print(table)
+    promote = f"ferryman alias set {version.model} production {version.version}"
+    console.print(f"Promote it: [bold]{promote}[/]", soft_wrap=True)
 
 
 def _show_metrics(run: RunRecord) -> None:

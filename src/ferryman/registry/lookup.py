@@ -45,7 +45,7 @@ def find_version(session: Session, model_row: ModelRow, ref: VersionRef) -> Vers
     else:
         alias = session.get(AliasRow, (model_row.id, validate_name(str(ref), "alias")))
         row = None if alias is None else session.get(VersionRow, alias.version_id)
-        what = f"an alias {ref!r}"
+        what = f"alias {ref!r}; set one: ferryman alias set {model_row.name} {ref} VERSION"
     if row is None:
         raise VersionNotFound(f"model {model_row.name!r} has no {what}")
     return row
