@@ -26,7 +26,8 @@ Messages say the value, the rule and the fix.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 
 class FerrymanError(Exception):
@@ -151,3 +152,49 @@ def error_for_status(status_code: int, message: str) -> FerrymanError:
     if error_class is None:
         return InvalidInput(message) if 400 <= status_code < 500 else FerrymanError(message)
     return error_class(message)
+
+
+_PLACES = frozenset({"body", "query", "path", "header"})
+
+
+def describe_problem(problem: Mapping[str, Any]) -> str:
+    """One of pydantic's validation errors as a sentence a person reads: the field, the value
+    given, and the rule.
+
+    >>> describe_problem({"loc": ("variants", 0, "replicas"), "input": 100,
+    ...                   "msg": "Input should be less than or equal to 64"})
+    'replicas of variant 1 is 100; it should be less than or equal to 64'
+    >>> describe_problem({"loc": ("body", "endpoint"), "msg": "Field required"})
+    'endpoint is missing'
+    """
+    where = _field_name(problem.get("loc", ()))
+    message = str(problem.get("msg", "is not valid"))
+    if message == "Field required":
+        return f"{where} is missing" if where else "a required field is missing"
+    if message == "Extra inputs are not permitted":
+        return f"{where} is not a field here" if where else message
+    if message.startswith("Value error, "):  # a validator's own words name field and value
+        said = message.removeprefix("Value error, ")
+        return said if not where or (" " not in where and where in said) else f"{where}: {said}"
+    rule = message[0].lower() + message[1:] if message else message
+    rule = rule.replace("input should", "it should", 1)
+    value = problem.get("input")
+    if where and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 80:
+        return f"{where} is {value!r}; {rule}"
+    return f"{where}: {rule}" if where else rule
+
+
+def _field_name(loc: Sequence[object]) -> str:
+    """``("body", "variants", 0, "replicas")`` → ``"replicas of variant 1"``."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in _PLACES:
+        parts = parts[1:]
+    named: list[str] = []
+    for part in parts:
+        if isinstance(part, int):
+            container = named.pop() if named else "items"
+            is_plural = container.endswith("s") and len(container) > 3
+            named.append(f"{container[:-1] if is_plural else container} {part + 1}")
+        elif not str(part).startswith("function-"):  # a validator's name, not a field's
+            named.append(str(part))
+    return " of ".join(reversed(named))

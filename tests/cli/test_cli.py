@@ -79,7 +79,7 @@ def test_metrics_params_tags_are_recorded(
         (["versions", "list", "nope"], "model 'nope' does not exist"),
         (["alias", "set", "nope", "production", "1"], "model 'nope' does not exist"),
         (["policy", "set", "m", "--steps", "10,x"], "is not a list of numbers"),
-        (["policy", "set", "m", "--steps", "50,10,100"], "steps: Value error, steps [50, 10, 100]"),
+        (["policy", "set", "m", "--steps", "50,10,100"], "steps [50, 10, 100]"),
     ],
 )
 def test_errors_are_one_line_and_exit_1(

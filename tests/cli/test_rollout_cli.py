@@ -54,7 +54,9 @@ def test_rollout_start_by_each_strategy(
     assert record["candidate"]["replicas"] == 2
     _contains(record["plan"], plan)
     code, out, _ = deployed("rollout", "status")
-    assert strategy in out
+    shown = {"blue_green": "blue-green", "ab_test": "ab"}.get(strategy, strategy)
+    assert f" {shown} " in out  # the name people type, not the stored one
+    assert "blue_green" not in out
     code, out, _ = deployed("rollout", "events", str(record["id"]))
     assert code == 0
     assert "created" in out
@@ -75,8 +77,11 @@ def _contains(whole: dict[str, object], part: dict[str, object]) -> None:
     [
         (["--bake", "60"], "--bake does not apply to a canary rollout"),
         (["--strategy", "blue-green", "--steps", "10,100"], "--steps does not apply"),
-        (["--strategy", "ab", "--split", "0"], "split: Input should be greater than or equal to 1"),
-        (["--strategy", "ab", "--metric", "latency"], "metric: Input should be"),
+        (
+            ["--strategy", "ab", "--split", "0"],
+            "split is 0; it should be greater than or equal to 1",
+        ),
+        (["--strategy", "ab", "--metric", "latency"], "metric is 'latency'; it should be"),
         (["--strategy", "shadow", "--steps", "50,100"], "need --then-canary"),
         (["--strategy", "rainbow"], "strategy 'rainbow' is not one of"),
         (["--steps", "10,x"], "is not a list of numbers"),

@@ -14,7 +14,7 @@ from ferryman.control.monitor.alerts import check_removable, rule_listing
 from ferryman.errors import InvalidInput
 from ferryman.registry import SERIES, AlertLevel, AlertStatus, RuleSpec
 
-alerts_app = typer.Typer()
+alerts_app = typer.Typer(rich_markup_mode=None)
 
 LEVEL_STYLE = {AlertLevel.CRITICAL: "bold red", AlertLevel.WARNING: "yellow"}
 

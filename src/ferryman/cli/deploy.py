@@ -13,14 +13,24 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
-from ferryman.control.metrics.traffic import Traffic, traffic_by_variant, window
+from ferryman.control.metrics.traffic import Traffic, traffic_by_variant
 from ferryman.gateway.routes import RouteTable
-from ferryman.registry import Autoscaling, DeploymentRecord, DeploymentSpec, VariantSpec
+from ferryman.registry import (
+    Autoscaling,
+    DeploymentRecord,
+    DeploymentSpec,
+    Registry,
+    VariantSpec,
+)
 from ferryman.types import Slot
 
-TRAFFIC_WINDOW_S = 1.0
+SAMPLE_MAX_AGE_S = 60.0
+"""Older monitor samples than this are not shown as "now" (the control loop samples every
+10 s; an older one means it does not run)."""
 
-endpoints_app = typer.Typer(help="See endpoints: variants, weights, replicas, traffic.")
+endpoints_app = typer.Typer(
+    rich_markup_mode=None, help="See endpoints: variants, weights, replicas, traffic."
+)
 
 Replicas = Annotated[int | None, typer.Option(help="Fixed replicas (no autoscaling).")]
 MinReplicas = Annotated[int | None, typer.Option("--min", help="Autoscale from (0: to zero).")]
@@ -81,7 +91,7 @@ def list_endpoints(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(records)
         return
-    console.print(_endpoint_table(records, state.settings))
+    console.print(_endpoint_table(records, state.settings, state.registry()))
 
 
 @endpoints_app.command("show")
@@ -96,7 +106,7 @@ def show_endpoint(
     if json_output:
         print_json(record)
         return
-    console.print(_endpoint_table([record], state.settings))
+    console.print(_endpoint_table([record], state.settings, state.registry()))
 
 
 def _autoscaling(min_replicas: int | None, max_replicas: int | None) -> Autoscaling | None:
@@ -113,12 +123,15 @@ def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
     console.print(f"{verb} endpoint [bold]{record.endpoint}[/] (generation {record.generation})")
 
 
-def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Table:
+def _endpoint_table(
+    records: list[DeploymentRecord], settings: Settings, registry: Registry
+) -> Table:
     routes = _routes(settings)
-    totals, recent = _gateway_traffic(settings)
-    title = "Endpoints (qps, p99, 4xx and 5xx over the last second)"
+    totals = _gateway_totals(settings)
+    recent = _latest_samples(registry)
     table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "4xx", "5xx",
-                  "requests", title=title)  # fmt: skip
+                  "requests", title="Endpoints (qps, p99, 4xx and 5xx: the control loop's "
+                  "latest sample, every 10 s)")  # fmt: skip
     for record in records:
         route = routes.endpoints.get(record.endpoint) if routes else None
         live_variants = {v.name: v for v in route.variants} if route else {}
@@ -127,18 +140,17 @@ def _endpoint_table(records: list[DeploymentRecord], settings: Settings) -> Tabl
             live = live_variants.get(variant.name)
             desired = "auto" if record.spec.autoscaling else str(variant.replicas)
             ready = len(live.backends) if live else 0
-            now, total = recent.get(key, Traffic()), totals.get(key, Traffic())
-            p99_s = now.quantile_s(0.99)
+            now, total = recent.get(key, {}), totals.get(key, Traffic())
             role = " (shadow)" if variant.name == record.spec.shadow else ""
             table.add_row(
                 record.endpoint,
                 variant.name + role,
                 f"{live.weight if live else variant.weight}%",
                 f"{ready}/{desired} ready",
-                f"{now.requests / TRAFFIC_WINDOW_S:.0f}",
-                "" if p99_s is None else f"{p99_s * 1000:.1f} ms",
-                f"{now.client_errors:.0f}",
-                f"{now.errors:.0f}",
+                _figure(now.get("qps"), "{:.1f}"),
+                _figure(now.get("p99_ms"), "{:.1f} ms"),
+                _figure(now.get("client_error_rate"), "{:.1%}"),
+                _figure(now.get("error_rate"), "{:.1%}"),
                 f"{total.requests:.0f}",
             )
     return table
@@ -151,13 +163,24 @@ def _routes(settings: Settings) -> RouteTable | None:
         return None
 
 
-def _gateway_traffic(settings: Settings) -> tuple[dict[Slot, Traffic], dict[Slot, Traffic]]:
-    """Totals and the last second's traffic per variant from the gateway, if it runs."""
+def _gateway_totals(settings: Settings) -> dict[Slot, Traffic]:
+    """Each variant's traffic since the gateway started, if it runs."""
     url = f"http://{settings.gateway.host}:{settings.gateway.port}/metrics"
     try:
-        earlier = traffic_by_variant(httpx.get(url, timeout=1).text)
-        time.sleep(TRAFFIC_WINDOW_S)
-        later = traffic_by_variant(httpx.get(url, timeout=1).text)
+        return traffic_by_variant(httpx.get(url, timeout=1).text)
     except httpx.HTTPError:
-        return {}, {}
-    return later, window(later, earlier)
+        return {}
+
+
+def _latest_samples(registry: Registry) -> dict[Slot, dict[str, float]]:
+    """The monitor's newest sample of each variant, if it is recent."""
+    now_s = time.time()
+    return {
+        (sample.endpoint, sample.variant): sample.values
+        for sample in registry.history.latest()
+        if now_s - sample.time_s <= SAMPLE_MAX_AGE_S
+    }
+
+
+def _figure(value: float | None, shape: str) -> str:
+    return "-" if value is None else shape.format(value)

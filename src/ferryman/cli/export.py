@@ -27,7 +27,9 @@ from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
 
-export_app = typer.Typer(help="Write Prometheus and Grafana assets for your own stack.")
+export_app = typer.Typer(
+    rich_markup_mode=None, help="Write Prometheus and Grafana assets for your own stack."
+)
 
 Directory = Annotated[Path, typer.Argument(help="Directory to write into (created if needed).")]
 

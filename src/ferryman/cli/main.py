@@ -29,9 +29,10 @@ from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
 from ferryman.config import load_settings
-from ferryman.errors import FerrymanError
+from ferryman.errors import FerrymanError, describe_problem
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="ferryman",
     help="Take models from training to production and keep them current there.",
     no_args_is_help=True,
@@ -77,11 +78,17 @@ def root(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option(help="Data dir [env FERRYMAN_DATA_DIR; default ./ferryman-data]."),
+        typer.Option(
+            help="Data dir [env FERRYMAN_DATA_DIR; default ./ferryman-data if it exists, else "
+            "the running control plane's, else a new ./ferryman-data]."
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option(help="Registry database URL [env FERRYMAN_DATABASE_URL; default SQLite]."),
+        typer.Option(
+            help="Registry database URL [env FERRYMAN_DATABASE_URL; default the SQLite file "
+            "registry.db in the data dir]."
+        ),
     ] = None,
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None, typer.Option(help="Log level.")
@@ -90,7 +97,10 @@ def root(
         Literal["console", "json"] | None, typer.Option(help="Log line format.")
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Version.")
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Global options apply to every command and may be given anywhere on the line."""
@@ -130,9 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except FerrymanError as exc:
         _fail(exc.message)
     except ValidationError as exc:  # a value given on the line or in the settings
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        _fail(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+        _fail(describe_problem(exc.errors()[0]))
 
 
 def _fail(message: str) -> NoReturn:

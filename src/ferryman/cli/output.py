@@ -43,8 +43,31 @@ def size(size_bytes: int) -> str:
 
 
 def pairs(values: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={_number(value)}" for key, value in values.items())
+    """``key=value, …`` for people: nested mappings as dotted keys, lists joined by ``/``.
+
+    >>> pairs({"reason": "gates met", "plan": {"steps": [10, 50], "bake_s": 60.0}})
+    'reason=gates met, plan.steps=10/50, plan.bake_s=60'
+    """
+    return ", ".join(f"{key}={value}" for key, value in _flattened(values, ""))
 
 
-def _number(value: Any) -> str:
+def _flattened(values: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            found += _flattened(value, f"{prefix}{key}.")
+        else:
+            found.append((f"{prefix}{key}", _shown(value)))
+    return found
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "/".join(_shown(item) for item in value) or "-"
+    if isinstance(value, dict):
+        return "-"  # an empty mapping (a full one is flattened)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

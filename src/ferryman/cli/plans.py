@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from ferryman.control.rollouts.plans import PLANS, Plan, Strategy, parse_plan, parse_strategy
+from ferryman.control.rollouts.plans import (
+    PLANS,
+    Plan,
+    Strategy,
+    parse_plan,
+    parse_strategy,
+    shown,
+)
 from ferryman.errors import InvalidInput
 
 StrategyOption = Annotated[str, typer.Option(help="canary, blue-green, ab (A/B test) or shadow.")]
@@ -94,7 +101,7 @@ def build_plan(strategy_name: str, options: PlanOptions) -> tuple[Strategy, Plan
     stray = sorted(set(given) - _accepted(strategy))
     if stray:
         flags = ", ".join("--" + name.removesuffix("_s").replace("_", "-") for name in stray)
-        raise InvalidInput(f"{flags} does not apply to a {strategy.value} rollout")
+        raise InvalidInput(f"{flags} does not apply to a {shown(strategy)} rollout")
     gates = {name: given.pop(name) for name in GATES if name in given}
     if "steps" in given:
         given["steps"] = parse_steps(str(given["steps"]))

@@ -13,7 +13,9 @@ from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.rollouts.plans import parse_plan, parse_strategy
 from ferryman.registry import OfflineGate, offline_gate
 
-policy_app = typer.Typer(help="Roll out every new version of a model by itself.")
+policy_app = typer.Typer(
+    rich_markup_mode=None, help="Roll out every new version of a model by itself."
+)
 
 
 @policy_app.command("set")

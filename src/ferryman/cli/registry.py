@@ -15,20 +15,35 @@ from ferryman.cli.output import JsonOption, console, pairs, print_json, size, wh
 from ferryman.errors import InvalidInput
 from ferryman.registry import VersionRecord
 
-models_app = typer.Typer(help="List and archive models.", no_args_is_help=True)
-versions_app = typer.Typer(help="List, show and archive versions.", no_args_is_help=True)
-alias_app = typer.Typer(help="Move aliases such as production and candidate.", no_args_is_help=True)
-
-Pairs = Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE")]
+models_app = typer.Typer(
+    rich_markup_mode=None, help="List and archive models.", no_args_is_help=True
+)
+versions_app = typer.Typer(
+    rich_markup_mode=None, help="List, show and archive versions.", no_args_is_help=True
+)
+alias_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Move aliases such as production and candidate.",
+    no_args_is_help=True,
+)
 
 
 def register(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="The model file (.onnx).")],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name, e.g. digits.")],
-    metric: Pairs = None,
-    param: Pairs = None,
-    tag: Pairs = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="A metric (a number), e.g. auc=0.91; repeatable."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="A training parameter, e.g. lr=0.01; repeatable."),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(metavar="KEY=VALUE", help="A tag, e.g. team=fraud; repeatable."),
+    ] = None,
     alias: Annotated[list[str] | None, typer.Option(help="Alias to point at it.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     trust: Annotated[

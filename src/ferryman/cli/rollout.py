@@ -11,12 +11,14 @@ from ferryman.cli import plans
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.rollouts import steering
+from ferryman.control.rollouts.plans import shown
 from ferryman.control.rollouts.state import RolloutState
 from ferryman.registry import RolloutRecord
 
 rollout_app = typer.Typer(
+    rich_markup_mode=None,
     help="Rollouts (canary, blue-green, A/B test, shadow): start, status, events, pause, "
-    "resume, promote, abort, rollback."
+    "resume, promote, abort, rollback.",
 )
 RolloutId = Annotated[int, typer.Argument(help="Rollout number (ferryman rollout status).")]
 ACTOR_SUFFIX = " (cli)"
@@ -97,7 +99,9 @@ def status(
     for record in records:
         change = f"{record.baseline.name} → {record.candidate.name}"
         phase = RolloutState.of(record.state).phase
-        strategy = record.strategy + (f" ({phase})" if phase and not record.finished_at else "")
+        strategy = shown(record.strategy) + (
+            f" ({phase})" if phase and not record.finished_at else ""
+        )
         table.add_row(str(record.id), record.endpoint, strategy, change, record.status.value,
                       f"{record.weight}%", str(record.failed_checks), record.reason,
                       when(record.updated_at))  # fmt: skip
@@ -171,6 +175,7 @@ def _show(record: RolloutRecord, json_output: bool) -> None:
         print_json(record)
         return
     console.print(
-        f"rollout {record.id} on {record.endpoint} ({record.strategy}): {record.baseline.name} → "
+        f"rollout {record.id} on {record.endpoint} ({shown(record.strategy)}): "
+        f"{record.baseline.name} → "
         f"{record.candidate.name}, {record.status.value} at {record.weight}% ({record.reason})"
     )

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-runs_app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
+runs_app = typer.Typer(
+    rich_markup_mode=None, help="List and inspect training runs.", no_args_is_help=True
+)
 
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help="Recipe param.")

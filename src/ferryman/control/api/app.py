@@ -25,7 +25,7 @@ from ferryman.control.api.security import SecurityMiddleware, declare_auth
 from ferryman.control.monitor.history import HistoryView, StoredHistory
 from ferryman.dashboard.pages import Dashboard
 from ferryman.dashboard.session import Sessions
-from ferryman.errors import FerrymanError
+from ferryman.errors import FerrymanError, describe_problem
 from ferryman.registry import Registry
 from ferryman.version import __version__
 
@@ -99,10 +99,7 @@ async def _ferryman_error(_: Request, exc: FerrymanError) -> JSONResponse:
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors()[:5]
-    ]
+    problems = [describe_problem(error) for error in exc.errors()[:5]]
     return JSONResponse({"error": "; ".join(problems)}, 400)
 
 

@@ -16,12 +16,13 @@ anything changes.
 from __future__ import annotations
 
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ferryman.control.rollouts.gates import CanaryPlan, Gates
-from ferryman.errors import InvalidInput
+from ferryman.errors import InvalidInput, describe_problem
 from ferryman.gateway.routes import check_header_name
 
 
@@ -152,6 +153,23 @@ PLANS: dict[Strategy, type[Plan]] = {
 
 
 ALIASES = {"ab": Strategy.AB_TEST, "bluegreen": Strategy.BLUE_GREEN}
+SHOWN = MappingProxyType(
+    {
+        Strategy.CANARY: "canary",
+        Strategy.BLUE_GREEN: "blue-green",
+        Strategy.AB_TEST: "ab",
+        Strategy.SHADOW: "shadow",
+    }
+)
+"""The one name people see (help, errors, tables); the API also takes the stored value."""
+
+
+def shown(strategy: Strategy | str) -> str:
+    """The name a person sees for ``strategy``: ``blue_green`` → ``blue-green``."""
+    try:
+        return SHOWN[Strategy(strategy)]
+    except ValueError:
+        return str(strategy)
 
 
 def parse_strategy(name: str) -> Strategy:
@@ -161,7 +179,7 @@ def parse_strategy(name: str) -> Strategy:
     try:
         return ALIASES.get(plain) or Strategy(plain)
     except ValueError:
-        known = ", ".join(s.value for s in Strategy)
+        known = ", ".join(SHOWN.values())
         raise InvalidInput(f"strategy {name[:40]!r} is not one of {known}") from None
 
 
@@ -180,11 +198,8 @@ def parse_plan(strategy: Strategy | str, plan: object) -> Plan:
     try:
         return kind.model_validate(plan)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors()[:3]:
-            where = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+        problems = [describe_problem(error) for error in exc.errors()[:3]]
         fields = ", ".join(kind.model_fields)
         raise InvalidInput(
-            f"bad {name.value} plan: {'; '.join(problems)} (its fields: {fields})"
+            f"bad {shown(name)} plan: {'; '.join(problems)} (its fields: {fields})"
         ) from None
