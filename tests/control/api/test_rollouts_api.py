@@ -169,11 +169,7 @@ def test_only_the_newest_promotion_can_be_undone(api: httpx.Client) -> None:
     ("body", "status", "message"),
     [
         ({"strategy": "canary", "plan": {"steps": [50, 10]}}, 400, "steps [50, 10] must rise"),
-        (
-            {"strategy": "canary", "plan": {"steps": [50, 100], "speed": 2}},
-            400,
-            "speed is not a field",
-        ),
+        ({"strategy": "canary", "plan": {"steps": [50, 100], "speed": 2}}, 400, "speed is not a"),
         ({"strategy": "ab_test", "plan": {"split": 100}}, 400, "split is 100; it should be less"),
         ({"strategy": "ab_test", "plan": {"sticky_header": "X User"}}, 400, "header name"),
         ({"strategy": "blue_green", "plan": {"bake_s": -1}}, 400, "bake_s is -1; it should be"),
@@ -245,10 +241,7 @@ def test_a_policy_with_an_offline_gate(api: httpx.Client) -> None:
         ({"strategy": "ab", "plan": {"metric": "latency"}}, "metric is 'latency'; it should be"),
         ({"trigger": "sometimes"}, "trigger 'sometimes' is not"),
         ({"endpoint": "Bad Name"}, "not allowed"),
-        (
-            {"strategy": "shadow", "plan": {"canary": {"steps": [100, 50]}}},
-            "steps of canary: steps",
-        ),
+        ({"strategy": "shadow", "plan": {"canary": {"steps": [100, 50]}}}, "steps of canary:"),
         ({"plan": []}, "plan"),
         ({"max_offline_drop": 0.02}, "name it too (offline_metric"),
         ({"offline_metric": "accuracy"}, "offline_metric 'accuracy' needs a bound"),
