@@ -86,6 +86,7 @@ export class Chart {
         unit ? h('span', { class: 'chart-unit' }, unit) : null, this.note),
       this.svgBox, this.legend, this.tooltip);
     this.width = 0;
+    this.clipId = `plot-${Math.random().toString(36).slice(2)}`; // unique within the page
     this.observer = new ResizeObserver(() => {
       const width = this.svgBox.clientWidth;
       if (width && Math.abs(width - this.width) > 1) this.render();
@@ -172,6 +173,12 @@ export class Chart {
       svg.append(s('line', { class: 'threshold', x1: MARGIN.left, x2: MARGIN.left + plotW, y1: sy(t.value), y2: sy(t.value) }),
         s('text', { class: 'threshold-label', x: MARGIN.left + plotW - 2, y: sy(t.value) - 4, 'text-anchor': 'end' }, t.label));
     }
+    // Lines, areas and last points stay inside the plot: a domain narrower than the data
+    // (a rollout's window) must not let them run over the axes and the legend.
+    const pad = 4;
+    const plotted = s('g', { class: 'plotted', 'clip-path': `url(#${this.clipId})` });
+    svg.append(s('defs', {}, s('clipPath', { id: this.clipId },
+      s('rect', { x: MARGIN.left - pad, y: MARGIN.top - pad, width: plotW + 2 * pad, height: plotH + 2 * pad }))), plotted);
     series.forEach((one, index) => {
       if (!one.points.length) return;
       const gap = Math.max(medianGap(one.points) * 3, 1e-9);
@@ -184,11 +191,11 @@ export class Chart {
         const first = one.points[0][0];
         const last = one.points[one.points.length - 1][0];
         const base = sy(Math.max(y0, 0));
-        svg.append(s('path', { class: 'area', fill: one.color, d: `${d}L${sx(last).toFixed(1)},${base}L${sx(first).toFixed(1)},${base}Z` }));
+        plotted.append(s('path', { class: 'area', fill: one.color, d: `${d}L${sx(last).toFixed(1)},${base}L${sx(first).toFixed(1)},${base}Z` }));
       }
-      svg.append(s('path', { class: ['series', one.dashed ? 'dashed' : ''].join(' '), stroke: one.color, d, 'data-series': one.label, 'data-index': index }));
+      plotted.append(s('path', { class: ['series', one.dashed ? 'dashed' : ''].join(' '), stroke: one.color, d, 'data-series': one.label, 'data-index': index }));
       const [lx, ly] = one.points[one.points.length - 1];
-      svg.append(s('circle', { cx: sx(lx), cy: sy(ly), r: 2.8, fill: one.color }));
+      plotted.append(s('circle', { cx: sx(lx), cy: sy(ly), r: 2.8, fill: one.color }));
     });
 
     const cursor = s('g', { class: 'hidden-cursor' });
@@ -201,10 +208,28 @@ export class Chart {
 
   drawLegend(series) {
     const { format } = this.opts;
+    const retired = this.retired(series);
     replace(this.legend, series.map((one) => {
       const last = one.points[one.points.length - 1];
+      if (retired.has(one)) { // its line is history: no "latest" value to show
+        return h('span', { class: 'item retired', dataset: { series: one.label } },
+          h('i', { style: { background: one.color } }), one.label, ' ', h('span', { class: 'faint' }, 'retired'));
+      }
       return h('span', { class: 'item', dataset: { series: one.label } },
         h('i', { style: { background: one.color } }), one.label, ' ', h('b', last ? format(last[1]) : '—'));
+    }));
+  }
+
+  /** On a time chart, the series that stopped well before the others (a retired variant). */
+  retired(series) {
+    if (this.opts.x !== 'time') return new Set();
+    const ends = series.filter((one) => one.points.length).map((one) => one.points[one.points.length - 1][0]);
+    if (!ends.length) return new Set();
+    const latest = Math.max(...ends);
+    return new Set(series.filter((one) => {
+      if (!one.points.length) return false;
+      const gap = Math.max(medianGap(one.points), 1);
+      return one.points[one.points.length - 1][0] < latest - 3 * gap;
     }));
   }
 

@@ -5,8 +5,29 @@ import { h, replace } from './dom.js';
 export const PALETTE = ['#2563d9', '#e8793a', '#17a398', '#9b59d0', '#d6457a', '#7c9a2d', '#c99a06', '#5b6b7e'];
 export const colorAt = (index) => PALETTE[index % PALETTE.length];
 
-/** Colours by variant name, stable for the life of a page (first seen, first colour). */
+/** A variant's colour, the same on every page: "v3" (and "v3-int8") by its version, so
+ * consecutive versions never share one; any other name by a hash of it. */
+export function colorOf(name) {
+  const versioned = /^v(\d+)(.*)$/.exec(name);
+  if (versioned) return colorAt(Number(versioned[1]) - 1 + (versioned[2] ? hashOf(versioned[2]) : 0));
+  return colorAt(hashOf(name));
+}
+
+function hashOf(text) { // FNV-1a: small, stable, spreads short names well
+  let hash = 0x811c9dc5;
+  for (const char of text) hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
+  return hash;
+}
+
+/** Colours by variant name (see colorOf); kept as an object so pages can pass it around. */
 export class Colors {
+  of(name) { return colorOf(name); }
+  seed() { return this; }
+}
+
+/** Colours for things with no stable name to hash well (training runs): first seen, first
+ * colour, for the life of a page. */
+export class ColorsInOrder {
   constructor() { this.known = new Map(); }
   of(name) {
     if (!this.known.has(name)) this.known.set(name, colorAt(this.known.size));

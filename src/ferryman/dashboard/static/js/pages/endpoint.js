@@ -138,13 +138,13 @@ function qualityTable(quality, colors) {
   const score = (q, key) => (q.labelled ? pct(q[key]) : '—');
   return table([
     { label: 'Variant', render: (q) => h('span', {}, h('i', { class: 'swatch', style: { background: colors.of(q.name) } }), q.name) },
-    { label: 'Version', num: true, render: (q) => `v${q.version}` },
+    { label: 'Model', render: (q) => `${q.model} v${q.version}` },
     { label: 'Labelled', num: true, render: (q) => number(q.labelled ?? null) },
     { label: 'Accuracy', num: true, render: (q) => score(q, 'accuracy') },
     { label: 'Precision', num: true, render: (q) => score(q, 'precision') },
     { label: 'Recall', num: true, render: (q) => score(q, 'recall') },
     { label: 'F1', num: true, render: (q) => score(q, 'f1') },
-  ], rows, { empty: 'No feedback labels yet: POST /api/v1/feedback, or ferryman feedback.' });
+  ], rows, { empty: 'No feedback labels yet: POST /api/v1/feedback, or ferryman feedback.', testid: 'quality' });
 }
 
 function alertsTable(alerts) {

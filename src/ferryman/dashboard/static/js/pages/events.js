@@ -8,8 +8,13 @@ import { pageHead, section, table } from '../ui.js';
 
 const KEEP = 500;
 
-function detailsText(details) {
-  return Object.entries(details ?? {}).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ');
+/** key=value pairs, as the CLI prints them: nested keys dotted, lists joined by "/". */
+export function detailsText(details, prefix = '') {
+  return Object.entries(details ?? {}).map(([k, v]) => {
+    if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length) return detailsText(v, `${prefix}${k}.`);
+    const shown = Array.isArray(v) ? v.join('/') : (v === null || typeof v === 'object' ? '-' : String(v));
+    return `${prefix}${k}=${shown}`;
+  }).join(', ');
 }
 
 export async function render(main, params, ctx) {
@@ -24,7 +29,7 @@ export async function render(main, params, ctx) {
     { label: 'Action', render: (e) => h('code', e.action) },
     { label: 'On', render: (e) => `${e.object_type} ${e.object_key}` },
     { label: 'By', render: (e) => e.actor },
-    { label: 'Details', render: (e) => h('span', { class: 'muted mono' }, detailsText(e.details)) },
+    { label: 'Details', class: 'details', render: (e) => h('span', { class: 'muted mono' }, detailsText(e.details)) },
   ], [...events].reverse(), { empty: 'Nothing has happened yet.', testid: 'events' }));
   const refresh = async () => {
     const query = { model: model.value, limit: lastId === null ? 200 : 1000, after_id: lastId ?? undefined };

@@ -7,7 +7,7 @@ import { variantName } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, bytes, duration, iso, ms, number, pct, toDate } from '../format.js';
 import { poll } from '../live.js';
-import { Colors, badge, notice, pageHead, runBadge, section, table, tile } from '../ui.js';
+import { ColorsInOrder, badge, notice, pageHead, runBadge, section, table, tile } from '../ui.js';
 
 const LINEAGE_VERSIONS = 8;
 const CURVE_RUNS = 4;
@@ -150,7 +150,7 @@ export async function render(main, [name], ctx) {
   const detail = async (run) => api.get(path('runs', run.id));
   newestFirst = [...await Promise.all(newestFirst.slice(0, DETAILED_RUNS).map(detail)), ...newestFirst.slice(DETAILED_RUNS)];
   const selected = new Set(newestFirst.filter((r) => Object.keys(r.metrics ?? {}).length).slice(0, CURVE_RUNS).map((r) => r.id));
-  const colors = new Colors().seed([...selected]);
+  const colors = new ColorsInOrder().seed([...selected]);
   const runsBox = h('div', { class: 'card' });
   const curvesBox = h('div');
   const curves = new Curves();
