@@ -57,12 +57,13 @@ def check_ports(settings: Settings) -> None:
     if not port_is_free(control.host, control.port):
         raise Unavailable(
             f"port {control.port} (the control plane's API) is in use; stop what holds it or "
-            "pick another with --port (FERRYMAN_CONTROL__PORT)"
+            f"pick another: ferryman up --port {control.port + 1} (or FERRYMAN_CONTROL__PORT)"
         )
     if not port_is_free(gateway.host, gateway.port) and not answers_as_gateway(settings):
         raise Unavailable(
             f"port {gateway.port} (the gateway's) is in use by another program; free it or "
-            "pick another with --gateway-port (FERRYMAN_GATEWAY__PORT)"
+            f"pick another: ferryman up --gateway-port {gateway.port + 1} (or "
+            "FERRYMAN_GATEWAY__PORT)"
         )
 
 
