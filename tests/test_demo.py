@@ -108,7 +108,7 @@ def test_a_rerun_names_its_versions_keeps_traffic_flowing_and_stops_with_down(
     assert "Train v1" not in said
     assert "offline it looks as good as v4" in said
     assert "failed requests: 0" in said
-    assert 10 <= flowing <= 40, flowing  # about 5 requests/s, bounded
+    assert 5 <= flowing <= 40, flowing  # about 5 requests/s (20 in 4 s), bounded
     assert down.returncode == 0, down.stderr
     assert "and the control plane on" in down.stdout
     assert took_s < 30, took_s

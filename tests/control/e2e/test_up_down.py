@@ -74,6 +74,6 @@ def test_down_stops_the_fleet_through_the_running_control_plane(stack: Stack) ->
     assert list((stack.data_dir / "replicas").glob("*.json")) == []
     assert not (stack.data_dir / "gateway.json").exists()
     print(f"ferryman down with a control plane running took {took_s:.1f} s")
-    assert took_s < 15, took_s  # it took 31 s while it raced the loop
+    assert took_s < 20, took_s  # it took 31 s while it raced the loop
     events = stack.ferryman("events", "--limit", "5")
     assert "fleet.stopped" in events
