@@ -28,6 +28,7 @@ from ferryman.reference import ReferenceData
 from ferryman.registry.alerts import Alerts
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
+from ferryman.registry.deliveries import Deliveries
 from ferryman.registry.deployments import Deployments, DeploymentSpec, put_spec
 from ferryman.registry.history import MetricHistory
 from ferryman.registry.lookup import (
@@ -92,6 +93,7 @@ class Registry:
         self.payloads = Payloads(database, clock)
         self.history = MetricHistory(database, clock)
         self.alerts = Alerts(database, clock)
+        self.deliveries = Deliveries(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:
@@ -253,18 +255,29 @@ class Registry:
     # -- aliases --------------------------------------------------------------------------
 
     def set_alias(
-        self, model: str, alias: str, ref: VersionRef, actor: str, *, force: bool = False
+        self,
+        model: str,
+        alias: str,
+        ref: VersionRef,
+        actor: str,
+        *,
+        force: bool = False,
+        as_of: datetime | None = None,
     ) -> AliasRecord:
         """Point ``alias`` at a version; moving it is recorded as an event.
 
         ``production`` is refused (409) on a version whose inputs its clients could not send
-        (:func:`~ferryman.signature.incompatibility`), unless ``force``.
+        (:func:`~ferryman.signature.incompatibility`), unless ``force``. ``as_of``: when the
+        move was decided elsewhere (a webhook's timestamp); if the alias changed in a later
+        second than that, the move is stale and refused with 409.
         """
         validate_alias(alias)
 
         def work(session: Session) -> AliasRecord:
             model_row = find_model(session, model, for_update=True)
             target = find_version(session, model_row, ref)
+            if as_of is not None:
+                _refuse_stale_move(session.get(AliasRow, (model_row.id, alias)), model, as_of)
             if alias == PRODUCTION and not force:
                 _check_clients_can_call(session, model_row, target, FORCE_HINT)
             return self._move_alias(session, model_row, alias, target, actor, now=self._clock())
@@ -513,3 +526,15 @@ def _check_clients_can_call(
     )
     if problem is not None:
         raise Conflict(f"{problem}; {fix}")
+
+
+def _refuse_stale_move(row: AliasRow | None, model: str, as_of: datetime) -> None:
+    """409 when the alias changed in a later second than ``as_of`` (whole seconds: a
+    webhook's timestamp has no fraction)."""
+    if row is None or int(row.updated_at.timestamp()) <= int(as_of.timestamp()):
+        return
+    raise Conflict(
+        f"{model}@{row.name} was changed at {row.updated_at.isoformat(timespec='seconds')} by "
+        f"{row.updated_by}, after this move was sent ({as_of.isoformat(timespec='seconds')}); "
+        "a stale move is refused, so the newer state stands (move the alias again to change it)"
+    )

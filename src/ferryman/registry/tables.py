@@ -323,3 +323,14 @@ class AlertWebhookRow(Base):
     secret: Mapped[str] = mapped_column(String(256))
     updated_by: Mapped[str] = mapped_column(KEY)
     updated_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """A signed delivery received from another system (MLflow), remembered so that a replay
+    of the same bytes within its signature's window is refused, across restarts too."""
+
+    __tablename__ = "webhook_deliveries"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)

@@ -304,3 +304,82 @@ def test_the_secret_never_appears_in_answers_or_events(
     assert SECRET not in events
     assert SECRET not in repr(server.settings)
     assert os.environ.get("FERRYMAN_CONTROL__MLFLOW_WEBHOOK_SECRET") is None
+
+
+def signed(
+    entity: str, action: str, data: dict[str, Any], *, age_s: float = 0
+) -> tuple[bytes, dict[str, str]]:
+    """One delivery's exact bytes and headers, to post (and post again) as they are."""
+    body = json.dumps({"entity": entity, "action": action, "data": data}).encode()
+    delivery_id, stamp = str(uuid.uuid4()), str(int(time.time() - age_s))
+    return body, {
+        "content-type": "application/json",
+        "x-mlflow-delivery-id": delivery_id,
+        "x-mlflow-timestamp": stamp,
+        "x-mlflow-signature": sign(SECRET, delivery_id, stamp, body),
+    }
+
+
+def _two_imported_versions(url: str, imports: Path, onnx_bytes: Callable[..., bytes]) -> None:
+    for mlflow_version, seed in (("1", 1.0), ("3", 3.0)):
+        source = model_dir(imports, onnx_bytes(seed_value=seed), name=f"m{mlflow_version}")
+        answer = deliver(url, "model_version", "created",
+                         created("digits", mlflow_version, str(source)))  # fmt: skip
+        assert answer.json()["status"] == "imported", answer.text
+
+
+def test_a_replayed_delivery_is_refused_even_after_a_restart(
+    server: RunningServer, imports: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    """Issue 14: re-posting a signed alias move within its window moved production back."""
+    _two_imported_versions(server.url, imports, onnx_bytes)
+    registry = server.registry
+    body, headers = signed("model_version_alias", "created",
+                           {"name": "digits", "alias": "production", "version": "3"})  # fmt: skip
+    endpoint = f"{server.url}/api/v1/webhooks/mlflow"
+    assert httpx.post(endpoint, content=body, headers=headers).json()["status"] == "aliased"
+    assert registry.get_version("digits", "production").version == 2
+    registry.set_alias("digits", "production", 1, "operator")
+
+    replay = httpx.post(endpoint, content=body, headers=headers)
+    assert replay.status_code == 409, replay.text
+    assert "already received" in replay.json()["error"]
+    assert headers["x-mlflow-delivery-id"] in replay.json()["error"]
+    assert registry.get_version("digits", "production").version == 1
+
+    settings = server.settings  # a new control plane on the same registry
+    restarted, thread, running = start_server(settings)
+    try:
+        again = httpx.post(f"{running.url}/api/v1/webhooks/mlflow", content=body, headers=headers)
+        assert again.status_code == 409, again.text
+        assert "already received" in again.json()["error"]
+        assert running.registry.get_version("digits", "production").version == 1
+    finally:
+        restarted.should_exit = True
+        thread.join(timeout=10)
+        running.registry.close()
+
+
+def test_an_alias_move_older_than_the_alias_s_last_change_is_refused(
+    server: RunningServer, imports: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    _two_imported_versions(server.url, imports, onnx_bytes)
+    registry = server.registry
+    registry.set_alias("digits", "production", 1, "operator")
+    move = {"name": "digits", "alias": "production", "version": "3"}
+    body, headers = signed("model_version_alias", "created", move, age_s=120)  # before it
+    answer = httpx.post(f"{server.url}/api/v1/webhooks/mlflow", content=body, headers=headers)
+    assert answer.status_code == 409, answer.text
+    error = answer.json()["error"]
+    assert "digits@production was changed at" in error
+    assert "by operator" in error
+    assert "stale move is refused" in error
+    assert registry.get_version("digits", "production").version == 1
+    refused = [e for e in registry.list_events("digits") if e.action == "webhook.refused"]
+    assert len(refused) == 1
+    assert refused[0].details["reason"] == error
+
+    fresh_body, fresh = signed("model_version_alias", "created", move)
+    moved = httpx.post(f"{server.url}/api/v1/webhooks/mlflow", content=fresh_body, headers=fresh)
+    assert moved.json()["status"] == "aliased", moved.text  # a move sent after it still goes
+    assert registry.get_version("digits", "production").version == 2

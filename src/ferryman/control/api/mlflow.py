@@ -19,7 +19,10 @@ Then :class:`MlflowImporter` acts on two events and ignores the rest:
   that MLflow version (a policy on ``alias:NAME`` then fires).
 
 Every delivery acted on leaves an event (``webhook.imported``, ``webhook.aliased`` or
-``webhook.skipped`` with its reason).
+``webhook.skipped`` with its reason). Two deliveries are refused rather than acted on: a
+delivery id already received (409, see :class:`~ferryman.registry.deliveries.Deliveries`:
+a replay of signed bytes), and an alias move stamped before the alias's last change (409
+and a ``webhook.refused`` event: the registry's newer state stands).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -61,10 +65,15 @@ class Delivery:
     entity: str
     action: str
     data: dict[str, Any]
+    sent_at: datetime
 
 
 class NotImported(InvalidInput):
     """Why a delivery changed nothing (recorded, answered 200: MLflow must not retry)."""
+
+
+class Refused(Conflict):
+    """A delivery that would undo newer state (recorded, answered 409)."""
 
 
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -104,7 +113,7 @@ def verify(
             f"the delivery is stamped {age_s:+.0f} s from now; more than {tolerance_s:g} s either "
             "way is refused (replay guard: check the clocks)"
         )
-    return _parse(delivery_id, body)
+    return _parse(delivery_id, body, datetime.fromtimestamp(int(timestamp), UTC))
 
 
 def _matches(presented: str, expected: str) -> bool:
@@ -115,7 +124,7 @@ def _matches(presented: str, expected: str) -> bool:
     )
 
 
-def _parse(delivery_id: str, body: bytes) -> Delivery:
+def _parse(delivery_id: str, body: bytes, sent_at: datetime) -> Delivery:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
@@ -125,7 +134,7 @@ def _parse(delivery_id: str, body: bytes) -> Delivery:
     entity, action = document.get("entity"), document.get("action")
     if not isinstance(entity, str) or not isinstance(action, str):
         raise InvalidInput("the delivery's entity and action must be strings")
-    return Delivery(delivery_id, entity[:64], action[:64], document["data"])
+    return Delivery(delivery_id, entity[:64], action[:64], document["data"], sent_at)
 
 
 class MlflowImporter:
@@ -149,6 +158,8 @@ class MlflowImporter:
             if kind[0] == "model_version":
                 return self._import(delivery, model, name, version)
             return self._alias(delivery, model, name, version)
+        except Refused:
+            raise
         except (InvalidInput, Conflict) as exc:  # permanent: a 5xx is left to MLflow's retry
             self._record(delivery, "webhook.skipped", model, {"reason": exc.message})
             return {"status": "skipped", "reason": exc.message}
@@ -192,7 +203,11 @@ class MlflowImporter:
                 f"MLflow {name[:80]} v{version} was never imported, so alias {alias!r} has no "
                 "Ferryman version to point at"
             )
-        self._registry.set_alias(model, alias, target, ACTOR)
+        try:
+            self._registry.set_alias(model, alias, target, ACTOR, as_of=delivery.sent_at)
+        except Conflict as exc:  # stale, or an archived target: refused, the reason recorded
+            self._record(delivery, "webhook.refused", model, {"reason": exc.message})
+            raise Refused(exc.message) from None
         details = {"alias": alias, "version": target, "mlflow": f"{name[:80]} v{version}"}
         self._record(delivery, "webhook.aliased", model, details)
         return {"status": "aliased", "model": model, "alias": alias, "version": target}
