@@ -47,6 +47,11 @@ class ServingSettings(BaseModel):
         default="127.0.0.1", description="Interface the replica binds; loopback unless told."
     )
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0: any free port).")
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host header values accepted besides loopback names and the bound address "
+        "(DNS-rebinding guard); others get 403.",
+    )
     grpc_port: int | None = Field(
         default=None, ge=0, le=65535, description="gRPC port of the V2 protocol; None: no gRPC."
     )
@@ -122,7 +127,8 @@ class ControlSettings(BaseModel):
     port: int = Field(default=7070, ge=0, le=65535, description="HTTP(S) port of the API.")
     allowed_hosts: tuple[str, ...] = Field(
         default=(),
-        description="Host header values accepted besides loopback names (DNS-rebinding guard).",
+        description="Host header values accepted besides loopback names and the bound address "
+        "(DNS-rebinding guard); others get 403.",
     )
     tls_cert_file: Path | None = Field(default=None, description="PEM certificate: serve HTTPS.")
     tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
@@ -230,6 +236,11 @@ class GatewaySettings(BaseModel):
     port: int = Field(
         default=8000, ge=0, le=65535, description="HTTP port (replicas default to 8080)."
     )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host header values accepted besides loopback names and the bound address "
+        "(DNS-rebinding guard); others get 403.",
+    )
     allow_insecure_bind: bool = Field(
         default=False,
         description="Allow a non-loopback bind; the gateway has no auth of its own.",
@@ -314,6 +325,22 @@ class ConnectionSettings(BaseModel):
     )  # fmt: skip
 
 
+class OutboundSettings(BaseModel):
+    """Requests Ferryman itself sends (alert webhooks, Prometheus): public addresses only.
+
+    Loopback, link-local (cloud metadata), private, unspecified and the control plane's own
+    addresses are refused unless listed here (ferryman.control.outbound).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allow: tuple[str, ...] = Field(
+        default=(),
+        description="Destinations allowed although not public: CIDRs (10.0.0.0/8, fd00::/8) "
+        "or host:port (hooks.internal:443, 127.0.0.1:9000).",
+    )
+
+
 class TrainingSettings(BaseModel):
     """Training runs and the gate their exported variants must pass."""
 
@@ -387,6 +414,15 @@ class Settings(BaseSettings):
     connections: ConnectionSettings = Field(
         default_factory=ConnectionSettings,
         description="Deadlines and a cap on client connections, for every server.",
+    )
+    outbound: OutboundSettings = Field(
+        default_factory=OutboundSettings,
+        description="Where Ferryman's own requests (webhooks, Prometheus) may go.",
+    )
+    insecure_http: bool = Field(
+        default=False,
+        description="Serve plain HTTP on a non-loopback address (no TLS cert and key): tokens "
+        "and data then cross the network in clear. Off, such a bind refuses to start.",
     )
 
     training: TrainingSettings = Field(

@@ -11,6 +11,7 @@ from rich.table import Table
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.monitor.alerts import check_removable, rule_listing
+from ferryman.control.outbound import OutboundPolicy
 from ferryman.errors import InvalidInput
 from ferryman.registry import SERIES, AlertLevel, AlertStatus, RuleSpec
 
@@ -149,6 +150,7 @@ def set_webhook(
     elif not keep_secret:
         secret = typer.prompt("Signing secret (16-256 characters)", hide_input=True)
     state = cli_context(ctx)
+    OutboundPolicy.from_settings(state.settings).check_url(url)
     hook = state.registry().alerts.put_webhook(name, url, secret, state.settings.user)
     console.print(f"Webhook [bold]{hook.name}[/] posts alert events to {hook.url}")
 

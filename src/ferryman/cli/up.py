@@ -41,7 +41,7 @@ def up(
         gateway = settings.gateway
         console.print(f"Ferryman control plane on {url} (data dir {settings.data_dir})")
         console.print(f"  Dashboard: {url}/ui/ (log in with the API token)")
-        console.print(f"  API docs: {url}/docs")
+        console.print(f"  API schema: {url}/openapi.json (with the token)")
         if token.is_new:
             console.print(
                 f"  API token (shown once; kept in {settings.data_dir}/control-token, mode 0600):"

@@ -28,6 +28,7 @@ from ferryman.control.metrics.traffic import Traffic, summed
 from ferryman.control.monitor.collector import PayloadCollector, Retention
 from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
+from ferryman.control.outbound import OutboundPolicy, PinnedTransport
 from ferryman.control.reconcile.load import FleetLoad
 from ferryman.control.reconcile.reconciler import Reconciler
 from ferryman.control.rollouts.controller import RolloutController
@@ -49,6 +50,9 @@ class ControlLoop:
         clock: Clock = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._outbound = OutboundPolicy.from_settings(settings)
+        if settings.control.prometheus_url:  # refused at start, with why; each query again
+            self._outbound.check_url(settings.control.prometheus_url)
         self.runtime = runtime if runtime is not None else create_runtime(settings)
         self._http = httpx.Client(timeout=1.0)
         self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
@@ -63,6 +67,10 @@ class ControlLoop:
             route_grace_s=settings.control.route_grace_s,
         )
         self.signals = FeedbackSignals(registry)
+        # Calls to URLs people give (Prometheus): checked, pinned, no proxies from the env.
+        self._outbound_http = httpx.Client(
+            timeout=5.0, transport=PinnedTransport(self._outbound), trust_env=False
+        )
         self.traffic = self._traffic_source(settings)
         """The gateway's traffic totals that rollouts are judged on."""
         sources = Sources(
@@ -89,6 +97,7 @@ class ControlLoop:
                 timeout_s=control.webhook_timeout_s,
             ),
             control.webhook_queue_capacity,
+            transport=PinnedTransport(self._outbound),
         )
         view = LoopView(
             table=lambda: self.reconciler.state.table,
@@ -120,6 +129,7 @@ class ControlLoop:
             self._thread.join(timeout=30)
         self.webhooks.stop()
         self._http.close()
+        self._outbound_http.close()
         self.runtime.close()
 
     def stop_fleet(self) -> int:
@@ -140,7 +150,7 @@ class ControlLoop:
         if url is None:
             return self._gateway_traffic
         logger.info("rollout analysis reads the gateway's traffic from Prometheus")
-        return PrometheusTraffic(url, self._http)
+        return PrometheusTraffic(url, self._outbound_http)
 
     def _gateway_traffic(self) -> dict[Slot, Traffic] | None:
         return self.fleet.gateway

@@ -74,7 +74,7 @@ def farewell(
     data_dir = settings.data_dir
     console.print(
         f"Dashboard: {plane.url}/ui/ (log in with the token in {data_dir}/control-token)\n"
-        f"API docs:  {plane.url}/docs\n"
+        f"API schema: {plane.url}/openapi.json (with the token)\n"
         f"Endpoint:  {gateway}/v2/models/digits/infer\n"
         f"Explore:   ferryman --data-dir {data_dir} endpoints list | rollout status | events | "
         "versions show digits production\n"

@@ -48,6 +48,7 @@ from ferryman.gateway.routefile import RouteFile
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
 from ferryman.gateway.shadow import PrimaryAnswer, ShadowMirror
 from ferryman.gateway.transport import REQUEST_DROPPED, Transport, Upstream
+from ferryman.host_policy import HostPolicy
 from ferryman.types import Clock
 from ferryman.version import __version__
 
@@ -98,6 +99,7 @@ class Gateway:
         # Its own generator: traffic splitting needs uniform draws, not secrecy.
         self._draw = draw or random.Random().random  # noqa: S311
         self._holding = Holding(self.metrics, clock)
+        self._hosts = HostPolicy.for_server(settings.host, settings.port, settings.allowed_hosts)
         self._health = BackendHealth(settings.backend_recheck_s, clock)
         self._proxy: Proxy | None = None
         self._shadow: ShadowMirror | None = None
@@ -150,6 +152,9 @@ class Gateway:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             try:
+                refusal = self._hosts.refusal(scope["headers"], scope["method"], scope["scheme"])
+                if refusal is not None:
+                    raise refusal
                 answer = await self._answer(scope, receive)
             except FerrymanError as exc:
                 answer = error_answer(exc)

@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferryman.errors import FerrymanError
+from ferryman.host_policy import HostPolicy
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.http import Reply, error_reply, infer_v2, v2_infer_target
 from ferryman.serving.limits import ClientDisconnected, HeaderLimits
@@ -57,6 +58,7 @@ class Edge:
         self.plane = plane
         settings = plane.settings
         self.limits = HeaderLimits(settings.max_header_bytes, settings.max_header_count)
+        self.hosts = HostPolicy.for_server(settings.host, settings.port, settings.allowed_hosts)
         self.version = plane.identity.version.encode()
         self.ids = RequestIds()
 
@@ -70,7 +72,9 @@ class Edge:
             return self.app(scope, receive, send)
         headers = scope["headers"]
         request_id = self._request_id(headers)
-        problem = self.limits.check(headers)
+        problem = self.limits.check(headers) or self.hosts.refusal(
+            headers, scope["method"], scope["scheme"]
+        )
         target = v2_infer_target(scope) if problem is None else None
         if target is not None:
             return self._infer(scope, receive, send, target, request_id)

@@ -91,7 +91,7 @@ def seeded(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, str]]]:
 def fuzz(running: RunningServer, real: dict[str, str], examples: int) -> Figures:
     """``examples`` generated requests to every operation; the failures, one of each kind."""
     headers = {"authorization": f"Bearer {running.token}"}
-    schema = schemathesis.openapi.from_url(running.url + "/openapi.json")
+    schema = schemathesis.openapi.from_url(running.url + "/openapi.json", headers=headers)
     figures = Figures()
     with requests.Session() as session:
         for result in schema.get_all_operations():

@@ -81,21 +81,36 @@ def test_every_route_needs_the_token(control: RunningServer) -> None:
             if response.status_code != 401:
                 open_routes.add(path)
                 continue
+            if method == "HEAD":  # the same refusal as GET, without its body
+                continue
             if path in SIGNED_PATHS:  # authenticated by a signature of its own, not the token
                 assert "signature" in response.json()["error"]
                 continue
             assert response.json()["error"].startswith("a valid bearer token is required")
             assert response.headers["www-authenticate"].startswith("Bearer")
     assert open_routes == set()
-    assert {"/docs", "/openapi.json", "/healthz", "/ui/login"} <= {path for _, path in census}
+    assert {"/openapi.json", "/healthz", "/ui/login"} <= {path for _, path in census}
+    assert "/docs" not in {path for _, path in census}  # Swagger UI is off (see the README)
     pages = {path for method, path in census if path.startswith("/ui/") and method == "GET"}
     assert {"/ui/", "/ui/endpoints/x", "/ui/models/x", "/ui/rollouts/x"} <= pages
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_the_api_description_needs_the_token_and_swagger_ui_is_off(
+    control: RunningServer, path: str
+) -> None:
+    """Issue 14: /docs loaded swagger-ui from a CDN on the API's origin, open to anyone."""
+    assert httpx.get(control.url + path).status_code == 401
+    with_token = httpx.get(control.url + path, headers={"authorization": f"Bearer {control.token}"})
+    assert with_token.status_code == (200 if path == "/openapi.json" else 404)
 
 
 def test_the_openapi_publishes_the_token_that_the_server_asks_for(
     control: RunningServer,
 ) -> None:
-    schema = httpx.get(control.url + "/openapi.json").json()
+    schema = httpx.get(
+        control.url + "/openapi.json", headers={"authorization": f"Bearer {control.token}"}
+    ).json()
     assert schema["components"]["securitySchemes"]["bearerToken"] == {
         "type": "http", "scheme": "bearer",
         "description": "The token in the data dir's control-token file.",
@@ -150,6 +165,46 @@ def test_cross_origin_changes_are_refused(control: RunningServer, method: str) -
     )
     assert response.status_code == 403
     assert "cross-origin" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://127.0.0.1:1", "https://127.0.0.1:{port}", "http://localhost:{port}", "null"],
+)
+def test_an_origin_on_another_port_scheme_or_name_is_another_origin(
+    control: RunningServer, origin: str
+) -> None:
+    """Issue 14: the Origin check compared host names only; scheme and port count too."""
+    port = control.url.rsplit(":", 1)[1]
+    response = httpx.post(
+        control.url + "/api/v1/models/digits/aliases/production",
+        headers={"origin": origin.format(port=port), "authorization": f"Bearer {control.token}"},
+    )
+    assert response.status_code == 403
+    assert "cross-origin" in response.json()["error"]
+
+
+def test_two_host_headers_are_refused(control: RunningServer) -> None:
+    """Issue 14: duplicate Host headers were accepted (the last one won)."""
+    host, port = control.url.removeprefix("http://").rsplit(":", 1)
+    status, body = raw_exchange(
+        host, int(port),
+        b"GET /api/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n"
+        b"Authorization: Bearer " + control.token.encode() + b"\r\nConnection: close\r\n\r\n",
+    )  # fmt: skip
+    assert status == 400
+    assert b"more than one Host header" in body
+
+
+def raw_exchange(host: str, port: int, request: bytes) -> tuple[int, bytes]:
+    """Send ``request`` as bytes (clients refuse to send two Host headers); status, body."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
 
 
 def test_same_origin_changes_pass_the_origin_check(control: RunningServer) -> None:

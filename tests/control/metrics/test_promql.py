@@ -18,10 +18,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from ferryman.config import ControlSettings, load_settings
+from ferryman.config import ControlSettings, OutboundSettings, load_settings
 from ferryman.control.loop import ControlLoop
 from ferryman.control.metrics.promql import PrometheusTraffic, totals
 from ferryman.control.metrics.traffic import Traffic
+from ferryman.errors import InvalidInput
 from ferryman.registry import Registry
 from tests.support import free_port
 
@@ -101,10 +102,14 @@ def test_the_control_loop_judges_rollouts_on_prometheus_when_one_is_named(
     named = load_settings(
         data_dir=tmp_path, database_url=sqlite_url,
         control=ControlSettings(prometheus_url="http://127.0.0.1:9090"),
+        outbound=OutboundSettings(allow=("127.0.0.1:9090",)),  # loopback: allowed by name
     )  # fmt: skip
     registry = Registry.open(named)
     try:
         assert isinstance(ControlLoop(named, registry).traffic, PrometheusTraffic)
+        unlisted = named.model_copy(update={"outbound": OutboundSettings()})
+        with pytest.raises(InvalidInput, match=r"127\.0\.0\.1:9090 is a loopback address"):
+            ControlLoop(unlisted, registry)  # the outbound policy: refused at start, with why
         plain = load_settings(data_dir=tmp_path, database_url=sqlite_url)
         assert not isinstance(ControlLoop(plain, registry).traffic, PrometheusTraffic)
     finally:

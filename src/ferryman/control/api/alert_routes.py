@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
 from ferryman.control.monitor.alerts import RuleListing, check_removable, rule_listing
+from ferryman.control.outbound import OutboundPolicy
 from ferryman.names import validate_name
 from ferryman.registry import AlertRecord, AlertStatus, RuleSpec, WebhookRecord
 
@@ -71,8 +72,10 @@ def list_webhooks(registry: RegistryDep) -> list[WebhookRecord]:
 
 @router.put("/alert-webhooks/{name}")
 def put_webhook(
-    name: str, body: WebhookBody, registry: RegistryDep, actor: ActorDep
+    name: str, body: WebhookBody, registry: RegistryDep, actor: ActorDep, request: Request
 ) -> WebhookRecord:
+    """Add or change a webhook; a URL the outbound policy refuses gets 400 with the reason."""
+    OutboundPolicy.from_settings(request.app.state.settings).check_url(body.url)
     return registry.alerts.put_webhook(name, body.url, body.secret, actor)
 
 

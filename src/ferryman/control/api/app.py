@@ -52,6 +52,7 @@ def create_app(
         version=__version__,
         description="Models, versions, variants, runs and events. Bearer token required "
         "(or, from the dashboard at /ui/, its session cookie and CSRF token).",
+        docs_url=None,  # Swagger UI would load a CDN's scripts on this origin; see README
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         responses=ERROR_RESPONSES,
@@ -80,6 +81,7 @@ def create_app(
         token=token,
         allowed_hosts=settings.control.allowed_hosts,
         sessions=sessions,
+        bound_host=settings.control.host,
     )
     return app
 

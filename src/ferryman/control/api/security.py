@@ -25,16 +25,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ferryman.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
+from ferryman.host_policy import HostPolicy
 
 TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/openapi.json", "/ui/login"})
+OPEN_PATHS = frozenset({"/healthz", "/ui/login"})
 OPEN_PREFIXES = ("/ui/assets/",)
 """The dashboard's login page and its static files (the same public files for everyone)."""
 PAGE_PREFIX = "/ui"
@@ -42,7 +43,6 @@ LOGIN_PATH = "/ui/login"
 SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow"})
 """Routes that verify a signature of their own (see their modules) instead of the token."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def declare_auth(app: FastAPI) -> None:
@@ -106,11 +106,12 @@ class SecurityMiddleware:
         token: str | None,
         allowed_hosts: Iterable[str] = (),
         sessions: Sessions | None = None,
+        bound_host: str = "127.0.0.1",
     ) -> None:
         self._app = app
         self._token = token.encode() if token else None
         self._sessions = sessions
-        self._hosts = frozenset(h.lower() for h in (*LOOPBACK_NAMES, *allowed_hosts))
+        self._hosts = HostPolicy.for_server(bound_host, None, allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,21 +132,12 @@ class SecurityMiddleware:
 
     def _refusal(self, scope: Scope) -> Refusal | None:
         headers = {key.lower(): value for key, value in scope["headers"]}
-        return self._origin_refusal(scope, headers) or self._auth_refusal(scope, headers)
+        return self._origin_refusal(scope) or self._auth_refusal(scope, headers)
 
-    def _origin_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
-        """Requests that name another host, or change state from another origin."""
-        host = headers.get(b"host", b"").decode("latin-1")
-        if _hostname(host) not in self._hosts:
-            return Refusal(
-                403, "the Host header does not name this server; refused (DNS rebinding guard)"
-            )
-        origin = headers.get(b"origin")
-        if scope["method"] not in SAFE_METHODS and origin is not None and not self._is_own(origin):
-            return Refusal(
-                403, "cross-origin request refused; use the CLI, the SDK or the dashboard"
-            )
-        return None
+    def _origin_refusal(self, scope: Scope) -> Refusal | None:
+        """Requests that name another host (or two), or change state from another origin."""
+        refusal = self._hosts.refusal(scope["headers"], scope["method"], scope["scheme"])
+        return None if refusal is None else Refusal(refusal.status_code, refusal.message)
 
     def _auth_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
         """Requests without the token or a session (and a session's changes without CSRF)."""
@@ -163,9 +155,6 @@ class SecurityMiddleware:
         return Refusal(
             401, "a valid bearer token is required (see the control-token file in the data dir)"
         )
-
-    def _is_own(self, origin: bytes) -> bool:
-        return _hostname(urlsplit(origin.decode("latin-1")).netloc) in self._hosts
 
 
 def _has_token(headers: dict[bytes, bytes], token: bytes) -> bool:
@@ -199,11 +188,3 @@ def _login_location(scope: Scope) -> str:
     if query:
         page = f"{page}?{query}"
     return f"{LOGIN_PATH}?next={quote(page, safe='')}"
-
-
-def _hostname(netloc: str) -> str:
-    """``host[:port]`` → host, lowercased; IPv6 literals keep their brackets."""
-    netloc = netloc.strip().lower()
-    if netloc.startswith("["):
-        return netloc.split("]", 1)[0] + "]"
-    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
