@@ -165,7 +165,7 @@ async def test_header_floods_get_431(gateway_url: tuple[str, Gateway], headers: 
     url, _ = gateway_url
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: a\r\n" + headers
+    head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers
     writer.write(head + b"Content-Length: 0\r\nConnection: close\r\n\r\n")
     response = await asyncio.wait_for(reader.read(), timeout=10)
     writer.close()

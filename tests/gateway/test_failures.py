@@ -180,7 +180,8 @@ async def test_a_trickling_body_is_cut_off_at_the_request_timeout(
         host, port = gw.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
         started = time.monotonic()
-        head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+        head = b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        head += b"Content-Length: 100\r\n\r\n"
         writer.write(head + b"x" * 10)  # and never the other 90 bytes
         response = await asyncio.wait_for(reader.read(200), timeout=10)
         writer.close()

@@ -95,7 +95,9 @@ async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan run, and an in-process client talking to it."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:8080"
+        ) as client:
             yield client
 
 

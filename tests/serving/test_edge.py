@@ -39,7 +39,9 @@ async def test_the_hot_path_and_the_starlette_route_answer_the_bad_corpus_alike(
 
     async with running(app) as edge:
         transport = httpx.ASGITransport(app=route_only)
-        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as route:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:8080"
+        ) as route:
             for case, body, message in CORPUS:
                 fast, slow = await edge.post(URL, content=body), await route.post(URL, content=body)
                 assert (fast.status_code, fast.content) == (slow.status_code, slow.content), case
@@ -88,7 +90,8 @@ async def test_a_client_that_leaves_before_its_body_gets_no_answer_and_a_499() -
         async def send(message: Mapping[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": URL, "headers": [], "query_string": b""}
+        scope = {"type": "http", "method": "POST", "path": URL, "query_string": b"",
+                 "headers": [(b"host", b"127.0.0.1")]}  # fmt: skip
         await app(scope, receive, send)
         text = (await http.get("/metrics")).text
         records = (await http.get("/ferryman/v1/payloads")).json()["records"]

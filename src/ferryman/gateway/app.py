@@ -152,7 +152,9 @@ class Gateway:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             try:
-                refusal = self._hosts.refusal(scope["headers"], scope["method"], scope["scheme"])
+                refusal = self._hosts.refusal(
+                    scope["headers"], scope["method"], scope.get("scheme", "http")
+                )
                 if refusal is not None:
                     raise refusal
                 answer = await self._answer(scope, receive)

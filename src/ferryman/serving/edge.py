@@ -73,7 +73,7 @@ class Edge:
         headers = scope["headers"]
         request_id = self._request_id(headers)
         problem = self.limits.check(headers) or self.hosts.refusal(
-            headers, scope["method"], scope["scheme"]
+            headers, scope["method"], scope.get("scheme", "http")
         )
         target = v2_infer_target(scope) if problem is None else None
         if target is not None:

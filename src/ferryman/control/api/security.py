@@ -136,7 +136,9 @@ class SecurityMiddleware:
 
     def _origin_refusal(self, scope: Scope) -> Refusal | None:
         """Requests that name another host (or two), or change state from another origin."""
-        refusal = self._hosts.refusal(scope["headers"], scope["method"], scope["scheme"])
+        refusal = self._hosts.refusal(
+            scope["headers"], scope["method"], scope.get("scheme", "http")
+        )
         return None if refusal is None else Refusal(refusal.status_code, refusal.message)
 
     def _auth_refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> Refusal | None:
