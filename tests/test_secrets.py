@@ -37,7 +37,7 @@ from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Database, Registry, WebhookTarget
 from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Stack, wait_for
-from tests.control.webhook_receiver import receiving
+from tests.control.webhook_receiver import loopback_transport, receiving
 from tests.support import free_port
 
 
@@ -111,6 +111,7 @@ def leaky_stack(
         "FERRYMAN_DATABASE_URL": database_url,
         "FERRYMAN_CONTROL__MLFLOW_WEBHOOK_SECRET": canaries["MLFLOWSECRET"],
         "FERRYMAN_CONTROL__MLFLOW_IMPORT_DIRS": json.dumps([str(tmp_path / "mlflow")]),
+        "FERRYMAN_OUTBOUND__ALLOW": json.dumps(["127.0.0.1:9"]),  # the webhook's receiver
         "AWS_SECRET_ACCESS_KEY": canaries["AWSSECRET"],
         "AWS_ACCESS_KEY_ID": canaries["AWSKEYID"],
     }
@@ -333,7 +334,10 @@ def test_webhook_deliveries_log_neither_url_nor_secret(caplog: pytest.LogCapture
     by the webhook's name only."""
     token, secret = canary("HOOKQUERY"), canary("HOOKSECRET")
     caplog.set_level(logging.DEBUG)
-    sender = WebhookSender(RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.01, timeout_s=2))
+    sender = WebhookSender(
+        RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.01, timeout_s=2),
+        transport=loopback_transport(),
+    )
     sender.start()
     try:
         with receiving(fail_first=10) as receiver:

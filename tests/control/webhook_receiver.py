@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-import hmac
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
-from ferryman.control.monitor.webhooks import signature
+from ferryman.control.outbound import OutboundPolicy, PinnedTransport
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def loopback_transport() -> PinnedTransport:
+    """A transport to this module's receivers: the outbound policy, loopback allowed."""
+    return PinnedTransport(OutboundPolicy(allow=("127.0.0.0/8",)))
+
+
+def readme_verifier() -> Callable[[str, Any, bytes], bool]:
+    """``is_genuine`` from the README's receiver snippet, exactly as the README shows it."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    [snippet] = [block for block in blocks if "def is_genuine(" in block]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    verifier: Callable[[str, Any, bytes], bool] = namespace["is_genuine"]
+    return verifier
 
 
 @dataclass
@@ -35,9 +54,8 @@ class Receiver:
             return list(self.received)
 
     def is_signed(self, request: Received, secret: str) -> bool:
-        """Verify as the README tells receivers to."""
-        expected = signature(secret, request.headers["ferryman-timestamp"], request.body)
-        return hmac.compare_digest(expected, request.headers["ferryman-signature"])
+        """Verify as the README tells receivers to: with its snippet."""
+        return readme_verifier()(secret, request.headers, request.body)
 
 
 @contextmanager

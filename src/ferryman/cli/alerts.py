@@ -14,6 +14,7 @@ from ferryman.control.monitor.alerts import check_removable, rule_listing
 from ferryman.control.outbound import OutboundPolicy
 from ferryman.errors import InvalidInput
 from ferryman.registry import SERIES, AlertLevel, AlertStatus, RuleSpec
+from ferryman.registry.alerts import check_webhook_url
 
 alerts_app = typer.Typer(rich_markup_mode=None)
 
@@ -150,7 +151,7 @@ def set_webhook(
     elif not keep_secret:
         secret = typer.prompt("Signing secret (16-256 characters)", hide_input=True)
     state = cli_context(ctx)
-    OutboundPolicy.from_settings(state.settings).check_url(url)
+    OutboundPolicy.from_settings(state.settings).check_url(check_webhook_url(url))
     hook = state.registry().alerts.put_webhook(name, url, secret, state.settings.user)
     console.print(f"Webhook [bold]{hook.name}[/] posts alert events to {hook.url}")
 

@@ -103,7 +103,7 @@ class OutboundPolicy:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise InvalidInput(f"URL {url[:80]!r} cannot be parsed") from None
+            raise InvalidInput("the URL cannot be parsed; give http(s)://HOST/PATH") from None
         with contextlib.suppress(Unresolvable):
             self.destination(parts.hostname or "", port)
         return url

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ferryman.config import ControlSettings, load_settings
+from ferryman.config import ControlSettings, OutboundSettings, load_settings
 from ferryman.control.monitor.history import History
 from ferryman.registry import (
     SERIES,
@@ -44,7 +44,11 @@ class Monitored:
 
 @pytest.fixture(params=["memory", "stored"])
 def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Monitored]:
-    settings = load_settings(data_dir=tmp_path / "data", control=ControlSettings())
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        control=ControlSettings(),
+        outbound=OutboundSettings(allow=("127.0.0.1:9",)),  # the webhooks' (absent) receiver
+    )
     memory = History(86400, 10) if request.param == "memory" else None
     server, thread, running = start_server(settings, memory)
     monitored = Monitored(running, memory)

@@ -15,7 +15,7 @@ from ferryman.control.monitor.sampling import Reading, VariantReading
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.registry import AlertStatus, Registry
-from tests.control.webhook_receiver import Receiver, receiving
+from tests.control.webhook_receiver import Receiver, loopback_transport, receiving
 
 SECRET = "canary-secret-0123456789"
 V2 = ("digits", "v2")
@@ -53,7 +53,9 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def sender() -> Iterator[WebhookSender]:
-    running = WebhookSender(RetryPolicy(base_s=0.05, max_s=0.1), capacity=100)
+    running = WebhookSender(
+        RetryPolicy(base_s=0.05, max_s=0.1), capacity=100, transport=loopback_transport()
+    )
     running.start()
     yield running
     running.stop()

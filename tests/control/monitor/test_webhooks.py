@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender, signature
 from ferryman.registry import WebhookTarget
-from tests.control.webhook_receiver import receiving
+from tests.control.webhook_receiver import loopback_transport, receiving
 
 SECRET = "canary-secret-0123456789"
 FAST = RetryPolicy(max_attempts=3, base_s=0.05, max_s=0.2, timeout_s=2.0)
@@ -20,16 +21,52 @@ FAST = RetryPolicy(max_attempts=3, base_s=0.05, max_s=0.2, timeout_s=2.0)
 
 @pytest.fixture
 def sender() -> Iterator[WebhookSender]:
-    running = WebhookSender(FAST, capacity=10)
+    running = WebhookSender(FAST, capacity=10, transport=loopback_transport())
     running.start()
     yield running
     running.stop()
 
 
-def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
-    assert signature("0123456789abcdef", "1700000000", b"{}") == (
-        "sha256=e4f8e2ecae2295b2ddb2f0b5584c8275e226c0ebe9b3b819e70156bb67122e3e"
-    )  # openssl: printf '1700000000.{}' | openssl dgst -sha256 -hmac 0123456789abcdef
+def test_the_signature_is_the_standard_webhooks_v1_signature() -> None:
+    assert signature("0123456789abcdef", "msg_1", "1700000000", b"{}") == (
+        "v1,3uojc/2kvL+KpJkw4ZNrA/5YjEs9cdfKdc3lXIvRjkk="
+    )  # printf 'msg_1.1700000000.{}' | openssl dgst -sha256 -hmac 0123456789abcdef -binary
+    #    | base64
+
+
+def test_the_standard_webhooks_library_verifies_a_real_delivery(sender: WebhookSender) -> None:
+    """Receivers can use the standard's own library (standardwebhooks on PyPI)."""
+    with receiving() as receiver:
+        target = WebhookTarget(name="ops", url=receiver.url, secret=SECRET)
+        sender.send(target, "alert.fired", {"alert": {"rule": "error-rate"}})
+        [request] = receiver.wait_for(1)
+    verified = Webhook(SECRET.encode()).verify(request.body, request.headers)
+    assert verified["delivery"] == request.headers["webhook-id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(b"another-secret-0123456789").verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET.encode()).verify(request.body + b" ", request.headers)
+
+
+def test_a_receiver_on_loopback_gets_nothing_without_the_allow_list(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 14: webhooks could be aimed inward; by default only public addresses are called."""
+    caplog.set_level(logging.WARNING)
+    guarded = WebhookSender(RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.01))
+    guarded.start()
+    try:
+        with receiving() as receiver:
+            target = WebhookTarget(name="ops", url=receiver.url, secret=SECRET)
+            guarded.send(target, "alert.fired", {"alert": {}})
+            deadline = time.monotonic() + 10
+            while guarded.given_up < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert receiver.received == []
+    finally:
+        guarded.stop()
+    assert (guarded.delivered, guarded.given_up) == (0, 1)
+    assert "OutboundDenied" in caplog.text
 
 
 def test_a_delivery_is_signed_and_identified(sender: WebhookSender) -> None:
@@ -42,9 +79,10 @@ def test_a_delivery_is_signed_and_identified(sender: WebhookSender) -> None:
     headers = request.headers
     assert headers["ferryman-event"] == "alert.fired"
     assert headers["content-type"] == "application/json"
-    assert abs(int(headers["ferryman-timestamp"]) - time.time()) < 60
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert not any(name.startswith("ferryman-") and name != "ferryman-event" for name in headers)
     body = json.loads(request.body)
-    assert body == {"event": "alert.fired", "delivery": headers["ferryman-delivery"],
+    assert body == {"event": "alert.fired", "delivery": headers["webhook-id"],
                     "alert": {"rule": "error-rate"}}  # fmt: skip
     assert SECRET not in request.body.decode() + json.dumps(headers)
 
@@ -58,7 +96,7 @@ def test_a_failing_receiver_gets_the_third_attempt(
         sender.send(target, "alert.resolved", {"alert": {}})
         attempts = receiver.wait_for(3)
     assert [a.status for a in attempts] == [500, 500, 204]
-    assert len({a.headers["ferryman-delivery"] for a in attempts}) == 1  # one delivery
+    assert len({a.headers["webhook-id"] for a in attempts}) == 1  # one delivery
     assert all(receiver.is_signed(a, SECRET) for a in attempts)
     assert len({a.body for a in attempts}) == 1
     deadline = time.monotonic() + 5
@@ -104,7 +142,8 @@ def test_unreachable_receivers_do_not_hold_the_others(sender: WebhookSender) -> 
 def test_a_full_queue_drops_new_deliveries_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    stopped = WebhookSender(FAST, capacity=2)  # not started: nothing leaves the queue
+    # not started: nothing leaves the queue
+    stopped = WebhookSender(FAST, capacity=2, transport=loopback_transport())
     target = WebhookTarget(name="ops", url="http://127.0.0.1:9/hook", secret=SECRET)
     assert stopped.send(target, "alert.fired", {})
     assert stopped.send(target, "alert.fired", {})
@@ -120,7 +159,9 @@ def test_backoff_doubles_up_to_its_cap() -> None:
 
 
 def test_a_delivery_waiting_for_its_retry_gets_a_last_attempt_at_stop() -> None:
-    patient = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=2.0))
+    patient = WebhookSender(
+        RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=2.0), transport=loopback_transport()
+    )
     patient.start()
     with receiving(fail_first=1) as receiver:
         target = WebhookTarget(name="ops", url=receiver.url, secret=SECRET)
@@ -136,7 +177,9 @@ def test_a_delivery_waiting_for_its_retry_gets_a_last_attempt_at_stop() -> None:
 
 
 def test_the_last_attempt_at_stop_is_cut_at_the_flush_end() -> None:
-    slow = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=30.0))
+    slow = WebhookSender(
+        RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=30.0), transport=loopback_transport()
+    )
     slow.start()
     with receiving(fail_first=1, hang_after=1) as receiver:
         target = WebhookTarget(name="silent", url=receiver.url, secret=SECRET)

@@ -18,6 +18,7 @@ from ferryman.control.monitor.alerts import RuleListing, check_removable, rule_l
 from ferryman.control.outbound import OutboundPolicy
 from ferryman.names import validate_name
 from ferryman.registry import AlertRecord, AlertStatus, RuleSpec, WebhookRecord
+from ferryman.registry.alerts import check_webhook_url
 
 router = APIRouter(prefix="/api/v1")
 
@@ -75,6 +76,7 @@ def put_webhook(
     name: str, body: WebhookBody, registry: RegistryDep, actor: ActorDep, request: Request
 ) -> WebhookRecord:
     """Add or change a webhook; a URL the outbound policy refuses gets 400 with the reason."""
+    check_webhook_url(body.url)  # the URL's form first, then where it leads
     OutboundPolicy.from_settings(request.app.state.settings).check_url(body.url)
     return registry.alerts.put_webhook(name, body.url, body.secret, actor)
 

@@ -6,21 +6,25 @@ but 2xx) is retried after ``base_s``, then twice that, and so on up to ``max_s``
 ``max_attempts``; meanwhile other deliveries go out. On :meth:`WebhookSender.stop` every
 delivery still queued gets one last attempt at once, however long its back-off had left,
 within ``flush_s``; what is still queued after that is dropped and counted (the alerts
-themselves are events in the registry). Each attempt carries these headers:
+themselves are events in the registry). Each attempt is signed in the Standard Webhooks
+format (https://www.standardwebhooks.com), so receivers can verify it with its libraries:
 
-- ``Ferryman-Event``: ``alert.fired`` or ``alert.resolved``
-- ``Ferryman-Delivery``: a UUID, the same on every attempt (receivers drop repeats by it)
-- ``Ferryman-Timestamp``: the attempt's Unix time in seconds
-- ``Ferryman-Signature``: ``sha256=`` + hex HMAC-SHA256 of ``timestamp + "." + body``, keyed
-  with the webhook's secret
+- ``webhook-id``: a UUID, the same on every attempt (receivers drop repeats by it)
+- ``webhook-timestamp``: the attempt's Unix time in seconds
+- ``webhook-signature``: ``v1,`` + base64 of HMAC-SHA256 over ``id + "." + timestamp + "."
+  + body``, keyed with the webhook's secret (its UTF-8 bytes)
+- ``ferryman-event``: ``alert.fired`` or ``alert.resolved`` (also in the body)
 
 A receiver recomputes the signature over the raw body, compares it in constant time, and
-refuses timestamps more than a few minutes old (replays). Neither secrets nor URLs are
-logged — a URL can carry a token in its path — only the webhook's name.
+refuses timestamps more than a few minutes old and ids it has seen (replays). Neither
+secrets nor URLs are logged — a URL can carry a token in its path — only the webhook's
+name. Each attempt goes through the outbound policy (:mod:`ferryman.control.outbound`): the
+URL's host is resolved, checked and connected to at the checked address, without redirects.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import heapq
 import hmac
@@ -35,6 +39,7 @@ from typing import Any
 
 import httpx
 
+from ferryman.control.outbound import OutboundPolicy, PinnedTransport
 from ferryman.registry import WebhookTarget
 from ferryman.types import Clock
 from ferryman.version import __version__
@@ -42,19 +47,21 @@ from ferryman.version import __version__
 logger = logging.getLogger(__name__)
 
 EVENT_HEADER = "ferryman-event"
-DELIVERY_HEADER = "ferryman-delivery"
-TIMESTAMP_HEADER = "ferryman-timestamp"
-SIGNATURE_HEADER = "ferryman-signature"
+DELIVERY_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>`` of HMAC-SHA256(secret, timestamp + "." + body).
+def signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    """``v1,<base64>`` of HMAC-SHA256(secret, id + "." + timestamp + "." + body): the
+    Standard Webhooks signature.
 
-    >>> signature("0123456789abcdef", "1700000000", b"{}")[:15]
-    'sha256=e4f8e2ec'
+    >>> signature("0123456789abcdef", "msg_1", "1700000000", b"{}")[:12]
+    'v1,3uojc/2k'
     """
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+    content = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,8 @@ class WebhookSender:
         self._wall_clock = wall_clock
         # The transport itself, not a Client: a Client logs every request's full URL (which
         # may hold a token) at INFO, reads proxy variables and .netrc, and may follow redirects.
-        self._transport = transport or httpx.HTTPTransport()
+        # By default only public addresses are called (the outbound policy, no allow-list).
+        self._transport = transport or PinnedTransport(OutboundPolicy())
         self._timeout = httpx.Timeout(policy.timeout_s).as_dict()
         self._queue: list[tuple[float, int, Delivery]] = []
         self._order = itertools.count()
@@ -188,7 +196,9 @@ class WebhookSender:
             EVENT_HEADER: delivery.event,
             DELIVERY_HEADER: delivery.id,
             TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: signature(delivery.target.secret, timestamp, delivery.body),
+            SIGNATURE_HEADER: signature(
+                delivery.target.secret, delivery.id, timestamp, delivery.body
+            ),
         }
         request = httpx.Request(
             "POST", delivery.target.url, content=delivery.body, headers=headers,
