@@ -52,6 +52,8 @@ class ServingSettings(BaseModel):
         description="Host header values accepted besides loopback names and the bound address "
         "(DNS-rebinding guard); others get 403.",
     )
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate: serve HTTPS.")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
     grpc_port: int | None = Field(
         default=None, ge=0, le=65535, description="gRPC port of the V2 protocol; None: no gRPC."
     )
@@ -245,6 +247,8 @@ class GatewaySettings(BaseModel):
         default=False,
         description="Allow a non-loopback bind; the gateway has no auth of its own.",
     )
+    tls_cert_file: Path | None = Field(default=None, description="PEM certificate: serve HTTPS.")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of the cert.")
     routes_file: Path | None = Field(
         default=None, description="Route table JSON to apply; default: routes.json in the data dir."
     )
@@ -323,6 +327,12 @@ class ConnectionSettings(BaseModel):
         description="Most open client connections (fewer if the fd limit allows fewer); one "
         "more closes an idle one, else the slowest request still arriving.",
     )  # fmt: skip
+    insecure_http: bool = Field(
+        default=False,
+        description="Serve plain HTTP on a non-loopback address (no TLS cert and key): tokens "
+        "and data then cross the network in clear, with a warning at start. Off, such a bind "
+        "refuses to start (ferryman --insecure-http sets it).",
+    )
 
 
 class OutboundSettings(BaseModel):
@@ -418,11 +428,6 @@ class Settings(BaseSettings):
     outbound: OutboundSettings = Field(
         default_factory=OutboundSettings,
         description="Where Ferryman's own requests (webhooks, Prometheus) may go.",
-    )
-    insecure_http: bool = Field(
-        default=False,
-        description="Serve plain HTTP on a non-loopback address (no TLS cert and key): tokens "
-        "and data then cross the network in clear. Off, such a bind refuses to start.",
     )
 
     training: TrainingSettings = Field(

@@ -31,6 +31,7 @@ rather than hundreds in one callback.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import resource
@@ -44,6 +45,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ferryman.config import ConnectionSettings
+from ferryman.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +226,14 @@ class GuardedServer(uvicorn.Server):
 
     It takes over the config's HTTP protocol (httptools, guarded), keep-alive timeout and
     WebSockets (off: no Ferryman server speaks them). ``fds_per_connection`` is 2 where each
-    client connection may need one onward (the gateway's to a replica).
+    client connection may need one onward (the gateway's to a replica). It refuses a
+    non-loopback bind without TLS (see :func:`check_tls_bind`).
     """
 
     def __init__(
         self, config: uvicorn.Config, limits: ConnectionSettings, fds_per_connection: int = 1
     ) -> None:
+        check_tls_bind(config.host, config.ssl_certfile is not None, limits.insecure_http)
         self.guard = ConnectionGuard(limits, fds_per_connection)
         config.http = cast(type[asyncio.Protocol], partial(GuardedHttpProtocol, guard=self.guard))
         config.ws = "none"
@@ -254,3 +258,32 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def check_tls_bind(host: str, has_tls: bool, is_insecure_allowed: bool) -> None:
+    """Off loopback means TLS: a bearer token sent over plain HTTP on a network is readable
+    by anyone on the way. Refuse such a bind, or warn loudly when it is asked for by name."""
+    if has_tls or is_loopback(host):
+        return
+    if not is_insecure_allowed:
+        raise InvalidInput(
+            f"refusing to serve plain HTTP on {host!r}, off loopback: tokens and data would "
+            "cross the network in clear; give a TLS certificate and key (tls_cert_file, "
+            "tls_key_file), bind 127.0.0.1, or pass --insecure-http "
+            "(FERRYMAN_CONNECTIONS__INSECURE_HTTP=true) if a proxy terminates TLS"
+        )
+    logger.warning(
+        "serving plain HTTP on %s off loopback (--insecure-http): tokens and data cross the "
+        "network in clear; terminate TLS in front of this server",
+        host,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (IPv6 in brackets or not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

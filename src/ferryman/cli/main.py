@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
@@ -65,6 +66,7 @@ app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(export.export_app, name="export")
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
+GLOBAL_FLAGS = ("--insecure-http",)
 
 
 def _show_version(value: bool) -> None:
@@ -102,8 +104,18 @@ def root(
             "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Serve plain HTTP off loopback (no TLS); warned at start "
+            "[env FERRYMAN_CONNECTIONS__INSECURE_HTTP].",
+        ),
+    ] = False,
 ) -> None:
     """Global options apply to every command and may be given anywhere on the line."""
+    if insecure_http:  # by the environment, so the gateway and replicas it starts see it too
+        os.environ["FERRYMAN_CONNECTIONS__INSECURE_HTTP"] = "true"
     settings = load_settings(
         data_dir=data_dir, database_url=database_url, log_level=log_level, log_format=log_format
     )
@@ -127,7 +139,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
             hoisted += args[index : index + 2]
             index += 2
             continue
-        (hoisted if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg else rest).append(arg)
+        is_global = arg in GLOBAL_FLAGS or (arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg)
+        (hoisted if is_global else rest).append(arg)
         index += 1
     return hoisted + rest
 

@@ -12,6 +12,7 @@ import time
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from ferryman.config import Settings
 from ferryman.connection_limits import GuardedServer, port_is_free
@@ -106,9 +107,17 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     app = create_app(
         settings, registry, token_value, history=loop.monitor.history, fleet_stop=fleet_stop
     )
+    server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
+    fleet_stop.server = server
     loop.start()
+    server.run()
+    loop.stop()
+    registry.close()
+
+
+def _uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     control = settings.control
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=control.host,
         port=control.port,
@@ -117,11 +126,6 @@ def run_control_plane(settings: Settings, token: Token) -> None:
         log_level="warning",
         server_header=False,
     )
-    server = GuardedServer(config, settings.connections)
-    fleet_stop.server = server
-    server.run()
-    loop.stop()
-    registry.close()
 
 
 class BackgroundControlPlane:
@@ -144,13 +148,11 @@ class BackgroundControlPlane:
             history=self.loop.monitor.history,
             fleet_stop=self.fleet_stop,
         )
-        config = uvicorn.Config(
-            app, host=control.host, port=control.port, log_level="warning", server_header=False
-        )
-        self._server = GuardedServer(config, settings.connections)
+        self._server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
         self.fleet_stop.server = self._server
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
-        self.url = f"http://{control.host}:{control.port}"
+        scheme = "https" if control.tls_cert_file else "http"
+        self.url = f"{scheme}://{control.host}:{control.port}"
         self._is_stopped = False
 
     def start(self, timeout_s: float = 10.0) -> None:

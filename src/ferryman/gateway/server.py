@@ -35,6 +35,8 @@ def build_server(settings: Settings, gateway: Gateway) -> GuardedServer:
             gateway,
             host=config.host,
             port=config.port,
+            ssl_certfile=str(config.tls_cert_file) if config.tls_cert_file else None,
+            ssl_keyfile=str(config.tls_key_file) if config.tls_key_file else None,
             loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
             lifespan="on",
             access_log=False,

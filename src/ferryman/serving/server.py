@@ -64,6 +64,8 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
         app,
         host=serving.host,
         port=serving.port,
+        ssl_certfile=str(serving.tls_cert_file) if serving.tls_cert_file else None,
+        ssl_keyfile=str(serving.tls_key_file) if serving.tls_key_file else None,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         lifespan="on",
         access_log=False,
