@@ -36,8 +36,9 @@ import logging
 import math
 import resource
 import socket
+import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, cast
 
@@ -234,6 +235,8 @@ class GuardedServer(uvicorn.Server):
         self, config: uvicorn.Config, limits: ConnectionSettings, fds_per_connection: int = 1
     ) -> None:
         check_tls_bind(config.host, config.ssl_certfile is not None, limits.insecure_http)
+        config.ssl_ciphers = TLS12_CIPHERS
+        config.ssl_context_factory = _tls_profile
         self.guard = ConnectionGuard(limits, fds_per_connection)
         config.http = cast(type[asyncio.Protocol], partial(GuardedHttpProtocol, guard=self.guard))
         config.ws = "none"
@@ -258,6 +261,19 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
+"""TLS 1.2 suites: forward secrecy and AEAD only (Mozilla's "intermediate" set); uvicorn's
+default ("TLSv1") also offers CBC-SHA1 and static-RSA suites. TLS 1.3 suites are all strong."""
+
+
+def _tls_profile(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context (cert, key, the ciphers above), and nothing older than TLS 1.2."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    return context
 
 
 def check_tls_bind(host: str, has_tls: bool, is_insecure_allowed: bool) -> None:
