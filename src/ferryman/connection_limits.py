@@ -235,8 +235,9 @@ class GuardedServer(uvicorn.Server):
         self, config: uvicorn.Config, limits: ConnectionSettings, fds_per_connection: int = 1
     ) -> None:
         check_tls_bind(config.host, config.ssl_certfile is not None, limits.insecure_http)
-        config.ssl_ciphers = TLS12_CIPHERS
-        config.ssl_context_factory = _tls_profile
+        if config.ssl_certfile is not None:  # uvicorn calls a factory even without TLS
+            config.ssl_ciphers = TLS12_CIPHERS
+            config.ssl_context_factory = _tls_profile
         self.guard = ConnectionGuard(limits, fds_per_connection)
         config.http = cast(type[asyncio.Protocol], partial(GuardedHttpProtocol, guard=self.guard))
         config.ws = "none"
