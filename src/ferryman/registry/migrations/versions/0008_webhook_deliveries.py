@@ -1,6 +1,6 @@
 """Webhook deliveries: the ids of signed deliveries received, so replays are refused.
 
-Revision ID: 0008_webhook_deliveries
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from ferryman.registry.tables import UTCDateTime
 
-revision = "0008_webhook_deliveries"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
