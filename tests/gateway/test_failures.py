@@ -104,7 +104,9 @@ def test_a_non_loopback_bind_is_refused_without_the_insecure_flag(host: str) -> 
     settings = Settings(gateway={"host": host})
     with pytest.raises(Forbidden, match="not loopback"):
         build_server(settings, Gateway(settings.gateway))
-    allowed = Settings(gateway={"host": host, "allow_insecure_bind": True})
+    allowed = Settings(
+        gateway={"host": host, "allow_insecure_bind": True}, connections={"insecure_http": True}
+    )
     assert build_server(allowed, Gateway(allowed.gateway)).config.host == host
 
 
