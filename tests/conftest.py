@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from onnx import TensorProto, helper
@@ -20,6 +21,9 @@ from sqlalchemy.exc import OperationalError
 from ferryman.artifacts import LocalArtifactStore
 from ferryman.registry import Database, Registry
 from tests.support import SteppedClock, free_port
+
+if TYPE_CHECKING:
+    from tests.s3server import S3Server
 
 pytest_plugins = ["tests.leftovers"]  # every test stops what it starts
 
@@ -122,6 +126,15 @@ def store(tmp_path: Path) -> LocalArtifactStore:
 @pytest.fixture
 def registry(database: Database, store: LocalArtifactStore) -> Registry:
     return Registry(database, store)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a free 127.0.0.1 port, for the whole session (tests/s3server.py)."""
+    from tests.s3server import running_s3_server  # noqa: PLC0415 - moto loads only when asked
+
+    with running_s3_server() as server:
+        yield server
 
 
 @pytest.fixture

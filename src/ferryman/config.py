@@ -141,9 +141,10 @@ class ControlSettings(BaseModel):
         default=False,
         description="Allow a non-loopback bind without auth; refused unless this is set.",
     )
-    runtime: Literal["local"] = Field(
+    runtime: Literal["local", "ray"] = Field(
         default="local",
-        description="Where replicas run: 'local' (processes on this machine).",
+        description="Where replicas run: 'local' (processes on this machine) or 'ray' (actors "
+        "on a Ray cluster, see the ray section).",
     )
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
@@ -351,6 +352,73 @@ class OutboundSettings(BaseModel):
     )
 
 
+class ArtifactSettings(BaseModel):
+    """Where artifact bytes live: the data dir by default, or an S3 bucket shared by nodes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^s3://[^\s/?#@]+(/[^\s?#@]*)?$",  # credentials: the AWS chain
+        description="s3://BUCKET[/PREFIX] to keep artifacts in S3 (read through a local cache "
+        "on each node); None: the data dir's artifacts directory.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$",
+        description="Endpoint of an S3-compatible store (MinIO, Ceph, moto); None: AWS's.",
+    )
+    region: str | None = Field(default=None, description="S3 region; None: the AWS chain's.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Local cache of S3 artifacts on this node; default: artifact-cache in the "
+        "data dir.",
+    )
+    multipart_threshold_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=5 * 1024 * 1024,
+        description="Uploads and copies larger than this go in parts of this size, in bytes.",
+    )  # fmt: skip
+
+
+class RaySettings(BaseModel):
+    """The ``ray`` runtime: which cluster, which namespace, what each replica asks for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(
+        default="auto",
+        description="Address of the Ray cluster's head (HOST:PORT of its GCS), or 'auto'.",
+    )
+    namespace: str = Field(
+        default="ferryman",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Ray namespace of this fleet's named actors; one per fleet.",
+    )
+    node_ip_address: str | None = Field(
+        default=None,
+        description="This process's address as a Ray node (when it differs from the one Ray "
+        "detects, e.g. on a cluster of several loopback addresses); None: Ray's guess.",
+    )
+    replica_num_cpus: float = Field(
+        default=1.0, ge=0, description="CPUs Ray reserves for each replica (fractions allowed)."
+    )
+    replica_memory_bytes: int | None = Field(
+        default=None, ge=0, description="Memory Ray reserves for each replica, in bytes."
+    )
+    replica_num_gpus: float = Field(default=0.0, ge=0, description="GPUs for each replica.")
+    replica_node_id: str | None = Field(
+        default=None,
+        description="Place replicas on this Ray node (soft affinity); None: spread them.",
+    )
+    call_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Longest wait for an actor's answer in one tick."
+    )
+    unreachable_after_s: float = Field(
+        default=5.0, gt=0,
+        description="A replica whose actor has not answered for this long has failed.",
+    )  # fmt: skip
+
+
 class TrainingSettings(BaseModel):
     """Training runs and the gate their exported variants must pass."""
 
@@ -433,6 +501,10 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(
         default_factory=TrainingSettings, description="Training runs and the variant gate."
     )
+    artifacts: ArtifactSettings = Field(
+        default_factory=ArtifactSettings, description="Where artifact bytes live."
+    )
+    ray: RaySettings = Field(default_factory=RaySettings, description="The Ray runtime.")
 
     @property
     def resolved_database_url(self) -> str:
@@ -444,6 +516,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def artifact_cache_dir(self) -> Path:
+        """The node-local cache of an S3 artifact store."""
+        return self.artifacts.cache_dir or self.data_dir / "artifact-cache"
 
     @property
     def routes_path(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DatabaseError
 
+from ferryman.artifacts import LocalArtifactStore
 from ferryman.errors import (
     AliasNotFound,
     Conflict,
@@ -31,6 +33,7 @@ from ferryman.registry import (
     build_metadata,
 )
 from ferryman.registry.tables import Base, EventRow, ModelRow, VersionRow
+from tests.s3server import S3Server
 
 OnnxFactory = Callable[..., bytes]
 
@@ -74,9 +77,19 @@ def test_version_records_metadata_signature_and_lineage(
     assert registry.store.read(fetched.digest) == onnx_bytes(width=8)
 
 
+@pytest.fixture(params=["local", "s3"])
+def registry_on(request: pytest.FixtureRequest, database: Database, tmp_path: Path) -> Registry:
+    """The registry with its artifacts in a local directory, then in S3 (moto's server)."""
+    if request.param == "local":
+        return Registry(database, LocalArtifactStore(tmp_path / "artifacts"))
+    server: S3Server = request.getfixturevalue("s3_server")
+    return Registry(database, server.store(tmp_path / "cache"))
+
+
 def test_reference_data_round_trips_through_the_store(
-    registry: Registry, onnx_bytes: OnnxFactory
+    registry_on: Registry, onnx_bytes: OnnxFactory
 ) -> None:
+    registry = registry_on
     golden = GoldenRequest(
         inputs={"x": Tensor(datatype="FP32", shape=(1, 4), data=(1.0, -1.0, 2.0, -2.0))},
         outputs={"y": Tensor(datatype="FP32", shape=(1, 4), data=(1.0, 0.0, 2.0, 0.0))},
@@ -85,8 +98,9 @@ def test_reference_data_round_trips_through_the_store(
     registry.register("digits", onnx_bytes(), "alice", reference=reference)
 
     assert registry.get_reference("digits", 1) == reference
-    registry.register("digits", onnx_bytes(seed_value=2.0), "alice")
+    version = registry.register("digits", onnx_bytes(seed_value=2.0), "alice")
     assert registry.get_reference("digits", 2) is None
+    assert registry.store.read(version.digest) == onnx_bytes(seed_value=2.0)
 
 
 def test_alias_moves_are_events(registry: Registry, onnx_bytes: OnnxFactory) -> None:

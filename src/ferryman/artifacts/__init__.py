@@ -1,4 +1,9 @@
-"""Artifact bytes: the content-addressed store and the format gate in front of it."""
+"""Artifact bytes: the content-addressed store and the format gate in front of it.
+
+:func:`create_store` is the one place that picks the store the settings name: the data
+dir's directory, or S3 (:mod:`ferryman.artifacts.s3`, which needs boto3) when
+``artifacts.url`` is an ``s3://`` URL.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,26 @@ from ferryman.artifacts.store import (
     LocalArtifactStore,
     StoredArtifact,
 )
+from ferryman.config import Settings
+
+
+def create_store(settings: Settings) -> ArtifactStore:
+    """The artifact store ``settings.artifacts`` names; a local one is swept of temporaries."""
+    artifacts = settings.artifacts
+    if artifacts.url is None:
+        store = LocalArtifactStore(settings.artifacts_dir)
+        store.sweep_temporaries()
+        return store
+    from ferryman.artifacts.s3 import S3ArtifactStore  # noqa: PLC0415 - boto3 is optional
+
+    return S3ArtifactStore.connect(
+        artifacts.url,
+        settings.artifact_cache_dir,
+        endpoint_url=artifacts.endpoint_url,
+        region=artifacts.region,
+        multipart_threshold_bytes=artifacts.multipart_threshold_bytes,
+    )
+
 
 __all__ = [
     "ArtifactFormat",
@@ -17,5 +42,6 @@ __all__ = [
     "InspectedArtifact",
     "LocalArtifactStore",
     "StoredArtifact",
+    "create_store",
     "inspect_artifact",
 ]

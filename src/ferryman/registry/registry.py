@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ferryman.artifacts import ArtifactStore, LocalArtifactStore, inspect_artifact
+from ferryman.artifacts import ArtifactStore, create_store, inspect_artifact
 from ferryman.config import Settings
 from ferryman.errors import (
     AliasNotFound,
@@ -97,14 +97,12 @@ class Registry:
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:
-        """The registry the settings name: migrated, with its local artifact store."""
+        """The registry the settings name: migrated, with the artifact store they name."""
         database = Database(
             settings.resolved_database_url, busy_timeout_s=settings.sqlite_busy_timeout_s
         )
         database.migrate()
-        store = LocalArtifactStore(settings.artifacts_dir)
-        store.sweep_temporaries()
-        return cls(database, store)
+        return cls(database, create_store(settings))
 
     def close(self) -> None:
         self._db.dispose()
