@@ -33,6 +33,7 @@ from ferryman.control.reconcile.load import FleetLoad
 from ferryman.control.reconcile.reconciler import Reconciler
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources, TrafficSource
+from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Registry, RolloutRecord
 from ferryman.runtimes import ReplicaState, Runtime, create_runtime
 from ferryman.types import Clock, Slot
@@ -48,12 +49,16 @@ class ControlLoop:
         runtime: Runtime | None = None,
         metrics: MetricsSource | None = None,
         clock: Clock = time.monotonic,
+        *,
+        control_token: str | None = None,
     ) -> None:
+        """``control_token`` is handed to a runtime whose gateways watch the route table
+        over the API (``ray``)."""
         self._settings = settings
         self._outbound = OutboundPolicy.from_settings(settings)
         if settings.control.prometheus_url:  # refused at start, with why; each query again
             self._outbound.check_url(settings.control.prometheus_url)
-        self.runtime = runtime if runtime is not None else create_runtime(settings)
+        self.runtime = runtime if runtime is not None else create_runtime(settings, control_token)
         self._http = httpx.Client(timeout=1.0)
         self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
         self.fleet = FleetMetrics(0.0)
@@ -139,6 +144,10 @@ class ControlLoop:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         return self.shut_down_data_plane()
+
+    def routes(self) -> RouteTable | None:
+        """The route table of the last pass (what ``GET /api/v1/routes`` serves)."""
+        return self.reconciler.state.table
 
     def shut_down_data_plane(self) -> int:
         """Stop every replica and the gateway of this fleet; how many replicas ran."""

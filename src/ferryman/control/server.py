@@ -101,11 +101,16 @@ def run_control_plane(settings: Settings, token: Token) -> None:
     check_bind(settings)
     check_tls(settings)
     registry = Registry.open(settings)
-    loop = ControlLoop(settings, registry)
     token_value = token.value if settings.control.auth_required else None
+    loop = ControlLoop(settings, registry, control_token=token_value)
     fleet_stop = FleetStop(loop)
     app = create_app(
-        settings, registry, token_value, history=loop.monitor.history, fleet_stop=fleet_stop
+        settings,
+        registry,
+        token_value,
+        history=loop.monitor.history,
+        fleet_stop=fleet_stop,
+        routes=loop.routes,
     )
     server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
     fleet_stop.server = server
@@ -138,8 +143,8 @@ class BackgroundControlPlane:
         check_bind(settings)
         check_tls(settings)
         control = settings.control
-        self.loop = ControlLoop(settings, registry)
         token_value = token.value if control.auth_required else None
+        self.loop = ControlLoop(settings, registry, control_token=token_value)
         self.fleet_stop = FleetStop(self.loop)
         app = create_app(
             settings,
@@ -147,6 +152,7 @@ class BackgroundControlPlane:
             token_value,
             history=self.loop.monitor.history,
             fleet_stop=self.fleet_stop,
+            routes=self.loop.routes,
         )
         self._server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
         self.fleet_stop.server = self._server

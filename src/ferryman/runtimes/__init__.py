@@ -1,7 +1,9 @@
 """Runtimes: where replicas run, behind one seam (:class:`~ferryman.runtimes.base.Runtime`).
 
-``local`` supervises replica and gateway processes on this machine; ``memory`` holds pretend
-replicas for tests. :func:`create_runtime` is the one place that picks one by its setting.
+``local`` supervises replica and gateway processes on this machine; ``ray`` runs them as
+actors on a Ray cluster (:mod:`ferryman.runtimes.ray`, which needs the ``ray`` extra);
+``memory`` holds pretend replicas for tests. :func:`create_runtime` is the one place that
+picks one by its setting.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ from ferryman.errors import InvalidInput
 from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState, Runtime, replica_specs
 from ferryman.runtimes.local import LocalRuntime
 
-RUNTIMES = ("local",)
+RUNTIMES = ("local", "ray")
 
 
-def create_runtime(settings: Settings) -> Runtime:
-    """The runtime ``settings.control.runtime`` names."""
+def create_runtime(settings: Settings, control_token: str | None = None) -> Runtime:
+    """The runtime ``settings.control.runtime`` names; ``control_token`` lets the ``ray``
+    runtime's gateways read the route table from the control plane's API."""
     name = settings.control.runtime
     if name == "local":
         return LocalRuntime(settings)
+    if name == "ray":
+        from ferryman.runtimes.ray import RayRuntime  # noqa: PLC0415 - ray is optional
+
+        return RayRuntime(settings, control_token)
     raise InvalidInput(f"runtime {name!r} is not one of {', '.join(RUNTIMES)}")
 
 

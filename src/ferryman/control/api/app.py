@@ -18,6 +18,7 @@ from ferryman.control.api import (
     monitor_routes,
     registry_routes,
     rollout_routes,
+    route_table_routes,
     webhook_routes,
 )
 from ferryman.control.api.responses import ERROR_RESPONSES
@@ -39,6 +40,7 @@ def create_app(
     *,
     history: HistoryView | None = None,
     fleet_stop: fleet_routes.FleetStopper | None = None,
+    routes: route_table_routes.RouteView | None = None,
 ) -> FastAPI:
     """The API over ``registry`` and the dashboard; ``token`` None only when auth is off.
 
@@ -61,12 +63,14 @@ def create_app(
     app.state.registry = registry
     app.state.history = history if history is not None else StoredHistory(registry.history)
     app.state.fleet_stop = fleet_stop
+    app.state.routes = routes
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
     app.include_router(rollout_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(route_table_routes.router)
     app.include_router(Dashboard(sessions).router())
     app.include_router(webhook_routes.router)
     app.include_router(fleet_routes.router)

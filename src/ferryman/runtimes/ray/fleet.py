@@ -1,0 +1,125 @@
+"""The fleet's actors on Ray: how they are named, placed, created, found and killed.
+
+Every actor of a fleet lives in the fleet's namespace (``ray.namespace``), detached, so it
+outlives the control plane that created it. A replica actor is named by its replica id; a
+gateway actor by ``gateway:<node id>``, one per node, pinned to it. Listing the namespace's
+names is how a restarted control plane finds (re-adopts) what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ferryman.config import RaySettings, Settings
+from ferryman.runtimes.ray.routewatch import RouteFeed
+from ferryman.runtimes.ray.servers import GatewayServer, ReplicaServer
+
+logger = logging.getLogger(__name__)
+
+GATEWAY_PREFIX = "gateway:"
+REPLICA_SECTIONS = ("serving", "connections", "artifacts")
+GATEWAY_SECTIONS = ("gateway", "connections")
+
+ActorHandle = Any
+"""A Ray actor handle (Ray types its methods dynamically)."""
+
+
+def connect(settings: RaySettings) -> bool:
+    """Join the Ray cluster as a driver in the fleet's namespace; False if already joined."""
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address=settings.address,
+        namespace=settings.namespace,
+        _node_ip_address=settings.node_ip_address,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    logger.info("joined the Ray cluster at %s, namespace %s", settings.address, settings.namespace)
+    return True
+
+
+def settings_environment(settings: Settings, sections: tuple[str, ...]) -> dict[str, str]:
+    """``FERRYMAN_…`` variables that give a child on another node these settings sections
+    (its own environment's Ferryman settings are dropped), plus the log settings."""
+    env: dict[str, str] = {
+        "FERRYMAN_LOG_LEVEL": settings.log_level,
+        "FERRYMAN_LOG_FORMAT": settings.log_format,
+    }
+    for section in sections:
+        values = getattr(settings, section).model_dump(mode="json")
+        for name, value in values.items():
+            if value is not None:
+                text = value if isinstance(value, str) else json.dumps(value)
+                env[f"FERRYMAN_{section.upper()}__{name.upper()}"] = text
+    return env
+
+
+def start_replica(
+    settings: Settings, replica_id: str, spec: dict[str, object], env: dict[str, str]
+) -> ActorHandle:
+    """Create the replica's actor; Ray places it (spread, or near ``replica_node_id``)."""
+    config = settings.ray
+    strategy: object = "SPREAD"
+    if config.replica_node_id:
+        strategy = NodeAffinitySchedulingStrategy(config.replica_node_id, soft=True)
+    options: dict[str, object] = {
+        "name": replica_id,
+        "namespace": config.namespace,
+        "lifetime": "detached",
+        "max_restarts": 0,
+        "num_cpus": config.replica_num_cpus,
+        "num_gpus": config.replica_num_gpus,
+        "scheduling_strategy": strategy,
+    }
+    if config.replica_memory_bytes:
+        options["memory"] = config.replica_memory_bytes
+    actor = ray.remote(ReplicaServer).options(**options)
+    return actor.remote(spec, str(settings.data_dir.absolute()), env)
+
+
+def gateway_on(settings: Settings, node_id: str, feed: RouteFeed) -> ActorHandle:
+    """The gateway actor of ``node_id``: the one that runs, or a new one pinned to the node."""
+    actor = ray.remote(GatewayServer).options(
+        name=f"{GATEWAY_PREFIX}{node_id}",
+        namespace=settings.ray.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=0,
+        num_cpus=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+    )
+    env = settings_environment(settings, GATEWAY_SECTIONS)
+    return actor.remote(feed, str(settings.data_dir.absolute()), env)
+
+
+def alive_nodes() -> list[str]:
+    """Ids of the nodes Ray holds alive now."""
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [str(node["NodeID"]) for node in nodes if node.get("Alive")]
+
+
+def named_actors(namespace: str) -> list[str]:
+    """Names of the live named actors in ``namespace``."""
+    found = ray.util.list_named_actors(all_namespaces=True)
+    return [str(entry["name"]) for entry in found if entry.get("namespace") == namespace]
+
+
+def actor_named(name: str, namespace: str) -> ActorHandle | None:
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:  # gone since it was listed
+        return None
+
+
+def kill(actor: ActorHandle) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except (ValueError, ray.exceptions.RayError):
+        logger.debug("actor already gone")
