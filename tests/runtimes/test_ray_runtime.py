@@ -1,5 +1,6 @@
 """The ``ray`` runtime on a real two-node Ray cluster started by these tests (127.0.0.2 and
-127.0.0.3, see raycluster.py), with ``ferryman up`` as a real process driving it.
+127.0.0.3, see raycluster.py), with ``ferryman up`` as a real process driving it and the
+artifacts on S3 (moto's server on 127.0.0.1: no real S3 is reachable from the tests).
 
 Covered: replicas spread over both nodes and serving through every node's gateway, which
 read the route table from the control plane's API; a control plane killed and restarted
@@ -22,13 +23,14 @@ import ray
 from ferryman.gateway.routes import RouteTable
 from tests.control.e2e.harness import BODY, Stack, wait_for
 from tests.runtimes.raycluster import HEAD_IP, WORKER_IP, RayCluster, running_cluster
+from tests.s3server import CREDENTIALS, S3Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RayCluster]:
-    with running_cluster({}) as running:
+def cluster(s3_server: S3Server) -> Iterator[RayCluster]:
+    with running_cluster(CREDENTIALS) as running:  # the nodes' AWS chain: moto's keys
         yield running
 
 
@@ -67,8 +69,9 @@ class RayStack(Stack):
 
 @pytest.fixture
 def stack(
-    cluster: RayCluster, tmp_path: Path, onnx_bytes: Callable[..., bytes]
+    cluster: RayCluster, s3_server: S3Server, tmp_path: Path, onnx_bytes: Callable[..., bytes]
 ) -> Iterator[RayStack]:
+    """``ferryman up`` on Ray with its artifacts on S3 (moto's server), model m registered."""
     model = tmp_path / "m.onnx"
     model.write_bytes(onnx_bytes())
     running = RayStack(tmp_path / "data")
@@ -80,6 +83,8 @@ def stack(
         "FERRYMAN_RAY__REPLICA_NUM_CPUS": "0.3",
         "FERRYMAN_RAY__UNREACHABLE_AFTER_S": "3",
         "FERRYMAN_SERVING__DRAIN_TIMEOUT_S": "2",
+        "FERRYMAN_ARTIFACTS__URL": f"s3://{s3_server.bucket()}/fleet",
+        "FERRYMAN_ARTIFACTS__ENDPOINT_URL": s3_server.endpoint_url,
     })  # fmt: skip
     running.ferryman("register", str(model), "--model", "m")
     running.up()
@@ -100,7 +105,8 @@ def _serves(url: str) -> bool:
 
 def _deploy_two(stack: RayStack) -> list[str]:
     stack.ferryman("deploy", "m", "--replicas", "2")
-    wait_for(lambda: len(stack.ready_backends("m")) == 2, 90, "two ready replicas")
+    took_s = wait_for(lambda: len(stack.ready_backends("m")) == 2, 90, "two ready replicas")
+    print(f"deploy -> two replicas ready on Ray: {took_s:.1f} s")
     return stack.ready_backends("m")
 
 
@@ -109,6 +115,9 @@ def test_replicas_spread_serve_through_every_gateway_and_survive_a_restart(
 ) -> None:
     backends = _deploy_two(stack)
     assert _hosts(backends) == [HEAD_IP, WORKER_IP]  # SPREAD: one on each node
+    # the replicas loaded the model from S3, through the node cache, not the data dir
+    assert not (stack.data_dir / "artifacts").exists()
+    assert list((stack.data_dir / "artifact-cache" / "objects").rglob("*"))
 
     wait_for(lambda: len(stack.gateway_urls()) == 2, 30, "a gateway on each node")
     gateways = stack.gateway_urls()
@@ -120,9 +129,12 @@ def test_replicas_spread_serve_through_every_gateway_and_survive_a_restart(
 
     before = stack.actors()
     assert len(before) == 4  # two replicas, two gateways
+    generation = stack.routes().generation  # type: ignore[union-attr]
     stack.kill_control_plane()
     stack.up()
     wait_for(lambda: stack.routes() is not None, 30, "the restarted control loop's table")
+    # it went on from the table the gateways held: they take its next tables
+    assert stack.routes().generation >= generation  # type: ignore[union-attr]
     wait_for(lambda: len(stack.ready_backends("m")) == 2, 30, "the replicas re-adopted")
     assert sorted(stack.ready_backends("m")) == sorted(backends)  # the same ones
     assert stack.actors() == before  # no duplicate, no orphan

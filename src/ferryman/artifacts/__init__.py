@@ -15,6 +15,7 @@ from ferryman.artifacts.store import (
     StoredArtifact,
 )
 from ferryman.config import Settings
+from ferryman.errors import InvalidInput
 
 
 def create_store(settings: Settings) -> ArtifactStore:
@@ -24,7 +25,13 @@ def create_store(settings: Settings) -> ArtifactStore:
         store = LocalArtifactStore(settings.artifacts_dir)
         store.sweep_temporaries()
         return store
-    from ferryman.artifacts.s3 import S3ArtifactStore  # noqa: PLC0415 - boto3 is optional
+    try:
+        from ferryman.artifacts.s3 import S3ArtifactStore  # noqa: PLC0415 - boto3 is optional
+    except ImportError as exc:
+        raise InvalidInput(
+            f"artifacts on S3 need boto3 ({exc.name} cannot be imported); install the extra: "
+            "pip install 'ferryman[s3]'"
+        ) from None
 
     return S3ArtifactStore.connect(
         artifacts.url,

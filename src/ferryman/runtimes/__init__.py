@@ -23,8 +23,13 @@ def create_runtime(settings: Settings, control_token: str | None = None) -> Runt
     if name == "local":
         return LocalRuntime(settings)
     if name == "ray":
-        from ferryman.runtimes.ray import RayRuntime  # noqa: PLC0415 - ray is optional
-
+        try:
+            from ferryman.runtimes.ray import RayRuntime  # noqa: PLC0415 - ray is optional
+        except ImportError as exc:
+            raise InvalidInput(
+                f"runtime 'ray' needs Ray ({exc.name} cannot be imported); install the extra: "
+                "pip install 'ferryman[ray]'"
+            ) from None
         return RayRuntime(settings, control_token)
     raise InvalidInput(f"runtime {name!r} is not one of {', '.join(RUNTIMES)}")
 

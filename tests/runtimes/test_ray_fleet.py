@@ -1,0 +1,35 @@
+"""What a Ray actor's server is told: the parent's settings sections, through its environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ferryman.config import load_settings
+from ferryman.runtimes.ray.fleet import GATEWAY_SECTIONS, REPLICA_SECTIONS, settings_environment
+
+
+def test_a_child_on_another_node_gets_the_settings_sections_of_its_parent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parent = load_settings(
+        log_level="INFO",
+        serving={"max_batch_size": 7, "drain_timeout_s": 2.5,
+                 "is_remote_without_auth_allowed": True},
+        gateway={"backend_hosts": ("10.0.0.5", "10.0.0.6"), "allow_insecure_bind": True},
+        connections={"idle_timeout_s": 3.0},
+        artifacts={"url": "s3://models/fleet", "endpoint_url": "http://127.0.0.1:9000"},
+    )  # fmt: skip
+    env = settings_environment(parent, (*REPLICA_SECTIONS, *GATEWAY_SECTIONS))
+    for key in [key for key in os.environ if key.startswith("FERRYMAN_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir("/")  # no ferryman.toml
+
+    child = load_settings()
+    for section in ("serving", "gateway", "connections", "artifacts"):
+        assert getattr(child, section) == getattr(parent, section)
+    assert child.log_level == "INFO"
+    assert "FERRYMAN_DATABASE_URL" not in env  # the runtime adds it for replicas only
