@@ -1,5 +1,5 @@
 """``GET /api/v1/routes``: the long poll that remote gateways read the route table from,
-and the gateway side of it (:class:`~ferryman.runtimes.ray.routewatch.RouteWatch`)."""
+and the gateway side of it (:class:`~ferryman.gateway.routewatch.RouteWatch`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import uvicorn
 from ferryman.config import load_settings
 from ferryman.control.api.app import create_app
 from ferryman.gateway.routes import RouteTable
+from ferryman.gateway.routewatch import RouteFeed, RouteWatch, route_token
 from ferryman.registry import Registry
-from ferryman.runtimes.ray.routewatch import RouteFeed, RouteWatch
 
 TOKEN = "t" * 43
 
@@ -72,7 +72,7 @@ def _table(generation: int) -> RouteTable:
 
 
 def _get(api: Api, **params: float) -> httpx.Response:
-    headers = {"authorization": f"Bearer {TOKEN}"}
+    headers = {"authorization": f"Bearer {route_token(TOKEN)}"}
     return httpx.get(f"{api.url}/api/v1/routes", params=params, headers=headers, timeout=10)
 
 
@@ -94,16 +94,31 @@ def test_the_table_comes_at_once_when_newer_and_after_a_change_when_not(api: Api
     assert time.monotonic() - started < 5  # answered on the change, not at the deadline
 
 
-def test_the_route_table_needs_the_token(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("credential", "status"),
+    [("", 401), ("Bearer nope", 401), (f"Basic {TOKEN}", 401),
+     (f"Bearer {route_token(TOKEN)}", 200), (f"Bearer {TOKEN}", 200)],
+)  # fmt: skip
+def test_the_route_table_needs_the_route_token_or_the_control_token(
+    api: Api, credential: str, status: int
+) -> None:
     api.board.table = _table(1)
-    assert httpx.get(f"{api.url}/api/v1/routes?wait_s=0").status_code == 401
-    wrong = {"authorization": "Bearer nope"}
-    assert httpx.get(f"{api.url}/api/v1/routes?wait_s=0", headers=wrong).status_code == 401
+    headers = {"authorization": credential} if credential else {}
+    answer = httpx.get(f"{api.url}/api/v1/routes?wait_s=0", headers=headers)
+    assert answer.status_code == status
+    if status == 401:
+        assert "route token" in answer.json()["error"]
+
+
+def test_the_route_token_reads_nothing_else(api: Api) -> None:
+    headers = {"authorization": f"Bearer {route_token(TOKEN)}"}
+    assert httpx.get(f"{api.url}/api/v1/models", headers=headers).status_code == 401
+    assert route_token(TOKEN) != route_token("u" * 43)
 
 
 @pytest.mark.parametrize("query", ["after_generation=-2", "wait_s=61", "wait_s=x"])
 def test_bad_parameters_are_refused(api: Api, query: str) -> None:
-    headers = {"authorization": f"Bearer {TOKEN}"}
+    headers = {"authorization": f"Bearer {route_token(TOKEN)}"}
     answer = httpx.get(f"{api.url}/api/v1/routes?{query}", headers=headers)
     assert answer.status_code == 400
     assert query.split("=", maxsplit=1)[0] in answer.json()["error"]
@@ -113,7 +128,7 @@ def test_a_gateway_watch_writes_each_table_and_keeps_the_last_when_the_api_is_aw
     api: Api, tmp_path: Path
 ) -> None:
     path = tmp_path / "node" / "routes.json"
-    watch = RouteWatch(RouteFeed(api.url, TOKEN), path)
+    watch = RouteWatch(RouteFeed(api.url, route_token(TOKEN)), path)
     api.board.table = _table(7)
     with httpx.Client(timeout=30) as http:
         assert watch.poll(http)

@@ -64,6 +64,7 @@ def create_app(
     app.state.history = history if history is not None else StoredHistory(registry.history)
     app.state.fleet_stop = fleet_stop
     app.state.routes = routes
+    app.state.token = token
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)

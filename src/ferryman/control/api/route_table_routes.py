@@ -4,12 +4,15 @@ A gateway that cannot read the control plane's route-table file (the ``ray`` run
 one on every node) asks for the table with the generation it holds: the answer comes as
 soon as a newer table is published, or after ``wait_s`` as 304 (nothing newer). Until the
 control plane has a table at all it answers 503, and the gateway keeps the table it has.
-The bearer token is checked by the security middleware like on every other route.
+It takes the route token (:func:`~ferryman.gateway.routewatch.route_token`, which reads
+the route table and nothing else) or the control token, as a bearer token; it checks it
+itself (the security middleware lists it among the routes with a credential of their own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Callable
 from typing import Annotated
@@ -17,8 +20,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from ferryman.errors import NotFound, Unavailable
+from ferryman.errors import NotFound, Unauthenticated, Unavailable
 from ferryman.gateway.routes import RouteTable
+from ferryman.gateway.routewatch import route_token
 
 router = APIRouter(prefix="/api/v1")
 
@@ -42,6 +46,7 @@ async def watch_routes(
     ] = 20.0,
 ) -> Response:
     """The route table as soon as its generation is above ``after_generation``."""
+    _authenticate(request)
     view: RouteView | None = request.app.state.routes
     if view is None:
         raise NotFound("this control plane publishes no route table (no control loop runs)")
@@ -56,3 +61,17 @@ async def watch_routes(
     if table is None:
         raise Unavailable("no route table has been published yet; retry in a moment")
     return Response(status_code=304)
+
+
+def _authenticate(request: Request) -> None:
+    token: str | None = request.app.state.token
+    if token is None:  # auth is off for the whole API
+        return
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    accepted = (route_token(token), token)
+    if scheme.lower() != "bearer" or not any(
+        hmac.compare_digest(credential.strip().encode(), known.encode()) for known in accepted
+    ):
+        raise Unauthenticated(
+            "the route table needs the route token (or the control token) as a bearer token"
+        )

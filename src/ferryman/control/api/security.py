@@ -40,8 +40,9 @@ OPEN_PREFIXES = ("/ui/assets/",)
 """The dashboard's login page and its static files (the same public files for everyone)."""
 PAGE_PREFIX = "/ui"
 LOGIN_PATH = "/ui/login"
-SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow"})
-"""Routes that verify a signature of their own (see their modules) instead of the token."""
+SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow", "/api/v1/routes"})
+"""Routes that verify a signature or token of their own (see their modules) instead of the
+control token: the MLflow webhook's signature, the gateways' route token."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -16,7 +16,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ferryman.config import RaySettings, Settings
-from ferryman.runtimes.ray.routewatch import RouteFeed
+from ferryman.gateway.routewatch import RouteFeed
 from ferryman.runtimes.ray.servers import GatewayServer, ReplicaServer
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ re-adopts every replica actor named in the fleet's namespace, learning each one'
 from the actor itself: no duplicates, no orphans.
 
 ``publish`` keeps one gateway actor on every live node; gateways read the route table from
-the control plane's API (``GET /api/v1/routes``, a long poll with the control token), not
-from Ray, and ``published`` asks them for the table they hold.
+the control plane's API (``GET /api/v1/routes``, a long poll with the route token derived
+from the control token), not from Ray, and ``published`` asks them for the table they hold.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pydantic import ValidationError
 
 from ferryman.config import Settings
 from ferryman.gateway.routes import RouteTable
+from ferryman.gateway.routewatch import RouteFeed, route_token
 from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
 from ferryman.runtimes.local.processes import _lasting_failure
 from ferryman.runtimes.ray import fleet
-from ferryman.runtimes.ray.routewatch import RouteFeed
 from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class RayRuntime:
         scheme = "https" if control.tls_cert_file else "http"
         self._feed = RouteFeed(
             f"{scheme}://{control.host}:{control.port}",
-            control_token,
+            route_token(control_token) if control_token else None,
             settings.gateway.backend_hosts,
         )
         self._http = httpx.Client(timeout=1.0)

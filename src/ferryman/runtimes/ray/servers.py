@@ -25,8 +25,8 @@ from pathlib import Path
 
 import ray
 
+from ferryman.gateway.routewatch import RouteFeed, RouteWatch
 from ferryman.runtimes.local.usage import process_usage
-from ferryman.runtimes.ray.routewatch import RouteFeed, RouteWatch
 
 PR_SET_PDEATHSIG = 1
 

@@ -3,10 +3,16 @@
 Each new table is validated, then written to the gateway's route file atomically (the
 gateway re-reads the file when it changes); an error, a refusal or an invalid table leaves
 the file — the last good table — as it is, and the watch asks again a moment later.
+
+The watch authenticates with the *route token*, an HMAC of the control token: it can read
+the route table and nothing else, and the control token cannot be recovered from it, so a
+gateway on another node (whose arguments Ray keeps) never holds the control token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import threading
@@ -22,12 +28,19 @@ logger = logging.getLogger(__name__)
 
 WAIT_S = 20.0
 RETRY_S = 1.0
+_ROUTE_TOKEN_PURPOSE = b"ferryman route table watch v1"
+
+
+def route_token(control_token: str) -> str:
+    """The token that reads the route table, derived from the control token."""
+    return hmac.new(control_token.encode(), _ROUTE_TOKEN_PURPOSE, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
 class RouteFeed:
-    """Where a gateway reads the route table: the control plane's URL and token, and the
-    backend hosts it accepts besides loopback (``gateway.backend_hosts``)."""
+    """Where a gateway reads the route table: the control plane's URL, the route token (None
+    when the control plane has auth off), and the backend hosts it accepts besides loopback
+    (``gateway.backend_hosts``)."""
 
     control_url: str
     token: str | None
