@@ -414,8 +414,9 @@ class RaySettings(BaseModel):
         default=2.0, gt=0, le=60, description="Longest wait for an actor's answer in one tick."
     )
     unreachable_after_s: float = Field(
-        default=5.0, gt=0,
-        description="A replica whose actor has not answered for this long has failed.",
+        default=10.0, gt=0,
+        description="A replica whose actor has not answered for this long has failed (an "
+        "actor Ray reports dead has failed at once).",
     )  # fmt: skip
 
 

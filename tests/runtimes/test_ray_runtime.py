@@ -82,7 +82,7 @@ def stack(
         "FERRYMAN_RAY__NAMESPACE": f"t{uuid.uuid4().hex[:12]}",
         "FERRYMAN_RAY__NODE_IP_ADDRESS": HEAD_IP,
         "FERRYMAN_RAY__REPLICA_NUM_CPUS": "0.3",
-        "FERRYMAN_RAY__UNREACHABLE_AFTER_S": "3",
+        "FERRYMAN_RAY__UNREACHABLE_AFTER_S": "5",
         "FERRYMAN_SERVING__DRAIN_TIMEOUT_S": "2",
         "FERRYMAN_ARTIFACTS__URL": f"s3://{s3_server.bucket()}/fleet",
         "FERRYMAN_ARTIFACTS__ENDPOINT_URL": s3_server.endpoint_url,
