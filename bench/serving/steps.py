@@ -68,7 +68,8 @@ def steps(plane: Any, body: bytes) -> list[Step]:
         return codecs.InferenceRequest.model_validate(document)
 
     def describe() -> None:
-        plane.payloads.describe(described, inputs, plane._counted(outputs))
+        reading = plane.classes.read(outputs) if plane.classes is not None else None
+        plane.payloads.describe(described, inputs, reading.labels if reading else None)
 
     def respond() -> bytes:
         response, _ = codecs.build_response(("digits", "1", "r"), outputs, choices)

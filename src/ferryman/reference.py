@@ -62,6 +62,19 @@ class ReferenceData(BaseModel):
         default_factory=dict, description="share of validation predictions per class label"
     )
     labels: tuple[str, ...] = Field(default=(), description="class names, index order")
+    label_values: tuple[str, ...] = Field(
+        default=(),
+        description="what the model's label output writes for each class, index order (the "
+        "classes its ONNX graph declares, e.g. scikit-learn's classes_); () if it has none",
+    )
+
+
+def with_graph_classes(reference: ReferenceData | None, classes: tuple[str, ...]) -> ReferenceData:
+    """``reference`` knowing the classes an ONNX graph declares: as what its label output
+    writes (``label_values``) and, when it names no classes of its own, as its labels."""
+    reference = reference or ReferenceData()
+    labels = reference.labels if len(reference.labels) == len(classes) else classes
+    return reference.model_copy(update={"labels": labels, "label_values": classes})
 
 
 def row_summaries(names: Sequence[str], rows: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:

@@ -168,4 +168,5 @@ async def test_the_other_predict_apis_take_text_or_say_why_not(client: httpx.Asy
                                          {"shout": "é!", "same": "é"}]}  # fmt: skip
     plain = await client.post("/predict", json={"rows": ["a"]})
     assert plain.status_code == 400
-    assert "answers text; use /v2/models/tiny/infer" in plain.json()["error"]
+    assert "has no class output" in plain.json()["error"]
+    assert "use /v2/models/tiny/infer" in plain.json()["error"]

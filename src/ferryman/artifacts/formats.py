@@ -48,12 +48,19 @@ class ArtifactFormat(StrEnum):
     ONNX = "onnx"
 
 
+_CLASSIFIER_OPS = frozenset({"LinearClassifier", "SVMClassifier", "TreeEnsembleClassifier"})
+_CLASS_ATTRIBUTES = ("classlabels_strings", "classlabels_ints", "classlabels_int64s")
+
+
 @dataclass(frozen=True)
 class InspectedArtifact:
-    """An accepted file: its format and the signature it declares."""
+    """An accepted file: its format, the signature it declares and its classes, if it says."""
 
     format: ArtifactFormat
     signature: Signature
+    class_labels: tuple[str, ...] = ()
+    """The class of each probability column, as the graph's label output writes it (a
+    scikit-learn classifier's ``classes_``, from its ONNX classifier node); () if unknown."""
 
 
 def inspect_artifact(data: bytes) -> InspectedArtifact:
@@ -70,7 +77,7 @@ def inspect_artifact(data: bytes) -> InspectedArtifact:
         raise UnsafeArtifact(
             f"refused: the ONNX model does not pass onnx.checker: {first_line}"
         ) from None
-    return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model))
+    return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model), class_labels(model))
 
 
 def read_signature(model: Any) -> Signature:
@@ -79,6 +86,25 @@ def read_signature(model: Any) -> Signature:
     initializers = {init.name for init in graph.initializer}
     inputs = tuple(_spec(value) for value in graph.input if value.name not in initializers)
     return Signature(inputs=inputs, outputs=tuple(_spec(value) for value in graph.output))
+
+
+def class_labels(model: Any) -> tuple[str, ...]:
+    """The classes an ONNX-ML classifier node declares (skl2onnx writes ``classes_`` there).
+
+    () when the graph has no such node, or several that disagree (an ensemble of
+    classifiers): then nothing in the file says which column is which class.
+    """
+    found: set[tuple[str, ...]] = set()
+    for node in model.graph.node:
+        if node.domain != "ai.onnx.ml" or node.op_type not in _CLASSIFIER_OPS:
+            continue
+        for attribute in node.attribute:
+            if attribute.name in _CLASS_ATTRIBUTES and (attribute.strings or attribute.ints):
+                found.add(
+                    tuple(s.decode("utf-8", "replace") for s in attribute.strings)
+                    or tuple(str(i) for i in attribute.ints)
+                )
+    return found.pop() if len(found) == 1 else ()
 
 
 def _sniff_unsafe(data: bytes) -> str | None:

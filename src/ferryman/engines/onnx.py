@@ -34,7 +34,10 @@ class OnnxEngine:
     """
 
     def __init__(self, model_bytes: bytes, intra_op_threads: int = 0) -> None:
-        self._signature = inspect_artifact(model_bytes).signature
+        inspected = inspect_artifact(model_bytes)
+        self._signature = inspected.signature
+        self.class_labels = inspected.class_labels
+        """The classes the graph declares (see ``InspectedArtifact.class_labels``)."""
         self._model_bytes: bytes | None = model_bytes
         self._intra_op_threads = intra_op_threads
         self._session: Any = None

@@ -24,7 +24,7 @@ from ferryman.errors import (
     RunNotFound,
 )
 from ferryman.names import validate_key, validate_name
-from ferryman.reference import ReferenceData
+from ferryman.reference import ReferenceData, with_graph_classes
 from ferryman.registry.alerts import Alerts
 from ferryman.registry.audit import append_event, query_events
 from ferryman.registry.database import Database
@@ -124,11 +124,15 @@ class Registry:
         """Store ``data`` (an ONNX model) as the next version of ``model``, creating it if new.
 
         ``reference`` (golden requests, input and prediction summaries) is stored as a JSON
-        artifact beside the model; :meth:`get_reference` reads it back, verified.
+        artifact beside the model; :meth:`get_reference` reads it back, verified. Without
+        class labels there, the classes the ONNX graph declares (a scikit-learn classifier's)
+        are kept as the version's labels, so feedback and answers know its classes.
         """
         validate_name(model, "model name")
         metadata = metadata or VersionMetadata()
         inspected = inspect_artifact(data)
+        if inspected.class_labels:
+            reference = with_graph_classes(reference, inspected.class_labels)
         stored = self._store.put(io.BytesIO(data))
         reference_digest = None
         if reference is not None:

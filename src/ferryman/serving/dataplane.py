@@ -22,6 +22,7 @@ from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, 
 from ferryman.reference import ReferenceData
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
 from ferryman.serving.cache import ResponseCache, tensor_key
+from ferryman.serving.classes import Reading, class_outputs
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
 from ferryman.serving.payloads import Payload, PayloadLog, PayloadPolicy
 from ferryman.serving.readiness import replay_golden
@@ -30,20 +31,6 @@ from ferryman.signature import Signature
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = ("binary_tensor_data", "tf_serving_predict", "plain_predict", "grpc")
-
-
-MAX_COUNTED_CLASSES = 64
-
-
-def classifier_output(signature: Signature) -> tuple[str, int] | None:
-    """The first output shaped [batch, C] of floats with 2 <= C <= 64, and its C."""
-    for spec in signature.outputs:
-        shape = spec.shape
-        is_float = spec.datatype in {"FP16", "FP32", "FP64", "BF16"}
-        is_matrix = shape is not None and len(shape) == 2 and shape[0] == -1
-        if is_float and is_matrix and shape and 2 <= shape[1] <= MAX_COUNTED_CLASSES:
-            return spec.name, shape[1]
-    return None
 
 
 def is_batchable(signature: Signature) -> bool:
@@ -91,18 +78,20 @@ class DataPlane:
             subject=identity.describe(),
         )
         self._batcher = Batcher(runtime, self._executor, policy, self.metrics, self._arrivals)
-        classifier = classifier_output(self.signature)
-        self._class_output = None if classifier is None else classifier[0]
-        self._class_counters = (
-            [] if classifier is None else self.metrics.prediction_counters(classifier[1])
+        self.classes = class_outputs(
+            self.signature,
+            self.labels,
+            reference.label_values if reference is not None else (),
         )
+        """How the model's outputs read as classes (None: no classifier)."""
+        counted = 0 if self.classes is None else self.classes.counted
+        self._class_counters = self.metrics.prediction_counters(counted) if counted else []
         self.payloads = PayloadLog(
             PayloadPolicy(
                 settings.payload_log_capacity,
                 settings.payload_input_sample_rate,
                 settings.payload_max_input_bytes,
             ),
-            self.labels,
             tuple(reference.input_summaries) if reference is not None else (),
         )
         self.not_ready_reason: str | None = "the model is loading"
@@ -197,6 +186,15 @@ class DataPlane:
         self, inputs: Arrays, deadline: float, payload: Payload | None = None
     ) -> Arrays:
         """Run the model on one request's validated inputs; note them in ``payload``."""
+        return (await self.classify(inputs, deadline, payload))[0]
+
+    async def classify(
+        self, inputs: Arrays, deadline: float, payload: Payload | None = None
+    ) -> tuple[Arrays, Reading | None]:
+        """:meth:`infer`, with the answer read as classes (None: not a classifier).
+
+        The one reading both the payload log and the caller's answer come from.
+        """
         if self._is_batchable and len(inputs) > 1:
             rows = {int(array.shape[0]) for array in inputs.values()}
             if len(rows) > 1:
@@ -208,10 +206,12 @@ class DataPlane:
             outputs = await self._batcher.submit(inputs, deadline)
         else:
             outputs = await self._cached_outputs(self._cache, inputs, deadline)
-        top1 = None if self._class_output is None else self._counted(outputs)
+        reading = None if self.classes is None else self.classes.read(outputs)
+        if reading is not None and reading.columns is not None and self._class_counters:
+            self._count(reading.columns)
         if payload is not None:
-            self.payloads.describe(payload, inputs, top1)
-        return outputs
+            self.payloads.describe(payload, inputs, None if reading is None else reading.labels)
+        return outputs, reading
 
     async def _cached_outputs(
         self, cache: ResponseCache, inputs: Arrays, deadline: float
@@ -226,16 +226,12 @@ class DataPlane:
         await cache.put(key, outputs)
         return outputs
 
-    def _counted(self, outputs: Arrays) -> list[int] | None:
-        """Count each row's top-1 class of a classifier output (the prediction drift signal)."""
-        scores = outputs.get(self._class_output) if self._class_output else None
+    def _count(self, columns: list[int]) -> None:
+        """Count each row's top-1 class (the prediction drift signal)."""
         counters = self._class_counters
-        if scores is None or scores.ndim != 2 or scores.shape[1] != len(counters):
-            return None
-        top1: list[int] = scores.argmax(axis=1).tolist()
-        for index in top1:
-            counters[index].inc()
-        return top1
+        if max(columns, default=0) < len(counters):
+            for index in columns:
+                counters[index].inc()
 
     def server_metadata(self) -> MetadataServerResponse:
         """The V2 server metadata: who answers and which extensions it speaks."""

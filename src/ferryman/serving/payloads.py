@@ -83,13 +83,11 @@ class PayloadLog:
     def __init__(
         self,
         policy: PayloadPolicy,
-        labels: Sequence[str] = (),
         summary_names: Sequence[str] = (),
         rng: random.Random | None = None,
     ) -> None:
         self.policy = policy
         self.instance = os.urandom(8).hex()
-        self._labels = tuple(labels)
         self._summary_names = tuple(summary_names)
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not security
         self._records: deque[bytes] = deque(maxlen=policy.capacity)
@@ -98,12 +96,10 @@ class PayloadLog:
     def begin(self, request_id: str) -> Payload:
         return Payload(request_id, time.time())
 
-    def describe(self, payload: Payload, inputs: Arrays, top1: list[int] | None) -> None:
-        """Note the request's predictions (top-1 class per row), input summaries and (sampled)
-        input tensors."""
-        if top1 is not None:
-            labels = self._labels
-            payload.predictions = [labels[i] if i < len(labels) else str(i) for i in top1]
+    def describe(self, payload: Payload, inputs: Arrays, predictions: list[str] | None) -> None:
+        """Note the request's predictions (the class of each row, as it was answered), input
+        summaries and (sampled) input tensors."""
+        payload.predictions = predictions
         first = next(iter(inputs.values()), None) if self._summary_names else None
         if first is not None:
             self._summarise(payload, first)

@@ -1,7 +1,9 @@
 """Predict APIs for people and for TF-Serving clients, on the same data plane as V2.
 
 ``POST /predict`` takes an image (PNG/JPEG bytes, or base64 in ``{"image": ...}``) or a JSON
-row (``{"row": [...]}`` or ``{"rows": [[...], ...]}``) and answers labels and probabilities.
+row (``{"row": [...]}`` or ``{"rows": [[...], ...]}``) and answers labels and probabilities,
+read from the model's outputs by :mod:`ferryman.serving.classes` (the same reading the
+payload log keeps).
 ``POST /v1/models/{model}:predict`` speaks TF-Serving's REST (``instances`` or ``inputs``).
 """
 
@@ -14,11 +16,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferryman.errors import InvalidInput
+from ferryman.errors import FerrymanError, InvalidInput
 from ferryman.protocol import codecs
 from ferryman.protocol.images import decode_base64_image, image_to_array
 from ferryman.protocol.strict_json import parse_json
 from ferryman.serving.batching import Arrays
+from ferryman.serving.classes import ClassOutputs, Reading
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
 from ferryman.serving.payloads import payload_of
@@ -32,34 +35,41 @@ async def predict(request: Request) -> Response:
     plane: DataPlane = request.app.state.plane
     body = await _body(request, plane)  # before admission: see http.infer_v2
     with plane.admit() as deadline:
-        spec = _single_input(plane)
+        spec, classes = _single_input(plane)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in IMAGE_TYPES:
             array = image_to_array(body, spec)
         else:
             array = _plain_json(parse_json(body), spec, plane.tensor_limits)
-        outputs = await plane.infer({spec.name: array}, deadline, payload_of(request.scope))
-    first = plane.signature.outputs[0].name
+        _, reading = await plane.classify({spec.name: array}, deadline, payload_of(request.scope))
+    if reading is None:
+        raise FerrymanError(
+            f"{plane.identity.describe()} answered outputs that are not shaped as its "
+            "signature declares; see the replica's log"
+        )
     document = {
         "model": plane.identity.model,
         "version": plane.identity.version,
-        "predictions": label_rows(outputs[first], plane.labels),
+        "predictions": label_rows(classes, reading),
     }
     return Response(orjson.dumps(document), media_type="application/json")
 
 
-def _single_input(plane: DataPlane) -> TensorSpec:
-    if len(plane.signature.inputs) != 1 or not plane.signature.outputs:
+def _single_input(plane: DataPlane) -> tuple[TensorSpec, ClassOutputs]:
+    if len(plane.signature.inputs) != 1:
         raise InvalidInput(
             f"/predict serves models with one input; {plane.identity.describe()} has "
             f"{len(plane.signature.inputs)}; use /v2/models/{plane.identity.model}/infer"
         )
-    if plane.signature.outputs[0].datatype == codecs.BYTES:
+    if plane.classes is None:
+        outputs = ", ".join(spec.describe() for spec in plane.signature.outputs)
         raise InvalidInput(
-            f"/predict answers labels and probabilities, and {plane.identity.describe()} "
-            f"answers text; use /v2/models/{plane.identity.model}/infer"
+            f"/predict answers classes, and {plane.identity.describe()} has no class output "
+            f"(its outputs: {outputs}; a classifier gives a float [N, C] output of "
+            "probabilities or scores, or an integer or string label per row); "
+            f"use /v2/models/{plane.identity.model}/infer"
         )
-    return plane.signature.inputs[0]
+    return plane.signature.inputs[0], plane.classes
 
 
 def _plain_json(document: Any, spec: TensorSpec, limits: codecs.TensorLimits) -> np.ndarray:
@@ -93,20 +103,19 @@ def _tensor_of(value: Any, spec: TensorSpec, limits: codecs.TensorLimits) -> np.
     return codecs.coerce_array(spec.name, value, spec, shape, count)
 
 
-def label_rows(scores: np.ndarray, labels: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Per row: the best label, its probability and every label's probability."""
-    matrix = np.asarray(scores, dtype=np.float64).reshape(scores.shape[0], -1)
-    is_distribution = bool((matrix >= 0).all() and np.allclose(matrix.sum(axis=1), 1.0, atol=1e-3))
-    if not is_distribution:
-        shifted = np.exp(matrix - matrix.max(axis=1, keepdims=True))
-        matrix = shifted / shifted.sum(axis=1, keepdims=True)
-    names = labels if len(labels) == matrix.shape[1] else tuple(map(str, range(matrix.shape[1])))
+def label_rows(classes: ClassOutputs, reading: Reading) -> list[dict[str, Any]]:
+    """Per row: its label (the one the payload log keeps), the label's probability and
+    every class's probability (when the model gives scores)."""
+    probabilities = classes.probabilities(reading)
+    if probabilities is None or reading.columns is None:
+        return [{"label": label} for label in reading.labels]
+    width = probabilities.shape[1]
+    names = classes.names if len(classes.names) == width else tuple(map(str, range(width)))
     predictions = []
-    for row in matrix:
-        best = int(np.argmax(row))
+    for label, column, row in zip(reading.labels, reading.columns, probabilities, strict=True):
         predictions.append({
-            "label": names[best],
-            "probability": round(float(row[best]), 6),
+            "label": label,
+            "probability": round(float(row[column]), 6),
             "probabilities": {n: round(float(p), 6) for n, p in zip(names, row, strict=True)},
         })  # fmt: skip
     return predictions

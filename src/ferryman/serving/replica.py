@@ -8,7 +8,7 @@ from pathlib import Path
 from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import Conflict, InvalidInput, NotFound
 from ferryman.names import validate_name
-from ferryman.reference import ReferenceData
+from ferryman.reference import ReferenceData, with_graph_classes
 from ferryman.registry import Registry, VariantStatus, VersionRef
 from ferryman.serving.metrics import ReplicaIdentity
 
@@ -51,7 +51,8 @@ def from_registry(
         digest = chosen.digest
     runtime = OnnxEngine(registry.store.read(digest), intra_op_threads)
     identity = ReplicaIdentity(model, str(version.version), variant or BASE_VARIANT)
-    return ReplicaSource(identity, runtime, registry.get_reference(model, version.version))
+    reference = registry.get_reference(model, version.version)
+    return ReplicaSource(identity, runtime, _with_classes(reference, runtime))
 
 
 def from_file(path: Path, name: str | None, intra_op_threads: int) -> ReplicaSource:
@@ -61,4 +62,14 @@ def from_file(path: Path, name: str | None, intra_op_threads: int) -> ReplicaSou
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file; pass an .onnx file or MODEL[:VERSION|@ALIAS]")
     runtime = OnnxEngine(path.read_bytes(), intra_op_threads)
-    return ReplicaSource(ReplicaIdentity(model, "1", BASE_VARIANT), runtime, None)
+    return ReplicaSource(
+        ReplicaIdentity(model, "1", BASE_VARIANT), runtime, _with_classes(None, runtime)
+    )
+
+
+def _with_classes(reference: ReferenceData | None, runtime: OnnxEngine) -> ReferenceData | None:
+    """``reference`` with the classes the graph declares (a version registered before the
+    registry kept them, or a plain file)."""
+    if not runtime.class_labels or (reference is not None and reference.label_values):
+        return reference
+    return with_graph_classes(reference, runtime.class_labels)
