@@ -69,7 +69,7 @@ def steps(plane: Any, body: bytes) -> list[Step]:
 
     def describe() -> None:
         reading = plane.classes.read(outputs) if plane.classes is not None else None
-        plane.payloads.describe(described, inputs, reading.labels if reading else None)
+        plane.payloads.describe(described, inputs, reading)
 
     def respond() -> bytes:
         response, _ = codecs.build_response(("digits", "1", "r"), outputs, choices)

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from ferryman.engines.function import FunctionEngine
 from ferryman.engines.onnx import OnnxEngine
+from ferryman.serving.classes import Reading
 from ferryman.serving.edge import RequestIds
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
 from ferryman.signature import Signature, TensorSpec
@@ -169,7 +170,7 @@ def test_a_full_payload_ring_gives_the_cyclic_collector_nothing_to_walk() -> Non
     before = len(gc.get_objects())
     for index in range(2_000):
         payload = log.begin(f"r{index}")
-        log.describe(payload, inputs, [str(index % 10)])
+        log.describe(payload, inputs, Reading([str(index % 10)], [index % 10], None))
         log.finish(payload, 200, 0.001)
     gc.collect()
     assert len(gc.get_objects()) - before < 50  # the records are bytes, not object graphs

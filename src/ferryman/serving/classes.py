@@ -37,9 +37,12 @@ PROBABILITY_WORDS = ("prob", "softmax")
 LABEL_WORDS = ("label", "class")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reading:
-    """One answer read as classes: a label per row, and the scores behind them."""
+    """One answer read as classes: a label per row, and the scores behind them.
+
+    Not frozen: a frozen dataclass costs a microsecond to make, and one is made per request.
+    """
 
     labels: list[str]
     """Each row's predicted class, as the client is answered and the payload log keeps it."""
@@ -74,17 +77,24 @@ class ClassOutputs:
     def read(self, outputs: Arrays) -> Reading | None:
         """Each row's class in ``outputs``; None when they are not shaped as declared."""
         scores = outputs.get(self.scores) if self.scores is not None else None
-        if scores is not None and (scores.ndim != 2 or scores.shape[1] < 2):
-            scores = None
-        columns: list[int] | None = None if scores is None else scores.argmax(axis=1).tolist()
-        label = outputs.get(self.label) if self.label is not None else None
-        if label is not None and label.ndim >= 1 and label.size == label.shape[0]:
-            return self._by_label(label.ravel().tolist(), columns, scores)
-        if columns is None or scores is None:
+        columns: list[int] | None = None
+        width = 0
+        if scores is not None:
+            if scores.ndim == 2 and scores.shape[1] > 1:
+                columns = scores.argmax(axis=1).tolist()
+                width = scores.shape[1]
+            else:
+                scores = None
+        if self.label is not None:
+            label = outputs.get(self.label)
+            if label is not None and label.ndim >= 1 and label.size == label.shape[0]:
+                return self._by_label(label.ravel().tolist(), columns, scores)
+        if columns is None:
             return None
-        names = self.names if len(self.names) == scores.shape[1] else ()
-        labels = [names[i] for i in columns] if names else [str(i) for i in columns]
-        return Reading(labels, columns, scores)
+        names = self.names
+        if len(names) == width:
+            return Reading([names[i] for i in columns], columns, scores)
+        return Reading([str(i) for i in columns], columns, scores)
 
     def _by_label(
         self, given: list[Any], columns: list[int] | None, scores: npt.NDArray[Any] | None

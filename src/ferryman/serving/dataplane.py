@@ -185,15 +185,10 @@ class DataPlane:
     async def infer(
         self, inputs: Arrays, deadline: float, payload: Payload | None = None
     ) -> Arrays:
-        """Run the model on one request's validated inputs; note them in ``payload``."""
-        return (await self.classify(inputs, deadline, payload))[0]
+        """Run the model on one request's validated inputs; note them in ``payload``.
 
-    async def classify(
-        self, inputs: Arrays, deadline: float, payload: Payload | None = None
-    ) -> tuple[Arrays, Reading | None]:
-        """:meth:`infer`, with the answer read as classes (None: not a classifier).
-
-        The one reading both the payload log and the caller's answer come from.
+        A classifier's answer is read as classes once (``payload.reading``): the payload
+        log keeps that reading's labels and ``/predict`` answers with it.
         """
         if self._is_batchable and len(inputs) > 1:
             rows = {int(array.shape[0]) for array in inputs.values()}
@@ -207,11 +202,11 @@ class DataPlane:
         else:
             outputs = await self._cached_outputs(self._cache, inputs, deadline)
         reading = None if self.classes is None else self.classes.read(outputs)
-        if reading is not None and reading.columns is not None and self._class_counters:
-            self._count(reading.columns)
+        if reading is not None and reading.columns is not None:
+            self._count(reading)
         if payload is not None:
-            self.payloads.describe(payload, inputs, None if reading is None else reading.labels)
-        return outputs, reading
+            self.payloads.describe(payload, inputs, reading)
+        return outputs
 
     async def _cached_outputs(
         self, cache: ResponseCache, inputs: Arrays, deadline: float
@@ -226,12 +221,12 @@ class DataPlane:
         await cache.put(key, outputs)
         return outputs
 
-    def _count(self, columns: list[int]) -> None:
+    def _count(self, reading: Reading) -> None:
         """Count each row's top-1 class (the prediction drift signal)."""
         counters = self._class_counters
-        if max(columns, default=0) < len(counters):
-            for index in columns:
-                counters[index].inc()
+        if reading.scores is not None and reading.scores.shape[1] == len(counters):
+            for index in reading.columns or ():
+                counters[index].value += 1
 
     def server_metadata(self) -> MetadataServerResponse:
         """The V2 server metadata: who answers and which extensions it speaks."""

@@ -31,6 +31,7 @@ from ferryman.errors import InvalidInput
 from ferryman.protocol import strings
 from ferryman.protocol.codecs import json_default
 from ferryman.reference import row_summaries
+from ferryman.serving.classes import Reading
 
 Arrays = dict[str, npt.NDArray[Any]]
 MAX_READ = 5_000
@@ -48,6 +49,8 @@ class Payload:
     summaries: dict[str, list[float]] | None = None
     inputs: Arrays | None = None
     """The sampled input tensors (held until the record is encoded), or None."""
+    reading: Reading | None = None
+    """The answer read as classes, whose labels are ``predictions`` (not encoded)."""
     seq: int = field(default=0)
 
     def as_json(self) -> dict[str, Any]:
@@ -96,10 +99,12 @@ class PayloadLog:
     def begin(self, request_id: str) -> Payload:
         return Payload(request_id, time.time())
 
-    def describe(self, payload: Payload, inputs: Arrays, predictions: list[str] | None) -> None:
+    def describe(self, payload: Payload, inputs: Arrays, reading: Reading | None) -> None:
         """Note the request's predictions (the class of each row, as it was answered), input
         summaries and (sampled) input tensors."""
-        payload.predictions = predictions
+        if reading is not None:
+            payload.reading = reading
+            payload.predictions = reading.labels
         first = next(iter(inputs.values()), None) if self._summary_names else None
         if first is not None:
             self._summarise(payload, first)

@@ -24,7 +24,7 @@ from ferryman.serving.batching import Arrays
 from ferryman.serving.classes import ClassOutputs, Reading
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.limits import read_body
-from ferryman.serving.payloads import payload_of
+from ferryman.serving.payloads import Payload, payload_of
 from ferryman.signature import TensorSpec
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
@@ -41,7 +41,9 @@ async def predict(request: Request) -> Response:
             array = image_to_array(body, spec)
         else:
             array = _plain_json(parse_json(body), spec, plane.tensor_limits)
-        _, reading = await plane.classify({spec.name: array}, deadline, payload_of(request.scope))
+        payload = payload_of(request.scope) or Payload("", 0.0)  # none outside the edge
+        await plane.infer({spec.name: array}, deadline, payload)
+    reading = payload.reading
     if reading is None:
         raise FerrymanError(
             f"{plane.identity.describe()} answered outputs that are not shaped as its "
