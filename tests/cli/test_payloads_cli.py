@@ -37,11 +37,16 @@ def test_search_label_and_score(run: Run, tmp_path: Path) -> None:
     labels.write_text('{"request_id": "r2", "label": "1"}\n\n{"request_id": "r3", "label": "1"}\n')
     code, out, _ = run("feedback", "--file", str(labels))
     assert code == 0
-    assert "2 labels stored" in out
+    assert "2 stored, 0 corrected, 0 unchanged, 0 kept for requests not collected yet" in out
+    code, out, _ = run("feedback", "r1", "0")  # a change of mind: a correction, not a second row
+    assert "r1: corrected: replaced the earlier label 1" in out
+    assert "0 stored, 1 corrected" in out
+    code, out, _ = run("feedback", "r9", "1")
+    assert "r9: unknown_request: no collected answer has this request id yet" in out
 
     code, out, _ = run("quality", "m", "--json")
     scores = json.loads(out)["v1"]
-    assert (scores["labelled"], scores["accuracy"]) == (3, 2 / 3)
+    assert (scores["labelled"], scores["accuracy"]) == (3, 1 / 3)
     code, out, _ = run("payloads", "m", "--limit", "1")
     assert "r3" in out
     assert "r1" not in out
@@ -55,6 +60,12 @@ def test_bad_feedback_is_one_line_that_says_why(run: Run, tmp_path: Path) -> Non
     assert "broken.jsonl:1: request_id" in err
     assert run("feedback", "r1")[0] == 1
     assert "nothing to send" in run("feedback")[2]
+    collected(tmp_path)
+    two = tmp_path / "two.jsonl"
+    two.write_text('{"request_id": "r1", "label": ["1", "0"]}\n')
+    code, _, err = run("feedback", "--file", str(two))
+    assert code == 1
+    assert "wrong_row_count: request r1 had 1 rows and 2 labels were given" in err
     assert "not deployed" in run("quality", "nowhere")[2]
 
 

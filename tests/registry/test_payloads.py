@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ferryman.errors import InvalidInput
-from ferryman.registry import CollectedPayload, Feedback, Registry
+from ferryman.registry import CollectedPayload, Feedback, FeedbackStatus, Registry
 
 
 def record(
@@ -33,16 +33,48 @@ def test_collecting_is_idempotent_per_replica_instance(registry: Registry) -> No
 def test_feedback_joins_labels_to_predictions_whenever_it_arrives(registry: Registry) -> None:
     payloads = registry.payloads
     payloads.add("digits", "v1", ("digits", 1), "i", [record(1, prediction="3")])
-    accepted, unknown = payloads.give_feedback(
+    results = payloads.give_feedback(
         [Feedback(request_id="req-1", label="3"), Feedback(request_id="req-2", label="5")], "bob"
     )
-    assert (accepted, unknown) == (2, ["req-2"])  # req-2 is not collected yet: kept anyway
+    statuses = [result.status for result in results]
+    assert statuses == [FeedbackStatus.STORED, FeedbackStatus.UNKNOWN_REQUEST]  # kept anyway
     payloads.add("digits", "v1", ("digits", 1), "i", [record(2, prediction="4")])
     labelled = payloads.labelled("digits", "v1")
     assert sorted(zip(labelled.predicted, labelled.actual, strict=True)) == [("3", "3"), ("4", "5")]
     assert labelled.version == 1
     payloads.give_feedback([Feedback(request_id="req-2", label="4")], "bob")  # corrected
     assert sorted(payloads.labelled("digits", "v1").actual) == ["3", "4"]
+
+
+def test_feedback_says_what_it_did_with_each_label(registry: Registry) -> None:
+    payloads = registry.payloads
+    three_rows = CollectedPayload(
+        seq=2, request_id="req-2", time=time.time(), status=200, latency_ms=1.0,
+        predictions=["1", "2", "3"],
+    )  # fmt: skip
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(1, prediction="3"), three_rows])
+    payloads.add("digits", "v1", ("digits", 1), "i", [record(3, status=500)])
+    digits = tuple(str(i) for i in range(10))
+    given = [
+        ("req-1", "3"), ("req-1", "4"), ("req-1", "4"), ("req-9", "1"), ("req-2", "1"),
+        ("req-2", ["1", "2", "x"]), ("req-2", ["1", "2", "2"]), ("req-3", "1"),
+    ]  # fmt: skip
+    results = payloads.give_feedback(
+        [Feedback(request_id=rid, label=label) for rid, label in given], "bob",
+        lambda model, version: digits if (model, version) == ("digits", 1) else (),
+    )  # fmt: skip
+    assert [r.status.value for r in results] == [
+        "stored", "corrected", "unchanged", "unknown_request", "wrong_row_count",
+        "unknown_class", "stored", "no_prediction",
+    ]  # fmt: skip
+    assert results[1].previous == ["3"]
+    assert "had 3 rows and 1 label were given; send a list of 3 labels" in results[4].detail
+    assert "label 'x' is not a class of digits v1 (its classes: 0, 1, 2" in results[5].detail
+    assert "answered 500" in results[7].detail
+    labelled = payloads.labelled("digits", "v1")
+    pairs = sorted(zip(labelled.predicted, labelled.actual, strict=True))
+    assert pairs == [("1", "1"), ("2", "2"), ("3", "2"), ("3", "4")]  # each row once
+    assert [r.labels for r in payloads.search("digits") if r.request_id == "req-1"] == [["4"]]
 
 
 def test_search_filters_by_version_status_and_time(registry: Registry) -> None:

@@ -67,10 +67,10 @@ async def test_infer_with_raw_contents(stub: Stub) -> None:
     request.outputs.add(name="y")
     call = stub.ModelInfer(request, metadata=(("ferryman-request-id", "trace-9"),))
     response = await call
-    assert dict(await call.initial_metadata()) == {
-        "ferryman-model-version": "3",
-        "ferryman-request-id": "trace-9",
-    }
+    stamp = dict(await call.initial_metadata())
+    assert stamp.pop("ferryman-correlation-id") == "trace-9"
+    assert len(stamp.pop("ferryman-request-id")) == 32  # the replica's own, never the client's
+    assert stamp == {"ferryman-model-version": "3"}
     assert response.id == "g-1"
     assert response.model_version == "3"
     (output,) = response.outputs

@@ -120,11 +120,18 @@ async def test_every_response_is_stamped(client: httpx.AsyncClient) -> None:
         assert len(response.headers["ferryman-request-id"]) == 32
 
 
-async def test_client_request_id_is_kept_when_well_formed(client: httpx.AsyncClient) -> None:
+async def test_a_client_id_is_its_correlation_id_never_the_request_id(
+    client: httpx.AsyncClient,
+) -> None:
     ok = await client.get("/v2/health/live", headers={"ferryman-request-id": "trace-42"})
+    other = await client.get("/v2/health/live", headers={"x-request-id": "trace-43"})
     odd = await client.get("/v2/health/live", headers={"ferryman-request-id": "a b/../c"})
-    assert ok.headers["ferryman-request-id"] == "trace-42"
-    assert odd.headers["ferryman-request-id"] != "a b/../c"
+    assert ok.headers["ferryman-correlation-id"] == "trace-42"
+    assert other.headers["ferryman-correlation-id"] == "trace-43"
+    assert "ferryman-correlation-id" not in odd.headers
+    ids = [answer.headers["ferryman-request-id"] for answer in (ok, other, odd)]
+    assert len(set(ids)) == 3
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)  # the replica's own
 
 
 async def test_metrics(client: httpx.AsyncClient) -> None:

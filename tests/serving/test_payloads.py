@@ -41,7 +41,8 @@ async def test_each_request_leaves_a_record_with_its_id_prediction_and_summaries
     assert answered.status_code == 200
     assert refused.status_code == 400
     first, second = log["records"]
-    assert first["request_id"] == "req-1"
+    assert first["request_id"] == answered.headers["ferryman-request-id"]
+    assert first["correlation_id"] == "req-1"
     assert first["status"] == 200
     assert first["predictions"] == ["c", "a"]  # argmax of softmax(x), by label
     assert first["summaries"] == {"f0": [0.0, 9.0], "f1": [0.0, 0.0], "f2": [5.0, 0.0],
@@ -51,6 +52,7 @@ async def test_each_request_leaves_a_record_with_its_id_prediction_and_summaries
     assert second["status"] == 400
     assert second["predictions"] is None
     assert second["request_id"] == refused.headers["ferryman-request-id"]
+    assert second["correlation_id"] is None
     assert log["next"] == second["seq"] == first["seq"] + 1
 
 

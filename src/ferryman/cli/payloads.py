@@ -13,9 +13,10 @@ from rich.table import Table
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
+from ferryman.control.api.feedback_routes import feedback_answer
 from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.errors import InvalidInput
-from ferryman.registry import Feedback
+from ferryman.registry import Feedback, FeedbackStatus
 
 Endpoint = Annotated[str, typer.Argument(help="Endpoint name.")]
 TIME_HELP = "ISO 8601, e.g. 2026-12-02T14:30; local time unless it has an offset"
@@ -72,8 +73,20 @@ def feedback(
     if not items:
         raise InvalidInput("nothing to send: give REQUEST_ID LABEL, or --file")
     state = cli_context(ctx)
-    accepted, unknown = state.registry().payloads.give_feedback(items, state.settings.user)
-    console.print(f"{accepted} labels stored; {len(unknown)} for requests not collected yet")
+    registry = state.registry()
+    results = registry.payloads.give_feedback(items, state.settings.user, registry.class_labels)
+    answer = feedback_answer(results)
+    if answer.refused == len(results) == 1:
+        raise InvalidInput(f"{results[0].status.value}: {results[0].detail}")
+    for result in results:
+        if result.status not in {FeedbackStatus.STORED, FeedbackStatus.UNCHANGED}:
+            console.print(f"{result.request_id}: {result.status.value}: {result.detail}")
+    console.print(
+        f"{answer.stored} stored, {answer.corrected} corrected, {answer.unchanged} unchanged, "
+        f"{answer.unknown} kept for requests not collected yet, {answer.refused} refused"
+    )
+    if answer.refused == len(results):
+        raise InvalidInput(f"none of the {len(results)} labels was stored; see the lines above")
 
 
 def quality(

@@ -122,7 +122,7 @@ class DigitsTraffic:
             answer = client.post(self._feedback.url, json=batch, headers=headers)
         except httpx.HTTPError:
             return
-        if answer.status_code == 200:
+        if answer.status_code in (200, 400):  # 400: none could be stored; resending won't help
             del self._labels_due[: len(batch)]
             self.tally.labels_sent += len(batch)
 

@@ -29,6 +29,8 @@ from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.payloads import (
     CollectedPayload,
     Feedback,
+    FeedbackResult,
+    FeedbackStatus,
     Labelled,
     PayloadRecord,
     Payloads,
@@ -76,6 +78,8 @@ __all__ = [
     "Deployments",
     "EventRecord",
     "Feedback",
+    "FeedbackResult",
+    "FeedbackStatus",
     "HeaderRuleSpec",
     "Labelled",
     "MetricHistory",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -42,6 +43,7 @@ class CollectedPayload(BaseModel):
 
     seq: int = Field(ge=1)
     request_id: str = Field(min_length=1, max_length=64)
+    correlation_id: str | None = Field(default=None, max_length=64)
     time: float
     status: int = Field(ge=100, le=599)
     latency_ms: float = Field(ge=0)
@@ -65,8 +67,42 @@ class Feedback(BaseModel):
         return [self.label] if isinstance(self.label, str) else list(self.label)
 
 
+class FeedbackStatus(StrEnum):
+    """What became of one label."""
+
+    STORED = "stored"
+    """Joined to the answer its request id names."""
+    CORRECTED = "corrected"
+    """Replaced an earlier, different label of the same request (counted as a correction)."""
+    UNCHANGED = "unchanged"
+    """The request already had exactly this label."""
+    UNKNOWN_REQUEST = "unknown_request"
+    """No collected answer has this id yet: kept, and joined once one is collected."""
+    UNKNOWN_CLASS = "unknown_class"
+    """Refused: not a class of the model that answered."""
+    WRONG_ROW_COUNT = "wrong_row_count"
+    """Refused: the answer had another number of rows than labels were given."""
+    NO_PREDICTION = "no_prediction"
+    """Refused: the request was answered without classes (an error, or not a classifier)."""
+
+
+KEPT = frozenset({FeedbackStatus.STORED, FeedbackStatus.CORRECTED, FeedbackStatus.UNCHANGED,
+                  FeedbackStatus.UNKNOWN_REQUEST})  # fmt: skip
+
+
+class FeedbackResult(Record):
+    """What was done with one label, and why."""
+
+    request_id: str
+    status: FeedbackStatus
+    detail: str = ""
+    previous: list[str] | None = None
+    """The labels a correction replaced."""
+
+
 class PayloadRecord(Record):
     request_id: str
+    correlation_id: str | None
     time: datetime
     endpoint: str
     model: str
@@ -109,7 +145,8 @@ class Payloads:
             {
                 "endpoint": endpoint, "variant": variant, "model_name": model,
                 "version": version, "instance": instance[:32], "seq": r.seq,
-                "request_id": r.request_id, "at": _from_unix(r.time), "status": r.status,
+                "request_id": r.request_id, "correlation_id": r.correlation_id,
+                "at": _from_unix(r.time), "status": r.status,
                 "latency_ms": r.latency_ms, "predictions": r.predictions,
                 "summaries": r.summaries, "inputs": r.inputs,
             }
@@ -120,38 +157,99 @@ class Payloads:
         self._db.write(lambda session: session.execute(statement, rows))
         return len(rows)
 
-    def give_feedback(self, items: Iterable[Feedback], actor: str) -> tuple[int, list[str]]:
-        """Store labels (a later label for the same request replaces the earlier one).
+    def give_feedback(
+        self,
+        items: Iterable[Feedback],
+        actor: str,
+        classes_of: Callable[[str, int], Sequence[str]] = lambda model, version: (),
+    ) -> list[FeedbackResult]:
+        """Store labels and say, per item, what was done (see :class:`FeedbackStatus`).
 
-        Returns how many were stored and the request ids that match no collected request
-        yet (kept all the same: the request may not have been collected yet).
+        A label joins the one answer its request id names. It is checked against that
+        answer (one label per row; a class of the model, when ``classes_of(model, version)``
+        knows its classes) and refused if it does not fit. A label for an id no collected
+        answer has yet is kept (the answer may not be collected yet) and joins it once it
+        is. A second, different label for an id replaces the first and counts as a
+        correction; the same label again changes nothing.
         """
-        given = {item.request_id: item.labels for item in items}
-        if not given:
-            return 0, []
+        items = list(items)
+        if not items:
+            return []
 
-        def work(session: Session) -> list[str]:
-            now = self._clock()
-            existing = {
-                row.request_id: row
-                for row in session.scalars(
-                    select(FeedbackRow).where(FeedbackRow.request_id.in_(given))
-                )
+        ids = {item.request_id for item in items}
+        query = (
+            select(PayloadRow.request_id, PayloadRow.model_name, PayloadRow.version,
+                   PayloadRow.predictions, PayloadRow.status)
+            .where(PayloadRow.request_id.in_(ids))
+            .order_by(PayloadRow.id)
+        )  # fmt: skip
+        with self._db.reading() as session:
+            answered: dict[str, tuple[str, int, list[str] | None, int]] = {
+                request_id: (model, version, predictions, status)
+                for request_id, model, version, predictions, status in session.execute(query)
             }
-            for request_id, labels in given.items():
-                row = existing.get(request_id)
-                if row is None:
-                    row = FeedbackRow(request_id=request_id)
-                    session.add(row)
-                row.labels, row.received_at, row.actor = labels, now, actor
-            known = set(
-                session.scalars(
-                    select(PayloadRow.request_id).where(PayloadRow.request_id.in_(given))
-                )
-            )
-            return sorted(set(given) - known)
+        # Classes are read outside the write: a second connection inside it could wait on a
+        # pool that writers waiting for the database lock have emptied.
+        classes = {(model, version): tuple(classes_of(model, version))
+                   for model, version, _, _ in answered.values()}  # fmt: skip
 
-        return len(given), self._db.write(work)
+        def work(session: Session) -> list[FeedbackResult]:
+            query = select(FeedbackRow).where(FeedbackRow.request_id.in_(ids))
+            labelled = {row.request_id: row for row in session.scalars(query)}
+            results = []
+            for item in items:
+                answer = answered.get(item.request_id)
+                problem = None
+                if answer is not None:
+                    model, version, predictions, status = answer
+                    problem = _misfit(
+                        item, f"{model} v{version}", predictions, status, classes[model, version]
+                    )
+                if problem is not None:
+                    results.append(FeedbackResult(
+                        request_id=item.request_id, status=problem[0], detail=problem[1]
+                    ))  # fmt: skip
+                    continue
+                results.append(self._keep(session, item, labelled, actor, answer is not None))
+            return results
+
+        return self._db.write(work)
+
+    def _keep(
+        self,
+        session: Session,
+        item: Feedback,
+        labelled: dict[str, FeedbackRow],
+        actor: str,
+        is_answered: bool,
+    ) -> FeedbackResult:
+        """Store one label that fits its answer (or whose answer is not collected yet)."""
+        row = labelled.get(item.request_id)
+        labels = item.labels
+        if row is not None and row.labels == labels:
+            return FeedbackResult(
+                request_id=item.request_id, status=FeedbackStatus.UNCHANGED,
+                detail="already labelled so; nothing changed",
+            )  # fmt: skip
+        previous = None if row is None else list(row.labels)
+        if row is None:
+            row = labelled[item.request_id] = FeedbackRow(request_id=item.request_id, corrections=0)
+            session.add(row)
+        else:
+            row.corrections = (row.corrections or 0) + 1
+        row.labels, row.received_at, row.actor = labels, self._clock(), actor
+        if previous is not None:
+            return FeedbackResult(
+                request_id=item.request_id, status=FeedbackStatus.CORRECTED, previous=previous,
+                detail=f"replaced the earlier label {_shown(previous)} (a correction)",
+            )  # fmt: skip
+        if is_answered:
+            return FeedbackResult(request_id=item.request_id, status=FeedbackStatus.STORED)
+        return FeedbackResult(
+            request_id=item.request_id, status=FeedbackStatus.UNKNOWN_REQUEST,
+            detail="no collected answer has this request id yet; the label is kept and joins "
+            "the answer once it is collected (use the ferryman-request-id header of the answer)",
+        )  # fmt: skip
 
     def search(
         self,
@@ -271,6 +369,40 @@ class Payloads:
             return int(session.scalar(query) or 0)
 
 
+def _misfit(
+    item: Feedback,
+    subject: str,
+    predictions: list[str] | None,
+    status: int,
+    classes: Sequence[str],
+) -> tuple[FeedbackStatus, str] | None:
+    """Why ``item``'s labels do not fit the answer they name (None when they do)."""
+    labels = item.labels
+    if predictions is None:
+        return FeedbackStatus.NO_PREDICTION, (
+            f"request {item.request_id} was answered {status} by {subject} without classes to "
+            "label (an error, or a model that is no classifier); nothing stored"
+        )
+    if len(labels) != len(predictions):
+        return FeedbackStatus.WRONG_ROW_COUNT, (
+            f"request {item.request_id} had {len(predictions)} rows and {len(labels)} "
+            f"label{'s' if len(labels) != 1 else ''} were given; send a list of "
+            f"{len(predictions)} labels, one per row in order"
+        )
+    unknown = [label for label in labels if classes and label not in classes]
+    if unknown:
+        return FeedbackStatus.UNKNOWN_CLASS, (
+            f"label {unknown[0][:64]!r} is not a class of {subject} (its classes: "
+            f"{_shown(classes)}); send one of those"
+        )
+    return None
+
+
+def _shown(values: Sequence[str], most: int = 20) -> str:
+    shown = ", ".join(value[:64] for value in values[:most])
+    return shown + (f", … ({len(values)} in all)" if len(values) > most else "")
+
+
 def _deleted(session: Session, statement: Delete) -> int:
     result = cast(CursorResult[Any], session.execute(statement))
     return int(result.rowcount or 0)
@@ -278,9 +410,9 @@ def _deleted(session: Session, statement: Delete) -> int:
 
 def _record(row: PayloadRow, labels: list[str] | None) -> PayloadRecord:
     return PayloadRecord(
-        request_id=row.request_id, time=row.at, endpoint=row.endpoint, model=row.model_name,
-        version=row.version, variant=row.variant, status=row.status,
-        latency_ms=row.latency_ms, predictions=row.predictions, labels=labels,
+        request_id=row.request_id, correlation_id=row.correlation_id, time=row.at,
+        endpoint=row.endpoint, model=row.model_name, version=row.version, variant=row.variant,
+        status=row.status, latency_ms=row.latency_ms, predictions=row.predictions, labels=labels,
         inputs=row.inputs,
     )  # fmt: skip
 

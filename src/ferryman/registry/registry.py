@@ -21,6 +21,7 @@ from ferryman.errors import (
     AliasNotFound,
     Conflict,
     InvalidInput,
+    NotFound,
     RunNotFound,
 )
 from ferryman.names import validate_key, validate_name
@@ -193,6 +194,14 @@ class Registry:
         if digest is None:
             return None
         return ReferenceData.model_validate_json(self._store.read(digest))
+
+    def class_labels(self, model: str, version: int) -> tuple[str, ...]:
+        """The classes a version answers (its reference labels); () when unknown."""
+        try:
+            reference = self.get_reference(model, version)
+        except NotFound:
+            return ()
+        return () if reference is None else reference.labels
 
     def list_versions(self, model: str, include_archived: bool = False) -> list[VersionRecord]:
         with self._db.reading() as session:

@@ -233,6 +233,8 @@ class PayloadRow(Base):
     instance: Mapped[str] = mapped_column(String(32))
     seq: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str] = mapped_column(String(64), index=True)
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    """The client's own id for the request; never joined with feedback."""
     at: Mapped[datetime] = mapped_column(index=True)
     status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
@@ -251,6 +253,8 @@ class FeedbackRow(Base):
     labels: Mapped[list[str]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(KEY)
+    corrections: Mapped[int] = mapped_column(Integer, server_default="0")
+    """How many times a later label replaced an earlier one for this request."""
 
 
 class MetricSampleRow(Base):

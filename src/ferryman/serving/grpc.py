@@ -163,10 +163,18 @@ def _unary(service: InferenceService, name: str, request_type: type[Message]) ->
 
 
 def _stamp(plane: DataPlane, context: Any) -> tuple[tuple[str, str], ...]:
-    """The metadata every answer carries, like the REST headers of the edge."""
-    given = dict(context.invocation_metadata() or ()).get("ferryman-request-id", "")
-    request_id = given if _CLIENT_ID.fullmatch(given) else os.urandom(16).hex()
-    return (("ferryman-model-version", plane.identity.version), ("ferryman-request-id", request_id))
+    """The metadata every answer carries, like the REST headers of the edge: the replica's
+    own request id, and a client's id for the request as its correlation id."""
+    given = dict(context.invocation_metadata() or ())
+    stamp = (
+        ("ferryman-model-version", plane.identity.version),
+        ("ferryman-request-id", os.urandom(16).hex()),
+    )
+    for key in ("ferryman-request-id", "x-request-id"):
+        value = given.get(key, "")
+        if _CLIENT_ID.fullmatch(value):
+            return (*stamp, ("ferryman-correlation-id", value))
+    return stamp
 
 
 def build_grpc_server(plane: DataPlane, host: str, port: int) -> Any:

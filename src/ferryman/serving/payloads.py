@@ -43,6 +43,8 @@ class Payload:
 
     request_id: str
     time_s: float
+    correlation_id: str | None = None
+    """The client's own id for the request (``x-request-id``), never used to join feedback."""
     status: int = 0
     latency_ms: float = 0.0
     predictions: list[str] | None = None
@@ -58,6 +60,7 @@ class Payload:
         return {
             "seq": self.seq,
             "request_id": self.request_id,
+            "correlation_id": self.correlation_id,
             "time": self.time_s,
             "status": self.status,
             "latency_ms": int(self.latency_ms * 1000 + 0.5) / 1000,  # µs; 3x cheaper than round()
@@ -96,8 +99,8 @@ class PayloadLog:
         self._records: deque[bytes] = deque(maxlen=policy.capacity)
         self._seq = 0
 
-    def begin(self, request_id: str) -> Payload:
-        return Payload(request_id, time.time())
+    def begin(self, request_id: str, correlation_id: str | None = None) -> Payload:
+        return Payload(request_id, time.time(), correlation_id)
 
     def describe(self, payload: Payload, inputs: Arrays, reading: Reading | None) -> None:
         """Note the request's predictions (the class of each row, as it was answered), input

@@ -58,7 +58,7 @@ def infer(url: str, rows: list[list[float]]) -> str:
 
 def test_labels_join_predictions_into_quality(control: RunningServer, replica_url: str) -> None:
     registry = control.registry
-    registry.register("m", argmax_classifier(), "alice")
+    registry.register("m", argmax_classifier(), "alice", reference=ReferenceData(labels=LABELS))
     registry.deployments.put(
         DeploymentSpec(endpoint="m", variants=(VariantSpec(model="m", version=1),)), "alice"
     )
@@ -79,15 +79,27 @@ def test_labels_join_predictions_into_quality(control: RunningServer, replica_ur
     assert registry.payloads.count("m") == 20
 
     api = httpx.Client(base_url=control.url, headers={"authorization": f"Bearer {control.token}"})
-    # the true label is the model's answer for 15 requests, and wrong ("z") for 5
+    # the true label is the model's answer for 15 requests; "z" is no class of the model
     feedback = [{"request_id": rid, "label": label if i < 15 else "z"}
                 for i, (rid, label) in enumerate(sent)]  # fmt: skip
     answer = api.post(
         "/api/v1/feedback", json=[*feedback, {"request_id": "never-seen", "label": "a"}]
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"accepted": 21, "unknown": ["never-seen"]}
+    told = answer.json()
+    assert {key: told[key] for key in ("stored", "corrected", "unknown", "refused")} == {
+        "stored": 15, "corrected": 0, "unknown": 1, "refused": 5,
+    }  # fmt: skip
+    assert [item["status"] for item in told["items"][15:]] == ["unknown_class"] * 5 + [
+        "unknown_request"
+    ]
+    assert (
+        "label 'z' is not a class of m v1 (its classes: a, b, c, d)" in told["items"][15]["detail"]
+    )
 
+    wrong = [{"request_id": rid, "label": "b" if label != "b" else "c"}
+             for rid, label in sent[15:]]  # fmt: skip
+    assert api.post("/api/v1/feedback", json=wrong).json()["stored"] == 5
     quality = api.get("/api/v1/endpoints/m/quality").json()["variants"]["v1"]
     assert quality["labelled"] == 20
     assert quality["accuracy"] == pytest.approx(0.75)
@@ -97,7 +109,7 @@ def test_labels_join_predictions_into_quality(control: RunningServer, replica_ur
     assert len(records) == 5
     newest = records[0]
     assert newest["request_id"] == sent[-1][0]
-    assert newest["labels"] == ["z"]
+    assert newest["labels"] == [wrong[-1]["label"]]
     assert newest["predictions"] == [sent[-1][1]]
     assert newest["inputs"]["x"]["shape"] == [1, 4]
     assert newest["status"] == 200
@@ -125,7 +137,7 @@ def test_bad_feedback_is_a_400_that_says_what_was_wrong(
     )  # fmt: skip
     assert answer.status_code == 400
     assert problem in answer.json()["error"]
-    assert control.registry.payloads.give_feedback([], "x") == (0, [])
+    assert control.registry.payloads.give_feedback([], "x") == []
 
 
 def test_searching_an_unknown_endpoint_or_bad_filters(control: RunningServer) -> None:

@@ -1,12 +1,16 @@
 """``/api/v1`` routes of the payload log: feedback in, requests and quality out.
 
 ``POST /feedback`` takes ground-truth labels for request ids (the id is in every answer's
-``ferryman-request-id`` header); ``GET /endpoints/{e}/payloads`` searches the collected
-requests; ``GET /endpoints/{e}/quality`` gives accuracy, precision, recall and F1 per variant.
+``ferryman-request-id`` header) and says per label what it did: stored, corrected (a later,
+different label), unchanged, kept for an answer not collected yet, or refused with the
+reason (not a class of the model, not one label per row, no classes to label);
+``GET /endpoints/{e}/payloads`` searches the collected requests;
+``GET /endpoints/{e}/quality`` gives accuracy, precision, recall and F1 per variant.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -15,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
 from ferryman.control.metrics.feedback import FeedbackSignals
-from ferryman.registry import MAX_VERSION, Feedback, PayloadRecord
+from ferryman.errors import InvalidInput
+from ferryman.registry import (
+    MAX_VERSION,
+    Feedback,
+    FeedbackResult,
+    FeedbackStatus,
+    PayloadRecord,
+)
+from ferryman.registry.payloads import KEPT
 
 router = APIRouter(prefix="/api/v1")
 
@@ -23,10 +35,16 @@ MAX_FEEDBACK_ITEMS = 10_000
 
 
 class FeedbackAnswer(BaseModel):
-    accepted: int
-    unknown: list[str] = Field(
-        description="Request ids not collected yet: kept, and joined once they are."
+    """What became of each label, in the order they were sent, and the counts."""
+
+    stored: int = Field(description="Joined to the answer their request id names.")
+    corrected: int = Field(description="Replaced an earlier, different label (a correction).")
+    unchanged: int = Field(description="Already labelled so.")
+    unknown: int = Field(
+        description="No collected answer has the id yet: kept, and joined once one is."
     )
+    refused: int = Field(description="Not stored: see each item's detail.")
+    items: list[FeedbackResult]
 
 
 class Payloads(BaseModel):
@@ -39,9 +57,28 @@ def give_feedback(
     registry: RegistryDep,
     actor: ActorDep,
 ) -> FeedbackAnswer:
+    """Store labels; 400 when none of them could be (each item says why)."""
     items = body if isinstance(body, list) else [body]
-    accepted, unknown = registry.payloads.give_feedback(items, actor)
-    return FeedbackAnswer(accepted=accepted, unknown=unknown[:100])
+    results = registry.payloads.give_feedback(items, actor, registry.class_labels)
+    answer = feedback_answer(results)
+    if items and answer.refused == len(items):
+        first = results[0]
+        more = f" (and {len(items) - 1} more refused)" if len(items) > 1 else ""
+        raise InvalidInput(f"{first.status.value}: {first.detail}{more}")
+    return answer
+
+
+def feedback_answer(results: list[FeedbackResult]) -> FeedbackAnswer:
+    """The counts of ``results`` by status, and the results themselves."""
+    counts = Counter(result.status for result in results)
+    return FeedbackAnswer(
+        stored=counts[FeedbackStatus.STORED],
+        corrected=counts[FeedbackStatus.CORRECTED],
+        unchanged=counts[FeedbackStatus.UNCHANGED],
+        unknown=counts[FeedbackStatus.UNKNOWN_REQUEST],
+        refused=sum(n for status, n in counts.items() if status not in KEPT),
+        items=results,
+    )
 
 
 class PayloadQuery(BaseModel):
