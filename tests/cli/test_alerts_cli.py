@@ -46,15 +46,17 @@ def test_rules_set_override_and_remove(run: Run) -> None:
                          "--for", "60", "--level", "critical", "--endpoint", "digits")  # fmt: skip
     assert code == 0, err
     assert "slow" in out
-    assert run("alerts", "set-rule", "accuracy", "--series", "accuracy", "--below", "0.8")[0] == 0
+    assert run("alerts", "set-rule", "accuracy", "--series", "accuracy", "--below", "0.8",
+               "--min-samples", "100")[0] == 0  # fmt: skip
     rules = {r["name"]: r for r in json.loads(run("alerts", "rules", "--json")[1])}
+    assert (rules["accuracy"]["min_samples"], rules["input-drift"]["min_samples"]) == (100, 200)
     assert (rules["slow"]["threshold"], rules["slow"]["level"], rules["slow"]["default"]) == (
         500, "critical", False,
     )  # fmt: skip
     assert (rules["accuracy"]["threshold"], rules["accuracy"]["overridden"]) == (0.8, True)
     assert run("alerts", "remove-rule", "accuracy")[0] == 0  # the default is back
     rules = {r["name"]: r for r in json.loads(run("alerts", "rules", "--json")[1])}
-    assert rules["accuracy"]["threshold"] == 0.9
+    assert (rules["accuracy"]["threshold"], rules["accuracy"]["min_samples"]) == (0.9, 50)
     code, _, err = run("alerts", "remove-rule", "accuracy")
     assert code == 1
     assert "cannot be removed; disable it" in err

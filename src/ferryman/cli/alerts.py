@@ -62,15 +62,16 @@ def list_rules(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(listing)
         return
-    table = Table("rule", "when", "for", "level", "endpoint", "enabled", "origin", "description",
-                  title="Alert rules")  # fmt: skip
+    table = Table("rule", "when", "for", "min samples", "level", "endpoint", "enabled", "origin",
+                  "description", title="Alert rules")  # fmt: skip
     for rule in listing:
         origin = (
             "default" + (" (overridden)" if rule.overridden else "") if rule.default else "yours"
         )
         table.add_row(
             rule.name, f"{rule.series} {rule.comparison} {rule.threshold:g}",
-            f"{rule.for_s:g} s" if rule.for_s else "", rule.level.value, rule.endpoint or "all",
+            f"{rule.for_s:g} s" if rule.for_s else "", str(rule.min_samples or ""),
+            rule.level.value, rule.endpoint or "all",
             "yes" if rule.enabled else "[dim]no[/]", origin, rule.description,
         )  # fmt: skip
     console.print(table)
@@ -84,6 +85,13 @@ def set_rule(
     above: Annotated[float | None, typer.Option(help="Fires when the value is above.")] = None,
     below: Annotated[float | None, typer.Option(help="Fires when the value is below.")] = None,
     for_s: Annotated[float, typer.Option("--for", help="Seconds it must hold first.")] = 0.0,
+    min_samples: Annotated[
+        int,
+        typer.Option(
+            help="Fewest observations behind the value (labelled rows for accuracy and f1, "
+            "input rows for input_drift_psi, requests for qps, error_rate, p50_ms, p99_ms)."
+        ),
+    ] = 0,
     level: Annotated[AlertLevel, typer.Option(help="warning or critical.")] = AlertLevel.WARNING,
     endpoint: Annotated[str | None, typer.Option(help="Only this endpoint.")] = None,
     disable: Annotated[bool, typer.Option("--disable", help="Keep it, but off.")] = False,
@@ -94,7 +102,8 @@ def set_rule(
         raise InvalidInput("give exactly one of --above VALUE or --below VALUE")
     spec = RuleSpec(
         series=series, comparison=">" if above is not None else "<",
-        threshold=above if above is not None else below, for_s=for_s, level=level,
+        threshold=above if above is not None else below, for_s=for_s,
+        min_samples=min_samples, level=level,
         endpoint=endpoint, enabled=not disable, description=description,
     )  # fmt: skip
     state = cli_context(ctx)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,9 @@ class MetricSample(Record):
     endpoint: str
     variant: str
     values: dict[str, float]
+    sizes: dict[str, float] = Field(default_factory=dict, exclude=True)
+    """How many observations each value stands on (see ``RuleSpec.min_samples``); kept in
+    memory for the alert rules only, not stored."""
 
     @field_validator("values")
     @classmethod

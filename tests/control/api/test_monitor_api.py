@@ -221,7 +221,7 @@ def test_rules_list_defaults_and_users_own_which_override_and_restore(api: Monit
                           "replica-restarts"}  # fmt: skip
     assert rules["p99-latency"] == {
         "name": "p99-latency", "series": "p99_ms", "comparison": ">", "threshold": 200.0,
-        "for_s": 120.0, "level": "warning", "endpoint": None, "enabled": True,
+        "for_s": 120.0, "min_samples": 0, "level": "warning", "endpoint": None, "enabled": True,
         "description": "p99 latency above 200 ms for 2 minutes", "default": True,
         "overridden": False,
     }  # fmt: skip

@@ -64,5 +64,7 @@ def test_series_and_outcomes_per_variant(canary: Registry) -> None:
     assert series[("m", "v1")]["accuracy"] == pytest.approx(0.9)
     assert series[("m", "v1")]["input_drift_psi"] == pytest.approx(0.0)
     assert series[("m", "v2")]["accuracy"] == pytest.approx(0.5)
+    assert series[("m", "v1")]["labelled"] == 10  # the sizes the alert rules' minimums read
+    assert series[("m", "v1")]["input_rows"] > 0
     assert signals.accuracy_outcomes() == {("m", "v1"): (10, 9), ("m", "v2"): (10, 5)}
     assert set(signals.by_variant("m")) == {"v1", "v2"}

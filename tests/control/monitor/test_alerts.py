@@ -34,6 +34,41 @@ def test_the_defaults_are_the_issues_list() -> None:
     }  # fmt: skip
 
 
+def test_drift_and_accuracy_judge_only_enough_samples() -> None:
+    """Issue 19: PSI 5.1 from a canary's first dozen rows, and accuracy 0 from one label,
+    used to fire. Each default now needs its minimum of rows or labels first."""
+    rules = [rule for rule in DEFAULT_RULES if rule.name in {"input-drift", "accuracy"}]
+    assert {(r.name, r.min_samples) for r in rules} == {("input-drift", 200), ("accuracy", 50)}
+    early = MetricSample(
+        time_s=0, endpoint="digits", variant="v2",
+        values={"input_drift_psi": 5.1, "accuracy": 0.0},
+        sizes={"input_drift_psi": 12, "accuracy": 1},
+    )  # fmt: skip
+    outcome = evaluate(rules, [early], AlertState(), now_s=0.0)
+    assert (outcome.fired, outcome.state) == ([], AlertState())
+    later = early.model_copy(
+        update={"values": {"input_drift_psi": 0.5, "accuracy": 0.8},
+                "sizes": {"input_drift_psi": 250, "accuracy": 60}}
+    )  # fmt: skip
+    fired = evaluate(rules, [later], outcome.state, now_s=10.0).fired
+    assert {(c.rule, c.level) for c in fired} == {
+        ("input-drift", AlertLevel.WARNING), ("accuracy", AlertLevel.CRITICAL),
+    }  # fmt: skip
+    accuracy = next(c for c in fired if c.rule == "accuracy")
+    assert accuracy.message == "digits/v2: accuracy is 0.8 (< 0.9 over 60 samples)"
+
+
+def test_min_samples_counts_requests_for_traffic_and_nothing_elsewhere() -> None:
+    slow = AlertRule(name="slow", series="p99_ms", comparison=">", threshold=100, min_samples=20)
+    busy = AlertRule(name="busy", series="replicas", comparison=">", threshold=1, min_samples=20)
+    few = MetricSample(time_s=0, endpoint="e", variant="v1", values={"p99_ms": 900,
+                       "replicas": 2}, sizes={"p99_ms": 3})  # fmt: skip
+    fired = evaluate([slow, busy], [few], AlertState(), now_s=0.0).fired
+    assert [c.rule for c in fired] == ["busy"]  # replicas stand on no sample: no minimum
+    many = few.model_copy(update={"sizes": {"p99_ms": 40}})
+    assert [c.rule for c in evaluate([slow], [many], AlertState(), now_s=0.0).fired] == ["slow"]
+
+
 def test_p99_fires_only_after_holding_two_minutes_then_resolves() -> None:
     state = AlertState()
     fired_at = None

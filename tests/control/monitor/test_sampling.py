@@ -116,12 +116,13 @@ def test_an_unanswered_scrape_is_unknown_not_a_reset() -> None:
 
 
 def test_signals_and_restarts_are_carried_as_read() -> None:
-    later = reading(10.0, None, signals={V2: {"accuracy": 0.8, "f1": 0.7,
-                    "input_drift_psi": 0.3}}, restarts={V2: 4})  # fmt: skip
+    later = reading(10.0, None, signals={V2: {"accuracy": 0.8, "f1": 0.7, "labelled": 12,
+                    "input_drift_psi": 0.3, "input_rows": 40}}, restarts={V2: 4})  # fmt: skip
     _, v2 = sample(reading(0.0, None), later)
     assert {k: v2.values[k] for k in ("accuracy", "f1", "input_drift_psi", "restarts_10m")} == {
         "accuracy": 0.8, "f1": 0.7, "input_drift_psi": 0.3, "restarts_10m": 4,
     }  # fmt: skip
+    assert v2.sizes == {"accuracy": 12, "f1": 12, "input_drift_psi": 40}  # not series
 
 
 def test_replica_counters_from_a_real_replica_exposition() -> None:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ferryman.control.analysis.drift import input_drift
 from ferryman.control.analysis.quality import Quality, confusion, quality
+from ferryman.control.monitor.sampling import INPUT_ROWS, LABELLED
 from ferryman.errors import FerrymanError
 from ferryman.reference import Histogram
 from ferryman.registry import Registry, RolloutRecord
@@ -52,11 +53,17 @@ class FeedbackSignals:
 
     def input_drift(self, endpoint: str, variant: str, model: str, version: int) -> float | None:
         """PSI of the variant's recent inputs against its version's training data."""
+        return self._input_drift(endpoint, variant, model, version)[0]
+
+    def _input_drift(
+        self, endpoint: str, variant: str, model: str, version: int
+    ) -> tuple[float | None, int]:
+        """The PSI (None without data) and how many input rows it was computed from."""
         reference = self._training_inputs(model, version)
         live = self._registry.payloads.summaries(endpoint, variant, SUMMARY_WINDOW)
         if not reference or not live:
-            return None
-        return input_drift(reference, live)
+            return None, 0
+        return input_drift(reference, live), max(map(len, live.values()))
 
     def by_variant(
         self, endpoint: str, since: datetime | None = None
@@ -89,7 +96,8 @@ class FeedbackSignals:
         )
 
     def series(self) -> dict[Slot, dict[str, float]]:
-        """Every deployed variant's accuracy and input drift, where there is data."""
+        """Every deployed variant's accuracy and input drift, where there is data, with the
+        sizes they stand on (``labelled`` rows, ``input_rows``; see ``sampling.SIZES``)."""
         found: dict[Slot, dict[str, float]] = {}
         for deployment in self._registry.deployments.list():
             for variant in deployment.spec.variants:
@@ -99,9 +107,11 @@ class FeedbackSignals:
                 if scores.labelled:
                     figures["accuracy"] = scores.accuracy
                     figures["f1"] = scores.f1
-                psi = self.input_drift(endpoint, name, variant.model, variant.version)
+                    figures[LABELLED] = scores.labelled
+                psi, rows = self._input_drift(endpoint, name, variant.model, variant.version)
                 if psi is not None:
                     figures["input_drift_psi"] = psi
+                    figures[INPUT_ROWS] = rows
                 if figures:
                     found[(endpoint, name)] = figures
         return found

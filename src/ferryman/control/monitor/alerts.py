@@ -1,16 +1,19 @@
 """Alert rules and their evaluation: one pure function of (rules, samples, state).
 
-A rule holds for a variant when its series compares with the threshold as it says; once it
-has held for ``for_s`` (on the monotonic clock), the alert fires; when it stops holding —
-the value went back, the series has no data, the rule was disabled or removed, the variant
-is gone — it resolves. :func:`evaluate` takes the state of the last evaluation and returns
-the next one with what fired and what resolved; the monitor records those and calls the
-webhooks. Every endpoint has the defaults below; users add their own rules, and a stored
-rule with a default's name overrides (or, with ``enabled: false``, disables) it.
+A rule holds for a variant when its series compares with the threshold as it says, on at
+least ``min_samples`` observations (labelled rows, input rows, requests; fewer is no
+judgement yet); once it has held for ``for_s`` (on the monotonic clock), the alert fires;
+when it stops holding — the value went back, the series has no data, the rule was disabled
+or removed, the variant is gone — it resolves. :func:`evaluate` takes the state of the last
+evaluation and returns the next one with what fired and what resolved; the monitor records
+those and calls the webhooks. Every endpoint has the defaults below; users add their own
+rules, and a stored rule with a default's name overrides (or, with ``enabled: false``,
+disables) it.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +23,15 @@ from ferryman.registry import AlertChange, AlertLevel, AlertRecord, AlertRule, M
 
 AlertKey = tuple[str, str, str]
 """(rule, endpoint, variant)"""
+
+MIN_INPUT_ROWS = 200
+"""Input drift needs this many rows. PSI over 10 bins from n rows reads about 9/n when
+nothing drifted (sampling noise alone): 0.45 from 20 rows, 0.045 from 200, a quarter of
+the 0.2 threshold. A canary's first seconds bring a handful of rows and used to fire."""
+MIN_LABELLED = 50
+"""Accuracy needs this many labels. A model right 97% of the time reads below 0.9 from 50
+labels with probability 0.002 (six or more misses), and from one label 3% of the time:
+one wrong label made accuracy 0 and paged someone."""
 
 DEFAULT_RULES = (
     AlertRule(
@@ -32,11 +44,13 @@ DEFAULT_RULES = (
     ),
     AlertRule(
         name="input-drift", series="input_drift_psi", comparison=">", threshold=0.2,
-        level=AlertLevel.WARNING, description="inputs drifted from the training data (PSI)",
+        min_samples=MIN_INPUT_ROWS, level=AlertLevel.WARNING,
+        description="inputs drifted from the training data (PSI, over 200 rows or more)",
     ),
     AlertRule(
         name="accuracy", series="accuracy", comparison="<", threshold=0.9,
-        level=AlertLevel.CRITICAL, description="accuracy from feedback labels below 0.9",
+        min_samples=MIN_LABELLED, level=AlertLevel.CRITICAL,
+        description="accuracy from feedback labels below 0.9 (over 50 labels or more)",
     ),
     AlertRule(
         name="replica-restarts", series="restarts_10m", comparison=">", threshold=3.0,
@@ -131,6 +145,8 @@ def evaluate(
             value = sample.values.get(rule.series)
             if value is None or not _COMPARE[rule.comparison](value, rule.threshold):
                 continue
+            if sample.sizes.get(rule.series, math.inf) < rule.min_samples:
+                continue  # too few observations to judge: the rule does not hold (yet)
             if key in state.firing:
                 firing[key] = state.firing[key]
                 continue
@@ -157,6 +173,8 @@ def _change(rule: AlertRule, sample: MetricSample, value: float, message: str) -
 
 def _fired_message(rule: AlertRule, sample: MetricSample, value: float) -> str:
     held = f" for {rule.for_s:g} s" if rule.for_s else ""
+    size = sample.sizes.get(rule.series)
+    held += f" over {size:g} samples" if size is not None and rule.min_samples else ""
     where = f"{sample.endpoint}/{sample.variant}"
     return f"{where}: {rule.series} is {value:.4g} ({rule.comparison} {rule.threshold:g}{held})"
 

@@ -61,6 +61,14 @@ class Reading:
     """Replica restarts in the last 10 minutes."""
 
 
+LABELLED = "labelled"
+INPUT_ROWS = "input_rows"
+SIZES = {LABELLED: ("accuracy", "f1"), INPUT_ROWS: ("input_drift_psi",)}
+"""The sizes a reading's signals carry beside their values, and the series each sizes."""
+TRAFFIC_SERIES = ("qps", "error_rate", "p50_ms", "p99_ms")
+"""Series that stand on the requests the gateway answered in the interval."""
+
+
 def sample(earlier: Reading, later: Reading) -> list[MetricSample]:
     """Each variant of ``later`` over the interval since ``earlier``."""
     interval_s = later.at_s - earlier.at_s
@@ -73,16 +81,25 @@ def sample(earlier: Reading, later: Reading) -> list[MetricSample]:
             "replicas": float(variant.replicas_ready),
             "replicas_desired": float(variant.replicas_desired),
             "restarts_10m": float(later.restarts.get(key, 0)),
-            **later.signals.get(key, {}),
         }
+        sizes: dict[str, float] = {}
+        for name, value in later.signals.get(key, {}).items():
+            for series in SIZES.get(name, ()):
+                sizes[series] = value
+            if name not in SIZES:
+                values[name] = value
         if traffic is not None and interval_s > 0:
-            values.update(_traffic_values(traffic.get(key, Traffic()), interval_s))
+            answered = traffic.get(key, Traffic())
+            values.update(_traffic_values(answered, interval_s))
+            sizes.update(dict.fromkeys(TRAFFIC_SERIES, answered.requests))
         values.update(_replica_values(usage.get(key), interval_s))
         drift = _prediction_drift(key, later.variants, usage)
         if drift is not None:
             values["prediction_drift"] = drift
         samples.append(
-            MetricSample(time_s=later.time_s, endpoint=key[0], variant=key[1], values=values)
+            MetricSample(
+                time_s=later.time_s, endpoint=key[0], variant=key[1], values=values, sizes=sizes
+            )
         )
     return samples
 
