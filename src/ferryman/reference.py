@@ -62,11 +62,30 @@ class ReferenceData(BaseModel):
         default_factory=dict, description="share of validation predictions per class label"
     )
     labels: tuple[str, ...] = Field(default=(), description="class names, index order")
+    input_ranges: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="per input, the smallest and largest value in the validation data",
+    )
     label_values: tuple[str, ...] = Field(
         default=(),
         description="what the model's label output writes for each class, index order (the "
         "classes its ONNX graph declares, e.g. scikit-learn's classes_); () if it has none",
     )
+
+
+def input_guide(reference: ReferenceData) -> dict[str, dict[str, Any]]:
+    """What each input takes, for clients: an example (a golden request's input, one row)
+    and the range of values (the validation data's, else the golden inputs')."""
+    guide: dict[str, dict[str, Any]] = {}
+    for name, tensor in reference.golden[0].inputs.items() if reference.golden else ():
+        values = [v for g in reference.golden if name in g.inputs for v in g.inputs[name].data
+                  if isinstance(v, int | float)]  # fmt: skip
+        guide[name] = {"example": tensor.model_dump(mode="json")}
+        if values:
+            guide[name]["range"] = [float(min(values)), float(max(values))]
+    for name, (low, high) in reference.input_ranges.items():
+        guide.setdefault(name, {})["range"] = [low, high]
+    return guide
 
 
 def with_graph_classes(reference: ReferenceData | None, classes: tuple[str, ...]) -> ReferenceData:

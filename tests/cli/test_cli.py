@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from ferryman.cli.main import hoist_global_options
+from ferryman.config import load_settings
+from ferryman.reference import GoldenRequest, ReferenceData, Tensor
+from ferryman.registry import Registry
 
 
 @pytest.fixture
@@ -53,6 +56,29 @@ def test_tables_for_people(run: Callable[..., tuple[int, str, str]], model_file:
     assert "x" in shown
     assert "FP32" in shown
     assert "[-1, 4]" in shown
+
+
+def test_a_version_shows_what_its_inputs_take(
+    run: Callable[..., tuple[int, str, str]], tmp_path: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    """An example input and the range of values, from the reference data training left."""
+    registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
+    example = Tensor(datatype="FP32", shape=(1, 4), data=(0.0, 0.25, 0.5, 1.0))
+    reference = ReferenceData(
+        golden=(GoldenRequest(inputs={"x": example}, outputs={}),),
+        input_ranges={"x": (0.0, 16.0)}, labels=("cat", "dog"),
+    )  # fmt: skip
+    registry.register("m", onnx_bytes(), "alice", reference=reference)
+    registry.close()
+    shown = run("versions", "show", "m", "1")[1]
+    assert "0 to 16" in shown
+    assert "Input example (x, FP32 [1, 4]): [0, 0.25, 0.5, 1]" in shown
+    assert "Classes: cat, dog" in shown
+    document = json.loads(run("versions", "show", "m", "1", "--json")[1])
+    assert document["inputs_take"] == {"x": {
+        "example": {"datatype": "FP32", "shape": [1, 4], "data": [0.0, 0.25, 0.5, 1.0]},
+        "range": [0.0, 16.0],
+    }}  # fmt: skip
 
 
 def test_metrics_params_tags_are_recorded(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -13,9 +15,12 @@ from ferryman.errors import InvalidInput
 from ferryman.export import EvaluationSet, GatePolicy, QuantizationMode, plan_variants
 from ferryman.export.variants import INT8, export_variants
 from ferryman.registry import Registry, RunStatus, VariantStatus
+from ferryman.serving.app import create_app
+from ferryman.serving.replica import from_registry
 from ferryman.training import RunEnvironment, RunOutcome, TrainingRequest, start_run
 from ferryman.training.image import train_image_classifier
 from ferryman.training.images import digits_data
+from tests.serving.conftest import serving_in_thread, settings_with
 
 
 def test_digits_reaches_90_percent_and_records_the_run(
@@ -36,6 +41,25 @@ def test_digits_reaches_90_percent_and_records_the_run(
     assert version.data_fingerprint.startswith("sha256-")
     assert [s.describe() for s in version.signature.inputs] == ["pixels FP32 [-1, 1, 8, 8]"]
     assert [s.describe() for s in version.signature.outputs] == ["probabilities FP32 [-1, 10]"]
+
+
+def test_a_digits_version_tells_clients_what_it_takes(
+    digits_registry: Registry, digits_outcome: RunOutcome
+) -> None:
+    """8x8 pixels in 0..1 (light digits on a dark ground), in the reference data and in the
+    replica's V2 model metadata, where a client can read them."""
+    reference = digits_registry.get_reference("digits", "latest")
+    assert reference is not None
+    assert reference.input_ranges == {"pixels": (0.0, 1.0)}
+    source = from_registry(digits_registry, "digits", "latest", None, 1)
+    app = create_app(settings_with(), source.runtime, source.identity, source.reference)
+    with serving_in_thread(app) as running:
+        metadata = httpx.get(f"http://{running.address}/v2/models/digits").json()
+    parameters = metadata["parameters"]
+    assert json.loads(parameters["input_range"]) == {"pixels": [0.0, 1.0]}
+    example = json.loads(parameters["input_example"])["pixels"]
+    assert (example["datatype"], example["shape"]) == ("FP32", [1, 1, 8, 8])
+    assert np.mean(example["data"]) < 0.5  # mostly dark ground, with light strokes
 
 
 def test_the_fingerprint_depends_on_the_split_seed() -> None:

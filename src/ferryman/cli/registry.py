@@ -13,6 +13,7 @@ from rich.table import Table
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, pairs, print_json, size, when
 from ferryman.errors import InvalidInput
+from ferryman.reference import input_guide
 from ferryman.registry import VersionRecord
 
 models_app = typer.Typer(
@@ -172,24 +173,44 @@ def show_version(
     json_output: JsonOption = False,
 ) -> None:
     """Show one version: metadata, signature, lineage and variants."""
-    client = cli_context(ctx).client()
+    state = cli_context(ctx)
+    client = state.client()
     record = client.get_version(model, version)
     variants = client.list_variants(model, record.version)
+    reference = state.registry().get_reference(model, record.version)
+    guide = input_guide(reference) if reference is not None else {}
     if json_output:
         print_json(
             {
                 **record.model_dump(mode="json"),
                 "variants": [variant.model_dump(mode="json") for variant in variants],
+                "inputs_take": guide,
+                "classes": list(reference.labels) if reference is not None else [],
             }
         )
         return
     console.print(_version_summary(record))
-    signature = Table("", "name", "datatype", "shape", title="Signature")
+    signature = Table("", "name", "datatype", "shape", "values", title="Signature")
     for role, specs in (("input", record.signature.inputs), ("output", record.signature.outputs)):
         for spec in specs:
             shape = "?" if spec.shape is None else str(list(spec.shape))
-            signature.add_row(role, spec.name, spec.datatype, shape)
+            low_high = guide.get(spec.name, {}).get("range") if role == "input" else None
+            values = "" if low_high is None else f"{low_high[0]:g} to {low_high[1]:g}"
+            signature.add_row(role, spec.name, spec.datatype, shape, values)
     console.print(signature)
+    if reference is not None and reference.labels:
+        console.print(f"Classes: {', '.join(reference.labels)}")
+    for name, about in guide.items():
+        if "example" in about:
+            example = about["example"]
+            shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
+                              for v in example["data"][:16])  # fmt: skip
+            more = ", …" if len(example["data"]) > 16 else ""
+            console.print(
+                f"Input example ({name}, {example['datatype']} {list(example['shape'])}): "
+                f"[{shown}{more}]",
+                soft_wrap=True,
+            )
     if variants:
         table = Table("variant", "status", "size", *GATE_COLUMNS, title="Variants")
         for variant in variants:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from ferryman.errors import InvalidInput, ModelNotFound, Unavailable, VersionNot
 from ferryman.names import validate_name
 from ferryman.protocol.codecs import TensorLimits, input_specs
 from ferryman.protocol.v2 import MetadataModelResponse, MetadataServerResponse, MetadataTensor
-from ferryman.reference import ReferenceData
+from ferryman.reference import ReferenceData, input_guide
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
 from ferryman.serving.cache import ResponseCache, tensor_key
 from ferryman.serving.classes import Reading, class_outputs
@@ -94,6 +95,14 @@ class DataPlane:
             ),
             tuple(reference.input_summaries) if reference is not None else (),
         )
+        guide = input_guide(reference) if reference is not None else {}
+        self._metadata_parameters: dict[str, str] = {"variant": identity.variant}
+        """The V2 metadata's parameters: the variant, and what the inputs take (JSON text,
+        as V2 parameters are scalars): an example of each and its range of values."""
+        for key in ("example", "range"):
+            found = {name: about[key] for name, about in guide.items() if key in about}
+            if found:
+                self._metadata_parameters[f"input_{key}"] = json.dumps(found)
         self.not_ready_reason: str | None = "the model is loading"
         self.is_draining = False
         self.in_flight = 0
@@ -246,7 +255,7 @@ class DataPlane:
                 _tensor(spec.name, spec.datatype, spec.shape) for spec in self.signature.inputs
             ],
             outputs=[_tensor(s.name, s.datatype, s.shape) for s in self.signature.outputs],
-            parameters={"variant": self.identity.variant},
+            parameters=self._metadata_parameters,
         )
 
 

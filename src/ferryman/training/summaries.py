@@ -57,9 +57,14 @@ def build_reference(
     )
     predicted = np.bincount(np.argmax(scores, axis=1), minlength=len(labels))
     shares = predicted / max(1, len(scores))
+    inputs = np.asarray(evaluation.inputs)
+    ranges = {}
+    if inputs.size and inputs.dtype.kind in "biuf":
+        ranges[evaluation.input_name] = (float(inputs.min()), float(inputs.max()))
     return ReferenceData(
         golden=tuple(golden),
         input_summaries=input_summaries,
+        input_ranges=ranges,
         prediction_summary={
             label: float(share) for label, share in zip(labels, shares, strict=True)
         },
