@@ -77,6 +77,17 @@ def test_feedback_says_what_it_did_with_each_label(registry: Registry) -> None:
     assert [r.labels for r in payloads.search("digits") if r.request_id == "req-1"] == [["4"]]
 
 
+def test_a_label_counts_once_where_old_records_share_its_request_id(registry: Registry) -> None:
+    """Before request ids were the replica's, clients could give several requests one id."""
+    payloads = registry.payloads
+    shared = [record(n, prediction=str(n)) for n in (1, 2, 3)]
+    shared = [r.model_copy(update={"request_id": "client-id"}) for r in shared]
+    payloads.add("digits", "v1", ("digits", 1), "i", shared)
+    payloads.give_feedback([Feedback(request_id="client-id", label="3")], "bob")
+    labelled = payloads.labelled("digits", "v1")
+    assert (labelled.predicted, labelled.actual) == (["3"], ["3"])  # the newest, once
+
+
 def test_search_filters_by_version_status_and_time(registry: Registry) -> None:
     payloads = registry.payloads
     payloads.add("digits", "v1", ("digits", 1), "i", [record(1, age_s=600), record(2)])

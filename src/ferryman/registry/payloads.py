@@ -288,9 +288,18 @@ class Payloads:
     def labelled(
         self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
     ) -> Labelled:
-        """The newest ``limit`` labelled rows a variant answered (since a time, if given)."""
+        """The newest ``limit`` labelled rows a variant answered (since a time, if given).
+
+        A label counts once: where records share a request id (ids clients chose, before
+        request ids were the replica's own), only the newest is judged.
+        """
         query = (
-            select(PayloadRow.version, PayloadRow.predictions, FeedbackRow.labels)
+            select(
+                PayloadRow.request_id,
+                PayloadRow.version,
+                PayloadRow.predictions,
+                FeedbackRow.labels,
+            )
             .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
             .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
             .where(PayloadRow.predictions.is_not(None))
@@ -302,8 +311,12 @@ class Payloads:
         predicted: list[str] = []
         actual: list[str] = []
         version = 0
+        seen: set[str] = set()
         with self._db.reading() as session:
-            for row_version, predictions, labels in session.execute(query):
+            for request_id, row_version, predictions, labels in session.execute(query):
+                if request_id in seen:
+                    continue
+                seen.add(request_id)
                 version = version or row_version
                 if predictions is not None and len(predictions) == len(labels):
                     predicted.extend(predictions)
