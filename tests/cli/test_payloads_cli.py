@@ -65,7 +65,7 @@ def test_bad_feedback_is_one_line_that_says_why(run: Run, tmp_path: Path) -> Non
     two.write_text('{"request_id": "r1", "label": ["1", "0"]}\n')
     code, _, err = run("feedback", "--file", str(two))
     assert code == 1
-    assert "wrong_row_count: request r1 had 1 rows and 2 labels were given" in err
+    assert "wrong_row_count: request r1 answered 1 rows and got 2 labels" in err
     assert "not deployed" in run("quality", "nowhere")[2]
 
 

@@ -68,7 +68,7 @@ def test_feedback_says_what_it_did_with_each_label(registry: Registry) -> None:
         "unknown_class", "stored", "no_prediction",
     ]  # fmt: skip
     assert results[1].previous == ["3"]
-    assert "had 3 rows and 1 label were given; send a list of 3 labels" in results[4].detail
+    assert "answered 3 rows and got 1 label; send a list of 3 labels" in results[4].detail
     assert "label 'x' is not a class of digits v1 (its classes: 0, 1, 2" in results[5].detail
     assert "answered 500" in results[7].detail
     labelled = payloads.labelled("digits", "v1")

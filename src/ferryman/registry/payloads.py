@@ -398,8 +398,8 @@ def _misfit(
         )
     if len(labels) != len(predictions):
         return FeedbackStatus.WRONG_ROW_COUNT, (
-            f"request {item.request_id} had {len(predictions)} rows and {len(labels)} "
-            f"label{'s' if len(labels) != 1 else ''} were given; send a list of "
+            f"request {item.request_id} answered {len(predictions)} rows and got "
+            f"{len(labels)} label{'s' if len(labels) != 1 else ''}; send a list of "
             f"{len(predictions)} labels, one per row in order"
         )
     unknown = [label for label in labels if classes and label not in classes]

@@ -155,3 +155,32 @@ def test_a_thousand_labelled_requests_with_fifty_forgeries_score_the_honest_rows
     scores = quality["variants"]["v1"]
     assert scores["labelled"] == honest  # the 50 forged answers joined nothing
     assert scores["accuracy"] == pytest.approx(right / honest)
+
+
+def test_labels_per_row_and_what_each_label_did_over_http(
+    control: RunningServer, replica_url: str
+) -> None:
+    table = deployed(control, replica_url)
+    rows = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 4],
+                        "data": [5, 0, 0, 0, 0, 5, 0, 0, 0, 0, 5, 0]}]}  # fmt: skip
+    three = httpx.post(f"{replica_url}/v2/models/m/infer", json=rows).headers["ferryman-request-id"]
+    with httpx.Client(timeout=5) as http:
+        assert PayloadCollector(control.registry, http, Retention()).tick(table) == 1
+    api = httpx.Client(base_url=control.url, headers={"authorization": f"Bearer {control.token}"})
+    one = api.post("/api/v1/feedback", json={"request_id": three, "label": "a"})
+    assert one.status_code == 400
+    assert one.json()["error"] == (
+        f"wrong_row_count: request {three} answered 3 rows and got 1 label; send a list of "
+        "3 labels, one per row in order"
+    )
+    mixed = api.post("/api/v1/feedback", json=[
+        {"request_id": three, "label": ["a", "b", "z"]},
+        {"request_id": three, "label": ["a", "b", "b"]},
+        {"request_id": three, "label": ["a", "b", "c"]},
+    ])  # fmt: skip
+    assert mixed.status_code == 200
+    told = mixed.json()
+    assert [i["status"] for i in told["items"]] == ["unknown_class", "stored", "corrected"]
+    assert told["items"][2]["previous"] == ["a", "b", "b"]
+    quality = api.get("/api/v1/endpoints/m/quality").json()["variants"]["v1"]
+    assert (quality["labelled"], quality["accuracy"]) == (3, 1.0)  # 3 rows, each once
