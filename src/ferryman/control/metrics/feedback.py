@@ -15,7 +15,6 @@ from datetime import datetime
 
 from ferryman.control.analysis.drift import input_drift
 from ferryman.control.analysis.quality import Quality, confusion, quality
-from ferryman.control.monitor.sampling import INPUT_ROWS, LABELLED
 from ferryman.errors import FerrymanError
 from ferryman.reference import Histogram
 from ferryman.registry import Registry, RolloutRecord
@@ -24,6 +23,10 @@ from ferryman.types import Slot
 logger = logging.getLogger(__name__)
 
 LABELLED_WINDOW = 2_000
+LABELLED = "labelled"
+"""The key of a variant's labelled rows among its signals (what accuracy and F1 stand on)."""
+INPUT_ROWS = "input_rows"
+"""The key of the input rows its drift stands on."""
 """Newest labelled rows a variant is judged on."""
 SUMMARY_WINDOW = 2_000
 """Newest requests whose inputs are compared with the training data."""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
+from ferryman.control.metrics.feedback import INPUT_ROWS, LABELLED
 from ferryman.control.metrics.traffic import Traffic, window
 from ferryman.registry import MetricSample
 from ferryman.types import Slot
@@ -61,8 +62,6 @@ class Reading:
     """Replica restarts in the last 10 minutes."""
 
 
-LABELLED = "labelled"
-INPUT_ROWS = "input_rows"
 SIZES = {LABELLED: ("accuracy", "f1"), INPUT_ROWS: ("input_drift_psi",)}
 """The sizes a reading's signals carry beside their values, and the series each sizes."""
 TRAFFIC_SERIES = ("qps", "error_rate", "p50_ms", "p99_ms")
