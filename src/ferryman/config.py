@@ -481,6 +481,12 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_s: float = Field(
         default=30.0, gt=0, description="How long a SQLite writer waits for the lock."
     )
+    registry_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The registry identity a replica must load from (set by the control "
+        "plane that starts it); a replica whose database is another registry refuses to start.",
+    )
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The data plane of a replica."
     )

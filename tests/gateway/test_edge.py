@@ -138,7 +138,7 @@ async def test_wrong_methods_and_unknown_paths(
         assert (reply.status, reply.headers["allow"]) == (405, allowed), path
     assert (await call(session, url + "/v2/models/digits/explain")).status == 404
     health = await call(session, url + "/-/healthz", "GET")
-    assert health.json() == {"status": "ok", "generation": 1}
+    assert health.json() == {"status": "ok", "generation": 1, "registry": ""}
     held = await call(session, url + "/-/held", "GET")
     assert held.json() == {"held": {}}
 

@@ -20,7 +20,7 @@ def infer_body(data: list[float], shape: list[int] | None = None) -> dict[str, o
 @pytest.mark.parametrize(
     ("path", "status", "document"),
     [
-        ("/v2/health/live", 200, {"live": True}),
+        ("/v2/health/live", 200, {"live": True, "registry": ""}),
         ("/v2/health/ready", 200, {"ready": True}),
         ("/v2/models/tiny/ready", 200, {"name": "tiny", "ready": True}),
         ("/v2/models/tiny/versions/3/ready", 200, {"name": "tiny", "ready": True}),

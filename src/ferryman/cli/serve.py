@@ -10,6 +10,7 @@ import typer
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import errors
 from ferryman.config import Settings
+from ferryman.errors import Conflict
 from ferryman.registry import VersionRef
 
 
@@ -55,6 +56,7 @@ def serve(
     else:
         model, ref = parse_target(target)
         source = from_registry(state.registry(), model, ref, variant, threads)
+        check_registry(settings.registry_id, source.identity.registry)
         state.close()  # no database in the request path
     app = create_app(settings, source.runtime, source.identity, source.reference)
     serving = settings.serving
@@ -65,6 +67,15 @@ def serve(
         highlight=False,
     )
     run_server(settings, app)
+
+
+def check_registry(wanted: str | None, found: str) -> None:
+    """Refuse to serve from another registry than the control plane that started us has."""
+    if wanted and wanted != found:
+        raise Conflict(
+            f"this replica was started for registry {wanted}, but its database is registry "
+            f"{found}; check FERRYMAN_DATABASE_URL"
+        )
 
 
 def _with_serving(settings: Settings, **changes: object) -> Settings:

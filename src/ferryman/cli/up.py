@@ -14,6 +14,7 @@ from ferryman.control.server import (
     check_bind,
     check_ports,
     load_or_create_token,
+    open_registry,
     run_control_plane,
 )
 
@@ -27,6 +28,10 @@ def up(
     gateway_port: Annotated[
         int | None, typer.Option(min=1, max=65535, help="Port of the gateway [default 8000].")
     ] = None,
+    adopt: Annotated[
+        bool,
+        typer.Option(help="Take over a running fleet that another registry's control plane ran."),
+    ] = False,
 ) -> None:
     """Start the control plane: the API (bearer token, created on first start), the control
     loop, and the gateway. One per data dir; `ferryman down` stops it and its fleet."""
@@ -37,6 +42,7 @@ def up(
     lock = DataDirLock(settings.data_dir, settings.state_dir, url)
     try:
         check_ports(settings)
+        registry = open_registry(settings, adopt=adopt)  # one line and exit 1 if unusable
         token = load_or_create_token(settings.data_dir)
         gateway = settings.gateway
         console.print(f"Ferryman control plane on {url} (data dir {settings.data_dir})")
@@ -48,7 +54,7 @@ def up(
             )
             console.print(f"  [bold]{token.value}[/]")
         console.print(f"  Gateway: http://{gateway.host}:{gateway.port}/v2/models/ENDPOINT/infer")
-        run_control_plane(settings, token)
+        run_control_plane(settings, token, registry)
     finally:
         lock.release()
 

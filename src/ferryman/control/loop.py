@@ -33,6 +33,7 @@ from ferryman.control.reconcile.load import FleetLoad
 from ferryman.control.reconcile.reconciler import Reconciler
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources, TrafficSource
+from ferryman.errors import FerrymanError
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Registry, RolloutRecord
 from ferryman.runtimes import ReplicaState, Runtime, create_runtime
@@ -58,7 +59,13 @@ class ControlLoop:
         self._outbound = OutboundPolicy.from_settings(settings)
         if settings.control.prometheus_url:  # refused at start, with why; each query again
             self._outbound.check_url(settings.control.prometheus_url)
-        self.runtime = runtime if runtime is not None else create_runtime(settings, control_token)
+        self._registry = registry
+        self.registry_id = registry.identity()
+        self.runtime = (
+            runtime
+            if runtime is not None
+            else create_runtime(settings, control_token, self.registry_id)
+        )
         self._http = httpx.Client(timeout=1.0)
         self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
         self.fleet = FleetMetrics(0.0)
@@ -70,6 +77,7 @@ class ControlLoop:
             load=self._load,
             clock=clock,
             route_grace_s=settings.control.route_grace_s,
+            registry_id=self.registry_id,
         )
         self.signals = FeedbackSignals(registry)
         # Calls to URLs people give (Prometheus): checked, pinned, no proxies from the env.
@@ -153,6 +161,24 @@ class ControlLoop:
         """Stop every replica and the gateway of this fleet; how many replicas ran."""
         return self.runtime.stop_fleet()
 
+    def _is_own_registry(self) -> bool:
+        """False (and an error logged) if the database is no longer the registry we started
+        on: removed, replaced or unreadable. The loop then acts on nothing."""
+        try:
+            found = self._registry.identity()
+        except FerrymanError as exc:
+            logger.error("control loop pass skipped: %s", exc.message)
+            return False
+        if found != self.registry_id:
+            logger.error(
+                "control loop pass skipped: the database is now registry %s, not %s; "
+                "restart the control plane with the right --database-url",
+                found,
+                self.registry_id,
+            )
+            return False
+        return True
+
     def _traffic_source(self, settings: Settings) -> TrafficSource:
         """The gateway's traffic as rollouts judge it: from Prometheus when one is named."""
         url = settings.control.prometheus_url
@@ -226,6 +252,9 @@ class ControlLoop:
     def _run(self) -> None:
         interval_s = self._settings.control.reconcile_interval_s
         while not self._stop.is_set():
+            if not self._is_own_registry():
+                self._stop.wait(interval_s)
+                continue
             try:
                 self.tick()
             except Exception:  # the loop must outlive any one failed pass

@@ -18,6 +18,7 @@ from ferryman.config import Settings
 from ferryman.connection_limits import GuardedServer, port_is_free
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
+from ferryman.control.fleet import check_fleet, running_fleet
 from ferryman.control.loop import ControlLoop
 from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Registry
@@ -96,11 +97,31 @@ class FleetStop:
         return stopped
 
 
-def run_control_plane(settings: Settings, token: Token) -> None:
-    """Serve the API in the foreground until interrupted (or ``ferryman down``)."""
+def open_registry(settings: Settings, *, adopt: bool = False) -> Registry:
+    """The registry for a control plane of this data dir; refuses another's running fleet.
+
+    With ``adopt`` a running fleet of another registry is taken over (and reconciled to this
+    registry's deployments); without it, see :func:`~ferryman.control.fleet.check_fleet`.
+    """
+    registry = Registry.open(settings)
+    try:
+        fleet = running_fleet(settings)
+        identity = registry.identity()
+        if adopt and fleet.is_running:
+            logger.warning("adopting the running fleet for registry %s", identity)
+        elif not adopt:
+            check_fleet(fleet, identity, registry.is_new)
+    except BaseException:
+        registry.close()
+        raise
+    return registry
+
+
+def run_control_plane(settings: Settings, token: Token, registry: Registry) -> None:
+    """Serve the API over ``registry`` (see :func:`open_registry`) until interrupted (or
+    ``ferryman down``)."""
     check_bind(settings)
     check_tls(settings)
-    registry = Registry.open(settings)
     token_value = token.value if settings.control.auth_required else None
     loop = ControlLoop(settings, registry, control_token=token_value)
     fleet_stop = FleetStop(loop)
@@ -139,9 +160,13 @@ class BackgroundControlPlane:
     For programs that drive Ferryman and want its API beside them (the demo, tests).
     """
 
-    def __init__(self, settings: Settings, registry: Registry, token: Token) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, token: Token, *, adopt: bool = False
+    ) -> None:
         check_bind(settings)
         check_tls(settings)
+        if not adopt:
+            check_fleet(running_fleet(settings), registry.identity(), registry.is_new)
         control = settings.control
         token_value = token.value if control.auth_required else None
         self.loop = ControlLoop(settings, registry, control_token=token_value)
@@ -190,5 +215,6 @@ __all__ = [
     "check_ports",
     "is_loopback",
     "load_or_create_token",
+    "open_registry",
     "run_control_plane",
 ]

@@ -207,7 +207,10 @@ class Gateway:
             return json_answer(200, {"held": self.held()})
         if path == "/v2":
             return json_answer(200, dict(SERVER_METADATA))
-        return json_answer(200, {"status": "ok", "generation": self.routes.generation})
+        routes = self.routes  # the table held: the control plane compares it with its own
+        return json_answer(
+            200, {"status": "ok", "generation": routes.generation, "registry": routes.registry}
+        )
 
     async def _exchange(
         self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive

@@ -137,6 +137,11 @@ class RouteTable(BaseModel):
     generation: int = Field(
         ge=0, description="Grows by one with each table the control plane writes."
     )
+    registry: str = Field(
+        default="",
+        max_length=64,
+        description="Identity of the registry whose control plane wrote the table ('' if older).",
+    )
     endpoints: dict[str, EndpointRoute] = Field(
         default_factory=dict, description="Routes by endpoint name."
     )

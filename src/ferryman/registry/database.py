@@ -5,6 +5,12 @@ Writers are serialised where it matters: on SQLite every write transaction start
 another writer), on PostgreSQL the model row is locked ``FOR UPDATE``. Migrations run under
 the same write lock (plus an advisory lock on PostgreSQL), so many processes may start
 against a fresh database at once.
+
+A database that fails is one line, never a trace: a full disk is :class:`StorageFull`, a
+file that is not (or no longer) a registry is :class:`Unavailable` saying so, and a server
+that cannot be reached is :class:`Unavailable` naming the URL (:func:`database_failure`).
+A SQLite file removed or replaced while a process has it open is refused (503) instead of
+writing on into the lost file (see ``_guard_sqlite_file``).
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from ferryman.errors import InvalidInput, Unavailable
+from ferryman.errors import FerrymanError, InvalidInput, StorageFull, Unavailable
 from ferryman.redaction import redact_url
 
 logger = logging.getLogger(__name__)
@@ -51,8 +57,12 @@ class Database:
                 "use sqlite:///path/registry.db or postgresql+psycopg://host/db"
             )
         self.shown = _shown(parsed, url)
+        self.was_created = False
+        """True once :meth:`migrate` found no schema: this process made the registry."""
+        file = None
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
-            _create_private(Path(parsed.database))
+            file = Path(parsed.database)
+            _create_private(file)
         # hide_parameters: a failed statement's message (logged, or rendered by a server's
         # last-resort handler) would otherwise quote its values, webhook secrets among them.
         self.engine: Engine = create_engine(
@@ -60,13 +70,20 @@ class Database:
         )
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, busy_timeout_s)
+        if file is not None:
+            _guard_sqlite_file(self.engine, file, self.shown)
         self._writer = self.engine.execution_options(**{_WRITE: True})
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only session (no write lock taken)."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except DBAPIError as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            raise database_failure(exc, self.shown) from None
 
     def write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a write transaction and commit it, or leave nothing behind.
@@ -83,10 +100,8 @@ class Database:
                     raise
                 logger.debug("write raced another writer; retrying (attempt %d)", attempt + 1)
                 time.sleep(0.005 * (attempt + 1))
-            except OperationalError as exc:
-                if "locked" in str(exc.orig):
-                    raise Unavailable("the registry database is busy; retry", 1) from exc
-                raise
+            except DBAPIError as exc:
+                raise database_failure(exc, self.shown) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def migrate(self) -> None:
@@ -101,6 +116,7 @@ class Database:
             current = MigrationContext.configure(connection).get_current_revision()
             if current == head:
                 return
+            self.was_created = current is None
             logger.info("migrating registry schema %s -> %s", current, head)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -110,15 +126,13 @@ class Database:
         """A writer connection; a server that cannot be reached is a clear 503, not a trace."""
         try:
             connection = self._writer.connect()
-        except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise Unavailable(
-                f"the registry database {self.shown} cannot be reached ({reason}); check "
-                "database_url (FERRYMAN_DATABASE_URL) and that the server runs",
-                5,
-            ) from None
+        except DBAPIError as exc:
+            raise database_failure(exc, self.shown) from None
         with connection:
-            yield connection
+            try:
+                yield connection
+            except DBAPIError as exc:
+                raise database_failure(exc, self.shown) from None
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -126,6 +140,34 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_UNREADABLE = ("not a database", "malformed", "no such table", "corrupt", "undefinedtable")
+
+
+def database_failure(exc: DBAPIError, shown: str) -> FerrymanError:
+    """The one-line error for a database that failed: full, busy, unreadable or unreachable."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    lowered = f"{type(exc.orig).__name__} {reason}".lower()
+    if "disk is full" in lowered or "no space left" in lowered or "diskfull" in lowered:
+        return StorageFull(
+            f"the disk holding the registry database {shown} is full ({reason}); free space "
+            "on it, then retry"
+        )
+    if "locked" in lowered:
+        return Unavailable("the registry database is busy; retry", 1)
+    if any(sign in lowered for sign in _UNREADABLE) or not isinstance(exc, OperationalError):
+        return Unavailable(
+            f"the registry database {shown} cannot be read as a Ferryman registry ({reason}); "
+            "restore it from a backup, or point --database-url (FERRYMAN_DATABASE_URL) at the "
+            "right one",
+            5,
+        )
+    return Unavailable(
+        f"the registry database {shown} cannot be reached ({reason}); check database_url "
+        "(FERRYMAN_DATABASE_URL) and that the server runs",
+        5,
+    )
 
 
 def _parse(url: str) -> URL:
@@ -154,6 +196,40 @@ def _create_private(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _guard_sqlite_file(engine: Engine, path: Path, shown: str) -> None:
+    """Refuse to use a SQLite file that was removed or replaced since this engine opened it.
+
+    Pooled connections keep the old file's inode open, so without this, writes after an
+    ``rm registry.db`` would be acknowledged and then lost, and a new connection would
+    create an empty registry in its place. One stat(2) per checkout.
+    """
+    try:
+        first = path.stat()
+    except OSError:
+        return
+    identity = (first.st_dev, first.st_ino)
+
+    def _check() -> None:
+        try:
+            now = path.stat()
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != identity:
+            raise Unavailable(
+                f"the registry database {shown} was removed or replaced while in use; "
+                "restore it, then restart this process",
+                5,
+            )
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(*_: Any) -> None:
+        _check()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(*_: Any) -> None:
+        _check()
 
 
 def head_revision() -> str | None:

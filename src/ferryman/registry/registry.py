@@ -23,6 +23,7 @@ from ferryman.errors import (
     InvalidInput,
     NotFound,
     RunNotFound,
+    Unavailable,
 )
 from ferryman.names import validate_key, validate_name
 from ferryman.reference import ReferenceData, with_graph_classes
@@ -61,7 +62,14 @@ from ferryman.registry.rollouts import (
     rollout_in,
 )
 from ferryman.registry.runs import RunLog
-from ferryman.registry.tables import AliasRow, ModelRow, RunRow, VariantRow, VersionRow
+from ferryman.registry.tables import (
+    AliasRow,
+    ModelRow,
+    RegistryMetaRow,
+    RunRow,
+    VariantRow,
+    VersionRow,
+)
 from ferryman.signature import Signature, incompatibility
 
 
@@ -107,6 +115,22 @@ class Registry:
 
     def close(self) -> None:
         self._db.dispose()
+
+    @property
+    def is_new(self) -> bool:
+        """True if this process created the registry (its database had no schema)."""
+        return self._db.was_created
+
+    def identity(self) -> str:
+        """The registry's identity: a UUID made with it, which the running fleet carries."""
+        with self._db.reading() as session:
+            row = session.get(RegistryMetaRow, "id")
+        if row is None:
+            raise Unavailable(
+                f"the registry database {self._db.shown} has no identity row in registry_meta; "
+                "restore it from a backup"
+            )
+        return row.value
 
     @property
     def store(self) -> ArtifactStore:

@@ -338,3 +338,25 @@ class DeliveryRow(Base):
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RegistryMetaRow(Base):
+    """One fact about the registry itself; ``id`` is its identity, made with it."""
+
+    __tablename__ = "registry_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class WebhookOutboxRow(Base):
+    """A webhook delivery not yet delivered nor given up: sent again after a restart."""
+
+    __tablename__ = "webhook_outbox"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    webhook: Mapped[str] = mapped_column(NAME)
+    event: Mapped[str] = mapped_column(NAME)
+    body: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(index=True)

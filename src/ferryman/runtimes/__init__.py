@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from ferryman.config import Settings
 from ferryman.errors import InvalidInput
-from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState, Runtime, replica_specs
+from ferryman.runtimes.base import (
+    Fleet,
+    Replica,
+    ReplicaSpec,
+    ReplicaState,
+    Runtime,
+    replica_specs,
+)
 from ferryman.runtimes.local import LocalRuntime
 
 RUNTIMES = ("local", "ray")
 
 
-def create_runtime(settings: Settings, control_token: str | None = None) -> Runtime:
+def create_runtime(
+    settings: Settings, control_token: str | None = None, registry_id: str = ""
+) -> Runtime:
     """The runtime ``settings.control.runtime`` names; ``control_token`` lets the ``ray``
-    runtime's gateways read the route table from the control plane's API."""
+    runtime's gateways read the route table from the control plane's API; ``registry_id``
+    is the registry whose fleet it runs (carried by the local runtime's processes)."""
     name = settings.control.runtime
     if name == "local":
-        return LocalRuntime(settings)
+        return LocalRuntime(settings, registry_id=registry_id)
     if name == "ray":
         try:
             from ferryman.runtimes.ray import RayRuntime  # noqa: PLC0415 - ray is optional
@@ -35,6 +45,7 @@ def create_runtime(settings: Settings, control_token: str | None = None) -> Runt
 
 
 __all__ = [
+    "Fleet",
     "Replica",
     "ReplicaSpec",
     "ReplicaState",

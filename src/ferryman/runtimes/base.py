@@ -84,6 +84,20 @@ class Replica:
     """Resident memory now, in bytes; None when unknown."""
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """What runs now, and the registries its parts say they belong to."""
+
+    replicas: int
+    has_gateway: bool
+    registries: frozenset[str]
+    """Identities recorded by the running parts and the route table ('' where unrecorded)."""
+
+    @property
+    def is_running(self) -> bool:
+        return self.replicas > 0 or self.has_gateway
+
+
 class Runtime(Protocol):
     def observe(self) -> list[Replica]:
         """Every replica this runtime started and has not stopped, with its state now."""
@@ -106,6 +120,10 @@ class Runtime(Protocol):
 
     def gateway_urls(self) -> list[str]:
         """Where the gateways answer, for scraping their traffic."""
+        ...
+
+    def running_fleet(self) -> Fleet:
+        """What of the fleet runs, and whose registry it says it is (signals nothing)."""
         ...
 
     def stop_fleet(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ferryman.gateway.routes import RouteTable
-from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
+from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec, ReplicaState
 
 
 @dataclass
@@ -62,6 +62,9 @@ class InMemoryRuntime:
 
     def gateway_urls(self) -> list[str]:
         return []
+
+    def running_fleet(self) -> Fleet:
+        return Fleet(len(self.replicas), False, frozenset({""} if self.replicas else ()))
 
     def stop_fleet(self) -> int:
         running = len(self.replicas)

@@ -63,7 +63,8 @@ def json_response(document: object, status_code: int = 200) -> Response:
 
 
 async def server_live(request: Request) -> Response:
-    return json_response({"live": True})
+    # The registry identity lets a control plane tell whose fleet this replica is.
+    return json_response({"live": True, "registry": plane_of(request).identity.registry})
 
 
 async def server_ready(request: Request) -> Response:

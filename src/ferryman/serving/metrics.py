@@ -38,6 +38,8 @@ class ReplicaIdentity:
     model: str
     version: str
     variant: str
+    registry: str = ""
+    """Identity of the registry the model was loaded from ('' for a file)."""
 
     def describe(self) -> str:
         """As people read it: ``digits v3 (onnx-fp32)``."""

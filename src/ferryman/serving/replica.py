@@ -50,7 +50,9 @@ def from_registry(
             )
         digest = chosen.digest
     runtime = OnnxEngine(registry.store.read(digest), intra_op_threads)
-    identity = ReplicaIdentity(model, str(version.version), variant or BASE_VARIANT)
+    identity = ReplicaIdentity(
+        model, str(version.version), variant or BASE_VARIANT, registry.identity()
+    )
     reference = registry.get_reference(model, version.version)
     return ReplicaSource(identity, runtime, _with_classes(reference, runtime))
 

@@ -202,3 +202,39 @@ def test_the_forecast_scales_ahead_of_a_recurring_peak(world: World) -> None:
     reasons = [e.details["reason"] for e in registry.list_events("digits", limit=1000)
                if e.action == "endpoint.scaled"]  # fmt: skip
     assert any("forecast" in reason for reason in reasons)
+
+
+def test_a_lost_or_unheld_route_table_is_written_again(
+    registry: Registry, tmp_path: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    """Issue 13: a deleted or garbled file, or a gateway holding another generation, gets the
+    wanted table again although no deployment changed."""
+    registry.register("digits", onnx_bytes(), "alice")
+    path, clock, held = tmp_path / "routes.json", Clock(), [0]
+    reconciler = Reconciler(
+        registry, InMemoryRuntime(), path, clock=clock, route_grace_s=1.0,
+        registry_id=registry.identity(), held_generation=lambda: held[0],
+    )  # fmt: skip
+    spec = DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", version=1),))
+    registry.deployments.put(spec, "alice")
+    table = ticks(reconciler, clock, 3)
+    held[0] = table.generation
+    assert ticks(reconciler, clock, 4).generation == table.generation  # steady: no writes
+    assert table.registry == registry.identity()
+
+    path.unlink()
+    rewritten = reconciler.tick()
+    assert rewritten.endpoints == table.endpoints
+    assert RouteTable.from_json(path.read_bytes()) == rewritten
+
+    path.write_text("{garbled")
+    clock.now_s += 0.5
+    rewritten = reconciler.tick()
+    assert RouteTable.from_json(path.read_bytes()) == rewritten
+
+    held[0] = 0  # a gateway restarted on no table: rewritten once the grace has passed
+    generation = reconciler.tick().generation
+    clock.now_s += 0.5
+    assert reconciler.tick().generation == generation  # within the grace: it may be loading
+    clock.now_s += 0.6
+    assert reconciler.tick().generation == generation + 1

@@ -79,6 +79,7 @@ def create_app(
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
     app.exception_handler(HTTPException)(_http_error)
+    app.exception_handler(Exception)(_unexpected_error)
     if token is not None:
         declare_auth(app)
     app.add_middleware(
@@ -108,6 +109,12 @@ async def _ferryman_error(_: Request, exc: FerrymanError) -> JSONResponse:
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [describe_problem(error) for error in exc.errors()[:5]]
     return JSONResponse({"error": "; ".join(problems)}, 400)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    # A bug still answers in the protocol's shape; the trace goes to the log only.
+    logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
+    return JSONResponse({"error": "the control plane failed; see its log"}, 500)
 
 
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:

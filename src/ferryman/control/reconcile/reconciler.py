@@ -7,6 +7,10 @@ route table of ready replicas to the gateways through the runtime, and stops rep
 after the table without them has had ``route_grace_s`` to reach the gateway, so no request
 is sent to a replica that is going away. Every start, stop, failure and scaling decision
 is an event.
+
+The runtime's ``publish`` runs every tick, so a table a gateway lost (a deleted or garbled
+file, a gateway that holds another generation) is handed to it again; each table carries
+the registry's identity, so a gateway's table always says whose control plane wrote it.
 """
 
 from __future__ import annotations
@@ -78,13 +82,16 @@ class Reconciler:
         clock: Clock = time.monotonic,
         route_grace_s: float = 1.0,
         restart: RestartPolicy | None = None,
+        registry_id: str = "",
     ) -> None:
+        """``registry_id`` is stamped on every table."""
         self._registry = registry
         self._runtime = runtime
         self._load = load or NoLoad()
         self._clock = clock
         self._grace_s = route_grace_s
         self._restart = restart or RestartPolicy()
+        self._registry_id = registry_id
         self.state = ReconcilerState(table=runtime.published())
 
     def tick(self) -> RouteTable:
@@ -182,7 +189,12 @@ class Reconciler:
         previous = self.state.table
         generation = previous.generation if previous else 0
         table = route_table([d.spec for d in deployments], ready, generation)
-        if previous is not None and table.endpoints == previous.endpoints:
+        table = table.model_copy(update={"registry": self._registry_id})
+        if (
+            previous is not None
+            and table.endpoints == previous.endpoints
+            and table.registry == previous.registry
+        ):
             table = previous
         else:
             table = table.model_copy(update={"generation": generation + 1})

@@ -29,8 +29,10 @@ class GatewayProcess:
         settings: Settings,
         clock: Clock = time.monotonic,
         restart_delay_s: float = 10.0,
+        registry_id: str = "",
     ) -> None:
         self._settings = settings
+        self._registry_id = registry_id
         self._state = settings.data_dir / "gateway.json"
         self._child: subprocess.Popen[bytes] | None = None
         self._clock = clock
@@ -71,7 +73,8 @@ class GatewayProcess:
                 start_new_session=True, env=child_environment(settings, GATEWAY_SETTINGS),
             )  # fmt: skip
         pid = self._child.pid
-        self._state.write_text(json.dumps({"pid": pid, "start": process_start(pid)}))
+        record = {"pid": pid, "start": process_start(pid), "registry": self._registry_id}
+        self._state.write_text(json.dumps(record))
         logger.info("started the gateway (pid %d) on %s", pid, self.url)
         return True
 
@@ -98,3 +101,15 @@ class GatewayProcess:
 GATEWAY_SETTINGS = ("FERRYMAN_GATEWAY__", "FERRYMAN_CONNECTIONS__", "FERRYMAN_CONFIG")
 """The Ferryman settings a gateway reads from its environment; it is given no others (not
 the database URL, not the MLflow secret)."""
+
+
+def gateway_registry(state: Path) -> str | None:
+    """The registry of the gateway recorded in ``state`` if it runs ('' if not recorded)."""
+    try:
+        recorded = json.loads(state.read_text())
+        pid = int(recorded.get("pid", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    if not pid or process_start(pid) != recorded.get("start"):
+        return None
+    return str(recorded.get("registry", ""))

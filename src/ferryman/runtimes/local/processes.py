@@ -47,6 +47,8 @@ class ProcessRecord:
     process_start: str
     spec: dict[str, object]
     stopping_since_s: float | None = None
+    registry: str = ""
+    """Identity of the registry whose control plane started it ('' if recorded before)."""
 
 
 class ReplicaProcesses:
@@ -57,6 +59,7 @@ class ReplicaProcesses:
         settings: Settings,
         clock: Clock = time.monotonic,
         startup_timeout_s: float = 120.0,
+        registry_id: str = "",
     ) -> None:
         # Start and stop times in the state files are on the monotonic clock: on Linux it is
         # one clock for every process of a boot, so they survive a control-plane restart,
@@ -67,6 +70,7 @@ class ReplicaProcesses:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._startup_timeout_s = startup_timeout_s
+        self._registry_id = registry_id
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._http = httpx.Client(timeout=1.0)
 
@@ -103,6 +107,7 @@ class ReplicaProcesses:
             started_at_s=self._clock(),
             process_start=process_start(child.pid) or "",
             spec=asdict(spec),
+            registry=self._registry_id,
         )
         self._write(record)
         logger.info("started replica %s (pid %d, port %d)", replica_id, child.pid, port)
@@ -130,6 +135,14 @@ class ReplicaProcesses:
     def close(self) -> None:
         self._http.close()
 
+    def registries(self) -> dict[str, int]:
+        """How many running replicas each registry identity started ('' for older records)."""
+        found: dict[str, int] = {}
+        for record in self._records():
+            if self._exit_reason(record) is None:
+                found[record.registry] = found.get(record.registry, 0) + 1
+        return found
+
     def _command(self, spec: ReplicaSpec, port: int) -> list[str]:
         settings = self._settings
         command = [
@@ -144,6 +157,7 @@ class ReplicaProcesses:
         # password, and every user of the machine can read a process's arguments (ps).
         env = child_environment(self._settings)
         env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
+        env["FERRYMAN_REGISTRY_ID"] = self._registry_id
         overrides = {
             "MAX_BATCH_SIZE": spec.max_batch_size,
             "MAX_DELAY_MS": spec.max_delay_ms,

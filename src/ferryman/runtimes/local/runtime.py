@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ferryman.config import Settings
 from ferryman.gateway.routes import RouteTable
-from ferryman.runtimes.base import Replica, ReplicaSpec
-from ferryman.runtimes.local.gateway import GatewayProcess
+from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec
+from ferryman.runtimes.local.gateway import GatewayProcess, gateway_registry
 from ferryman.runtimes.local.processes import ReplicaProcesses
 from ferryman.types import Clock
 
@@ -24,11 +24,18 @@ from ferryman.types import Clock
 class LocalRuntime:
     """A :class:`~ferryman.runtimes.base.Runtime` of processes on this machine."""
 
-    def __init__(self, settings: Settings, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock = time.monotonic, registry_id: str = ""
+    ) -> None:
+        """``registry_id``: the registry whose control plane this is; every replica, the
+        gateway and their state files carry it."""
         timeout_s = settings.control.replica_startup_timeout_s
-        self._replicas = ReplicaProcesses(settings, clock, startup_timeout_s=timeout_s)
-        self._gateway = GatewayProcess(settings)
+        self._replicas = ReplicaProcesses(
+            settings, clock, startup_timeout_s=timeout_s, registry_id=registry_id
+        )
+        self._gateway = GatewayProcess(settings, registry_id=registry_id)
         self._routes_path = settings.routes_path
+        self._gateway_state = settings.data_dir / "gateway.json"
 
     def observe(self) -> list[Replica]:
         return self._replicas.observe()
@@ -55,6 +62,17 @@ class LocalRuntime:
 
     def gateway_urls(self) -> list[str]:
         return [self._gateway.url]
+
+    def running_fleet(self) -> Fleet:
+        by_registry = self._replicas.registries()
+        registries = set(by_registry)
+        gateway = gateway_registry(self._gateway_state)
+        if gateway is not None:
+            registries.add(gateway)
+        table = self.published()
+        if table is not None:
+            registries.add(table.registry)
+        return Fleet(sum(by_registry.values()), gateway is not None, frozenset(registries))
 
     def stop_fleet(self) -> int:
         stopped = self._replicas.stop_all()

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from ferryman.config import Settings
 from ferryman.gateway.routes import RouteTable
 from ferryman.gateway.routewatch import RouteFeed, route_token
-from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
+from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec, ReplicaState
 from ferryman.runtimes.local.processes import _lasting_failure
 from ferryman.runtimes.ray import fleet
 from ferryman.types import Clock
@@ -130,6 +130,16 @@ class RayRuntime:
             return
         entry.stopping_since_s = self._clock()
         entry.actor.drain.remote()  # fire and forget: observe finishes the stop
+
+    def running_fleet(self) -> Fleet:
+        """The fleet's named actors; they do not record a registry (''): a control plane on
+        a new registry is still refused, one on the same or an older one is let in."""
+        self._adopt()
+        gateways = [
+            n for n in fleet.named_actors(self._config.namespace) if n.startswith("gateway:")
+        ]
+        registries = frozenset({""}) if self._replicas or gateways else frozenset()
+        return Fleet(len(self._replicas), bool(gateways), registries)
 
     def stop_fleet(self) -> int:
         self._adopt()
