@@ -166,6 +166,14 @@ class ControlSettings(BaseModel):
     replica_startup_timeout_s: float = Field(
         default=120.0, gt=0, description="A replica not ready after this long has failed."
     )
+    gateway_probe_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="Deadline of the health request the loop sends the serving gateway each "
+        "pass; one that misses it on two passes in a row is hung, and is killed so that its "
+        "warm standby serves.",
+    )
     payload_collect_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often replicas' payload logs are collected."
     )

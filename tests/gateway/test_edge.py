@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import string
 from collections.abc import Callable
@@ -138,7 +139,8 @@ async def test_wrong_methods_and_unknown_paths(
         assert (reply.status, reply.headers["allow"]) == (405, allowed), path
     assert (await call(session, url + "/v2/models/digits/explain")).status == 404
     health = await call(session, url + "/-/healthz", "GET")
-    assert health.json() == {"status": "ok", "generation": 1, "registry": ""}
+    expected = {"status": "ok", "generation": 1, "registry": "", "pid": os.getpid()}
+    assert health.json() == expected
     held = await call(session, url + "/-/held", "GET")
     assert held.json() == {"held": {}}
 

@@ -11,6 +11,7 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import errors
 from ferryman.gateway import create_gateway
 from ferryman.gateway.server import build_server
+from ferryman.gateway.takeover import listening_socket
 
 
 def gateway(
@@ -20,6 +21,13 @@ def gateway(
     routes_file: Annotated[
         Path | None, typer.Option(help="Route table JSON (default DATA_DIR/routes.json).")
     ] = None,
+    shared_port: Annotated[
+        bool,
+        typer.Option(
+            help="Share the port with other gateways started so: the oldest serves, the "
+            "others are warm standbys that serve the moment it dies."
+        ),
+    ] = False,
 ) -> None:
     """Route /v2/models/ENDPOINT/... to the replicas the route table names."""
     settings = cli_context(ctx).given_settings
@@ -30,9 +38,10 @@ def gateway(
     server = build_server(settings, app)
     config = settings.gateway
     source = app.route_file.path if app.route_file else "-"
+    sockets = [listening_socket(config.host, config.port)] if shared_port else None
     errors.print(
         f"gateway on http://{config.host}:{config.port}, routes from {source}",
         markup=False,
         highlight=False,
     )
-    server.run()
+    server.run(sockets=sockets)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -207,10 +208,18 @@ class Gateway:
             return json_answer(200, {"held": self.held()})
         if path == "/v2":
             return json_answer(200, dict(SERVER_METADATA))
-        routes = self.routes  # the table held: the control plane compares it with its own
-        return json_answer(
-            200, {"status": "ok", "generation": routes.generation, "registry": routes.registry}
-        )
+        return json_answer(200, self._health_answer())
+
+    def _health_answer(self) -> dict[str, object]:
+        """The table held (the control plane compares it with its own) and which process
+        answers (of gateways sharing a port, the control plane kills a hung one by it)."""
+        routes = self.routes
+        return {
+            "status": "ok",
+            "generation": routes.generation,
+            "registry": routes.registry,
+            "pid": os.getpid(),
+        }
 
     async def _exchange(
         self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive

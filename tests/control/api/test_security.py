@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ from ferryman.control.api.security import (
 from ferryman.control.server import check_bind
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry
+from ferryman.runtimes.local.gateway import gateway_pids
 from tests.control.api.conftest import RunningServer
 from tests.support import free_port as _free_port
 
@@ -276,8 +276,8 @@ def test_ferryman_up_listens_on_loopback_only_and_shows_the_token_once(tmp_path:
     finally:
         process.terminate()
         process.wait(timeout=10)
-        gateway = json.loads((tmp_path / "data" / "gateway.json").read_text())["pid"]
-        os.kill(gateway, signal.SIGTERM)
+        for gateway in gateway_pids(tmp_path / "data" / "gateway.json"):  # and its standby
+            os.kill(gateway, signal.SIGTERM)
     refused = subprocess.run(
         [ferryman, "up", "--host", "0.0.0.0", "--port", str(port)],
         capture_output=True, text=True, check=False,

@@ -26,6 +26,7 @@ import httpx
 from ferryman.config import load_settings
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Registry
+from ferryman.runtimes.local.gateway import gateway_pids
 from tests.support import free_port
 
 BODY = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,-2,3,-4]}]}'
@@ -122,21 +123,18 @@ class Stack:
             found[record["id"]] = record["pid"]
         return found
 
+    def gateway_pids(self) -> list[int]:
+        """Pids of the gateway processes (the serving one and its standby), running or not."""
+        return gateway_pids(self.data_dir / "gateway.json")
+
     def down(self) -> None:
         """Stop everything this stack started: control plane, gateway, replicas."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
-        for pid in [*self.replica_pids().values(), *_gateway_pid(self.data_dir)]:
+        for pid in [*self.replica_pids().values(), *self.gateway_pids()]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-
-
-def _gateway_pid(data_dir: Path) -> list[int]:
-    try:
-        return [int(json.loads((data_dir / "gateway.json").read_text())["pid"])]
-    except (OSError, ValueError, KeyError):
-        return []
 
 
 def _answers(url: str) -> bool:

@@ -7,14 +7,17 @@ load, bounded in rate and time.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.control.e2e.harness import Load, Stack, wait_for
+from ferryman.runtimes.local.processes import process_start
+from tests.control.e2e.harness import BODY, Load, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,3 +73,102 @@ def test_a_control_plane_on_a_wrong_or_new_registry_leaves_the_fleet_alone(
     assert after is not None
     assert table is not None
     assert after.endpoints["m"].variants == table.endpoints["m"].variants
+
+
+def serving_gateway(stack: Stack) -> int | None:
+    """The pid of the gateway that answers on the port now."""
+    try:
+        pid = httpx.get(f"{stack.gateway}/-/healthz", timeout=0.5).json()["pid"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+    return int(pid)
+
+
+def gateway_answers(stack: Stack) -> bool:
+    try:
+        return httpx.get(f"{stack.gateway}/-/healthz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_deleted_route_table_and_a_killed_gateway_serve_again_within_2_s(stack: Stack) -> None:
+    """The reconciler writes the table again although no deployment changed."""
+    stack.ferryman("deploy", "m", "--replicas", "2")
+    wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
+    wait_for(lambda: httpx.post(infer_url(stack), content=BODY).status_code == 200, 10, "served")
+    with Load(infer_url(stack), rate=40, max_s=30).running() as load:
+        time.sleep(1)
+        (stack.data_dir / "routes.json").unlink()
+        killed_at = load.now_s()
+        for pid in stack.gateway_pids():  # the serving one and its standby
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: gateway_answers(stack), 20, "a gateway again")
+        back_at = load.now_s()
+        wait_for(lambda: httpx.post(infer_url(stack), content=BODY).status_code == 200, 2, "200")
+        time.sleep(2)
+    assert [o for o in load.failures(since_s=back_at + 2.0)] == []
+    assert load.failures(until_s=killed_at) == []
+
+
+def kill_serving_gateway(stack: Stack, load: Load) -> tuple[float, float]:
+    """SIGKILL the serving gateway; (when it was killed, when its sockets were closed).
+
+    The kernel frees a killed process's memory before it closes its sockets, so what
+    reaches the gateway until then is in flight on it too.
+    """
+    pid = serving_gateway(stack)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    killed_s = load.now_s()
+    while process_start(pid) is not None:  # a zombie has closed its sockets
+        time.sleep(0.001)
+    return killed_s, load.now_s()
+
+
+def in_flight(load: Load, since_s: float, until_s: float) -> int:
+    """Requests sent before ``until_s`` and answered (or failed) after ``since_s``."""
+    return sum(1 for o in load.outcomes if o.at_s <= until_s and o.at_s + o.latency_s >= since_s)
+
+
+def test_the_gateway_killed_twice_in_10_s_fails_only_requests_in_flight(stack: Stack) -> None:
+    """RELIABILITY Z-gateway: the warm standby serves the moment the serving gateway dies."""
+    stack.ferryman("deploy", "m", "--replicas", "2")
+    wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
+    wait_for(lambda: len(stack.gateway_pids()) == 2, 20, "a gateway and its standby")
+    kills = []
+    with Load(infer_url(stack), rate=100, max_s=20).running() as load:
+        time.sleep(2)
+        for _ in range(2):
+            kills.append(kill_serving_gateway(stack, load))
+            time.sleep(4)
+        time.sleep(2)
+    assert len(load.outcomes) > 1000
+    assert kills[1][0] - kills[0][0] < 10
+    # In flight on the killed gateway: what was sent to it before its sockets closed, and
+    # at most one request per client connection that raced the close (16 workers).
+    at_risk = sum(in_flight(load, killed, closed) + load.workers for killed, closed in kills)
+    assert len(load.failures()) <= at_risk, (load.failures(), at_risk, kills)
+
+
+def test_a_stopped_gateway_is_replaced_failing_only_requests_in_flight(stack: Stack) -> None:
+    """SIGSTOP: the health request misses its deadline twice, the gateway is killed, the
+    standby serves; only what waited on the stopped one fails."""
+    stack.ferryman("deploy", "m", "--replicas", "2")
+    wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
+    wait_for(lambda: len(stack.gateway_pids()) == 2, 20, "a gateway and its standby")
+    load = Load(infer_url(stack), rate=100, max_s=20)
+    with load.running():
+        time.sleep(2)
+        frozen = serving_gateway(stack)
+        assert frozen is not None
+        os.kill(frozen, signal.SIGSTOP)
+        stopped_at = load.now_s()
+        replaced_s = wait_for(
+            lambda: serving_gateway(stack) not in (None, frozen), 10, "the standby serving"
+        )
+        time.sleep(3)
+    assert replaced_s < 5.0  # two missed health requests of 1 s, and a loop pass
+    assert not Path(f"/proc/{frozen}").exists()  # killed, not left stopped
+    failures = load.failures()
+    assert all(stopped_at - 0.1 <= o.at_s <= stopped_at + replaced_s for o in failures)
+    assert len(failures) <= load.workers, failures  # each worker has one request in flight
