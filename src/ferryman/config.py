@@ -273,8 +273,18 @@ class GatewaySettings(BaseModel):
     request_timeout_s: float = Field(
         default=30.0, gt=0, description="Longest wait for a replica's whole answer; then 504."
     )
+    try_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest wait for one replica's answer to one try; then 504, never "
+        "retried (the replica may have processed it), and the replica is skipped for "
+        "backend_recheck_s. Default: request_timeout_s.",
+    )
     backend_recheck_s: float = Field(
-        default=2.0, gt=0, description="How long a replica that refused a connection is skipped."
+        default=2.0,
+        gt=0,
+        description="How long a replica that refused a connection, timed out or broke a "
+        "connection is skipped.",
     )
     pool_connections_per_backend: int = Field(
         default=256, ge=1, description="Most idle keep-alive connections kept to one replica."

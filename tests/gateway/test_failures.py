@@ -65,6 +65,28 @@ async def test_a_slow_replica_gets_504_at_the_deadline_and_the_next_request_is_s
 
 
 @pytest.mark.anyio
+async def test_a_frozen_replica_costs_one_try_deadline_and_new_requests_go_elsewhere(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    """Issue 13: the per-try deadline (not the 30 s request deadline) ends a request on a
+    replica that does not answer, and marks the replica down so the next ones skip it."""
+    gateway = make_gateway(try_timeout_s=0.3, request_timeout_s=30, backend_recheck_s=30)
+    frozen, healthy = StandIn("frozen", delay_s=5.0), StandIn("healthy")
+    async with standins(frozen, healthy) as (a, b), serving(gateway, "on") as gw:
+        gateway.set_routes(table(endpoint(variant("v1", 100, a, b))))
+        started = time.monotonic()
+        replies = await asyncio.gather(
+            *(call(session, gw + INFER.format("digits")) for _ in range(2))
+        )
+        assert sorted(reply.status for reply in replies) == [200, 504]
+        assert time.monotonic() - started < 1.5
+        assert "try_timeout_s" in next(r for r in replies if r.status == 504).json()["error"]
+        after = [await call(session, gw + INFER.format("digits")) for _ in range(10)]
+        assert [reply.status for reply in after] == [200] * 10
+        assert len(frozen.received) == 1  # the timed-out request was never sent again
+
+
+@pytest.mark.anyio
 async def test_a_request_that_reached_a_replica_is_never_retried(
     make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
 ) -> None:

@@ -8,7 +8,7 @@ A send fails in one of three ways, and only the first is safe to retry:
     NotReached (503)        no connection could be made (refused, connect timeout)
     BadGateway (502)        the connection broke or the answer was malformed after the
                             request was written: the replica may have processed it
-    DeadlineExceeded (504)  no whole answer within request_timeout_s
+    DeadlineExceeded (504)  no whole answer within try_timeout_s (default request_timeout_s)
 """
 
 from __future__ import annotations
@@ -117,13 +117,16 @@ class ConnectionPool:
     async def send(self, backend: str, request: Upstream) -> Answer:
         connection = self._idle_connection(backend) or await self._connect(backend)
         data = _encode(request, self._address(backend)[3])
+        settings = self._settings
+        try_timeout_s = settings.try_timeout_s or settings.request_timeout_s
         try:
-            async with asyncio.timeout(self._settings.request_timeout_s):
+            async with asyncio.timeout(try_timeout_s):
                 answer = await connection.send(data)
         except TimeoutError as exc:
             connection.close()
             raise DeadlineExceeded(
-                "the replica did not answer within the gateway's request_timeout_s"
+                f"the replica did not answer within {try_timeout_s:g} s (gateway.try_timeout_s, "
+                "by default request_timeout_s); it is skipped for backend_recheck_s"
             ) from exc
         except BaseException:
             connection.close()

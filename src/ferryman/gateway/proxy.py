@@ -3,7 +3,10 @@
 A replica is chosen by fewest requests in flight (ties go round the list). A connection
 that is refused never reached the replica, so the replica is marked down at once and the
 request goes to the next live replica of the same variant. Any failure after the connection
-was made is returned as it is: the replica may have processed the request.
+was made is returned as it is, never retried: the replica may have processed the request
+(a poison input is not sent to a second replica). A replica that missed the per-try
+deadline (frozen, overloaded) or broke the connection (crashed) is marked down too, so new
+requests go to the others at once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 
+from ferryman.errors import BadGateway, DeadlineExceeded
 from ferryman.gateway.health import BackendHealth
 from ferryman.gateway.messages import Answer
 from ferryman.gateway.metrics import GatewayMetrics
@@ -45,12 +49,16 @@ class Proxy:
                 return await self._send(backend, request)
             except NotReached:
                 refused.add(backend)
-                self.health.mark_down(backend)
-                self._metrics.backend_down.labels(endpoint, variant.name).inc()
-                logger.warning(
-                    "%s/%s: replica %s refused; marked down", endpoint, variant.name, backend
-                )
+                self._mark_down(endpoint, variant, backend, "refused")
+            except (DeadlineExceeded, BadGateway) as exc:
+                self._mark_down(endpoint, variant, backend, exc.message)
+                raise
         raise NoLiveBackend(variant.name)
+
+    def _mark_down(self, endpoint: str, variant: VariantRoute, backend: str, why: str) -> None:
+        self.health.mark_down(backend)
+        self._metrics.backend_down.labels(endpoint, variant.name).inc()
+        logger.warning("%s/%s: replica %s %s; marked down", endpoint, variant.name, backend, why)
 
     def has_live_backend(self, variant: VariantRoute) -> bool:
         return any(self.health.is_up(backend) for backend in variant.backends)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -172,3 +173,33 @@ def test_a_stopped_gateway_is_replaced_failing_only_requests_in_flight(stack: St
     failures = load.failures()
     assert all(stopped_at - 0.1 <= o.at_s <= stopped_at + replaced_s for o in failures)
     assert len(failures) <= load.workers, failures  # each worker has one request in flight
+
+
+def test_a_stopped_replica_costs_its_in_flight_requests_one_try_deadline(
+    tmp_path: Path, onnx_bytes: Callable[..., bytes]
+) -> None:
+    """SIGSTOP one replica of two: what it holds fails with 504 at the 1 s try deadline,
+    never after it; everything else is served."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(onnx_bytes())
+    stack = Stack(tmp_path / "data", extra_env={"FERRYMAN_GATEWAY__TRY_TIMEOUT_S": "1"})
+    try:
+        stack.ferryman("register", str(model), "--model", "m")
+        stack.up()
+        stack.ferryman("deploy", "m", "--replicas", "2")
+        wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
+        wait_for(lambda: httpx.post(infer_url(stack), content=BODY).status_code == 200, 10, "200")
+        with Load(infer_url(stack), rate=50, max_s=20).running() as load:
+            time.sleep(2)
+            frozen = stack.ready_replica_pids()[0]
+            os.kill(frozen, signal.SIGSTOP)
+            stopped_at = load.now_s()
+            time.sleep(6)
+        failures = load.failures()
+        assert all(o.status == 504 for o in failures), failures
+        assert all(o.latency_s < 1.5 for o in failures), failures
+        assert all(o.at_s >= stopped_at - 0.1 for o in failures), failures
+        assert len(failures) <= 3, failures  # in flight when it stopped, and before it was marked
+        assert len(load.failures(since_s=stopped_at + 1.5)) == 0
+    finally:
+        stack.down()
