@@ -111,10 +111,11 @@ async def test_deadline_gives_504_and_the_replica_recovers() -> None:
     assert after.status_code == 200
 
 
-async def test_a_model_error_fails_only_its_own_batch() -> None:
+async def test_a_model_error_fails_only_the_poison_request() -> None:
+    """RELIABILITY F3a: the batch [13, 1] fails, each runs again alone, only 13 fails."""
     model = GatedModel()
     app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=2)
-    values = [0, 13, 1, 2]  # batches: [0], then [13, 1] (fails), then [2]
+    values = [0, 13, 1, 2]  # batches: [0], [13, 1] (fails), [13] (fails), [1], then [2]
     async with running(app) as client:
         first = asyncio.ensure_future(client.post(URL, json=body(np.full((1, 4), 0, "f4"))))
         await asyncio.to_thread(model.entered.wait, 10)
@@ -126,10 +127,29 @@ async def test_a_model_error_fails_only_its_own_batch() -> None:
             await queued(app.state.plane, count)
         model.gate.set()
         responses = await asyncio.gather(first, *rest)
-    assert [r.status_code for r in responses] == [200, 500, 500, 200]
-    assert "failed on a batch of 2 request(s): ValueError: poison value 13" in responses[1].text
+    assert [r.status_code for r in responses] == [200, 500, 200, 200]
+    assert "failed on a batch of 1 request(s): ValueError: poison value 13" in responses[1].text
+    assert responses[2].json()["outputs"][0]["data"] == [2, 2, 2, 2]
     assert responses[3].json()["outputs"][0]["data"] == [3, 3, 3, 3]
-    assert model.batches == [1, 2, 1]
+    assert model.batches == [1, 2, 1, 1, 1]
+
+
+async def test_a_fast_model_run_on_the_loop_isolates_the_poison_request_too() -> None:
+    """The inline path (a model timed below INLINE_BELOW_S) retries alone like the other."""
+    model = GatedModel()
+    model.gate.set()
+    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=8, max_delay_ms=50)
+    async with running(app) as client:
+        await client.post(URL, json=body(np.zeros((1, 4), "f4")))  # times the model
+        values = [1, 2, 13, 3, 4]
+        responses = await asyncio.gather(
+            *(client.post(URL, json=body(np.full((1, 4), v, "f4"))) for v in values)
+        )
+    assert [r.status_code for r in responses] == [200, 200, 500, 200, 200]
+    assert any(size > 1 for size in model.batches[1:]), model.batches  # they did share a call
+    assert [r.json()["outputs"][0]["data"][0] for r in responses if r.status_code == 200] == [
+        2, 3, 4, 5,
+    ]  # fmt: skip
 
 
 async def test_a_lone_request_does_not_wait_for_company() -> None:

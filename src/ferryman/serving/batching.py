@@ -4,8 +4,10 @@ A batch is cut when it holds ``max_batch_size`` rows, when its oldest request ha
 ``max_delay_ms``, or at once when no other request is on its way (so a lone client never
 waits for company). Requests whose inputs agree on everything but the batch axis share a
 model call; each gets its own rows back. A full queue refuses at once (503 with
-Retry-After), every request has a deadline (504), and a model error fails only the requests
-of the call that raised it.
+Retry-After), every request has a deadline (504), and a model error fails only the request
+that causes it: when a call of several requests raises, each runs again alone, so a poison
+input fails by itself and its batch-mates are answered (RELIABILITY F3a). A call that
+succeeds costs nothing more.
 
 The batcher is driven by event-loop callbacks, not by a task of its own: the first request
 into an empty queue schedules a cut for the loop's next turn (so the requests that arrive
@@ -271,8 +273,16 @@ class Batcher:
             self._metrics.batch_size.observe(len(items))
             try:
                 outputs = self._predict(items)
-            except Exception as exc:  # a model error fails its own call, nothing else
-                _fail(items, _failure(self.subject, len(items), exc))
+            except Exception as exc:
+                if len(items) == 1:
+                    _fail(items, _failure(self.subject, 1, exc))
+                    continue
+                _log_isolating(self.subject, len(items), exc)
+                for pending in items:  # alone, so only the poison input fails
+                    try:
+                        _deliver([pending], self._predict([pending]))
+                    except Exception as alone:
+                        _fail([pending], _failure(self.subject, 1, alone))
             else:
                 _deliver(items, outputs)
         self._metrics.compute_s.observe(time.monotonic() - started)
@@ -286,8 +296,22 @@ class Batcher:
                 self._metrics.batch_size.observe(len(items))
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._predict, items)
-                except Exception as exc:  # a model error fails its own call, nothing else
-                    _fail(items, _failure(self.subject, len(items), exc))
+                except Exception as exc:
+                    if len(items) == 1:
+                        _fail(items, _failure(self.subject, 1, exc))
+                        continue
+                    _log_isolating(self.subject, len(items), exc)
+                    for pending in items:  # alone, so only the poison input fails
+                        if pending.future.done():  # its deadline passed meanwhile
+                            continue
+                        try:
+                            alone = await loop.run_in_executor(
+                                self._executor, self._predict, [pending]
+                            )
+                        except Exception as error:
+                            _fail([pending], _failure(self.subject, 1, error))
+                        else:
+                            _deliver([pending], alone)
                 else:
                     _deliver(items, outputs)
         except Exception:  # a bug here must not strand every request of the batch
@@ -327,6 +351,13 @@ class Batcher:
 def _failure(subject: str, count: int, exc: Exception) -> FerrymanError:
     """What the requests of a failed model call are told."""
     return exc if isinstance(exc, FerrymanError) else _model_failed(subject, count, exc)
+
+
+def _log_isolating(subject: str, count: int, exc: Exception) -> None:
+    logger.warning(
+        "%s failed on a batch of %d (%s: %s); running each request alone",
+        subject, count, type(exc).__name__, str(exc)[:200],
+    )  # fmt: skip
 
 
 def _expired(subject: str, timeout_s: float) -> DeadlineExceeded:
