@@ -87,6 +87,31 @@ async def test_a_frozen_replica_costs_one_try_deadline_and_new_requests_go_elsew
 
 
 @pytest.mark.anyio
+async def test_a_request_that_crashes_its_replica_fails_alone_and_the_replica_is_skipped(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    """RELIABILITY F3b at the gateway: the crash is a 502 for that request only, it is not
+    sent to another replica, and the next requests go to the live replica at once."""
+    gateway = make_gateway(backend_recheck_s=30)
+    crashing, healthy = Breaking(), StandIn("healthy")
+    async with (
+        breaking_replica(crashing) as a,
+        standins(healthy) as (b,),
+        serving(gateway, "on") as gw,
+    ):
+        gateway.set_routes(table(endpoint(variant("v1", 100, a, b))))
+        statuses = []
+        while crashing.received == 0 and len(statuses) < 10:
+            statuses.append((await call(session, gw + INFER.format("digits"))).status)
+        assert statuses[-1] == 502
+        served_before = len(healthy.received)
+        after = [(await call(session, gw + INFER.format("digits"))).status for _ in range(10)]
+        assert after == [200] * 10
+        assert crashing.received == 1
+        assert len(healthy.received) == served_before + 10  # the crash was not retried there
+
+
+@pytest.mark.anyio
 async def test_a_request_that_reached_a_replica_is_never_retried(
     make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
 ) -> None:
