@@ -111,6 +111,8 @@ class ControlLoop:
             ),
             control.webhook_queue_capacity,
             transport=PinnedTransport(self._outbound),
+            outbox=registry.outbox,
+            targets=registry.alerts.webhook_targets,
         )
         view = LoopView(
             table=lambda: self.reconciler.state.table,

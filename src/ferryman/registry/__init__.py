@@ -26,6 +26,7 @@ from ferryman.registry.deployments import (
 from ferryman.registry.history import SERIES, MetricHistory, MetricSample
 from ferryman.registry.lookup import MAX_VERSION, VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
+from ferryman.registry.outbox import OutboxEntry, WebhookOutbox
 from ferryman.registry.payloads import (
     CollectedPayload,
     Feedback,
@@ -87,6 +88,7 @@ __all__ = [
     "MetricSample",
     "ModelRecord",
     "OfflineGate",
+    "OutboxEntry",
     "PayloadRecord",
     "Payloads",
     "Policies",
@@ -106,6 +108,7 @@ __all__ = [
     "VersionMetadata",
     "VersionRecord",
     "VersionRef",
+    "WebhookOutbox",
     "WebhookRecord",
     "WebhookTarget",
     "build_metadata",

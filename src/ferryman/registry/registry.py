@@ -44,6 +44,7 @@ from ferryman.registry.lookup import (
     version_record_of,
 )
 from ferryman.registry.metadata import VersionMetadata, validate_alias
+from ferryman.registry.outbox import WebhookOutbox
 from ferryman.registry.payloads import Payloads
 from ferryman.registry.policies import Policies
 from ferryman.registry.records import (
@@ -103,6 +104,7 @@ class Registry:
         self.history = MetricHistory(database, clock)
         self.alerts = Alerts(database, clock)
         self.deliveries = Deliveries(database, clock)
+        self.outbox = WebhookOutbox(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

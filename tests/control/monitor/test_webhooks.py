@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from ferryman.artifacts import LocalArtifactStore
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender, signature
-from ferryman.registry import WebhookTarget
+from ferryman.registry import Database, Registry, WebhookTarget
 from tests.control.webhook_receiver import loopback_transport, receiving
 
 SECRET = "canary-secret-0123456789"
@@ -191,3 +196,64 @@ def test_the_last_attempt_at_stop_is_cut_at_the_flush_end() -> None:
         assert len(receiver.wait_for(2, timeout_s=1.0)) == 2
     assert stopped_in_s < 1.3  # the thread ended on its own (the join would wait 1.5 s)
     assert (slow.delivered, slow.given_up, slow.dropped) == (0, 1, 0)
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
+from ferryman.registry import Database, Registry
+from ferryman.artifacts import LocalArtifactStore
+
+database = Database(sys.argv[1])
+registry = Registry(database, LocalArtifactStore(Path(sys.argv[2])))
+sender = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=2.0),
+                       outbox=registry.outbox, targets=registry.alerts.webhook_targets)
+sender.start()
+for number in range(3):
+    sender.send(registry.alerts.webhook_targets()[0], "alert.fired", {"n": number})
+print("queued", flush=True)
+time.sleep(60)
+"""
+
+
+def test_deliveries_queued_when_the_control_plane_is_killed_are_delivered_after_restart(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: a sender process killed with SIGKILL while its deliveries wait for a retry;
+    the next sender on the same registry delivers them, each with its own delivery id."""
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    database = Database(url)
+    database.migrate()
+    registry = Registry(database, LocalArtifactStore(tmp_path / "artifacts"))
+    with receiving(fail_first=3) as receiver:
+        registry.alerts.put_webhook("ops", receiver.url, SECRET, "alice")
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(tmp_path / "artifacts")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "queued"
+            assert len(receiver.wait_for(3)) == 3  # each failed once; retries are 60 s away
+            time.sleep(0.2)  # let the child record the failed attempts
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+        assert len(registry.outbox.pending()) == 3
+
+        restarted = WebhookSender(
+            FAST, outbox=registry.outbox, targets=registry.alerts.webhook_targets
+        )
+        restarted.start()
+        try:
+            received = receiver.wait_for(6)
+        finally:
+            restarted.stop()
+    first = [r.headers["ferryman-delivery"] for r in received[:3]]
+    again = [r.headers["ferryman-delivery"] for r in received[3:6]]
+    assert sorted(again) == sorted(first)
+    assert all(r.status == 204 for r in received[3:6])
+    assert sorted(json.loads(r.body)["n"] for r in received[3:6]) == [0, 1, 2]
+    assert registry.outbox.pending() == []
+    registry.close()

@@ -6,8 +6,12 @@ but 2xx) is retried after ``base_s``, then twice that, and so on up to ``max_s``
 ``max_attempts``; meanwhile other deliveries go out. On :meth:`WebhookSender.stop` every
 delivery still queued gets one last attempt at once, however long its back-off had left,
 within ``flush_s``; what is still queued after that is dropped and counted (the alerts
-themselves are events in the registry). Each attempt is signed in the Standard Webhooks
-format (https://www.standardwebhooks.com), so receivers can verify it with its libraries:
+themselves are events in the registry). Given an :class:`Outbox` (the registry's
+``webhook_outbox`` table), every delivery is written there before it is queued and removed
+once delivered or given up, and :meth:`WebhookSender.start` queues again what a killed (or
+stopped) control plane left there, with the same delivery id: at least once, across
+restarts. Each attempt is signed in the Standard Webhooks format
+(https://www.standardwebhooks.com), so receivers can verify it with its libraries:
 
 - ``webhook-id``: a UUID, the same on every attempt (receivers drop repeats by it)
 - ``webhook-timestamp``: the attempt's Unix time in seconds
@@ -25,6 +29,7 @@ URL's host is resolved, checked and connected to at the checked address, without
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import heapq
 import hmac
@@ -34,13 +39,15 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from ferryman.control.outbound import OutboundPolicy, PinnedTransport
-from ferryman.registry import WebhookTarget
+from ferryman.errors import FerrymanError
+from ferryman.registry import OutboxEntry, WebhookTarget
 from ferryman.types import Clock
 from ferryman.version import __version__
 
@@ -76,6 +83,18 @@ class RetryPolicy:
         return min(self.max_s, self.base_s * 2.0 ** max(0, failed_attempts - 1))
 
 
+class Outbox(Protocol):
+    """Where deliveries wait durably: the registry's :class:`~ferryman.registry.WebhookOutbox`."""
+
+    def add(self, entry: OutboxEntry) -> None: ...
+
+    def attempted(self, delivery_id: str, attempts: int) -> None: ...
+
+    def settle(self, delivery_id: str) -> None: ...
+
+    def pending(self) -> list[OutboxEntry]: ...
+
+
 @dataclass
 class Delivery:
     id: str
@@ -96,8 +115,14 @@ class WebhookSender:
         transport: httpx.BaseTransport | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        outbox: Outbox | None = None,
+        targets: Callable[[], list[WebhookTarget]] = list,
     ) -> None:
+        """``targets`` names the webhooks that exist now: a delivery restored from the
+        ``outbox`` goes to the one of its name (and is dropped if it was removed)."""
         self._policy = policy
+        self._outbox = outbox
+        self._targets = targets
         self._capacity = capacity
         self._clock = clock
         self._wall_clock = wall_clock
@@ -117,7 +142,39 @@ class WebhookSender:
         self.given_up = 0
 
     def start(self) -> None:
+        """Queue what the outbox holds from before (a restart), then start sending."""
+        self._restore()
         self._thread.start()
+
+    def _restore(self) -> None:
+        if self._outbox is None:
+            return
+        try:
+            entries = self._outbox.pending()
+            targets = {target.name: target for target in self._targets()}
+        except FerrymanError as exc:
+            logger.error("webhooks: the outbox cannot be read (%s); sending new ones only", exc)
+            return
+        for entry in entries:
+            target = targets.get(entry.webhook)
+            if target is None:
+                logger.warning("webhook %s: removed; delivery %s dropped", entry.webhook, entry.id)
+                self._settle(entry.id)
+                continue
+            delivery = Delivery(entry.id, target, entry.event, entry.body.encode(), entry.attempts)
+            with self._wake:
+                heapq.heappush(self._queue, (self._clock(), next(self._order), delivery))
+        if entries:
+            logger.info("webhooks: %d deliveries restored from the outbox", len(entries))
+
+    def _settle(self, delivery_id: str) -> None:
+        """The delivery is done with (delivered or given up): out of the outbox."""
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.settle(delivery_id)
+        except FerrymanError as exc:  # it may be sent again after a restart: at least once
+            logger.warning("webhooks: delivery %s stays in the outbox: %s", delivery_id, exc)
 
     def stop(self, flush_s: float = 5.0) -> None:
         """Give each queued delivery one last attempt within ``flush_s``, then stop the thread
@@ -142,8 +199,23 @@ class WebhookSender:
                                target.name, self._capacity, event)  # fmt: skip
                 return False
             delivery = Delivery(delivery_id, target, event, body)
+            if self._outbox is not None and not self._keep(delivery):
+                return False
             heapq.heappush(self._queue, (self._clock(), next(self._order), delivery))
             self._wake.notify_all()
+        return True
+
+    def _keep(self, delivery: Delivery) -> bool:
+        """Write the delivery to the outbox; False (and an error) if it cannot be."""
+        entry = OutboxEntry(id=delivery.id, webhook=delivery.target.name,
+                            event=delivery.event, body=delivery.body.decode())  # fmt: skip
+        try:
+            self._outbox.add(entry)  # type: ignore[union-attr]
+        except FerrymanError as exc:
+            self.dropped += 1
+            logger.error("webhook %s: %s not kept in the outbox (%s); dropped",
+                         delivery.target.name, delivery.event, exc)  # fmt: skip
+            return False
         return True
 
     def pending(self) -> int:
@@ -216,6 +288,7 @@ class WebhookSender:
             failure = type(exc).__name__
         if failure is None:
             self.delivered += 1
+            self._settle(delivery.id)
             return
         name, attempts = delivery.target.name, delivery.attempts
         if attempts >= self._policy.max_attempts or last_s is not None:
@@ -223,8 +296,13 @@ class WebhookSender:
             logger.error("webhook %s: delivery %s %s after %d attempts (%s); giving up%s",
                          name, delivery.id, delivery.event, attempts, failure,
                          " (stopping)" if last_s is not None else "")  # fmt: skip
+            if last_s is None:  # at stop, it stays in the outbox for the next start
+                self._settle(delivery.id)
             return
         delay_s = self._policy.delay_s(attempts)
+        if self._outbox is not None:
+            with contextlib.suppress(FerrymanError):
+                self._outbox.attempted(delivery.id, attempts)
         logger.warning("webhook %s: delivery %s attempt %d failed (%s); retrying in %.1f s",
                        name, delivery.id, attempts, failure, delay_s)  # fmt: skip
         with self._wake:
