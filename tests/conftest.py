@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.leftovers"]  # every test stops what it starts
 
+pytest_plugins = ["tests.ci_services"]  # CI=true: a missing service fails, not skips
+
 # The in-process CLI's Rich consoles take their width when ferryman.cli is first imported;
 # pytest-xdist workers inherit COLUMNS=80, which would cut table cells the tests read.
 os.environ["COLUMNS"] = "200"
