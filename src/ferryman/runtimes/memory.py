@@ -19,6 +19,8 @@ class InMemoryRuntime:
     stopped: list[str] = field(default_factory=list)
     tables: list[RouteTable] = field(default_factory=list)
     """Every table published, in order (the same table twice in a row is kept once)."""
+    publishes: int = 0
+    """How many times a table was handed over, changed or not."""
     _observations: dict[str, int] = field(default_factory=dict)
     _counter: int = 0
     failing_templates: set[str] = field(default_factory=set)
@@ -54,6 +56,7 @@ class InMemoryRuntime:
         self.replicas[replica_id] = replace(replica, state=ReplicaState.FAILED, reason="exited")
 
     def publish(self, table: RouteTable) -> None:
+        self.publishes += 1
         if not self.tables or self.tables[-1] != table:
             self.tables.append(table)
 

@@ -204,37 +204,19 @@ def test_the_forecast_scales_ahead_of_a_recurring_peak(world: World) -> None:
     assert any("forecast" in reason for reason in reasons)
 
 
-def test_a_lost_or_unheld_route_table_is_written_again(
-    registry: Registry, tmp_path: Path, onnx_bytes: Callable[..., bytes]
+def test_every_table_carries_the_registry_and_is_published_every_tick(
+    registry: Registry, onnx_bytes: Callable[..., bytes]
 ) -> None:
-    """Issue 13: a deleted or garbled file, or a gateway holding another generation, gets the
-    wanted table again although no deployment changed."""
+    """Issue 13: the runtime is handed the wanted table on every tick (so it can give a
+    gateway that lost it the table again), stamped with the registry's identity."""
     registry.register("digits", onnx_bytes(), "alice")
-    path, clock, held = tmp_path / "routes.json", Clock(), [0]
+    clock, runtime = Clock(), InMemoryRuntime()
     reconciler = Reconciler(
-        registry, InMemoryRuntime(), path, clock=clock, route_grace_s=1.0,
-        registry_id=registry.identity(), held_generation=lambda: held[0],
-    )  # fmt: skip
+        registry, runtime, clock=clock, route_grace_s=1.0, registry_id=registry.identity()
+    )
     spec = DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", version=1),))
     registry.deployments.put(spec, "alice")
-    table = ticks(reconciler, clock, 3)
-    held[0] = table.generation
-    assert ticks(reconciler, clock, 4).generation == table.generation  # steady: no writes
+    table = ticks(reconciler, clock, 6)
     assert table.registry == registry.identity()
-
-    path.unlink()
-    rewritten = reconciler.tick()
-    assert rewritten.endpoints == table.endpoints
-    assert RouteTable.from_json(path.read_bytes()) == rewritten
-
-    path.write_text("{garbled")
-    clock.now_s += 0.5
-    rewritten = reconciler.tick()
-    assert RouteTable.from_json(path.read_bytes()) == rewritten
-
-    held[0] = 0  # a gateway restarted on no table: rewritten once the grace has passed
-    generation = reconciler.tick().generation
-    clock.now_s += 0.5
-    assert reconciler.tick().generation == generation  # within the grace: it may be loading
-    clock.now_s += 0.6
-    assert reconciler.tick().generation == generation + 1
+    assert runtime.publishes == 6  # one publish a tick, changed or not
+    assert ticks(reconciler, clock, 3).generation == table.generation  # steady: no new one

@@ -9,6 +9,7 @@ garbled on disk is written again, and a gateway that died is started again.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,22 +21,33 @@ from ferryman.runtimes.local.gateway import GatewayProcess, gateway_registry
 from ferryman.runtimes.local.processes import ReplicaProcesses
 from ferryman.types import Clock
 
+logger = logging.getLogger(__name__)
+
 
 class LocalRuntime:
     """A :class:`~ferryman.runtimes.base.Runtime` of processes on this machine."""
 
     def __init__(
-        self, settings: Settings, clock: Clock = time.monotonic, registry_id: str = ""
+        self,
+        settings: Settings,
+        clock: Clock = time.monotonic,
+        registry_id: str = "",
+        gateway: GatewayProcess | None = None,
     ) -> None:
         """``registry_id``: the registry whose control plane this is; every replica, the
-        gateway and their state files carry it."""
+        gateway and their state files carry it. ``gateway`` supervises the gateway processes
+        (tests hand in a stand-in)."""
         timeout_s = settings.control.replica_startup_timeout_s
         self._replicas = ReplicaProcesses(
             settings, clock, startup_timeout_s=timeout_s, registry_id=registry_id
         )
-        self._gateway = GatewayProcess(settings, registry_id=registry_id)
+        self._gateway = gateway or GatewayProcess(settings, registry_id=registry_id)
         self._routes_path = settings.routes_path
         self._gateway_state = settings.data_dir / "gateway.json"
+        self._clock = clock
+        self._grace_s = settings.control.route_grace_s
+        self._unheld_since_s: float | None = None
+        """Since when the serving gateway has held another table than the file's."""
 
     def observe(self) -> list[Replica]:
         return self._replicas.observe()
@@ -47,12 +59,33 @@ class LocalRuntime:
         self._replicas.stop(replica_id)
 
     def publish(self, table: RouteTable) -> None:
+        """Write the file when it is not ``table`` (deleted, garbled, replaced), and again
+        when the serving gateway has held another generation for longer than the route
+        grace (a new inode makes it read the file); keep the gateways running."""
         text = table.model_dump_json(indent=1).encode()
-        if _read_bytes(self._routes_path) != text:
+        if _read_bytes(self._routes_path) != text or self._is_unheld(table):
             temporary = self._routes_path.with_suffix(".tmp")
             temporary.write_bytes(text)
             os.replace(temporary, self._routes_path)
+            self._unheld_since_s = None
         self._gateway.ensure_running()
+
+    def _is_unheld(self, table: RouteTable) -> bool:
+        held = self._gateway.generation
+        if held is None or held == table.generation:
+            self._unheld_since_s = None
+            return False
+        now = self._clock()
+        if self._unheld_since_s is None:
+            self._unheld_since_s = now
+        if now - self._unheld_since_s < self._grace_s:
+            return False
+        logger.warning(
+            "the gateway holds route table generation %d, not %d; writing it again",
+            held,
+            table.generation,
+        )
+        return True
 
     def published(self) -> RouteTable | None:
         try:

@@ -6,8 +6,8 @@ running fleet carries it, and a control plane on another registry refuses to act
 ``webhook_outbox`` holds every webhook delivery until it is delivered or given up, so a
 control plane killed with deliveries queued sends them after its restart.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-10
 """
 
@@ -20,8 +20,8 @@ from alembic import op
 
 from ferryman.registry.tables import UTCDateTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
