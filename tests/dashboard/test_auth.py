@@ -76,7 +76,7 @@ def test_logging_in_sets_a_strict_httponly_cookie_and_goes_back(
     assert answer.headers["location"] == "/ui/models/digits"
     cookie = answer.headers["set-cookie"]
     assert re.fullmatch(
-        r"ferryman_session=v1\.\d+\.[\w-]+\.[\w-]+; Max-Age=43200; Path=/; HttpOnly; "
+        r"ferryman_session=v2\.\d+\.[\w-]+\.admin\.0\.[\w-]+; Max-Age=43200; Path=/; HttpOnly; "
         r"SameSite=Strict",
         cookie,
     )

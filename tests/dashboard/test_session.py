@@ -44,7 +44,7 @@ def test_each_login_is_a_different_session() -> None:
     [
         lambda c: c + "x",
         lambda c: c[:-1],
-        lambda c: c.replace("v1.", "v2.", 1),
+        lambda c: c.replace("v2.", "v1.", 1),
         lambda c: c.replace(c.split(".")[1], str(int(c.split(".")[1]) + 3600), 1),
         lambda c: c.rsplit(".", 1)[0],
         lambda c: "",
@@ -56,6 +56,16 @@ def test_a_tampered_cookie_is_refused(change: object) -> None:
     cookie = sessions.issue()
     assert callable(change)
     assert not sessions.is_valid(change(cookie))
+
+
+def test_a_scoped_session_carries_its_role_and_cannot_be_raised_to_admin() -> None:
+    sessions = Sessions("token-a", ttl_s=3600)
+    cookie = sessions.issue("viewer", 7)
+    info = sessions.read(cookie)
+    assert info is not None
+    assert (info.role, info.token_id) == ("viewer", 7)
+    assert sessions.read(cookie.replace(".viewer.7.", ".admin.0.", 1)) is None
+    assert sessions.read(cookie.replace(".viewer.7.", ".operator.7.", 1)) is None
 
 
 def test_the_csrf_token_belongs_to_its_session() -> None:

@@ -23,6 +23,7 @@ from ferryman.cli import (
     registry,
     rollout,
     serve,
+    tokens,
     train,
     up,
 )
@@ -64,6 +65,7 @@ app.command("feedback")(payloads.feedback)
 app.command("quality")(payloads.quality)
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(export.export_app, name="export")
+app.add_typer(tokens.tokens_app, name="tokens")
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 GLOBAL_FLAGS = ("--insecure-http",)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.requests import ClientDisconnect
 
+from ferryman.control.api.roles import TokenBook
 from ferryman.dashboard.assets import Asset, load_assets, load_template
 from ferryman.dashboard.session import (
     COOKIE_NAME,
@@ -56,15 +57,20 @@ PAGE_HEADERS = {
 _NEXT = re.compile(r"/ui/[A-Za-z0-9._~%/?=&+-]*")
 REFUSED_LOGIN = (
     "That token is not right. Copy it from the control-token file in the control plane's "
-    "data dir (ferryman up printed it on first start)."
+    "data dir (ferryman up printed it on first start), or use an operator or viewer token "
+    "(ferryman tokens create --role viewer)."
 )
+DASHBOARD_ROLES = frozenset({"operator", "viewer"})
+"""Scoped tokens that may log in (an inference token is for the gateway only)."""
 
 
 class Dashboard:
-    """Serves the dashboard for one token (``sessions`` None: auth is off, no login)."""
+    """Serves the dashboard for one token (``sessions`` None: auth is off, no login); the
+    operator and viewer tokens in ``tokens`` may log in too."""
 
-    def __init__(self, sessions: Sessions | None) -> None:
+    def __init__(self, sessions: Sessions | None, tokens: TokenBook | None = None) -> None:
         self._sessions = sessions
+        self._tokens = tokens
         self._assets = load_assets()
         self._shell = load_template("index.html")
         self._login = load_template("login.html")
@@ -87,8 +93,12 @@ class Dashboard:
     async def page(self, request: Request) -> Response:
         cookie = request.cookies.get(COOKIE_NAME, "")
         csrf = self._sessions.csrf_token(cookie) if self._sessions and cookie else ""
-        body = self._shell.replace("{{csrf_token}}", html.escape(csrf)).replace(
-            "{{version}}", html.escape(__version__)
+        session = self._sessions.read(cookie) if self._sessions else None
+        role = session.role if session is not None else "admin"
+        body = (
+            self._shell.replace("{{csrf_token}}", html.escape(csrf))
+            .replace("{{version}}", html.escape(__version__))
+            .replace("{{role}}", html.escape(role))
         )
         return HTMLResponse(body, headers={**PAGE_HEADERS, "cache-control": "no-store"})
 
@@ -108,14 +118,24 @@ class Dashboard:
         if form is None:
             return self._login_response(HOME, "The form was too large; paste the token only.", 413)
         target = safe_next(form.get("next", HOME))
-        if not self._sessions.is_token(form.get("token", "").strip()):
+        signed_in = self._signed_in(self._sessions, form.get("token", "").strip())
+        if signed_in is None:
             logger.warning("dashboard login refused (wrong token) from %s", _client(request))
             return self._login_response(target, REFUSED_LOGIN, 401)
-        logger.info("dashboard login from %s", _client(request))
+        logger.info("dashboard login (%s) from %s", signed_in[0], _client(request))
         cookie = set_cookie_header(
-            self._sessions.issue(), self._sessions.ttl_s, request.url.scheme == "https"
+            self._sessions.issue(*signed_in), self._sessions.ttl_s, request.url.scheme == "https"
         )
         return RedirectResponse(target, 303, headers={**PAGE_HEADERS, "set-cookie": cookie})
+
+    def _signed_in(self, sessions: Sessions, presented: str) -> tuple[str, int] | None:
+        """(role, token id) of a token that may log in; None for any other."""
+        if sessions.is_token(presented):
+            return "admin", 0
+        found = self._tokens.find(presented.encode()) if self._tokens and presented else None
+        if found is None or found.role not in DASHBOARD_ROLES:
+            return None
+        return found.role.value, found.id
 
     async def logout(self, request: Request) -> Response:
         """Clear the session cookie (the middleware checked the session and its CSRF token)."""

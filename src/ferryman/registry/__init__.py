@@ -58,11 +58,20 @@ from ferryman.registry.records import (
 from ferryman.registry.registry import PRODUCTION, Registry
 from ferryman.registry.rollouts import RolloutRecord, Rollouts, RolloutStatus
 from ferryman.registry.runs import RunLog
+from ferryman.registry.tokens import (
+    ActiveToken,
+    IssuedToken,
+    TokenRecord,
+    TokenRole,
+    Tokens,
+    token_digest,
+)
 
 __all__ = [
     "MAX_VERSION",
     "PRODUCTION",
     "SERIES",
+    "ActiveToken",
     "AlertChange",
     "AlertLevel",
     "AlertRecord",
@@ -82,6 +91,7 @@ __all__ = [
     "FeedbackResult",
     "FeedbackStatus",
     "HeaderRuleSpec",
+    "IssuedToken",
     "Labelled",
     "MetricHistory",
     "MetricPoint",
@@ -101,6 +111,9 @@ __all__ = [
     "RunLog",
     "RunRecord",
     "RunStatus",
+    "TokenRecord",
+    "TokenRole",
+    "Tokens",
     "Trigger",
     "VariantRecord",
     "VariantSpec",
@@ -114,4 +127,5 @@ __all__ = [
     "build_metadata",
     "offline_gate",
     "scaled",
+    "token_digest",
 ]

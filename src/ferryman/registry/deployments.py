@@ -115,6 +115,11 @@ class DeploymentSpec(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1, le=4096)
     max_delay_ms: float | None = Field(default=None, ge=0, le=1000)
     intra_op_threads: int | None = Field(default=None, ge=0, le=256)
+    require_token: bool = Field(
+        default=False,
+        description="Gateway requests need an inference token of this endpoint "
+        "(ferryman tokens create --endpoint NAME --scope infer).",
+    )
 
     def variant(self, name: str) -> VariantSpec:
         found = next((v for v in self.variants if v.name == name), None)

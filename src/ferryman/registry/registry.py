@@ -71,6 +71,7 @@ from ferryman.registry.tables import (
     VariantRow,
     VersionRow,
 )
+from ferryman.registry.tokens import Tokens
 from ferryman.signature import Signature, incompatibility
 
 
@@ -105,6 +106,7 @@ class Registry:
         self.alerts = Alerts(database, clock)
         self.deliveries = Deliveries(database, clock)
         self.outbox = WebhookOutbox(database, clock)
+        self.tokens = Tokens(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

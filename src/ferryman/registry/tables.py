@@ -360,3 +360,19 @@ class WebhookOutboxRow(Base):
     body: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiTokenRow(Base):
+    """A scoped token: only the SHA-256 of its secret is kept, never the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(NAME)
+    role: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str | None] = mapped_column(NAME)
+    digest: Mapped[str] = mapped_column(DIGEST, unique=True)
+    created_by: Mapped[str] = mapped_column(KEY)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -19,9 +19,11 @@ from ferryman.control.api import (
     registry_routes,
     rollout_routes,
     route_table_routes,
+    token_routes,
     webhook_routes,
 )
 from ferryman.control.api.responses import ERROR_RESPONSES
+from ferryman.control.api.roles import TokenBook
 from ferryman.control.api.security import SecurityMiddleware, declare_auth
 from ferryman.control.monitor.history import HistoryView, StoredHistory
 from ferryman.dashboard.pages import Dashboard
@@ -49,6 +51,7 @@ def create_app(
     is the control loop's stop, for ``POST /api/v1/fleet/stop`` (``ferryman down``).
     """
     sessions = None if token is None else Sessions(token, settings.control.session_ttl_s)
+    book = None if token is None else TokenBook(registry.tokens)
     app = FastAPI(
         title="Ferryman control plane",
         version=__version__,
@@ -65,6 +68,7 @@ def create_app(
     app.state.fleet_stop = fleet_stop
     app.state.routes = routes
     app.state.token = token
+    app.state.token_book = book
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
@@ -72,9 +76,10 @@ def create_app(
     app.include_router(monitor_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(route_table_routes.router)
-    app.include_router(Dashboard(sessions).router())
+    app.include_router(Dashboard(sessions, book).router())
     app.include_router(webhook_routes.router)
     app.include_router(fleet_routes.router)
+    app.include_router(token_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)
@@ -88,6 +93,7 @@ def create_app(
         allowed_hosts=settings.control.allowed_hosts,
         sessions=sessions,
         bound_host=settings.control.host,
+        tokens=book,
     )
     return app
 

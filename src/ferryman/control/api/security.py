@@ -13,6 +13,8 @@ checked in one middleware, before any route runs:
    ``/ui/login`` (303); anything else → 401.
 5. the signed routes (a webhook from another system, which cannot hold the token) check a
    signature of their own instead and answer 401 without it.
+6. a scoped token (or the session it logged in) gets only what its role may do
+   (:mod:`ferryman.control.api.roles`) → 403 for the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ferryman.control.api.roles import ADMIN, TokenBook, role_refusal
 from ferryman.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
 from ferryman.host_policy import HostPolicy
 
@@ -108,10 +111,12 @@ class SecurityMiddleware:
         allowed_hosts: Iterable[str] = (),
         sessions: Sessions | None = None,
         bound_host: str = "127.0.0.1",
+        tokens: TokenBook | None = None,
     ) -> None:
         self._app = app
         self._token = token.encode() if token else None
         self._sessions = sessions
+        self._book = tokens
         self._hosts = HostPolicy.for_server(bound_host, None, allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,19 +155,42 @@ class SecurityMiddleware:
             return None
         if _has_token(headers, self._token):
             return None
+        scoped = self._book.find(_bearer(headers)) if self._book is not None else None
+        if scoped is not None:
+            return _forbidden(role_refusal(scoped.role, scope["method"], path))
         is_unsafe = scope["method"] not in SAFE_METHODS
         if self._sessions is not None and (cookie := _session_cookie(headers, self._sessions)):
-            return _csrf_refusal(self._sessions, cookie, headers) if is_unsafe else None
+            refusal = _csrf_refusal(self._sessions, cookie, headers) if is_unsafe else None
+            return refusal or self._session_role_refusal(scope, cookie)
         if not is_unsafe and (path == "/" or path.startswith(PAGE_PREFIX)):
             return Refusal(303, "log in first", _login_location(scope))
         return Refusal(
             401, "a valid bearer token is required (see the control-token file in the data dir)"
         )
 
+    def _session_role_refusal(self, scope: Scope, cookie: str) -> Refusal | None:
+        """A scoped token's session: its token must still be active, and its role allow this."""
+        info = self._sessions.read(cookie) if self._sessions is not None else None
+        if info is None or info.role == ADMIN:
+            return None
+        if self._book is None or not self._book.is_active(info.token_id):
+            return Refusal(401, "the token this session logged in with was revoked; log in again")
+        return _forbidden(role_refusal(info.role, scope["method"], scope["path"]))
+
 
 def _has_token(headers: dict[bytes, bytes], token: bytes) -> bool:
     scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
     return scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), token)
+
+
+def _bearer(headers: dict[bytes, bytes]) -> bytes:
+    """The bearer credential presented (empty without one)."""
+    scheme, _, credential = headers.get(b"authorization", b"").partition(b" ")
+    return credential.strip() if scheme.lower() == b"bearer" else b""
+
+
+def _forbidden(message: str | None) -> Refusal | None:
+    return None if message is None else Refusal(403, message)
 
 
 def _session_cookie(headers: dict[bytes, bytes], sessions: Sessions) -> str | None:

@@ -85,6 +85,12 @@ setInterval(() => {
   }
 }, 2000);
 
+// A viewer's session may only read: the buttons that change things are hidden (the server
+// refuses them with 403 regardless).
+const role = document.querySelector('meta[name="ferryman-role"]')?.content ?? 'admin';
+document.body.classList.toggle('read-only', role === 'viewer');
+document.body.dataset.role = role;
+
 document.getElementById('logout').addEventListener('click', async () => {
   const csrf = document.querySelector('meta[name="ferryman-csrf"]')?.content ?? '';
   try {
