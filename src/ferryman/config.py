@@ -111,6 +111,12 @@ class ServingSettings(BaseModel):
     payload_max_input_bytes: int = Field(
         default=16 * 1024, ge=0, description="Inputs larger than this are never kept, in bytes."
     )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token every request but liveness must carry (401 without it); "
+        "`ferryman up` hands each replica its fleet's secret here (FERRYMAN_SERVING__TOKEN). "
+        "None: no auth (a replica served on its own, on loopback).",
+    )
     is_remote_without_auth_allowed: bool = Field(
         default=False,
         description="Allow binding a non-loopback host although the data plane has no token "
@@ -266,6 +272,11 @@ class GatewaySettings(BaseModel):
     )
     backend_hosts: tuple[str, ...] = Field(
         default=(), description="Backend hosts allowed besides loopback in the route table."
+    )
+    replica_token: SecretStr | None = Field(
+        default=None,
+        description="The fleet's secret, sent to replicas as their bearer token (`ferryman up` "
+        "sets it through FERRYMAN_GATEWAY__REPLICA_TOKEN); None: replicas without auth.",
     )
     connect_timeout_s: float = Field(
         default=1.0, gt=0, description="Longest wait to connect to a replica; then the next one."

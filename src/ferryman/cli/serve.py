@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import errors
@@ -39,6 +40,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface [default 127.0.0.1].")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="Also serve V2 over gRPC here.")] = None,
     name: Annotated[str | None, typer.Option(help="Model name for a .onnx file.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Require 'Authorization: Bearer TOKEN' on every route but liveness. Prefer "
+            "FERRYMAN_SERVING__TOKEN: every user can read a process's arguments (ps).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve one variant over the Open Inference Protocol V2 until SIGTERM, then drain."""
     # The data plane needs the "serve" extra; the rest of the CLI works without it.
@@ -49,7 +58,8 @@ def serve(
     state = cli_context(ctx)
     is_file = target.endswith(".onnx") or Path(target).is_file()
     given = state.given_settings if is_file else state.settings  # a file needs no data dir
-    settings = _with_serving(given, port=port, host=host, grpc_port=grpc_port)
+    secret = SecretStr(token) if token is not None else None
+    settings = _with_serving(given, port=port, host=host, grpc_port=grpc_port, token=secret)
     threads = settings.serving.intra_op_threads
     if is_file:
         source = from_file(Path(target), name, threads)

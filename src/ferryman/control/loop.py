@@ -34,6 +34,7 @@ from ferryman.control.reconcile.reconciler import Reconciler
 from ferryman.control.rollouts.controller import RolloutController
 from ferryman.control.rollouts.observer import Sources, TrafficSource
 from ferryman.errors import FerrymanError
+from ferryman.fleet_secret import load_or_create_fleet_secret, replica_headers
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Registry, RolloutRecord
 from ferryman.runtimes import ReplicaState, Runtime, create_runtime
@@ -59,14 +60,16 @@ class ControlLoop:
         self._outbound = OutboundPolicy.from_settings(settings)
         if settings.control.prometheus_url:  # refused at start, with why; each query again
             self._outbound.check_url(settings.control.prometheus_url)
+        secret = load_or_create_fleet_secret(settings.data_dir)
         self._registry = registry
         self.registry_id = registry.identity()
         self.runtime = (
             runtime
             if runtime is not None
-            else create_runtime(settings, control_token, self.registry_id)
+            else create_runtime(settings, control_token, self.registry_id, secret)
         )
-        self._http = httpx.Client(timeout=1.0)
+        # Replicas (and the gateway) are sent the fleet secret; nothing else is (Prometheus).
+        self._http = httpx.Client(timeout=1.0, headers=replica_headers(secret))
         self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
         self.fleet = FleetMetrics(0.0)
         """What the gateways and replicas said this tick (read once, shared by every part)."""

@@ -8,6 +8,7 @@ pure :func:`~ferryman.gateway.routes.pick_variant` call before the bytes go out.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
@@ -22,8 +23,10 @@ from ferryman.config import GatewaySettings, Settings
 from ferryman.errors import (
     DeadlineExceeded,
     FerrymanError,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
+    Unauthenticated,
     Unavailable,
 )
 from ferryman.gateway.health import BackendHealth
@@ -95,6 +98,8 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.routes = RouteTable(generation=0, endpoints={})
+        self._token_owners: dict[str, str] = {}
+        """Endpoint of each inference token, by the token's SHA-256 (hex)."""
         self._make_transport = transport
         self._clock = clock
         # Its own generator: traffic splitting needs uniform draws, not secrecy.
@@ -118,6 +123,11 @@ class Gateway:
                 {b for r in table.endpoints.values() for v in r.variants for b in v.backends}
             )
         self.routes = table
+        self._token_owners = {
+            digest: name
+            for name, route in table.endpoints.items()
+            for digest in route.token_digests
+        }
         self.metrics.route_generation.set(table.generation)
         self._holding.notify()
         logger.info(
@@ -186,7 +196,9 @@ class Gateway:
             raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
         settings = self.settings
         check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
-        self._route(target.endpoint)  # 404 before reading a body for an unknown endpoint
+        route = self._route(target.endpoint)  # 404 before reading a body for an unknown one
+        if route.require_token:
+            self._check_token(scope["headers"], route.endpoint)
         try:  # a client trickling its body (slowloris) holds a connection for this long only
             async with asyncio.timeout(settings.request_timeout_s):
                 body = await read_body(scope["headers"], receive, settings.max_body_bytes)
@@ -296,6 +308,25 @@ class Gateway:
             self.metrics.unknown_endpoint.inc()
             raise NotFound(f"endpoint {endpoint!r} is not deployed; see `ferryman endpoints list`")
         return route
+
+    def _check_token(self, headers: RawHeaders, endpoint: str) -> None:
+        """The request carries one of ``endpoint``'s inference tokens: one hash and one dict
+        lookup (revoked tokens left the table at its last publish)."""
+        credential = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, credential = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    credential = b""
+                break
+        owner = self._token_owners.get(hashlib.sha256(credential.strip()).hexdigest())
+        if owner is None:
+            raise Unauthenticated(
+                f"endpoint {endpoint!r} needs an inference token: send 'Authorization: Bearer "
+                f"TOKEN' (ferryman tokens create --endpoint {endpoint} --scope infer)"
+            )
+        if owner != endpoint:
+            raise Forbidden(f"this token is for endpoint {owner!r}, not {endpoint!r}")
 
     @staticmethod
     def _pick(route: EndpointRoute, request: Request, draw: float) -> VariantRoute:

@@ -14,6 +14,7 @@ A send fails in one of three ways, and only the first is safe to retry:
 from __future__ import annotations
 
 import asyncio
+import re
 import select
 import ssl
 from collections.abc import Collection
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from ferryman.config import GatewaySettings
-from ferryman.errors import BadGateway, DeadlineExceeded
+from ferryman.errors import BadGateway, DeadlineExceeded, InvalidInput
 from ferryman.gateway.messages import Answer, RawHeaders
 from ferryman.gateway.transport import (
     RESPONSE_DROPPED,
@@ -31,6 +32,8 @@ from ferryman.gateway.transport import (
     Upstream,
 )
 from ferryman.types import Clock
+
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]{1,512}")
 
 
 class Connection(asyncio.Protocol):
@@ -111,12 +114,14 @@ class ConnectionPool:
     def __init__(self, settings: GatewaySettings, clock: Clock | None = None) -> None:
         self._settings = settings
         self._clock = clock
+        secret = settings.replica_token
+        self._credentials = b"" if secret is None else credentials_line(secret.get_secret_value())
         self._idle: dict[str, list[Connection]] = {}
         self._addresses: dict[str, tuple[str, int, bool, bytes]] = {}
 
     async def send(self, backend: str, request: Upstream) -> Answer:
         connection = self._idle_connection(backend) or await self._connect(backend)
-        data = _encode(request, self._address(backend)[3])
+        data = _encode(request, self._address(backend)[3], self._credentials)
         settings = self._settings
         try_timeout_s = settings.try_timeout_s or settings.request_timeout_s
         try:
@@ -185,11 +190,24 @@ class ConnectionPool:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
 
-def _encode(request: Upstream, host: bytes) -> bytes:
-    """The request as HTTP/1.1 bytes; header values were parsed by httptools (no CR/LF)."""
+def credentials_line(secret: str) -> bytes:
+    """``authorization: Bearer <secret>`` as a header line; a secret that could end the line
+    early (or is not plain ASCII) is refused."""
+    if not secret or not _TOKEN_CHARS.fullmatch(secret):
+        raise InvalidInput(
+            "gateway.replica_token holds characters a header cannot carry; use letters, "
+            "digits and -._~+/= only (ferryman up generates one)"
+        )
+    return b"authorization: Bearer " + secret.encode("ascii") + b"\r\n"
+
+
+def _encode(request: Upstream, host: bytes, credentials: bytes = b"") -> bytes:
+    """The request as HTTP/1.1 bytes; header values were parsed by httptools (no CR/LF).
+    ``credentials`` is the whole ``authorization`` line of the fleet's secret, or empty."""
     lines = [
         f"{request.method} {request.path} HTTP/1.1\r\n".encode("ascii"),
         b"host: " + host + b"\r\n",
+        credentials,
         b"content-length: " + str(len(request.body)).encode() + b"\r\n",
     ]
     lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in request.headers)

@@ -23,6 +23,7 @@ from ferryman.errors import InvalidInput
 from ferryman.names import validate_name
 
 STICKY_BUCKETS = 100
+_DIGEST = r"^[0-9a-f]{64}$"
 LOOPBACK_NAMES = frozenset({"localhost"})
 _HEADER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -92,6 +93,15 @@ class EndpointRoute(BaseModel):
     )
     max_held: Annotated[int, Field(ge=0, le=100_000)] = Field(
         default=256, description="Most requests held at once while waiting for a replica."
+    )
+    require_token: bool = Field(
+        default=False,
+        description="Requests need one of this endpoint's inference tokens "
+        "(Authorization: Bearer): 401 without a valid one, 403 with another endpoint's.",
+    )
+    token_digests: tuple[Annotated[str, Field(pattern=_DIGEST)], ...] = Field(
+        default=(),
+        description="SHA-256 (hex) of the endpoint's inference tokens, never the tokens.",
     )
 
     @field_validator("endpoint")

@@ -32,7 +32,9 @@ HOP_BY_HOP = frozenset(
         b"content-length",
     }
 )
-REQUEST_DROPPED = HOP_BY_HOP | {b"host"}
+REQUEST_DROPPED = HOP_BY_HOP | {b"host", b"authorization"}
+"""Never forwarded: the client's inference token is for the gateway; replicas get the
+fleet's secret from the gateway instead (:class:`~.pool.ConnectionPool`)."""
 RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
 
 

@@ -24,14 +24,18 @@ RUNTIMES = ("local", "ray")
 
 
 def create_runtime(
-    settings: Settings, control_token: str | None = None, registry_id: str = ""
+    settings: Settings,
+    control_token: str | None = None,
+    registry_id: str = "",
+    fleet_secret: str | None = None,
 ) -> Runtime:
     """The runtime ``settings.control.runtime`` names; ``control_token`` lets the ``ray``
     runtime's gateways read the route table from the control plane's API; ``registry_id``
-    is the registry whose fleet it runs (carried by the local runtime's processes)."""
+    is the registry whose fleet it runs and ``fleet_secret`` what its replicas take from the
+    gateway and the control plane only (both carried by the local runtime's processes)."""
     name = settings.control.runtime
     if name == "local":
-        return LocalRuntime(settings, registry_id=registry_id)
+        return LocalRuntime(settings, registry_id=registry_id, fleet_secret=fleet_secret)
     if name == "ray":
         try:
             from ferryman.runtimes.ray import RayRuntime  # noqa: PLC0415 - ray is optional

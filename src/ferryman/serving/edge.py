@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferryman.errors import FerrymanError
 from ferryman.host_policy import HostPolicy
+from ferryman.serving.auth import LIVENESS_PATH, REFUSED, expected_credentials, is_authorized
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.http import Reply, error_reply, infer_v2, v2_infer_target
 from ferryman.serving.limits import ClientDisconnected, HeaderLimits
@@ -74,6 +75,7 @@ class Edge:
         self.hosts = HostPolicy.for_server(settings.host, settings.port, settings.allowed_hosts)
         self.version = plane.identity.version.encode()
         self.ids = RequestIds()
+        self.credentials = expected_credentials(settings)
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The request's coroutine: the hot path's, or the one that hands it on.
@@ -84,6 +86,8 @@ class Edge:
         if scope["type"] != "http":
             return self.app(scope, receive, send)
         headers = scope["headers"]
+        if self.credentials is not None and not self._is_authorized(scope):
+            return self._send(send, error_reply(REFUSED), self._stamp(headers))
         problem = self.limits.check(headers) or self.hosts.refusal(
             headers, scope["method"], scope.get("scheme", "http")
         )
@@ -91,6 +95,17 @@ class Edge:
         if target is not None:
             return self._infer(scope, receive, send, target)
         return self._forward(scope, receive, send, problem)
+
+    def _is_authorized(self, scope: Scope) -> bool:
+        """The request carries the replica's token, or asks for liveness only."""
+        presented = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                presented = value
+                break
+        return is_authorized(presented, self.credentials or b"") or (
+            scope["path"] == LIVENESS_PATH and scope["method"] == "GET"
+        )
 
     async def _infer(
         self, scope: Scope, receive: Receive, send: Send, target: tuple[str, str | None]

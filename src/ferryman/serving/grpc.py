@@ -24,6 +24,7 @@ from ferryman.errors import FerrymanError, InvalidInput
 from ferryman.protocol import codecs
 from ferryman.protocol import grpc_predict_v2_pb2 as pb
 from ferryman.protocol.v2 import InferenceRequest
+from ferryman.serving.auth import LIVENESS_RPC, REFUSED, expected_credentials, is_authorized
 from ferryman.serving.dataplane import DataPlane
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ logger = logging.getLogger(__name__)
 SERVICE = "inference.GRPCInferenceService"
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
@@ -140,19 +143,22 @@ def to_protocol(request: pb.ModelInferRequest) -> tuple[InferenceRequest, memory
 
 def _unary(service: InferenceService, name: str, request_type: type[Message]) -> Any:
     method: Handler = getattr(service, _SNAKE.sub("_", name).lower())
+    credentials = None if name == LIVENESS_RPC else expected_credentials(service.plane.settings)
 
     async def handle(request: Any, context: Any) -> Message:
         started = time.perf_counter()
         status = 200
         await context.send_initial_metadata(_stamp(service.plane, context))
         try:
+            if credentials is not None and not _is_authorized(context, credentials):
+                raise REFUSED
             return await method(request, context)
         except FerrymanError as exc:
             status = exc.status_code
             await context.abort(_CODES.get(exc.status_code, grpc.StatusCode.INTERNAL), exc.message)
             raise  # abort raises; this line keeps the type checker honest
         finally:
-            if name == "ModelInfer":  # health and metadata calls are not traffic
+            if name == "ModelInfer" and status != 401:  # health, metadata, refusals: no traffic
                 service.plane.metrics.count_request(status, time.perf_counter() - started)
 
     return grpc.unary_unary_rpc_method_handler(
@@ -160,6 +166,11 @@ def _unary(service: InferenceService, name: str, request_type: type[Message]) ->
         request_deserializer=request_type.FromString,
         response_serializer=lambda message: message.SerializeToString(),
     )
+
+
+def _is_authorized(context: Any, credentials: bytes) -> bool:
+    presented = dict(context.invocation_metadata() or ()).get("authorization")
+    return is_authorized(presented.encode() if isinstance(presented, str) else None, credentials)
 
 
 def _stamp(plane: DataPlane, context: Any) -> tuple[tuple[str, str], ...]:

@@ -109,6 +109,7 @@ class SecurityMiddleware:
         app: ASGIApp,
         token: str | None,
         allowed_hosts: Iterable[str] = (),
+        *,
         sessions: Sessions | None = None,
         bound_host: str = "127.0.0.1",
         tokens: TokenBook | None = None,

@@ -109,8 +109,11 @@ def route_table(
     deployments: Sequence[DeploymentSpec],
     ready_urls: Mapping[Slot, Sequence[str]],
     generation: int,
+    token_digests: Mapping[str, tuple[str, ...]] | None = None,
 ) -> RouteTable:
-    """The gateway's table: ready backends only, weights moved off variants without any."""
+    """The gateway's table: ready backends only, weights moved off variants without any;
+    each endpoint with the digests of its inference tokens (``token_digests``)."""
+    token_digests = token_digests or {}
     endpoints = {}
     for deployment in deployments:
         backends = {
@@ -137,6 +140,8 @@ def route_table(
             rules=tuple(HeaderRule(**rule.model_dump()) for rule in deployment.rules),
             sticky_header=deployment.sticky_header,
             shadow=deployment.shadow,
+            require_token=deployment.require_token,
+            token_digests=token_digests.get(deployment.endpoint, ()),
         )
     return RouteTable(generation=generation, endpoints=endpoints)
 

@@ -188,13 +188,10 @@ class Reconciler:
     ) -> RouteTable:
         previous = self.state.table
         generation = previous.generation if previous else 0
-        table = route_table([d.spec for d in deployments], ready, generation)
+        tokens = self._registry.tokens.inference_digests()
+        table = route_table([d.spec for d in deployments], ready, generation, tokens)
         table = table.model_copy(update={"registry": self._registry_id})
-        if (
-            previous is not None
-            and table.endpoints == previous.endpoints
-            and table.registry == previous.registry
-        ):
+        if previous is not None and table == previous:
             table = previous
         else:
             table = table.model_copy(update={"generation": generation + 1})

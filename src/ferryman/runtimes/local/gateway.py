@@ -51,8 +51,10 @@ class GatewayProcess:
         clock: Clock = time.monotonic,
         restart_window_s: float = 10.0,
         registry_id: str = "",
+        fleet_secret: str | None = None,
     ) -> None:
         self._settings = settings
+        self._fleet_secret = fleet_secret
         self._state = settings.data_dir / "gateway.json"
         self._serving: int | None = None
         self._registry_id = registry_id
@@ -170,7 +172,7 @@ class GatewayProcess:
                  "gateway", "--port", str(settings.gateway.port),
                  "--routes-file", str(settings.routes_path.absolute()), "--shared-port"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=child_environment(settings, GATEWAY_SETTINGS),
+                start_new_session=True, env=self._environment(),
             )  # fmt: skip
         self._children[child.pid] = child
         logger.info("started a gateway (pid %d) for %s", child.pid, self.url)
@@ -181,6 +183,12 @@ class GatewayProcess:
             if (code := child.poll()) is not None:
                 del self._children[pid]
                 logger.warning("a gateway (pid %d) exited with code %s", pid, code)
+
+    def _environment(self) -> dict[str, str]:
+        env = child_environment(self._settings, GATEWAY_SETTINGS)
+        if self._fleet_secret is not None:  # what it shows replicas: see ferryman.control.fleet
+            env["FERRYMAN_GATEWAY__REPLICA_TOKEN"] = self._fleet_secret
+        return env
 
     def _wait_gone(self, pid: int, timeout_s: float = 2.0) -> None:
         deadline = time.monotonic() + timeout_s

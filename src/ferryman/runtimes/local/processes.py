@@ -60,6 +60,7 @@ class ReplicaProcesses:
         clock: Clock = time.monotonic,
         startup_timeout_s: float = 120.0,
         registry_id: str = "",
+        fleet_secret: str | None = None,
     ) -> None:
         # Start and stop times in the state files are on the monotonic clock: on Linux it is
         # one clock for every process of a boot, so they survive a control-plane restart,
@@ -72,7 +73,9 @@ class ReplicaProcesses:
         self._startup_timeout_s = startup_timeout_s
         self._registry_id = registry_id
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._http = httpx.Client(timeout=1.0)
+        self._fleet_secret = fleet_secret
+        headers = {"authorization": f"Bearer {fleet_secret}"} if fleet_secret else None
+        self._http = httpx.Client(timeout=1.0, headers=headers)
 
     def observe(self) -> list[Replica]:
         replicas = []
@@ -158,6 +161,8 @@ class ReplicaProcesses:
         env = child_environment(self._settings)
         env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
         env["FERRYMAN_REGISTRY_ID"] = self._registry_id
+        if self._fleet_secret is not None:  # the replica's token: see ferryman.control.fleet
+            env["FERRYMAN_SERVING__TOKEN"] = self._fleet_secret
         overrides = {
             "MAX_BATCH_SIZE": spec.max_batch_size,
             "MAX_DELAY_MS": spec.max_delay_ms,

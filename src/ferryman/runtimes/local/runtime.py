@@ -33,15 +33,22 @@ class LocalRuntime:
         clock: Clock = time.monotonic,
         registry_id: str = "",
         gateway: GatewayProcess | None = None,
+        fleet_secret: str | None = None,
     ) -> None:
         """``registry_id``: the registry whose control plane this is; every replica, the
         gateway and their state files carry it. ``gateway`` supervises the gateway processes
         (tests hand in a stand-in)."""
         timeout_s = settings.control.replica_startup_timeout_s
         self._replicas = ReplicaProcesses(
-            settings, clock, startup_timeout_s=timeout_s, registry_id=registry_id
+            settings,
+            clock,
+            startup_timeout_s=timeout_s,
+            registry_id=registry_id,
+            fleet_secret=fleet_secret,
         )
-        self._gateway = gateway or GatewayProcess(settings, registry_id=registry_id)
+        self._gateway = gateway or GatewayProcess(
+            settings, registry_id=registry_id, fleet_secret=fleet_secret
+        )
         self._routes_path = settings.routes_path
         self._gateway_state = settings.data_dir / "gateway.json"
         self._clock = clock
@@ -65,7 +72,12 @@ class LocalRuntime:
         text = table.model_dump_json(indent=1).encode()
         if _read_bytes(self._routes_path) != text or self._is_unheld(table):
             temporary = self._routes_path.with_suffix(".tmp")
-            temporary.write_bytes(text)
+            temporary.unlink(missing_ok=True)
+            # 0600: it carries the digests of inference tokens (useless to a thief, but private)
+            with os.fdopen(
+                os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
+            ) as f:
+                f.write(text)
             os.replace(temporary, self._routes_path)
             self._unheld_since_s = None
         self._gateway.ensure_running()
