@@ -58,6 +58,7 @@ class StandIn:
                 "id": request_id,
                 "host": headers.get("host", ""),
                 "connection": headers.get("connection", ""),
+                "authorization": headers.get("authorization", ""),
                 "outputs": [
                     {"name": "p", "datatype": "FP32", "shape": [1, 3], "data": list(self.outputs)}
                 ],

@@ -45,6 +45,15 @@ def deploy(
     replicas: Replicas = None,
     min_replicas: MinReplicas = None,
     max_replicas: MaxReplicas = None,
+    require_token: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-token/--no-require-token",
+            help="Gateway requests need an inference token of this endpoint "
+            "(ferryman tokens create --endpoint NAME --scope infer) [default: as it was].",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Deploy a version to an endpoint (its whole traffic); the control plane starts it."""
@@ -52,10 +61,15 @@ def deploy(
     model, ref = parse_target(target)
     version = client.get_version(model, ref).version
     variant_spec = VariantSpec(model=model, version=version, kind=variant, replicas=replicas or 1)
+    name = endpoint or model
+    if require_token is None:  # a redeploy keeps the endpoint's token requirement
+        existing = {record.endpoint: record for record in client.list_deployments()}.get(name)
+        require_token = existing is not None and existing.spec.require_token
     spec = DeploymentSpec(
-        endpoint=endpoint or model,
+        endpoint=name,
         variants=(variant_spec,),
         autoscaling=_autoscaling(min_replicas, max_replicas),
+        require_token=require_token,
     )
     _show(client.deploy(spec), json_output, "Deployed")
 

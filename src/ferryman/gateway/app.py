@@ -59,8 +59,10 @@ from ferryman.version import __version__
 logger = logging.getLogger(__name__)
 
 VARIANT_HEADER = b"ferryman-variant"
-OWN_PATHS = frozenset(("/metrics", "/-/healthz", "/-/held", "/v2", "/v2/health/live",
-                       "/v2/health/ready"))  # fmt: skip
+HEALTH_PATHS = ("/-/healthz", "/v2/health/live", "/v2/health/ready")
+OWN_PATHS = frozenset(("/metrics", *HEALTH_PATHS, "/-/held", "/v2"))
+"""The gateway's own paths, open to anyone: health, counts and its metadata, nothing of any
+request. Every other path is an endpoint's (:func:`~.paths.proxied_routes`)."""
 SERVER_METADATA = MappingProxyType(
     {
         "name": "ferryman-gateway",

@@ -12,6 +12,7 @@ from ferryman.errors import (
     HeadersTooLarge,
     MethodNotAllowed,
     PayloadTooLarge,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -44,6 +45,8 @@ def error_answer(error: FerrymanError) -> Answer:
         extra.append((b"retry-after", str(error.retry_after_s).encode()))
     if isinstance(error, MethodNotAllowed):
         extra.append((b"allow", ", ".join(error.allowed).encode()))
+    if isinstance(error, Unauthenticated):
+        extra.append((b"www-authenticate", b'Bearer realm="ferryman"'))
     return json_answer(error.status_code, {"error": error.message}, *extra)
 
 

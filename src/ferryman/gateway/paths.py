@@ -39,6 +39,24 @@ class Target:
         return f"/v2/models/{model}{version}{self.tail}"
 
 
+def proxied_routes() -> tuple[tuple[str, str], ...]:
+    """Every (method, path template) the gateway proxies to an endpoint's replicas.
+
+    >>> ("POST", "/v2/models/{endpoint}/versions/{version}/infer") in proxied_routes()
+    True
+    """
+    v2 = [
+        (method, prefix + "".join(f"/{part}" for part in tail))
+        for prefix in ("/v2/models/{endpoint}", "/v2/models/{endpoint}/versions/{version}")
+        for tail, method in _V2_TAILS.items()
+    ]
+    return (
+        *v2,
+        ("POST", "/v1/models/{endpoint}:predict"),
+        ("POST", "/endpoints/{endpoint}/predict"),
+    )
+
+
 def parse_target(method: str, path: str) -> Target | None:
     """The :class:`Target` of a proxied path, ``None`` for any other path.
 

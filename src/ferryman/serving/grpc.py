@@ -47,6 +47,12 @@ _CONTENTS = {
     "BYTES": "bytes_contents",
 }  # fmt: skip
 Handler = Callable[[Any, Any], Awaitable[Message]]
+RPCS: dict[str, type[Message]] = {
+    "ServerLive": pb.ServerLiveRequest, "ServerReady": pb.ServerReadyRequest,
+    "ModelReady": pb.ModelReadyRequest, "ServerMetadata": pb.ServerMetadataRequest,
+    "ModelMetadata": pb.ModelMetadataRequest, "ModelInfer": pb.ModelInferRequest,
+}  # fmt: skip
+"""The service's RPCs and their request types (every one but ServerLive needs the token)."""
 _SNAKE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -191,12 +197,7 @@ def _stamp(plane: DataPlane, context: Any) -> tuple[tuple[str, str], ...]:
 def build_grpc_server(plane: DataPlane, host: str, port: int) -> Any:
     """A grpc.aio server for ``plane`` on ``host:port`` (not started)."""
     service = InferenceService(plane)
-    requests = {
-        "ServerLive": pb.ServerLiveRequest, "ServerReady": pb.ServerReadyRequest,
-        "ModelReady": pb.ModelReadyRequest, "ServerMetadata": pb.ServerMetadataRequest,
-        "ModelMetadata": pb.ModelMetadataRequest, "ModelInfer": pb.ModelInferRequest,
-    }  # fmt: skip
-    handlers = {name: _unary(service, name, kind) for name, kind in requests.items()}
+    handlers = {name: _unary(service, name, kind) for name, kind in RPCS.items()}
     limit = plane.settings.max_body_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]

@@ -18,6 +18,7 @@ import pytest
 
 from ferryman.config import ControlSettings, load_settings
 from ferryman.control.api.app import create_app
+from ferryman.control.api.roles import ALLOWED, CONTROL_ROUTES, Access, access_of
 from ferryman.control.api.security import (
     OPEN_PATHS,
     OPEN_PREFIXES,
@@ -27,7 +28,7 @@ from ferryman.control.api.security import (
 )
 from ferryman.control.server import check_bind
 from ferryman.errors import InvalidInput
-from ferryman.registry import Registry
+from ferryman.registry import Registry, TokenRole
 from ferryman.runtimes.local.gateway import gateway_pids
 from tests.control.api.conftest import RunningServer
 from tests.support import free_port as _free_port
@@ -44,6 +45,66 @@ def _every_route(registry: Registry) -> list[tuple[str, str]]:
     for path, methods in _walk(app.routes, ""):
         census.update((method, path) for method in methods)
     return sorted((method, re.sub(r"\{[^}]+\}", "x", path)) for method, path in census)
+
+
+def _route_templates(registry: Registry) -> set[tuple[str, str]]:
+    """(method, path template) of every route the app exposes (HEAD follows GET)."""
+    app = create_app(load_settings(), registry, "t")
+    found = {
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    for path, methods in _walk(app.routes, ""):
+        found.update((method, path) for method in methods if method != "HEAD")
+    return found
+
+
+def test_every_control_route_has_an_auth_decision(control: RunningServer) -> None:
+    """S1: a route added without a line in roles.CONTROL_ROUTES fails here (and needs the
+    admin token until it gets one); a line for a route that is gone fails too."""
+    exposed = _route_templates(control.registry)
+    assert exposed - set(CONTROL_ROUTES) == set(), "routes without an auth decision"
+    assert set(CONTROL_ROUTES) - exposed == set(), "decisions for routes that do not exist"
+
+
+def test_scoped_tokens_get_only_what_their_role_may(control: RunningServer) -> None:
+    """S1 for scoped tokens, every route and method over HTTP: an inference token → 403 on
+    every control route; a viewer → 403 on every state-changing one; an operator → 403 on
+    token and webhook management; each gets through (neither 401 nor 403) where it may."""
+    tokens = {
+        role: control.registry.tokens.create(f"census-{role.value}", role, "test",
+                                             "x" if role is TokenRole.INFER else None).token
+        for role in TokenRole
+    }  # fmt: skip
+    refused: dict[str, set[tuple[str, str]]] = {role.value: set() for role in TokenRole}
+    for method, path in _every_route(control.registry):
+        access = access_of(method, path)
+        if access in (Access.OPEN, Access.SIGNED):
+            continue
+        for role, token in tokens.items():
+            headers = {"authorization": f"Bearer {token}"}
+            response = httpx.request(method, control.url + path, headers=headers)
+            if role.value in ALLOWED[access]:
+                assert response.status_code not in (401, 403), (role, method, path, response.text)
+                continue
+            assert response.status_code == 403, (role, method, path, response.text)
+            assert "token" in response.json()["error"]
+            refused[role.value].add((method, path))
+    changes = {(m, p) for m, p in _every_route(control.registry) if m not in {"GET", "HEAD"}}
+    changes -= {("POST", "/ui/login"), ("POST", "/ui/logout"), ("POST", "/api/v1/webhooks/mlflow")}
+    assert changes <= refused["viewer"]
+    guarded = {
+        (m, p)
+        for m, p in _every_route(control.registry)
+        if access_of(m, p) not in (Access.OPEN, Access.SIGNED)
+    }
+    assert refused["infer"] == guarded
+    assert len(guarded) >= 50
+    assert refused["operator"] == {
+        ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"), ("DELETE", "/api/v1/tokens/x"),
+        ("PUT", "/api/v1/alert-webhooks/x"), ("DELETE", "/api/v1/alert-webhooks/x"),
+    }  # fmt: skip
 
 
 def _walk(routes: Iterable[object], prefix: str) -> Iterator[tuple[str, set[str]]]:
