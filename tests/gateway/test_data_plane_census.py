@@ -100,14 +100,14 @@ def data_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataPlane]:
     backend = f"http://127.0.0.1:{replica_port}"
     digits = endpoint(
         VariantRoute(name="v1", model="tiny", version=1, weight=100, backends=(backend,)),
-        require_token=True, token_digests=(token_digest(DIGITS_TOKEN),),
-    )  # fmt: skip
-    other = digits.model_copy(
-        update={"endpoint": "other", "require_token": False,
-                "token_digests": (token_digest(OTHER_TOKEN),)}
-    )  # fmt: skip
+        require_token=True,
+    )
+    other = digits.model_copy(update={"endpoint": "other", "require_token": False})
+    tokens = {token_digest(DIGITS_TOKEN): "digits", token_digest(OTHER_TOKEN): "other"}
     routes = tmp_path / "routes.json"
-    routes.write_text(table(digits, other).model_dump_json())
+    routes.write_text(
+        table(digits, other).model_copy(update={"inference_tokens": tokens}).model_dump_json()
+    )
     data = ["--data-dir", str(tmp_path / "data")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_")}
     processes = [

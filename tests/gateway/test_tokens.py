@@ -39,15 +39,10 @@ async def test_an_endpoint_that_requires_a_token_takes_only_its_own(
 ) -> None:
     gateway = make_gateway(replica_token=FLEET_SECRET)
     async with standins(StandIn("v1")) as (replica,), serving(gateway, "on") as gw:
-        digits = endpoint(
-            variant("v1", 100, replica),
-            require_token=True,
-            token_digests=(token_digest(DIGITS_TOKEN),),
-        )
-        other = endpoint(
-            variant("v1", 100, replica), name="other", token_digests=(token_digest(OTHER_TOKEN),)
-        )
-        gateway.set_routes(table(digits, other))
+        digits = endpoint(variant("v1", 100, replica), require_token=True)
+        other = endpoint(variant("v1", 100, replica), name="other")
+        tokens = {token_digest(DIGITS_TOKEN): "digits", token_digest(OTHER_TOKEN): "other"}
+        gateway.set_routes(table(digits, other).model_copy(update={"inference_tokens": tokens}))
         url = gw + INFER.format("digits")
 
         refused = await call(session, url)
@@ -84,9 +79,9 @@ async def test_an_endpoint_that_requires_a_token_takes_only_its_own(
         assert open_reply.json()["authorization"] == f"Bearer {FLEET_SECRET}"
 
         # Revocation: the next table no longer carries the digest.
-        gateway.set_routes(
-            table(digits.model_copy(update={"token_digests": ()}), other, generation=2)
-        )
+        left = {token_digest(OTHER_TOKEN): "other"}
+        gateway.set_routes(table(digits, other, generation=2).model_copy(
+            update={"inference_tokens": left}))  # fmt: skip
         assert (await call(session, url, headers=bearer(DIGITS_TOKEN))).status == 401
 
 

@@ -100,8 +100,6 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.routes = RouteTable(generation=0, endpoints={})
-        self._token_owners: dict[str, str] = {}
-        """Endpoint of each inference token, by the token's SHA-256 (hex)."""
         self._make_transport = transport
         self._clock = clock
         # Its own generator: traffic splitting needs uniform draws, not secrecy.
@@ -125,11 +123,6 @@ class Gateway:
                 {b for r in table.endpoints.values() for v in r.variants for b in v.backends}
             )
         self.routes = table
-        self._token_owners = {
-            digest: name
-            for name, route in table.endpoints.items()
-            for digest in route.token_digests
-        }
         self.metrics.route_generation.set(table.generation)
         self._holding.notify()
         logger.info(
@@ -321,7 +314,7 @@ class Gateway:
                 if scheme.lower() != b"bearer":
                     credential = b""
                 break
-        owner = self._token_owners.get(hashlib.sha256(credential.strip()).hexdigest())
+        owner = self.routes.inference_tokens.get(hashlib.sha256(credential.strip()).hexdigest())
         if owner is None:
             raise Unauthenticated(
                 f"endpoint {endpoint!r} needs an inference token: send 'Authorization: Bearer "

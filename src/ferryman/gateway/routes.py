@@ -99,10 +99,6 @@ class EndpointRoute(BaseModel):
         description="Requests need one of this endpoint's inference tokens "
         "(Authorization: Bearer): 401 without a valid one, 403 with another endpoint's.",
     )
-    token_digests: tuple[Annotated[str, Field(pattern=_DIGEST)], ...] = Field(
-        default=(),
-        description="SHA-256 (hex) of the endpoint's inference tokens, never the tokens.",
-    )
 
     @field_validator("endpoint")
     @classmethod
@@ -154,6 +150,11 @@ class RouteTable(BaseModel):
     )
     endpoints: dict[str, EndpointRoute] = Field(
         default_factory=dict, description="Routes by endpoint name."
+    )
+    inference_tokens: dict[Annotated[str, Field(pattern=_DIGEST)], str] = Field(
+        default_factory=dict,
+        description="The endpoint of every active inference token, by the token's SHA-256 "
+        "(hex); never a token itself. Endpoints that require a token check it here.",
     )
 
     @model_validator(mode="after")

@@ -112,7 +112,8 @@ def route_table(
     token_digests: Mapping[str, tuple[str, ...]] | None = None,
 ) -> RouteTable:
     """The gateway's table: ready backends only, weights moved off variants without any;
-    each endpoint with the digests of its inference tokens (``token_digests``)."""
+    with the endpoint of each inference token by its digest (``token_digests``: endpoint →
+    digests, deployed or not, so another endpoint's token is told apart from none)."""
     token_digests = token_digests or {}
     endpoints = {}
     for deployment in deployments:
@@ -141,9 +142,9 @@ def route_table(
             sticky_header=deployment.sticky_header,
             shadow=deployment.shadow,
             require_token=deployment.require_token,
-            token_digests=token_digests.get(deployment.endpoint, ()),
         )
-    return RouteTable(generation=generation, endpoints=endpoints)
+    owners = {digest: name for name, digests in token_digests.items() for digest in digests}
+    return RouteTable(generation=generation, endpoints=endpoints, inference_tokens=owners)
 
 
 def effective_weights(weights: Mapping[str, int], serving: set[str]) -> dict[str, int]:
