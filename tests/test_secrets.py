@@ -32,6 +32,7 @@ from sqlalchemy import text
 from ferryman.config import load_settings
 from ferryman.control.api.mlflow import NotImported, resolve_source, sign
 from ferryman.control.api.security import TOKEN_FILE
+from ferryman.control.fleet import FLEET_SECRET_FILE
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Database, Registry, WebhookTarget
@@ -305,11 +306,14 @@ def _data_plane(stack: Stack, canaries: dict[str, str], out: Surfaces) -> None:
     headers = {"authorization": f"Bearer {canaries['INFERAUTH']}"}
     query = {"api_key": canaries["INFERQUERY"]}
     replica = stack.ready_backends("m")[0]
-    for name, base, path in (
-        ("gateway", stack.gateway, "/v2/models/m/infer"),
-        ("replica", replica, "/v2/models/m/infer"),
+    refused = httpx.post(f"{replica}/v2/models/m/infer", content=BODY, headers=headers)
+    out.answer("replica without the fleet secret", refused, 401)
+    fleet = {"authorization": f"Bearer {(stack.data_dir / FLEET_SECRET_FILE).read_text().strip()}"}
+    for name, base, path, sent in (
+        ("gateway", stack.gateway, "/v2/models/m/infer", headers),
+        ("replica", replica, "/v2/models/m/infer", fleet),  # only the fleet gets through
     ):
-        with httpx.Client(base_url=base, timeout=10, headers=headers, params=query) as client:
+        with httpx.Client(base_url=base, timeout=10, headers=sent, params=query) as client:
             out.answer(f"{name} infer", client.post(path, content=BODY), 200)
             out.answer(f"{name} bad body", client.post(path, content=b'{"inputs": 7}'), 400)
             out.answer(

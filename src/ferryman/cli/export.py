@@ -23,6 +23,7 @@ from ferryman.control.exports.prometheus import (
     scrape_config,
     write_targets,
 )
+from ferryman.control.fleet import FLEET_SECRET_FILE, load_or_create_fleet_secret
 from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
@@ -52,6 +53,7 @@ def prometheus(
     # (the control plane creates the same token on its first start, and keeps targets).
     if targets.token_file is not None:
         load_or_create_token(state.settings.data_dir)
+    load_or_create_fleet_secret(state.settings.data_dir)  # replicas ask for it
     if not targets.targets_file.exists():
         targets.targets_file.parent.mkdir(parents=True, exist_ok=True)
         write_targets(targets.targets_file, _routes(state.settings))
@@ -80,6 +82,7 @@ def scrape_targets(settings: Settings, scrape_interval_s: float) -> ScrapeTarget
         targets_file=data_dir / TARGETS_FILE,
         token_file=data_dir / TOKEN_FILE if control.auth_required else None,
         control_ca_file=control.tls_cert_file.absolute() if control.tls_cert_file else None,
+        fleet_secret_file=data_dir / FLEET_SECRET_FILE,
         scrape_interval_s=scrape_interval_s,
     )
 

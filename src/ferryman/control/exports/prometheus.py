@@ -46,6 +46,8 @@ class ScrapeTargets:
     """The API token (absolute); None when the API runs without auth."""
     control_ca_file: Path | None = None
     """The certificate the API serves, when it serves HTTPS."""
+    fleet_secret_file: Path | None = None
+    """The fleet's secret (absolute), which replicas ask of every scrape."""
     scrape_interval_s: float = 15.0
 
 
@@ -61,17 +63,19 @@ def scrape_config(targets: ScrapeTargets) -> str:
         control["authorization"] = {"type": "Bearer", "credentials_file": str(targets.token_file)}
     if targets.control_ca_file is not None:
         control["tls_config"] = {"ca_file": str(targets.control_ca_file)}
+    replicas: dict[str, Any] = {
+        "job_name": "ferryman-replicas",
+        "file_sd_configs": [{"files": [str(targets.targets_file)], "refresh_interval": interval}],
+    }
+    if targets.fleet_secret_file is not None:
+        secret = str(targets.fleet_secret_file)
+        replicas["authorization"] = {"type": "Bearer", "credentials_file": secret}
     document = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": [RULES_FILE],
         "scrape_configs": [
             {"job_name": "ferryman-gateway", "static_configs": [{"targets": [targets.gateway]}]},
-            {
-                "job_name": "ferryman-replicas",
-                "file_sd_configs": [
-                    {"files": [str(targets.targets_file)], "refresh_interval": interval}
-                ],
-            },
+            replicas,
             control,
         ],
     }
