@@ -9,6 +9,12 @@ path alike. The replica is ``ferryman serve`` on a digits-sized ONNX MLP when th
 exists, else the stand-in replica from the tests (the output says which).
 
     .venv/bin/python bench/gateway/run.py [--duration-s 10] [--concurrency 64] [--rounds 3]
+    .venv/bin/python bench/gateway/run.py --tokens   # inference-token checking off vs on
+
+``--tokens`` runs the secured fleet instead (issue 14): the replica asks for the fleet
+secret, which the gateway sends, and the endpoint is served by two gateways that differ in
+one thing only: one requires the endpoint's inference token (among 1,000 live tokens in the
+route table), the other does not. Target: on/off >= 0.97.
 
 Needs wrk (Debian: ``apt-get install -y wrk``). The load generator shares the machine with
 both servers; on a 2-core machine the gateway path pays for a second busy process, so read
@@ -41,6 +47,7 @@ from rich.table import Table
 from ferryman.config import GatewaySettings, Settings
 from ferryman.gateway import Gateway
 from ferryman.gateway.server import build_server
+from ferryman.registry import token_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,7 +62,12 @@ LUA = """
 wrk.method = "POST"
 wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("BENCH_AUTH") then wrk.headers["Authorization"] = os.getenv("BENCH_AUTH") end
 """
+FLEET_SECRET = "bench-fleet-secret"
+INFER_TOKEN = "fm_bench-inference-token"
+OTHER_TOKENS = 999
+"""Live inference tokens of other endpoints in the table: the lookup is a dict of 1,000."""
 
 
 @dataclass
@@ -75,6 +87,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; median shown.")
     parser.add_argument(
+        "--tokens", action="store_true", help="Inference-token checking off vs on (issue 14)."
+    )
+    parser.add_argument(
         "--serve-gateway", nargs=3, metavar=("PORT", "ROUTES", "TRANSPORT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -88,22 +103,55 @@ def main() -> None:
     console = Console()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        replica, kind, replica_pid = start_replica(stack, work)
-        routes = work / "routes.json"
-        routes.write_text(route_table(replica))
-        started = {name: start_gateway(stack, routes, name) for name in TRANSPORTS}
-        gateways = {name: url for name, (url, _) in started.items()}
-        for url in (replica, *gateways.values()):
-            wait_ready(url)
-            run_wrk(url, 1, 2)  # warm the pools and the model
-        paths = {"direct to the replica": (replica, 0)}
-        paths.update({f"gateway ({name} pools)": url_pid for name, url_pid in started.items()})
+        secret = FLEET_SECRET if args.tokens else None
+        replica, kind, replica_pid = start_replica(stack, work, secret)
+        paths = (
+            token_paths(stack, work, replica)
+            if args.tokens
+            else transport_paths(stack, work, replica)
+        )
+        for url, _, auth in paths.values():
+            wait_ready(url, auth)
+            run_wrk(url, 1, 2, auth=auth)  # warm the pools and the model
         rounds: dict[str, list[Result]] = {label: [] for label in paths}
         for _ in range(args.rounds):  # interleaved, so a burst of other load hits all paths
-            for label, (url, gateway_pid) in paths.items():
+            for label, (url, gateway_pid, auth) in paths.items():
                 pids = (replica_pid, gateway_pid)
-                rounds[label].append(measure(url, args, label, pids))
-    show(console, [median(runs) for runs in rounds.values()], kind, args)
+                rounds[label].append(measure(url, args, label, pids, auth))
+    results = [median(runs) for runs in rounds.values()]
+    show(console, results, kind, args)
+    if args.tokens:
+        off, on = results[1].requests_per_s, results[2].requests_per_s
+        console.print(f"token checking on/off: {on / off:.3f} (target >= 0.97)")
+
+
+Path_ = tuple[str, int, str | None]
+"""A measured path: its URL, the gateway's pid (0: none) and the Authorization it sends."""
+
+
+def transport_paths(stack: ExitStack, work: Path, replica: str) -> dict[str, Path_]:
+    """Straight to the replica, then one gateway per transport."""
+    routes = work / "routes.json"
+    routes.write_text(route_table(replica))
+    paths: dict[str, Path_] = {"direct to the replica": (replica, 0, None)}
+    for name in TRANSPORTS:
+        url, pid = start_gateway(stack, routes, name)
+        paths[f"gateway ({name} pools)"] = (url, pid, None)
+    return paths
+
+
+def token_paths(stack: ExitStack, work: Path, replica: str) -> dict[str, Path_]:
+    """Straight to the replica (with the fleet secret), then gateways without and with an
+    endpoint that requires an inference token; both send the replica the fleet secret."""
+    fleet = f"Bearer {FLEET_SECRET}"
+    paths: dict[str, Path_] = {"direct to the replica (fleet secret)": (replica, 0, fleet)}
+    for label, required in (("gateway, token checking off", False),
+                            ("gateway, token checking on", True)):  # fmt: skip
+        routes = work / f"routes-{required}.json"
+        routes.write_text(route_table(replica, require_token=required))
+        url, pid = start_gateway(stack, routes, "httptools", FLEET_SECRET)
+        paths[label] = (url, pid, f"Bearer {INFER_TOKEN}" if required else None)
+    return paths
 
 
 def median(runs: list[Result]) -> Result:
@@ -111,10 +159,12 @@ def median(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda result: result.requests_per_s)[len(runs) // 2]
 
 
-def measure(url: str, args: argparse.Namespace, label: str, pids: tuple[int, int]) -> Result:
+def measure(
+    url: str, args: argparse.Namespace, label: str, pids: tuple[int, int], auth: str | None
+) -> Result:
     """One wrk run, with the CPU time the replica and the gateway spent per request."""
     before = [cpu_s(pid) for pid in pids]
-    result = run_wrk(url, args.duration_s, args.concurrency, label)
+    result = run_wrk(url, args.duration_s, args.concurrency, label, auth)
     spent = [cpu_s(pid) - start for pid, start in zip(pids, before, strict=True)]
     count = max(result.requests_per_s * args.duration_s, 1)
     result.replica_cpu_us, result.gateway_cpu_us = (1e6 * s / count for s in spent)
@@ -130,9 +180,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_replica(stack: ExitStack, work: Path) -> tuple[str, str, int]:
+def start_replica(stack: ExitStack, work: Path, secret: str | None) -> tuple[str, str, int]:
     port = free_port()
     env = {**os.environ, "FERRYMAN_DATA_DIR": str(work / "data")}
+    if secret is not None:
+        env["FERRYMAN_SERVING__TOKEN"] = secret
     if importlib.util.find_spec("ferryman.cli.serve") and importlib.util.find_spec("onnxruntime"):
         model = work / "digits.onnx"
         model.write_bytes(digits_mlp())
@@ -156,7 +208,9 @@ main()
 """
 
 
-def start_gateway(stack: ExitStack, routes: Path, transport: str) -> tuple[str, int]:
+def start_gateway(
+    stack: ExitStack, routes: Path, transport: str, secret: str | None = None
+) -> tuple[str, int]:
     port = free_port()
     command = [
         sys.executable,
@@ -166,13 +220,16 @@ def start_gateway(stack: ExitStack, routes: Path, transport: str) -> tuple[str, 
         str(routes),
         transport,
     ]
-    process = stack.enter_context(running(command, dict(os.environ)))
+    env = {**os.environ, **({"BENCH_REPLICA_TOKEN": secret} if secret else {})}
+    process = stack.enter_context(running(command, env))
     return f"http://127.0.0.1:{port}", process.pid
 
 
 def serve_gateway(port: int, routes: Path, transport: str) -> None:
     """Run a gateway in this process (the bench's child), with the transport named."""
-    settings = Settings(gateway=GatewaySettings(port=port, routes_file=routes))
+    secret = os.environ.get("BENCH_REPLICA_TOKEN")
+    gateway_settings = GatewaySettings(port=port, routes_file=routes, replica_token=secret)
+    settings = Settings(gateway=gateway_settings)
     gateway = Gateway(settings.gateway, routes_file=routes)
     if transport == "httpx":
         gateway = Gateway(settings.gateway, routes_file=routes, transport=HttpxTransport)
@@ -197,18 +254,20 @@ class running:
             self.process.kill()
 
 
-def route_table(replica: str) -> str:
+def route_table(replica: str, require_token: bool = False) -> str:
     variant = {"name": "v1", "model": "digits", "version": 1, "weight": 100, "backends": [replica]}
-    return json.dumps(
-        {"generation": 1, "endpoints": {"digits": {"endpoint": "digits", "variants": [variant]}}}
-    )
+    route = {"endpoint": "digits", "variants": [variant], "require_token": require_token}
+    tokens = {token_digest(f"fm_other-{n}"): f"other{n % 50}" for n in range(OTHER_TOKENS)}
+    tokens[token_digest(INFER_TOKEN)] = "digits"
+    return json.dumps({"generation": 1, "endpoints": {"digits": route}, "inference_tokens": tokens})
 
 
-def wait_ready(url: str, timeout_s: float = 60) -> None:
+def wait_ready(url: str, auth: str | None = None, timeout_s: float = 60) -> None:
+    headers = {"authorization": auth} if auth else {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.post(url + PATH, json=BODY, timeout=2).status_code == 200:
+            if httpx.post(url + PATH, json=BODY, headers=headers, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -216,8 +275,10 @@ def wait_ready(url: str, timeout_s: float = 60) -> None:
     sys.exit(f"{url} did not answer {PATH} within {timeout_s} s")
 
 
-def run_wrk(url: str, duration_s: int, concurrency: int, label: str = "") -> Result:
-    env = {**os.environ, "BENCH_BODY": json.dumps(BODY)}
+def run_wrk(
+    url: str, duration_s: int, concurrency: int, label: str = "", auth: str | None = None
+) -> Result:
+    env = {**os.environ, "BENCH_BODY": json.dumps(BODY), **({"BENCH_AUTH": auth} if auth else {})}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     threads = min(2, concurrency)

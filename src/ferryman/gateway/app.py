@@ -59,6 +59,7 @@ from ferryman.version import __version__
 logger = logging.getLogger(__name__)
 
 VARIANT_HEADER = b"ferryman-variant"
+_BEARER = (b"Bearer ", b"bearer ")
 HEALTH_PATHS = ("/-/healthz", "/v2/health/live", "/v2/health/ready")
 OWN_PATHS = frozenset(("/metrics", *HEALTH_PATHS, "/-/held", "/v2"))
 """The gateway's own paths, open to anyone: health, counts and its metadata, nothing of any
@@ -100,6 +101,8 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.routes = RouteTable(generation=0, endpoints={})
+        self._token_owners: dict[bytes, str] = {}
+        """The table's inference tokens: endpoint by the token's SHA-256 (raw bytes)."""
         self._make_transport = transport
         self._clock = clock
         # Its own generator: traffic splitting needs uniform draws, not secrecy.
@@ -123,6 +126,7 @@ class Gateway:
                 {b for r in table.endpoints.values() for v in r.variants for b in v.backends}
             )
         self.routes = table
+        self._token_owners = {bytes.fromhex(d): name for d, name in table.inference_tokens.items()}
         self.metrics.route_generation.set(table.generation)
         self._holding.notify()
         logger.info(
@@ -305,16 +309,15 @@ class Gateway:
         return route
 
     def _check_token(self, headers: RawHeaders, endpoint: str) -> None:
-        """The request carries one of ``endpoint``'s inference tokens: one hash and one dict
-        lookup (revoked tokens left the table at its last publish)."""
+        """The request carries one of ``endpoint``'s inference tokens: one SHA-256 and one
+        dict lookup (revoked tokens left the table at its last publish)."""
         credential = b""
         for name, value in headers:
             if name == b"authorization":
-                scheme, _, credential = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    credential = b""
+                if value[:7] in _BEARER:
+                    credential = value[7:]
                 break
-        owner = self.routes.inference_tokens.get(hashlib.sha256(credential.strip()).hexdigest())
+        owner = self._token_owners.get(hashlib.sha256(credential).digest())
         if owner is None:
             raise Unauthenticated(
                 f"endpoint {endpoint!r} needs an inference token: send 'Authorization: Bearer "
