@@ -37,7 +37,7 @@ def create(
     if (role is None) == (scope is None):
         raise InvalidInput("give --role operator|viewer, or --scope infer --endpoint NAME")
     chosen = TokenRole(role) if role is not None else TokenRole.INFER
-    label = name or (f"{endpoint}-infer" if chosen is TokenRole.INFER else chosen.value)
+    label = name or (f"{endpoint}-infer" if endpoint and chosen is TokenRole.INFER else chosen)
     context = cli_context(ctx)
     issued = context.registry().tokens.create(label, chosen, context.settings.user, endpoint)
     if json_output:

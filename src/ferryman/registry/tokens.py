@@ -87,7 +87,6 @@ class Tokens:
         self, name: str, role: TokenRole, actor: str, endpoint: str | None = None
     ) -> IssuedToken:
         """A new token; ``endpoint`` is required for ``infer`` and refused for the others."""
-        validate_name(name, "token name")
         if role is TokenRole.INFER and endpoint is None:
             raise InvalidInput("an infer token names its endpoint; add --endpoint NAME")
         if role is not TokenRole.INFER and endpoint is not None:
@@ -97,6 +96,7 @@ class Tokens:
             )
         if endpoint is not None:
             validate_name(endpoint, "endpoint name")
+        validate_name(name, "token name")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
 
         def work(session: Session) -> TokenRecord:
