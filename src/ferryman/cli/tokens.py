@@ -75,7 +75,10 @@ def list_tokens(
 @tokens_app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    token_id: Annotated[int, typer.Argument(metavar="ID", help="The token's id (tokens list).")],
+    token_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", min=1, max=2**31 - 1, help="The token's id (tokens list)."),
+    ],
 ) -> None:
     """Revoke a token: the control plane refuses it within a second, the gateway at its
     next route table (the control loop's next pass)."""

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ferryman.config import ControlSettings, load_settings
-from ferryman.registry import DeploymentSpec, VariantSpec
+from ferryman.registry import DeploymentSpec, TokenRole, VariantSpec
 from tests.conftest import make_onnx
 from tests.control.api.conftest import RunningServer, start_server
 
@@ -78,9 +78,11 @@ def seeded(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, str]]]:
         headers={"authorization": f"Bearer {running.token}"},
     )
     assert rollout.status_code == 201, rollout.text
+    token = registry.tokens.create("fuzz", TokenRole.VIEWER, "t")
     real = {
         "model": "m", "version": "1", "alias": "production", "endpoint": "m",
         "rollout_id": str(rollout.json()["id"]), "name": "fuzz", "run_id": "none",
+        "token_id": str(token.record.id),
     }  # fmt: skip
     yield running, real
     server.should_exit = True
@@ -165,6 +167,7 @@ def test_soak_1000_examples_per_operation(
         ("GET", "/api/v1/models/m/versions/99999999999999999999", None, 400),
         ("GET", "/api/v1/models/m/versions/" + "9" * 5000, None, 400),
         ("PUT", "/api/v1/models/m/aliases/prod", {"version": 2**63}, 400),
+        ("DELETE", "/api/v1/tokens/99999999999999999999", None, 400),
     ],
 )
 def test_the_5xx_the_fuzz_found_stay_fixed(

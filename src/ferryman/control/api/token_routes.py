@@ -3,7 +3,9 @@ its ``POST`` and nowhere else, ever."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
@@ -11,6 +13,7 @@ from ferryman.control.api.roles import TokenBook
 from ferryman.registry import IssuedToken, TokenRecord, TokenRole
 
 router = APIRouter(prefix="/api/v1")
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id (tokens list).")]
 
 
 class TokenRequest(BaseModel):
@@ -39,7 +42,7 @@ def create_token(
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(
-    token_id: int, request: Request, registry: RegistryDep, actor: ActorDep
+    token_id: TokenId, request: Request, registry: RegistryDep, actor: ActorDep
 ) -> TokenRecord:
     """Revoke a token: the control plane refuses it at once, the gateway at its next route
     table (within about a second)."""
