@@ -24,6 +24,7 @@ async def test_without_the_token_nothing_but_liveness_answers() -> None:
             refused = await http.post(INFER, json=AFFINE_BODY, headers=headers)
             assert refused.status_code == 401
             assert "Authorization: Bearer" in refused.json()["error"]
+            assert refused.headers["www-authenticate"] == 'Bearer realm="ferryman"'
             assert (await http.get("/ferryman/v1/payloads", headers=headers)).status_code == 401
             assert (await http.get("/metrics", headers=headers)).status_code == 401
             assert (await http.post("/v2/health/live", headers=headers)).status_code == 401

@@ -106,7 +106,7 @@ class Dashboard:
         self, request: Request, after: Annotated[str, Query(alias="next")] = HOME
     ) -> Response:
         target = safe_next(after)
-        if self._sessions is None or self._sessions.is_valid(request.cookies.get(COOKIE_NAME)):
+        if self._sessions is None or self._is_signed_in(request.cookies.get(COOKIE_NAME)):
             return RedirectResponse(target, 303, headers=PAGE_HEADERS)
         return self._login_response(target, "", 200)
 
@@ -127,6 +127,13 @@ class Dashboard:
             self._sessions.issue(*signed_in), self._sessions.ttl_s, request.url.scheme == "https"
         )
         return RedirectResponse(target, 303, headers={**PAGE_HEADERS, "set-cookie": cookie})
+
+    def _is_signed_in(self, cookie: str | None) -> bool:
+        """A valid session whose token (if a scoped one) is not revoked."""
+        info = self._sessions.read(cookie) if self._sessions is not None else None
+        if info is None or info.role == "admin":
+            return info is not None
+        return self._tokens is not None and self._tokens.is_active(info.token_id)
 
     def _signed_in(self, sessions: Sessions, presented: str) -> tuple[str, int] | None:
         """(role, token id) of a token that may log in; None for any other."""

@@ -16,6 +16,7 @@ from ferryman.errors import Unauthenticated
 
 LIVENESS_PATH = "/v2/health/live"
 LIVENESS_RPC = "ServerLive"
+CHALLENGE = (b"www-authenticate", b'Bearer realm="ferryman"')
 REFUSED = Unauthenticated(
     "this replica answers its gateway and control plane only; send 'Authorization: Bearer "
     "TOKEN' (the fleet secret of `ferryman up`, or the --token given to `ferryman serve`)"

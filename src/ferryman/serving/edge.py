@@ -23,7 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferryman.errors import FerrymanError
 from ferryman.host_policy import HostPolicy
-from ferryman.serving.auth import LIVENESS_PATH, REFUSED, expected_credentials, is_authorized
+from ferryman.serving.auth import (
+    CHALLENGE,
+    LIVENESS_PATH,
+    REFUSED,
+    expected_credentials,
+    is_authorized,
+)
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.http import Reply, error_reply, infer_v2, v2_infer_target
 from ferryman.serving.limits import ClientDisconnected, HeaderLimits
@@ -76,6 +82,8 @@ class Edge:
         self.version = plane.identity.version.encode()
         self.ids = RequestIds()
         self.credentials = expected_credentials(settings)
+        refused = error_reply(REFUSED)
+        self.refusal = refused._replace(headers=[*refused.headers, CHALLENGE])
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The request's coroutine: the hot path's, or the one that hands it on.
@@ -87,7 +95,7 @@ class Edge:
             return self.app(scope, receive, send)
         headers = scope["headers"]
         if self.credentials is not None and not self._is_authorized(scope):
-            return self._send(send, error_reply(REFUSED), self._stamp(headers))
+            return self._send(send, self.refusal, self._stamp(headers))
         problem = self.limits.check(headers) or self.hosts.refusal(
             headers, scope["method"], scope.get("scheme", "http")
         )

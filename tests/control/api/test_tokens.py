@@ -164,6 +164,10 @@ def test_an_operator_session_acts_until_its_token_is_revoked(control: RunningSer
         ended = browser.get("/api/v1/models")
         assert ended.status_code == 401
         assert "revoked" in ended.json()["error"]
+        page = browser.get("/ui/endpoints/digits")  # a page goes back to the login, once
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/ui/login?next=")
+        assert browser.get(page.headers["location"]).status_code == 200
 
 
 def test_an_inference_token_cannot_log_in(control: RunningServer) -> None:

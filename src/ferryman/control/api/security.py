@@ -175,6 +175,9 @@ class SecurityMiddleware:
         if info is None or info.role == ADMIN:
             return None
         if self._book is None or not self._book.is_active(info.token_id):
+            path: str = scope["path"]
+            if scope["method"] in SAFE_METHODS and (path == "/" or path.startswith(PAGE_PREFIX)):
+                return Refusal(303, "log in again", _login_location(scope))
             return Refusal(401, "the token this session logged in with was revoked; log in again")
         return _forbidden(role_refusal(info.role, scope["method"], scope["path"]))
 
