@@ -14,7 +14,9 @@ exists, else the stand-in replica from the tests (the output says which).
 ``--tokens`` runs the secured fleet instead (issue 14): the replica asks for the fleet
 secret, which the gateway sends, and the endpoint is served by two gateways that differ in
 one thing only: one requires the endpoint's inference token (among 1,000 live tokens in the
-route table), the other does not. Target: on/off >= 0.97.
+route table), the other does not. Target: on/off >= 0.97. After the interleaved rounds it
+loads both gateways at once (half the concurrency each), which a busy machine disturbs far
+less: both share whatever else runs.
 
 Needs wrk (Debian: ``apt-get install -y wrk``). The load generator shares the machine with
 both servers; on a 2-core machine the gateway path pays for a second busy process, so read
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +121,7 @@ def main() -> None:
             for label, (url, gateway_pid, auth) in paths.items():
                 pids = (replica_pid, gateway_pid)
                 rounds[label].append(measure(url, args, label, pids, auth))
+        side_by_side = together(paths, args) if args.tokens else []
     results = [median(runs) for runs in rounds.values()]
     show(console, results, kind, args)
     if args.tokens:
@@ -130,6 +134,25 @@ def main() -> None:
             f"token checking on/off, round by round: median {pairs[len(pairs) // 2]:.3f} "
             f"(from {pairs[0]:.3f} to {pairs[-1]:.3f})"
         )
+        console.print(
+            f"token checking on/off, both gateways loaded at once (c{args.concurrency // 2} "
+            f"each): median {side_by_side[len(side_by_side) // 2]:.3f} of {args.rounds} rounds "
+            f"(from {side_by_side[0]:.3f} to {side_by_side[-1]:.3f})"
+        )
+
+
+def together(paths: dict[str, Path_], args: argparse.Namespace) -> list[float]:
+    """On/off throughput ratios with both gateways under wrk at the same time, half the
+    concurrency each: whatever else loads the machine loads both alike (sorted)."""
+    (off_url, _, off_auth), (on_url, _, on_auth) = list(paths.values())[1:]
+    half = max(args.concurrency // 2, 1)
+    ratios = []
+    for _ in range(args.rounds):
+        with ThreadPoolExecutor(2) as pool:
+            off = pool.submit(run_wrk, off_url, args.duration_s, half, "off", off_auth)
+            on = pool.submit(run_wrk, on_url, args.duration_s, half, "on", on_auth)
+            ratios.append(on.result().requests_per_s / off.result().requests_per_s)
+    return sorted(ratios)
 
 
 Path_ = tuple[str, int, str | None]
@@ -302,9 +325,11 @@ def run_wrk(
         script.name,
         url + PATH,
     ]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     os.unlink(script.name)
-    return parse_wrk(label, output)
+    if done.returncode != 0:
+        sys.exit(f"wrk failed on {url}: {done.stderr.strip()[-500:]}")
+    return parse_wrk(label, done.stdout)
 
 
 def parse_wrk(label: str, output: str) -> Result:
