@@ -23,9 +23,9 @@ from ferryman.control.exports.prometheus import (
     scrape_config,
     write_targets,
 )
-from ferryman.control.fleet import FLEET_SECRET_FILE, load_or_create_fleet_secret
 from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
+from ferryman.fleet_secret import FLEET_SECRET_FILE, load_or_create_fleet_secret
 from ferryman.gateway.routes import RouteTable
 
 export_app = typer.Typer(

@@ -18,7 +18,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.requests import ClientDisconnect
 
-from ferryman.control.api.roles import TokenBook
 from ferryman.dashboard.assets import Asset, load_assets, load_template
 from ferryman.dashboard.session import (
     COOKIE_NAME,
@@ -26,6 +25,7 @@ from ferryman.dashboard.session import (
     clear_cookie_header,
     set_cookie_header,
 )
+from ferryman.registry import TokenBook
 from ferryman.version import __version__
 
 logger = logging.getLogger(__name__)

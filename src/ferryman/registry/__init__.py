@@ -61,6 +61,7 @@ from ferryman.registry.runs import RunLog
 from ferryman.registry.tokens import (
     ActiveToken,
     IssuedToken,
+    TokenBook,
     TokenRecord,
     TokenRole,
     Tokens,
@@ -111,6 +112,7 @@ __all__ = [
     "RunLog",
     "RunRecord",
     "RunStatus",
+    "TokenBook",
     "TokenRecord",
     "TokenRole",
     "Tokens",

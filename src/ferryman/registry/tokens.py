@@ -11,10 +11,12 @@ tokens (:meth:`Tokens.mark_used`), never on every request.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import select, update
@@ -26,6 +28,7 @@ from ferryman.registry.audit import append_event
 from ferryman.registry.database import Database
 from ferryman.registry.records import Record
 from ferryman.registry.tables import ApiTokenRow
+from ferryman.types import Clock
 
 TOKEN_PREFIX = "fm_"  # noqa: S105 - a prefix, not a secret
 
@@ -177,3 +180,60 @@ def _record(row: ApiTokenRow) -> TokenRecord:
         created_by=row.created_by, created_at=row.created_at, last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
     )  # fmt: skip
+
+
+class TokenBook:
+    """The scoped tokens that are not revoked, in memory by digest, for the middleware.
+
+    Reloaded from the registry at most every ``refresh_s`` (and at once after a change made
+    through this process), so a revocation holds within ``refresh_s``. Last use is written
+    back at most every ``last_used_every_s``. A lookup hashes the presented token once: the
+    dict lookup on its SHA-256 reveals nothing about any stored token.
+    """
+
+    def __init__(
+        self,
+        tokens: Tokens,
+        refresh_s: float = 1.0,
+        last_used_every_s: float = 60.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._tokens = tokens
+        self._refresh_s = refresh_s
+        self._last_used_every_s = last_used_every_s
+        self._clock = clock
+        self._by_digest: dict[str, ActiveToken] = {}
+        self._ids: frozenset[int] = frozenset()
+        self._loaded_at: float | None = None
+        self._used: dict[int, datetime] = {}
+        self._flushed_at = clock()
+
+    def find(self, presented: bytes) -> ActiveToken | None:
+        """The active token ``presented`` is, if any (its use is noted)."""
+        self._refresh()
+        digest = token_digest(presented)
+        token = self._by_digest.get(digest)
+        if token is None or not hmac.compare_digest(token.digest, digest):
+            return None
+        self._used[token.id] = datetime.now(UTC)
+        return token
+
+    def is_active(self, token_id: int) -> bool:
+        self._refresh()
+        return token_id in self._ids
+
+    def reload(self) -> None:
+        """Read the tokens again now (after a create or revoke here)."""
+        active = self._tokens.active()
+        self._by_digest = {token.digest: token for token in active}
+        self._ids = frozenset(token.id for token in active)
+        self._loaded_at = self._clock()
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if self._loaded_at is None or now - self._loaded_at >= self._refresh_s:
+            self.reload()
+        if self._used and now - self._flushed_at >= self._last_used_every_s:
+            used, self._used = self._used, {}
+            self._flushed_at = now
+            self._tokens.mark_used(used)

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from ferryman.config import load_settings
-from ferryman.control.api.roles import TokenBook
-from ferryman.registry import Registry, TokenRole, token_digest
+from ferryman.registry import Registry, TokenBook, TokenRole, token_digest
 from tests.control.api.conftest import RunningServer
 from tests.dashboard.conftest import csrf_of, log_in, seed
 

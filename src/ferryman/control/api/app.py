@@ -23,13 +23,12 @@ from ferryman.control.api import (
     webhook_routes,
 )
 from ferryman.control.api.responses import ERROR_RESPONSES
-from ferryman.control.api.roles import TokenBook
 from ferryman.control.api.security import SecurityMiddleware, declare_auth
 from ferryman.control.monitor.history import HistoryView, StoredHistory
 from ferryman.dashboard.pages import Dashboard
 from ferryman.dashboard.session import Sessions
 from ferryman.errors import FerrymanError, describe_problem
-from ferryman.registry import Registry
+from ferryman.registry import Registry, TokenBook
 from ferryman.version import __version__
 
 logger = logging.getLogger(__name__)

@@ -11,15 +11,11 @@ when the app exposes a route that is not in it. A path that matches no entry nee
 
 from __future__ import annotations
 
-import hmac
 import re
-import time
-from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-from ferryman.registry import ActiveToken, TokenRole, Tokens, token_digest
-from ferryman.types import Clock
+from ferryman.registry import TokenRole
 
 
 class Access(StrEnum):
@@ -156,60 +152,3 @@ def role_refusal(role: str, method: str, path: str) -> str | None:
         )
     needed = "the admin token" if access is Access.ADMIN else "an operator or the admin token"
     return f"a {role} token may not {method} {path[:120]}; this needs {needed}"
-
-
-class TokenBook:
-    """The scoped tokens that are not revoked, in memory by digest, for the middleware.
-
-    Reloaded from the registry at most every ``refresh_s`` (and at once after a change made
-    through this process), so a revocation holds within ``refresh_s``. Last use is written
-    back at most every ``last_used_every_s``. A lookup hashes the presented token once: the
-    dict lookup on its SHA-256 reveals nothing about any stored token.
-    """
-
-    def __init__(
-        self,
-        tokens: Tokens,
-        refresh_s: float = 1.0,
-        last_used_every_s: float = 60.0,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self._tokens = tokens
-        self._refresh_s = refresh_s
-        self._last_used_every_s = last_used_every_s
-        self._clock = clock
-        self._by_digest: dict[str, ActiveToken] = {}
-        self._ids: frozenset[int] = frozenset()
-        self._loaded_at: float | None = None
-        self._used: dict[int, datetime] = {}
-        self._flushed_at = clock()
-
-    def find(self, presented: bytes) -> ActiveToken | None:
-        """The active token ``presented`` is, if any (its use is noted)."""
-        self._refresh()
-        digest = token_digest(presented)
-        token = self._by_digest.get(digest)
-        if token is None or not hmac.compare_digest(token.digest, digest):
-            return None
-        self._used[token.id] = datetime.now(UTC)
-        return token
-
-    def is_active(self, token_id: int) -> bool:
-        self._refresh()
-        return token_id in self._ids
-
-    def reload(self) -> None:
-        """Read the tokens again now (after a create or revoke here)."""
-        active = self._tokens.active()
-        self._by_digest = {token.digest: token for token in active}
-        self._ids = frozenset(token.id for token in active)
-        self._loaded_at = self._clock()
-
-    def _refresh(self) -> None:
-        now = self._clock()
-        if self._loaded_at is None or now - self._loaded_at >= self._refresh_s:
-            self.reload()
-        if self._used and now - self._flushed_at >= self._last_used_every_s:
-            used, self._used = self._used, {}
-            self._flushed_at = now
-            self._tokens.mark_used(used)

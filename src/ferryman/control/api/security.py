@@ -33,9 +33,10 @@ from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ferryman.control.api.roles import ADMIN, TokenBook, role_refusal
+from ferryman.control.api.roles import ADMIN, role_refusal
 from ferryman.dashboard.session import COOKIE_NAME, CSRF_HEADER, Sessions
 from ferryman.host_policy import HostPolicy
+from ferryman.registry import TokenBook
 
 TOKEN_FILE = "control-token"  # noqa: S105 - a file name, not a secret
 OPEN_PATHS = frozenset({"/healthz", "/ui/login"})

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.control.api.roles import TokenBook
-from ferryman.registry import IssuedToken, TokenRecord, TokenRole
+from ferryman.registry import IssuedToken, TokenBook, TokenRecord, TokenRole
 
 router = APIRouter(prefix="/api/v1")
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The token's id (tokens list).")]

@@ -186,7 +186,7 @@ class GatewayProcess:
 
     def _environment(self) -> dict[str, str]:
         env = child_environment(self._settings, GATEWAY_SETTINGS)
-        if self._fleet_secret is not None:  # what it shows replicas: see ferryman.control.fleet
+        if self._fleet_secret is not None:  # what it shows replicas: see ferryman.fleet_secret
             env["FERRYMAN_GATEWAY__REPLICA_TOKEN"] = self._fleet_secret
         return env
 

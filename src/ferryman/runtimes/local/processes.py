@@ -161,7 +161,7 @@ class ReplicaProcesses:
         env = child_environment(self._settings)
         env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
         env["FERRYMAN_REGISTRY_ID"] = self._registry_id
-        if self._fleet_secret is not None:  # the replica's token: see ferryman.control.fleet
+        if self._fleet_secret is not None:  # the replica's token: see ferryman.fleet_secret
             env["FERRYMAN_SERVING__TOKEN"] = self._fleet_secret
         overrides = {
             "MAX_BATCH_SIZE": spec.max_batch_size,

@@ -1,7 +1,7 @@
 """Scoped tokens: operator, viewer and per-endpoint inference tokens, stored hashed.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from ferryman.registry.tables import UTCDateTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
