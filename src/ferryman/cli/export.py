@@ -14,6 +14,7 @@ from ferryman.cli.output import console
 from ferryman.config import Settings
 from ferryman.control.api.security import TOKEN_FILE, load_or_create_token
 from ferryman.control.exports.grafana import DASHBOARD_FILE, dashboard
+from ferryman.control.exports.kubernetes import ClusterSpec, Route, render
 from ferryman.control.exports.prometheus import (
     CONFIG_FILE,
     RULES_FILE,
@@ -27,9 +28,11 @@ from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
 from ferryman.fleet_secret import FLEET_SECRET_FILE, load_or_create_fleet_secret
 from ferryman.gateway.routes import RouteTable
+from ferryman.names import validate_name
+from ferryman.version import __version__
 
 export_app = typer.Typer(
-    rich_markup_mode=None, help="Write Prometheus and Grafana assets for your own stack."
+    rich_markup_mode=None, help="Write Prometheus, Grafana and Kubernetes assets for your stack."
 )
 
 Directory = Annotated[Path, typer.Argument(help="Directory to write into (created if needed).")]
@@ -71,6 +74,36 @@ def grafana(directory: Directory) -> None:
     written = _write(directory, {DASHBOARD_FILE: json.dumps(dashboard(), indent=2) + "\n"})
     console.print(f"Wrote {written[0]}; import it in Grafana, pick your Prometheus",
                   soft_wrap=True)  # fmt: skip
+
+
+@export_app.command("kubernetes")
+def kubernetes(
+    ctx: typer.Context,
+    directory: Directory,
+    image: Annotated[
+        str,
+        typer.Option(help="Image with a tag or digest, e.g. registry.example.com/ferryman:0.1.0."),
+    ] = f"ferryman:{__version__}",
+    namespace: Annotated[str, typer.Option(help="Namespace of every object.")] = "ferryman",
+    host: Annotated[
+        str, typer.Option(help="Host name of the Ingress/HTTPRoute.")
+    ] = "ferryman.example.com",
+    route: Annotated[Route, typer.Option(help="Edge object: ingress or httproute.")] = "ingress",
+) -> None:
+    """A kustomize base and overlays (deployments, kuberay): kubectl apply -k DIR/overlays/…"""
+    state = cli_context(ctx)
+    registry = state.registry()
+    deployments = [record.spec for record in registry.deployments.list()]
+    rules = effective_rules(registry.alerts.rules())
+    spec = ClusterSpec(image=image, namespace=validate_name(namespace, "namespace"),
+                       host=host, route=route)  # fmt: skip
+    files = render(spec, deployments, rules)
+    for folder in sorted({Path(name).parent for name in files}):
+        in_folder = {Path(name).name: text for name, text in files.items()
+                     if Path(name).parent == folder}  # fmt: skip
+        _write(directory / folder, in_folder)
+    console.print(f"Wrote {len(files)} files under {directory}; apply with: kubectl apply -k "
+                  f"{directory / 'overlays' / 'deployments'}", soft_wrap=True)  # fmt: skip
 
 
 def scrape_targets(settings: Settings, scrape_interval_s: float) -> ScrapeTargets:

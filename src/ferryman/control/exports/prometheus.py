@@ -84,6 +84,14 @@ def scrape_config(targets: ScrapeTargets) -> str:
 
 def alert_rules(rules: Sequence[AlertRule]) -> str:
     """``ferryman-rules.yml``: each enabled rule as a Prometheus alerting rule."""
+    document = {"groups": rule_groups(rules)}
+    return "# Written by `ferryman export prometheus`: the alert rules in force.\n" + to_yaml(
+        document
+    )
+
+
+def rule_groups(rules: Sequence[AlertRule]) -> list[dict[str, Any]]:
+    """The rule groups of a rules file (a PrometheusRule's ``spec.groups`` too)."""
     entries = []
     for rule in rules:
         if not rule.enabled:
@@ -102,10 +110,7 @@ def alert_rules(rules: Sequence[AlertRule]) -> str:
             f'{rule.series} is {{{{ printf "%.4g" $value }}}} ({bound})',
         }
         entries.append(entry)
-    document = {"groups": [{"name": "ferryman", "rules": entries}]}
-    return "# Written by `ferryman export prometheus`: the alert rules in force.\n" + to_yaml(
-        document
-    )
+    return [{"name": "ferryman", "rules": entries}]
 
 
 def series_expr(series: str, endpoint: str | None = None) -> str:

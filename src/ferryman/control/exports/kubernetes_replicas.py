@@ -1,0 +1,114 @@
+"""Replicas without Ray: one Deployment + Service (+ HPA) per variant of each endpoint.
+
+Each variant's pods run ``ferryman serve MODEL:VERSION [--variant KIND]`` against the
+registry (PostgreSQL, from the Secret) and read artifacts from the shared data claim; the
+gateway's route table names each variant's Service. A registry without deployments gives
+one example endpoint, a template to copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ferryman.control.exports import kubernetes_objects as k
+from ferryman.registry import DeploymentSpec, VariantSpec
+
+REPLICA = "replica"
+REPLICA_PORT = ("http", 8080)
+EXAMPLE = DeploymentSpec(endpoint="example", variants=(VariantSpec(model="example", version=1),))
+
+
+def replica_name(endpoint: str, variant: str) -> str:
+    return k.object_name("ferryman", endpoint, variant)
+
+
+def serve_args(variant: VariantSpec) -> list[str]:
+    """The ``ferryman serve`` command line of one variant's replicas."""
+    args = ["serve", f"{variant.model}:{variant.version}"]
+    if variant.kind is not None:
+        args += ["--variant", variant.kind]
+    return [*args, "--host", "0.0.0.0", "--port", str(REPLICA_PORT[1])]  # noqa: S104 - a pod
+
+
+def replica_env(spec: DeploymentSpec) -> tuple[k.Object, ...]:
+    """The environment of a replica: registry, data dir, the endpoint's batching settings."""
+    tuned = {
+        "FERRYMAN_SERVING__MAX_BATCH_SIZE": spec.max_batch_size,
+        "FERRYMAN_SERVING__MAX_DELAY_MS": spec.max_delay_ms,
+        "FERRYMAN_SERVING__INTRA_OP_THREADS": spec.intra_op_threads,
+    }
+    return (
+        k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
+        k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
+        # Replicas have no token auth yet: the NetworkPolicy admits only Ferryman's callers.
+        k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
+        k.env("FERRYMAN_LOG_FORMAT", "json"),
+        *(k.env(name, f"{value:g}") for name, value in tuned.items() if value is not None),
+    )
+
+
+def replica_container(spec: DeploymentSpec, variant: VariantSpec, image: str) -> k.Object:
+    probes = k.Probes(
+        startup=k.Probe("/v2/health/live", 2, 60),
+        readiness=k.Probe("/v2/health/ready", 5),
+        liveness=k.Probe("/v2/health/live"),
+    )
+    return k.container(
+        "replica",
+        serve_args(variant),
+        REPLICA_PORT,
+        k.Resources("500m", "512Mi", "2", "2Gi"),
+        probes,
+        env=replica_env(spec),
+        mounts=({"name": "data", "mountPath": k.DATA_DIR, "readOnly": True},),
+        image=image,
+    )
+
+
+def replica_objects(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
+    """Deployment, Service and (when the endpoint autoscales) HPA of every variant."""
+    objects: list[k.Object] = [k.service_account("ferryman-replica", REPLICA)]
+    for spec in deployments or (EXAMPLE,):
+        for variant in spec.variants:
+            objects += _variant_objects(spec, variant)
+    return objects
+
+
+def _variant_objects(spec: DeploymentSpec, variant: VariantSpec) -> list[k.Object]:
+    name = replica_name(spec.endpoint, variant.name)
+    tags = {k.ENDPOINT_LABEL: spec.endpoint, k.VARIANT_LABEL: variant.name}
+    volumes = ({"name": "data", "persistentVolumeClaim": {"claimName": k.DATA_CLAIM,
+                                                          "readOnly": True}},)  # fmt: skip
+    pod = k.pod_spec("ferryman-replica", [replica_container(spec, variant, k.IMAGE)], volumes)
+    scaling = spec.autoscaling
+    low = max(1, variant.standby_replicas or (scaling.min_replicas if scaling else 1))
+    replicas = low if scaling else variant.replicas
+    objects = [
+        k.deployment(name, REPLICA, replicas, pod, **tags),
+        k.service(name, REPLICA, REPLICA_PORT, **tags),
+    ]
+    if scaling is not None:
+        objects.append(k.hpa(name, REPLICA, low, max(low, scaling.max_replicas), **tags))
+    return objects
+
+
+def route_table(namespace: str, deployments: Sequence[DeploymentSpec]) -> dict[str, Any]:
+    """The gateway's route table (``RouteTable`` JSON): each variant at its Service."""
+    endpoints = {}
+    for spec in deployments:
+        variants = [
+            {"name": v.name, "model": v.model, "version": v.version, "weight": v.weight,
+             "backends": [f"http://{replica_name(spec.endpoint, v.name)}.{namespace}.svc:"
+                          f"{REPLICA_PORT[1]}"]}
+            for v in spec.variants
+        ]  # fmt: skip
+        route: dict[str, Any] = {"endpoint": spec.endpoint, "variants": variants}
+        if spec.rules:
+            route["rules"] = [rule.model_dump() for rule in spec.rules]
+        if spec.sticky_header:
+            route["sticky_header"] = spec.sticky_header
+        if spec.shadow:
+            route["shadow"] = spec.shadow
+        endpoints[spec.endpoint] = route
+    return {"generation": 1, "endpoints": endpoints}

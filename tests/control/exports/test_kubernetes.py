@@ -1,0 +1,346 @@
+"""``ferryman export kubernetes``: every overlay builds with kubectl's kustomize, every object
+validates offline (built-in kinds with kubernetes-validate, custom resources against their
+CRDs' published schemas in ``crd_schemas/``), and every command line is one the CLI takes.
+
+No Kubernetes API server can be had on these machines (no kind, k3s or kube-apiserver in
+any registry here): what can be checked offline is checked here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import typer
+import yaml
+
+from ferryman.cli.main import app
+from ferryman.config import Settings
+from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
+from ferryman.control.monitor.alerts import DEFAULT_RULES
+from ferryman.errors import InvalidInput
+from ferryman.gateway.routes import RouteTable
+from ferryman.registry import DeploymentSpec
+from ferryman.registry.deployments import Autoscaling, VariantSpec
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None, reason="KUBECTL MISSING: the kustomizations are NOT built"
+)
+SCHEMAS = Path(__file__).parent / "crd_schemas"
+# The oldest Kubernetes the manifests promise, and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+# Custom resources: (apiVersion, kind) -> the CRD's schema (source: crd_schemas/README.md).
+CRD_SCHEMAS = {
+    ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute-gateway.networking.k8s.io-v1.json",
+}
+DEPLOYMENTS = (
+    DeploymentSpec(
+        endpoint="digits",
+        variants=(
+            VariantSpec(model="digits", version=3, weight=90),
+            VariantSpec(model="digits", version=4, kind="onnx-int8", weight=10),
+        ),
+        autoscaling=Autoscaling(min_replicas=2, max_replicas=6),
+        max_batch_size=16,
+    ),
+    DeploymentSpec(endpoint="iris", variants=(VariantSpec(model="iris", version=1, replicas=3),)),
+)
+OVERLAYS = ("deployments", "kuberay")
+
+
+def write(tmp_path: Path, spec: ClusterSpec, deployments: tuple[DeploymentSpec, ...]) -> Path:
+    for name, text in render(spec, deployments, DEFAULT_RULES).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    assert KUBECTL is not None
+    built = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    return [item for item in yaml.safe_load_all(built.stdout) if item]
+
+
+@pytest.fixture(scope="module", params=["ingress", "httproute"])
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[dict[str, Any]]]:
+    """Each overlay as ``kubectl kustomize`` builds it, with either edge object."""
+    if KUBECTL is None:
+        pytest.skip("KUBECTL MISSING: the kustomizations are NOT built")
+    spec = ClusterSpec(image="registry.example.com/ferryman:0.1.0", route=request.param)
+    out = write(tmp_path_factory.mktemp("k8s"), spec, DEPLOYMENTS)
+    return {overlay: kustomize(out / "overlays" / overlay) for overlay in OVERLAYS}
+
+
+def containers(item: dict[str, Any]) -> list[dict[str, Any]]:
+    if item["kind"] == "Deployment":
+        return list(item["spec"]["template"]["spec"]["containers"])
+    if item["kind"] == "RayCluster":
+        groups = [item["spec"]["headGroupSpec"], *item["spec"]["workerGroupSpecs"]]
+        return [c for group in groups for c in group["template"]["spec"]["containers"]]
+    return []
+
+
+def test_overlays_hold_the_parts(built: dict[str, list[dict[str, Any]]]) -> None:
+    kinds = {overlay: sorted({o["kind"] for o in items}) for overlay, items in built.items()}
+    edge = {"Ingress", "HTTPRoute"} & set(kinds["deployments"])
+    assert len(edge) == 1
+    common = {"Namespace", "ServiceAccount", "PersistentVolumeClaim", "Deployment", "Service",
+              "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap",
+              "ServiceMonitor", "PrometheusRule", *edge}  # fmt: skip
+    assert set(kinds["deployments"]) == common
+    assert set(kinds["kuberay"]) == common | {"RayCluster"}
+    names = {o["metadata"]["name"] for o in built["deployments"] if o["kind"] == "Deployment"}
+    assert names == {"ferryman-control", "ferryman-gateway", "ferryman-digits-v3",
+                     "ferryman-digits-v4-onnx-int8", "ferryman-iris-v1"}  # fmt: skip
+    for items in built.values():
+        assert {o["metadata"].get("namespace") for o in items if o["kind"] != "Namespace"} == {
+            "ferryman"
+        }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_pinned_limited_and_unprivileged(
+    built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    found = [c for item in built[overlay] for c in containers(item)]
+    assert len(found) >= 3
+    for container in found:
+        image = container["image"]
+        assert image.startswith("registry.example.com/ferryman"), image
+        assert image.endswith(":0.1.0"), image  # never untagged, never latest
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+        assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["runAsUser"] != 0
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_a_wrong_option_in_a_manifest_would_fail_the_cli_check() -> None:
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    serve.make_context("ferryman serve", ["m:1", "--port", "8080"])
+    with pytest.raises(Exception, match="No such option"):
+        serve.make_context("ferryman serve", ["m:1", "--listen-port", "8080"])
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_built_in_kinds_validate_strictly(
+    built: dict[str, list[dict[str, Any]]], version: str
+) -> None:
+    checked = 0
+    for items in built.values():
+        for item in items:
+            if (item["apiVersion"], item["kind"]) in CRD_SCHEMAS:
+                for template in _ray_pod_templates(item):  # the pods inside a RayCluster
+                    kubernetes_validate.validate(template, version, strict=True)
+                continue
+            kubernetes_validate.validate(item, version, strict=True)
+            checked += 1
+    assert checked > 20
+
+
+def test_strict_validation_catches_a_misspelt_field() -> None:
+    """The validator is strict: a field Kubernetes does not know fails (so the test can)."""
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"},
+                 "spec": {"finalizerz": []}}  # fmt: skip
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(namespace, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_custom_resources_match_their_crd_schemas(built: dict[str, list[dict[str, Any]]]) -> None:
+    seen = set()
+    for items in built.values():
+        for item in items:
+            key = (item["apiVersion"], item["kind"])
+            if key in CRD_SCHEMAS:
+                crd_validator(key).validate(item)
+                seen.add(key)
+    edge = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+    assert seen | {edge} == set(CRD_SCHEMAS)
+
+
+@pytest.mark.parametrize("key", list(CRD_SCHEMAS))
+def test_crd_schemas_refuse_an_unknown_field(key: tuple[str, str]) -> None:
+    """Unknown fields are refused, as a server with strict field validation does."""
+    item = {"apiVersion": key[0], "kind": key[1], "metadata": {"name": "x"},
+            "spec": {"notAField": 1}}  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError, match="notAField"):
+        crd_validator(key).validate(item)
+
+
+def test_commands_and_settings_in_the_manifests_are_the_clis(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Each ``ferryman`` command line parses with the Typer app; each FERRYMAN_ variable is a
+    setting, and the settings load from the rendered values."""
+    cli = typer.main.get_command(app)
+    subcommands = cli.commands  # type: ignore[attr-defined]  # the root is a group
+    commands = set()
+    for items in built.values():
+        for item in items:
+            if item["kind"] != "Deployment":
+                continue
+            for container in containers(item):
+                name, *args = container["args"]
+                command = subcommands.get(name)
+                assert command is not None, f"no ferryman {name}"
+                command.make_context(f"ferryman {name}", list(args))  # raises on a bad option
+                commands.add(name)
+                _check_settings(container["env"])
+    assert commands == {"up", "gateway", "serve"}
+
+
+def test_gateway_routes_config_is_a_route_table_of_the_replica_services(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    items = built["deployments"]
+    routes = next(o for o in items if o["kind"] == "ConfigMap")["data"]["routes.json"]
+    gateway = next(o for o in items if o["metadata"]["name"] == "ferryman-gateway"
+                   and o["kind"] == "Deployment")  # fmt: skip
+    variables = {e["name"]: e.get("value") for e in containers(gateway)[0]["env"]}
+    allowed = json.loads(variables["FERRYMAN_GATEWAY__BACKEND_HOSTS"])
+    table = RouteTable.from_json(routes, allowed_hosts=allowed)  # validates every backend
+    services = {o["metadata"]["name"] for o in items if o["kind"] == "Service"}
+    digits = table.endpoints["digits"]
+    assert [(v.name, v.weight) for v in digits.variants] == [("v3", 90), ("v4-onnx-int8", 10)]
+    for route in table.endpoints.values():
+        for variant in route.variants:
+            host = variant.backends[0].split("://")[1].split(".")[0]
+            assert host in services
+
+
+def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, Any]]]) -> None:
+    items = built["deployments"]
+    scalers = {o["metadata"]["name"]: o["spec"] for o in items
+               if o["kind"] == "HorizontalPodAutoscaler"}  # fmt: skip
+    assert scalers["ferryman-digits-v3"]["minReplicas"] == 2
+    assert scalers["ferryman-digits-v3"]["maxReplicas"] == 6
+    assert scalers["ferryman-gateway"]["scaleTargetRef"]["name"] == "ferryman-gateway"
+    assert "ferryman-iris-v1" not in scalers  # fixed replicas: no autoscaler
+    iris = next(o for o in items if o["metadata"]["name"] == "ferryman-iris-v1"
+                and o["kind"] == "Deployment")  # fmt: skip
+    assert iris["spec"]["replicas"] == 3
+    int8 = next(o for o in items if o["metadata"]["name"] == "ferryman-digits-v4-onnx-int8"
+                and o["kind"] == "Deployment")  # fmt: skip
+    container = containers(int8)[0]
+    assert container["args"][:4] == ["serve", "digits:4", "--variant", "onnx-int8"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert {"name": "FERRYMAN_SERVING__MAX_BATCH_SIZE", "value": "16"} in container["env"]
+
+
+def test_replicas_admit_only_the_gateway_the_control_plane_and_prometheus(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    policy = next(o for o in built["deployments"] if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "replica"
+    (rule,) = policy["spec"]["ingress"]
+    callers = [p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component")
+               or p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for p in rule["from"]]  # fmt: skip
+    assert callers == ["gateway", "control-plane", "monitoring"]
+    component = "app.kubernetes.io/component"
+    replica_pods = [o for o in built["deployments"] if o["kind"] == "Deployment"
+                    and o["metadata"]["labels"][component] == "replica"]  # fmt: skip
+    for deployment in replica_pods:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "replica"
+
+
+def test_prometheus_rule_holds_the_exported_alert_rules(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    rule = next(o for o in built["deployments"] if o["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert alerts == {f"Ferryman{''.join(p.capitalize() for p in r.name.split('-'))}"
+                      for r in DEFAULT_RULES if r.enabled}  # fmt: skip
+
+
+def test_rendering_is_a_pure_function_of_its_inputs() -> None:
+    spec = ClusterSpec(image="ferryman@sha256:" + "a" * 64)
+    first = render(spec, DEPLOYMENTS, DEFAULT_RULES)
+    assert render(spec, DEPLOYMENTS, DEFAULT_RULES) == first
+    assert 'digest: "sha256:' in first["base/kustomization.yaml"]
+    other = render(ClusterSpec(image=spec.image, namespace="ml"), DEPLOYMENTS, DEFAULT_RULES)
+    assert "ferryman-digits-v3.ml.svc:8080" in other["overlays/deployments/replicas.yaml"]
+
+
+@pytest.mark.parametrize("image", ["ferryman", "ferryman:latest", "reg:5000/ferryman", "x@md5:1"])
+def test_an_image_without_a_pinned_tag_is_refused(image: str) -> None:
+    with pytest.raises(InvalidInput, match=r"tag|digest"):
+        split_image(image)
+
+
+@needs_kubectl
+def test_an_empty_registry_renders_an_example_endpoint(tmp_path: Path) -> None:
+    out = write(tmp_path, ClusterSpec(image="ferryman:0.1.0"), ())
+    items = kustomize(out / "overlays" / "deployments")
+    assert "ferryman-example-v1" in {o["metadata"]["name"] for o in items}
+
+
+def crd_validator(key: tuple[str, str]) -> jsonschema.Draft7Validator:
+    """A validator of the CRD's OpenAPI v3 schema, the JSON Schema subset draft 7 reads.
+
+    The schema itself is not checked against the metaschema: some CRDs' patterns are Go
+    (RE2) expressions Python's ``re`` refuses, used only on fields Ferryman never sets.
+    """
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text())
+    return jsonschema.Draft7Validator(_closed(schema))
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever the CRD does not preserve them."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if ("properties" in closed and "additionalProperties" not in closed
+            and not closed.get("x-kubernetes-preserve-unknown-fields")):  # fmt: skip
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
+    if item["kind"] != "RayCluster":
+        return []
+    groups = [item["spec"]["headGroupSpec"], *item["spec"]["workerGroupSpecs"]]
+    return [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "ray"},
+             "template": group["template"]} for group in groups]  # fmt: skip
+
+
+def _check_settings(env: list[dict[str, Any]]) -> None:
+    """Every FERRYMAN_ variable names a setting; with placeholders for Secrets, they load."""
+    nested: dict[str, Any] = {}
+    for variable in env:
+        name = variable["name"]
+        if not name.startswith("FERRYMAN_"):
+            continue
+        path = name.removeprefix("FERRYMAN_").lower().split("__")
+        value = variable.get("value", "postgresql+psycopg://db/ferryman")
+        model: Any = Settings
+        for part in path:
+            assert part in model.model_fields, f"{name}: no setting {part!r}"
+            model = model.model_fields[part].annotation
+        target = nested
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = json.loads(value) if value[:1] in "[{" else value
+    Settings.model_validate(nested)
