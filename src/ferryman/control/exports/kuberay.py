@@ -37,7 +37,7 @@ def ray_cluster(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
             },
             "headGroupSpec": {
                 "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # noqa: S104
-                "template": _pod("ray-head", HEAD_PORTS, k.Resources("1", "2Gi", "2", "4Gi")),
+                "template": _head_pod(),
             },
             "workerGroupSpecs": [{
                 "groupName": "replicas",
@@ -67,6 +67,15 @@ def ray_cluster(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
         },
     }  # fmt: skip
     return [k.service_account("ferryman-replica", REPLICA), cluster, policy]
+
+
+def _head_pod() -> k.Object:
+    """The head: its autoscaler sidecar calls the Kubernetes API with the ServiceAccount and
+    Role that KubeRay creates (named after the cluster) when the pod names none."""
+    template = _pod("ray-head", HEAD_PORTS, k.Resources("1", "2Gi", "2", "4Gi"))
+    del template["spec"]["serviceAccountName"]
+    template["spec"]["automountServiceAccountToken"] = True
+    return template
 
 
 def _pod(name: str, ports: Sequence[tuple[str, int]], resources: k.Resources) -> k.Object:
