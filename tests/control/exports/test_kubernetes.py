@@ -207,6 +207,21 @@ def test_commands_and_settings_in_the_manifests_are_the_clis(
     assert commands == {"up", "gateway", "serve"}
 
 
+def test_control_plane_accepts_the_host_prometheus_scrapes_it_by(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Prometheus (and the kubelet) name the pod's IP as Host; the API's allow-list has it."""
+    control = next(o for o in built["deployments"] if o["metadata"]["name"] == "ferryman-control"
+                   and o["kind"] == "Deployment")  # fmt: skip
+    env = containers(control)[0]["env"]
+    names = [e["name"] for e in env]
+    allowed = json.loads(next(e["value"] for e in env
+                              if e["name"] == "FERRYMAN_CONTROL__ALLOWED_HOSTS"))  # fmt: skip
+    assert "$(POD_IP)" in allowed
+    assert names.index("POD_IP") < names.index("FERRYMAN_CONTROL__ALLOWED_HOSTS")
+    assert env[names.index("POD_IP")]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
 def test_gateway_routes_config_is_a_route_table_of_the_replica_services(
     built: dict[str, list[dict[str, Any]]],
 ) -> None:

@@ -135,7 +135,10 @@ def split_image(reference: str) -> tuple[str, dict[str, str]]:
 
 def _control_plane(spec: ClusterSpec) -> list[k.Object]:
     name = "ferryman-control"
-    hosts = [name, f"{name}.{spec.namespace}.svc", f"{name}.{spec.namespace}.svc.cluster.local"]
+    # The Host allow-list (DNS-rebinding guard) takes the Service's names and the pod's own
+    # IP, which Prometheus sends when it scrapes /metrics (Kubernetes expands $(POD_IP)).
+    hosts = [name, f"{name}.{spec.namespace}.svc", f"{name}.{spec.namespace}.svc.cluster.local",
+             "$(POD_IP)"]  # fmt: skip
     health = k.Probe("/healthz", host="localhost")
     probes = k.Probes(startup=k.Probe("/healthz", 2, 60, "localhost"), readiness=health,
                       liveness=health)  # fmt: skip
@@ -146,6 +149,7 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
         k.Resources("250m", "512Mi", "1", "1Gi"),
         probes,
         env=(
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
             k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
             k.env("FERRYMAN_CONTROL__ALLOWED_HOSTS", json.dumps(hosts)),
