@@ -472,6 +472,23 @@ class TrainingSettings(BaseModel):
     )
 
 
+class CostSettings(BaseModel):
+    """What the fleet's machines cost, for endpoint costs and recommendations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance: str | None = Field(
+        default=None,
+        description="Instance shape (a name in the catalogue) each replica runs on; "
+        "None: costs are not shown.",
+    )
+    catalogue: Path | None = Field(
+        default=None,
+        description="TOML file of instance shapes and prices per hour; None: the example "
+        "catalogue shipped with Ferryman (example prices).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a Ferryman process can be told; each field says its unit."""
 
@@ -541,6 +558,9 @@ class Settings(BaseSettings):
         default_factory=ArtifactSettings, description="Where artifact bytes live."
     )
     ray: RaySettings = Field(default_factory=RaySettings, description="The Ray runtime.")
+    cost: CostSettings = Field(
+        default_factory=CostSettings, description="Instance shape and catalogue of the fleet."
+    )
 
     @property
     def resolved_database_url(self) -> str:

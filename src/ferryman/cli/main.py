@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ferryman import __version__
 from ferryman.cli import (
     alerts,
+    capacity,
     demo,
     deploy,
     down,
@@ -66,6 +67,8 @@ app.command("quality")(payloads.quality)
 app.add_typer(alerts.alerts_app, name="alerts")
 app.add_typer(export.export_app, name="export")
 app.add_typer(tokens.tokens_app, name="tokens")
+app.command("capacity")(capacity.capacity)
+app.command("recommend")(capacity.recommend_command)
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 GLOBAL_FLAGS = ("--insecure-http",)

@@ -13,6 +13,7 @@ from ferryman.registry.alerts import (
     WebhookRecord,
     WebhookTarget,
 )
+from ferryman.registry.capacity import CapacityResult, CapacityResults, LoadStep, ServingConfig
 from ferryman.registry.database import Database
 from ferryman.registry.deployments import (
     Autoscaling,
@@ -81,6 +82,8 @@ __all__ = [
     "Alerts",
     "AliasRecord",
     "Autoscaling",
+    "CapacityResult",
+    "CapacityResults",
     "Checkpoint",
     "CollectedPayload",
     "Database",
@@ -94,6 +97,7 @@ __all__ = [
     "HeaderRuleSpec",
     "IssuedToken",
     "Labelled",
+    "LoadStep",
     "MetricHistory",
     "MetricPoint",
     "MetricSample",
@@ -112,6 +116,7 @@ __all__ = [
     "RunLog",
     "RunRecord",
     "RunStatus",
+    "ServingConfig",
     "TokenBook",
     "TokenRecord",
     "TokenRole",

@@ -29,6 +29,7 @@ from ferryman.names import validate_key, validate_name
 from ferryman.reference import ReferenceData, with_graph_classes
 from ferryman.registry.alerts import Alerts
 from ferryman.registry.audit import append_event, query_events
+from ferryman.registry.capacity import CapacityResults
 from ferryman.registry.database import Database
 from ferryman.registry.deliveries import Deliveries
 from ferryman.registry.deployments import Deployments, DeploymentSpec, put_spec
@@ -107,6 +108,7 @@ class Registry:
         self.deliveries = Deliveries(database, clock)
         self.outbox = WebhookOutbox(database, clock)
         self.tokens = Tokens(database, clock)
+        self.capacity = CapacityResults(database, clock)
 
     @classmethod
     def open(cls, settings: Settings) -> Registry:

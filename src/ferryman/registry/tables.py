@@ -376,3 +376,32 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class CapacityRow(Base):
+    """The highest rate one serving configuration of a variant carried within a p99 target."""
+
+    __tablename__ = "capacity_results"
+    __table_args__ = (
+        UniqueConstraint(
+            "version_id", "variant", "max_batch_size", "max_delay_ms", "intra_op_threads",
+            "p99_target_ms", name="uq_capacity_results_configuration",
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="RESTRICT"))
+    variant: Mapped[str] = mapped_column(String(32))
+    max_batch_size: Mapped[int] = mapped_column(Integer)
+    max_delay_ms: Mapped[float] = mapped_column(Float)
+    intra_op_threads: Mapped[int] = mapped_column(Integer)
+    p99_target_ms: Mapped[float] = mapped_column(Float)
+    max_qps: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float | None] = mapped_column(Float)
+    cpu_pct: Mapped[float | None] = mapped_column(Float)
+    rss_bytes: Mapped[float | None] = mapped_column(Float)
+    stop_reason: Mapped[str] = mapped_column(String(200))
+    steps: Mapped[list[Any]]
+    cpu_count: Mapped[int] = mapped_column(Integer)
+    measured_by: Mapped[str] = mapped_column(KEY)
+    measured_at: Mapped[datetime]
