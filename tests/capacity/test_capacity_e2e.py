@@ -10,13 +10,31 @@ from tests.capacity.conftest import Run
 
 pytestmark = pytest.mark.e2e
 
-TINY = ("--batch", "1", "--batch", "8", "--delay-ms", "2", "--threads", "1",
-        "--start-qps", "20", "--max-qps", "80", "--step-s", "1", "--refine", "0",
-        "--p99-ms", "500")  # fmt: skip
+TINY = (
+    "--batch",
+    "1",
+    "--batch",
+    "8",
+    "--delay-ms",
+    "2",
+    "--threads",
+    "1",
+    "--start-qps",
+    "20",
+    "--max-qps",
+    "80",
+    "--step-s",
+    "1",
+    "--refine",
+    "0",
+    "--p99-ms",
+    "500",
+)
 
 
-def test_capacity_measures_stores_and_is_read_back(run: Run, registry: Registry,
-                                                   affine: str) -> None:  # fmt: skip
+def test_capacity_measures_stores_and_is_read_back(
+    run: Run, registry: Registry, affine: str
+) -> None:
     code, out, err = run("capacity", f"{affine}@1", *TINY)
     assert code == 0, err
     assert "Capacity of affine v1 at p99 ≤ 500 ms" in out
@@ -25,9 +43,14 @@ def test_capacity_measures_stores_and_is_read_back(run: Run, registry: Registry,
     for result in stored:
         assert result.config.variant == "onnx"
         assert [s.target_qps for s in result.steps][:1] == [20]
-        carried = [s.target_qps for s in result.steps if s.errors == 0
-                   and s.p99_ms is not None and s.p99_ms <= 500
-                   and s.achieved_qps >= 0.99 * s.target_qps]  # fmt: skip
+        carried = [
+            s.target_qps
+            for s in result.steps
+            if s.errors == 0
+            and s.p99_ms is not None
+            and s.p99_ms <= 500
+            and s.achieved_qps >= 0.99 * s.target_qps
+        ]
         assert result.max_qps == max(carried, default=0.0)
         assert result.rss_bytes is not None
         assert result.rss_bytes > 10e6
