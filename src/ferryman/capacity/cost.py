@@ -6,8 +6,10 @@ for the machine a replica runs on); requests are priced from the recent rate.
 
 from __future__ import annotations
 
-from ferryman.capacity.catalogue import InstanceShape
+from ferryman.capacity.catalogue import InstanceShape, load_catalogue
+from ferryman.config import Settings
 from ferryman.errors import InvalidInput
+from ferryman.registry import Registry
 from ferryman.registry.records import Record
 
 
@@ -54,3 +56,49 @@ def find_shape(shapes: tuple[InstanceShape, ...], name: str | None) -> InstanceS
         if shape.name == name:
             return shape
     raise InvalidInput(f"instance {name!r} is not in the catalogue; its instances: {known}")
+
+
+SAMPLE_MAX_AGE_S = 60.0
+"""Older monitor samples than this are not "now" (the control loop samples every 10 s)."""
+
+
+class CostReport(Record):
+    instance: str | None
+    price_per_hour: float | None
+    note: str
+    endpoints: tuple[EndpointCost, ...]
+
+
+def fleet_costs(registry: Registry, settings: Settings, now_s: float) -> CostReport:
+    """Every endpoint's cost now: replicas ready (else desired) and rate from the latest
+    monitor samples, priced by the fleet's instance shape (``cost.instance``)."""
+    if settings.cost.instance is None:
+        note = (
+            "set FERRYMAN_COST__INSTANCE to an instance of the catalogue "
+            "(FERRYMAN_COST__CATALOGUE, default the example one) to see costs"
+        )
+        return CostReport(instance=None, price_per_hour=None, note=note, endpoints=())
+    shape = find_shape(load_catalogue(settings.cost.catalogue), settings.cost.instance)
+    recent: dict[str, dict[str, float]] = {}
+    for sample in registry.history.latest():
+        if now_s - sample.time_s <= SAMPLE_MAX_AGE_S:
+            totals = recent.setdefault(sample.endpoint, {})
+            for series in ("replicas", "qps"):
+                if series in sample.values:
+                    totals[series] = totals.get(series, 0.0) + sample.values[series]
+    costs = []
+    for record in registry.deployments.list():
+        now = recent.get(record.endpoint, {})
+        desired = sum(v.replicas for v in record.spec.variants)
+        costs.append(
+            endpoint_cost(
+                record.endpoint, now.get("replicas", float(desired)), now.get("qps"), shape
+            )
+        )
+    source = settings.cost.catalogue.name if settings.cost.catalogue else "the example catalogue"
+    return CostReport(
+        instance=shape.name,
+        price_per_hour=shape.price_per_hour,
+        note=f"each replica priced as one {shape.name} from {source}",
+        endpoints=tuple(costs),
+    )

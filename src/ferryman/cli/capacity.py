@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from ferryman.capacity.catalogue import load_catalogue
+from ferryman.capacity.cost import CostReport
 from ferryman.capacity.recommend import Recommendation, autoscale_bounds, recommend
 from ferryman.capacity.sweep import SweepPlan, SweepRequest, sweep_version
 from ferryman.cli.context import cli_context
@@ -81,17 +82,31 @@ def capacity(
     _show(results, model, version, p99_ms, json_output, partial=False)
 
 
-def _sweep_with_progress(registry: Registry, settings: Settings, request: SweepRequest,
-                         results: list[CapacityResult], is_quiet: bool) -> None:  # fmt: skip
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=errors, transient=True, disable=is_quiet) as progress:  # fmt: skip
+def _sweep_with_progress(
+    registry: Registry,
+    settings: Settings,
+    request: SweepRequest,
+    results: list[CapacityResult],
+    is_quiet: bool,
+) -> None:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=is_quiet,
+    ) as progress:
         task: TaskID = progress.add_task("starting replicas", total=None)
 
         def on_step(config: ServingConfig, step: LoadStep) -> None:
             p99 = "-" if step.p99_ms is None else f"{step.p99_ms:.1f} ms"
-            progress.update(task, description=f"{config.describe()}: {step.target_qps:g} qps "
-                            f"-> achieved {step.achieved_qps:.1f}, p99 {p99}, "
-                            f"{step.errors} errors")  # fmt: skip
+            progress.update(
+                task,
+                description=f"{config.describe()}: {step.target_qps:g} qps "
+                f"-> achieved {step.achieved_qps:.1f}, p99 {p99}, "
+                f"{step.errors} errors",
+            )
 
         def on_result(result: CapacityResult, is_new: bool) -> None:
             results.append(result)
@@ -103,8 +118,15 @@ def _sweep_with_progress(registry: Registry, settings: Settings, request: SweepR
         asyncio.run(sweep_version(registry, settings, request, on_step, on_result))
 
 
-def _show(results: Sequence[CapacityResult], model: str, version: int, p99_ms: float,
-          json_output: bool, *, partial: bool) -> None:  # fmt: skip
+def _show(
+    results: Sequence[CapacityResult],
+    model: str,
+    version: int,
+    p99_ms: float,
+    json_output: bool,
+    *,
+    partial: bool,
+) -> None:
     if json_output:
         print_json(list(results))
         return
@@ -112,21 +134,35 @@ def _show(results: Sequence[CapacityResult], model: str, version: int, p99_ms: f
     console.print(capacity_chart(results))
 
 
-def capacity_table(results: Sequence[CapacityResult], what: str, p99_ms: float,
-                   partial: bool = False) -> Table:  # fmt: skip
+def capacity_table(
+    results: Sequence[CapacityResult], what: str, p99_ms: float, partial: bool = False
+) -> Table:
     title = f"Capacity of {what} at p99 ≤ {p99_ms:g} ms" + (" (partial)" if partial else "")
-    table = Table("variant", "batch", "delay", "threads", "max qps", "p99 there", "CPU",
-                  "memory", "stopped because", title=title)  # fmt: skip
+    table = Table(
+        "variant",
+        "batch",
+        "delay",
+        "threads",
+        "max qps",
+        "p99 there",
+        "CPU",
+        "memory",
+        "stopped because",
+        title=title,
+    )
     for r in results:
         c = r.config
         table.add_row(
-            c.variant, str(c.max_batch_size), f"{c.max_delay_ms:g} ms",
-            str(c.intra_op_threads or "auto"), f"{r.max_qps:g}",
+            c.variant,
+            str(c.max_batch_size),
+            f"{c.max_delay_ms:g} ms",
+            str(c.intra_op_threads or "auto"),
+            f"{r.max_qps:g}",
             "-" if r.p99_ms is None else f"{r.p99_ms:.1f} ms",
             "-" if r.cpu_pct is None else f"{r.cpu_pct:.0f}%",
             "-" if r.rss_bytes is None else f"{r.rss_bytes / 1e6:.0f} MB",
             r.stop_reason,
-        )  # fmt: skip
+        )
     return table
 
 
@@ -192,16 +228,59 @@ def endpoint_rates(registry: Registry, endpoint: str, since_s: float) -> list[fl
 
 
 def recommendation_table(answer: Recommendation, what: str) -> Table:
-    title = (f"Cheapest for {what}: {answer.qps:g} qps (+{answer.headroom:.0%} = "
-             f"{answer.needed_qps:g}) at p99 ≤ {answer.p99_target_ms:g} ms")  # fmt: skip
-    table = Table("", "configuration", "replica qps", "replicas", "instances", "per hour",
-                  "why not", title=title)  # fmt: skip
-    rows = [("best", answer.best, ""), *(("runner-up", r.candidate, r.why)
-                                          for r in answer.runners_up)]  # fmt: skip
+    title = (
+        f"Cheapest for {what}: {answer.qps:g} qps (+{answer.headroom:.0%} = "
+        f"{answer.needed_qps:g}) at p99 ≤ {answer.p99_target_ms:g} ms"
+    )
+    table = Table(
+        "",
+        "configuration",
+        "replica qps",
+        "replicas",
+        "instances",
+        "per hour",
+        "why not",
+        title=title,
+    )
+    rows = [
+        ("best", answer.best, ""),
+        *(("runner-up", r.candidate, r.why) for r in answer.runners_up),
+    ]
     for label, c, why in rows:
         table.add_row(
-            label, c.config.describe(), f"{c.replica_qps:g}",
+            label,
+            c.config.describe(),
+            f"{c.replica_qps:g}",
             f"{c.replicas} ({c.replicas_per_instance}/instance, {c.cores_per_replica} cores)",
-            f"{c.instances} x {c.shape.name}", f"{c.cost_per_hour:.4g}", why,
-        )  # fmt: skip
+            f"{c.instances} x {c.shape.name}",
+            f"{c.cost_per_hour:.4g}",
+            why,
+        )
     return table
+
+
+def show_costs(report: CostReport, json_output: bool) -> None:
+    """``ferryman endpoints list --cost``: each endpoint's cost now."""
+    if json_output:
+        print_json(report)
+        return
+    if report.instance is None:
+        errors.print(report.note, markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(
+        "endpoint",
+        "replicas",
+        "qps",
+        "per hour",
+        "per 1,000 requests",
+        title=f"Endpoint costs ({report.note})",
+    )
+    for cost in report.endpoints:
+        table.add_row(
+            cost.endpoint,
+            f"{cost.replicas:g}",
+            "-" if cost.qps is None else f"{cost.qps:.1f}",
+            f"{cost.cost_per_hour:.4g}",
+            "-" if cost.cost_per_1k_requests is None else f"{cost.cost_per_1k_requests:.4g}",
+        )
+    console.print(table)

@@ -9,6 +9,8 @@ import httpx
 import typer
 from rich.table import Table
 
+from ferryman.capacity.cost import fleet_costs
+from ferryman.cli.capacity import show_costs
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
@@ -98,9 +100,18 @@ def undeploy(
 
 
 @endpoints_app.command("list")
-def list_endpoints(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def list_endpoints(
+    ctx: typer.Context,
+    json_output: JsonOption = False,
+    cost: Annotated[
+        bool, typer.Option("--cost", help="Also cost per hour and per 1,000 requests.")
+    ] = False,
+) -> None:
     """Every endpoint with its variants, weights, replicas and traffic."""
     state = cli_context(ctx)
+    if cost:
+        show_costs(fleet_costs(state.registry(), state.settings, time.time()), json_output)
+        return
     records = state.client().list_deployments()
     if json_output:
         print_json(records)

@@ -83,6 +83,7 @@ def seeded(tmp_path: Path) -> Iterator[tuple[RunningServer, dict[str, str]]]:
         "model": "m", "version": "1", "alias": "production", "endpoint": "m",
         "rollout_id": str(rollout.json()["id"]), "name": "fuzz", "run_id": "none",
         "token_id": str(token.record.id),
+        "job_id": "none",
     }  # fmt: skip
     yield running, real
     server.should_exit = True

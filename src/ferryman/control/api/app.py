@@ -9,9 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from ferryman.capacity.jobs import CapacityJobs
 from ferryman.config import Settings
 from ferryman.control.api import (
     alert_routes,
+    capacity_routes,
     deployment_routes,
     feedback_routes,
     fleet_routes,
@@ -68,6 +70,7 @@ def create_app(
     app.state.routes = routes
     app.state.token = token
     app.state.token_book = book
+    app.state.capacity_jobs = CapacityJobs()
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)
@@ -79,6 +82,7 @@ def create_app(
     app.include_router(webhook_routes.router)
     app.include_router(fleet_routes.router)
     app.include_router(token_routes.router)
+    app.include_router(capacity_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"], include_in_schema=False)
     app.exception_handler(FerrymanError)(_ferryman_error)
     app.exception_handler(RequestValidationError)(_validation_error)

@@ -2,6 +2,7 @@
 // buttons, live charts, quality and drift, alerts, the deployment, and the payload log.
 
 import { api, ApiError, path } from '../api.js';
+import { costPanel } from '../capacity.js';
 import { capabilities, endpointsNow, history, timeDomain, totals, variantName } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
@@ -199,6 +200,7 @@ export async function render(main, [name], ctx) {
     tiles,
     section('Rollout', { id: 'rollout' }, caps.rollouts ? h('div', { class: 'grid two' }, rolloutBox, timelineBox) : notAvailable('Rollouts', 'GET /api/v1/rollouts')),
     section('Variants', {}, variantsBox),
+    section('Cost', { hint: 'replicas × the instance price set for the fleet' }, costPanel(name)),
     section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; historyAt = 0; refreshing.now(); }) },
       caps.history ? live.el : notAvailable('Live charts', 'GET /api/v1/endpoints/{e}/history')),
     section('Quality and drift', { hint: 'accuracy from delayed feedback labels; drift against the training data' },

@@ -2,6 +2,7 @@
 // variants → endpoints), the variants' gates, and its runs with their training curves.
 
 import { api, path } from '../api.js';
+import { capacityPanel } from '../capacity.js';
 import { Chart } from '../chart.js';
 import { variantName } from '../data.js';
 import { h, replace } from '../dom.js';
@@ -178,6 +179,8 @@ export async function render(main, [name], ctx) {
       versions.length ? lineage(recent, runs, variants, deployments) : notice('No versions yet.')),
     section('Versions', {}, h('div', { class: 'card' }, versionsTable(versions))),
     section('Variants', { hint: 'each export is gated on accuracy against fp32 and on output parity' }, h('div', { class: 'card' }, variantsTable(variants))),
+    section('Capacity', { hint: `highest rate each serving configuration of v${production ?? model.latest_version ?? '?'} carried within its p99 target` },
+      capacityPanel(name, production ?? model.latest_version)),
     section('Runs', { hint: 'click a run to add or remove its curves' }, runsBox),
     section('Training curves', {}, curvesBox));
   drawRuns();
