@@ -17,6 +17,8 @@ import numpy as np
 from ferryman.registry import LoadStep
 
 ACHIEVED_SHARE = 0.99
+CLIENT_LAG_MS = 50.0
+"""Sends later than this behind schedule mean the generator, not only the replica, strained."""
 """A rate is carried only if at least this share of it was answered (and none failed)."""
 
 
@@ -60,11 +62,14 @@ async def open_loop(
             errors += 1
 
     tasks: list[asyncio.Task[None]] = []
+    lag_s = 0.0
     for index in range(count):
         due_s = start_s + index / rate_qps
         delay_s = due_s - time.perf_counter()
         if delay_s > 0:
             await asyncio.sleep(delay_s)
+        else:
+            lag_s = max(lag_s, -delay_s)
         tasks.append(asyncio.create_task(one(index, due_s)))
     _, late = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
     for task in late:
@@ -79,6 +84,7 @@ async def open_loop(
         errors=errors,
         p50_ms=_percentile_ms(latencies_s, 50),
         p99_ms=_percentile_ms(latencies_s, 99),
+        send_lag_ms=lag_s * 1000.0,
     )
 
 
@@ -94,6 +100,15 @@ def is_carried(step: LoadStep, p99_target_ms: float) -> bool:
 
 def why_not_carried(step: LoadStep, p99_target_ms: float) -> str:
     """Why ``step`` broke the target, in words (empty if it did not)."""
+    reason = _broken_rule(step, p99_target_ms)
+    if reason and step.send_lag_ms > CLIENT_LAG_MS:
+        reason += (
+            f" (the load generator fell {step.send_lag_ms:.0f} ms behind: it may be the limit)"
+        )
+    return reason
+
+
+def _broken_rule(step: LoadStep, p99_target_ms: float) -> str:
     if step.errors:
         return f"{step.errors} of {step.sent} requests failed at {step.target_qps:g} qps"
     if step.achieved_qps < ACHIEVED_SHARE * step.target_qps:

@@ -29,6 +29,9 @@ class LoadStep(Record):
     errors: int
     p50_ms: float | None
     p99_ms: float | None
+    send_lag_ms: float = Field(
+        default=0.0, description="how far the generator's sends fell behind their schedule"
+    )
 
 
 class ServingConfig(Record):
