@@ -100,7 +100,7 @@ def test_results_at_a_looser_target_do_not_count_for_a_stricter_one() -> None:
 
 
 def test_an_impossible_target_names_the_closest_configuration() -> None:
-    with pytest.raises(InvalidInput, match=r"no instance shape.*onnx batch≤8.*needs 1 cores"):
+    with pytest.raises(InvalidInput, match=r"no instance shape.*onnx batch≤8.*needs 1 core\(s\)"):
         recommend([result("onnx", 8, 100, rss_gib=64)], SHAPES, qps=10, p99_target_ms=50)
     with pytest.raises(InvalidInput, match=r"carried any rate.*p99 over"):
         recommend([result("onnx", 8, 0)], SHAPES, qps=10, p99_target_ms=50)

@@ -152,7 +152,8 @@ def _usable(results: Sequence[CapacityResult], p99_target_ms: float) -> list[Cap
         raise InvalidInput(
             f"no capacity was measured at a p99 target of {p99_target_ms:g} ms or stricter; "
             f"the closest, {closest.config.describe()}, was measured at "
-            f"{closest.p99_target_ms:g} ms; run `ferryman capacity --p99-ms {p99_target_ms:g}`"
+            f"{closest.p99_target_ms:g} ms; run "
+            f"`ferryman capacity MODEL@VERSION --p99-ms {p99_target_ms:g}`"
         )
     carried = [r for r in within if r.max_qps > 0]
     if not carried:
@@ -217,6 +218,6 @@ def _no_fit(usable: Sequence[CapacityResult], shapes: Sequence[InstanceShape]) -
     )
     return (
         f"no instance shape in the catalogue holds one replica; the smallest, "
-        f"{smallest.config.describe()}, needs {_cores(smallest)} cores and {gib:.2f} GiB; the "
+        f"{smallest.config.describe()}, needs {_cores(smallest)} core(s) and {gib:.2f} GiB; the "
         f"largest shape is {largest}: add a bigger shape to the catalogue"
     )

@@ -10,13 +10,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ferryman.capacity.catalogue import load_catalogue
 from ferryman.capacity.cost import CostReport
 from ferryman.capacity.recommend import Recommendation, autoscale_bounds, recommend
-from ferryman.capacity.sweep import SweepPlan, SweepRequest, sweep_version
+from ferryman.capacity.sweep import SweepPlan, SweepRequest, sweep_version, variants_to_measure
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, errors, print_json
 from ferryman.cli.serve import parse_target
@@ -91,13 +98,15 @@ def _sweep_with_progress(
 ) -> None:
     with Progress(
         SpinnerColumn(),
+        MofNCompleteColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=errors,
         transient=True,
         disable=is_quiet,
     ) as progress:
-        task: TaskID = progress.add_task("starting replicas", total=None)
+        total = len(request.plan.configurations(variants_to_measure(registry, request)))
+        task: TaskID = progress.add_task("starting replicas", total=total)
 
         def on_step(config: ServingConfig, step: LoadStep) -> None:
             p99 = "-" if step.p99_ms is None else f"{step.p99_ms:.1f} ms"
@@ -110,6 +119,7 @@ def _sweep_with_progress(
 
         def on_result(result: CapacityResult, is_new: bool) -> None:
             results.append(result)
+            progress.advance(task)
             how = "measured" if is_new else "stored"
             progress.console.print(
                 f"{result.config.describe()}: {result.max_qps:g} qps ({how})", markup=False
@@ -251,7 +261,8 @@ def recommendation_table(answer: Recommendation, what: str) -> Table:
             label,
             c.config.describe(),
             f"{c.replica_qps:g}",
-            f"{c.replicas} ({c.replicas_per_instance}/instance, {c.cores_per_replica} cores)",
+            f"{c.replicas} ({c.replicas_per_instance}/instance, "
+            f"{c.cores_per_replica} core(s) each)",
             f"{c.instances} x {c.shape.name}",
             f"{c.cost_per_hour:.4g}",
             why,
