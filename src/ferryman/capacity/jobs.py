@@ -30,6 +30,11 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class SweepStopped(FerrymanError):
+    """Raised between two steps of a job's sweep when the control plane stops."""
 
 
 class CapacityJob(Record):
@@ -53,10 +58,13 @@ class CapacityJobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, CapacityJob] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._stopping = threading.Event()
 
     def start(self, registry: Registry, settings: Settings, request: SweepRequest) -> CapacityJob:
         request.plan.check()
         with self._lock:
+            if self._stopping.is_set():
+                raise Conflict("the control plane is stopping; start the sweep after it restarts")
             running = [j for j in self._jobs.values() if j.status == JobStatus.RUNNING]
             if running:
                 raise Conflict(
@@ -99,6 +107,15 @@ class CapacityJobs:
             thread.join(timeout_s)
         return self.get(job_id)
 
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop running sweeps after their current step; each stops its replica on the way
+        out (replicas run in sessions of their own, so nothing else would stop them)."""
+        self._stopping.set()
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout_s)
+
     def _update(self, job_id: str, **changes: object) -> None:
         with self._lock:
             self._jobs[job_id] = self._jobs[job_id].model_copy(update=changes)
@@ -109,6 +126,8 @@ class CapacityJobs:
         found: list[CapacityResult] = []
 
         def on_step(config: ServingConfig, step: LoadStep) -> None:
+            if self._stopping.is_set():
+                raise SweepStopped("stopped with the control plane")
             self._update(
                 job_id,
                 now=f"{config.describe()}: {step.target_qps:g} qps -> "
@@ -121,6 +140,8 @@ class CapacityJobs:
 
         try:
             asyncio.run(sweep_version(registry, settings, request, on_step, on_result))
+        except SweepStopped as exc:
+            self._finish(job_id, JobStatus.STOPPED, exc.message)
         except FerrymanError as exc:
             self._finish(job_id, JobStatus.FAILED, exc.message)
         except Exception as exc:  # a job thread must record every end, not die silently

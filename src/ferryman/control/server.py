@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from ferryman.capacity.jobs import CapacityJobs
 from ferryman.config import Settings
 from ferryman.connection_limits import GuardedServer, port_is_free
 from ferryman.control.api.app import create_app
@@ -137,6 +138,7 @@ def run_control_plane(settings: Settings, token: Token, registry: Registry) -> N
     fleet_stop.server = server
     loop.start()
     server.run()
+    app.state.capacity_jobs.stop()
     loop.stop()
     registry.close()
 
@@ -180,6 +182,7 @@ class BackgroundControlPlane:
             routes=self.loop.routes,
         )
         self._server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
+        self._capacity_jobs: CapacityJobs = app.state.capacity_jobs
         self.fleet_stop.server = self._server
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)
         scheme = "https" if control.tls_cert_file else "http"
@@ -205,6 +208,7 @@ class BackgroundControlPlane:
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+        self._capacity_jobs.stop()
         self.loop.stop()
 
 
