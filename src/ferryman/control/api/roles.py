@@ -46,12 +46,11 @@ _R, _O, _A = Access.READ, Access.OPERATE, Access.ADMIN
 
 CONTROL_ROUTES: MappingProxyType[tuple[str, str], Access] = MappingProxyType({
     ("GET", "/healthz"): Access.OPEN,
-    ("GET", "/docs"): Access.OPEN,
-    ("GET", "/openapi.json"): Access.OPEN,
     ("GET", "/ui/login"): Access.OPEN,
     ("POST", "/ui/login"): Access.OPEN,
     ("GET", "/ui/assets/{name:path}"): Access.OPEN,
     ("POST", "/api/v1/webhooks/mlflow"): Access.SIGNED,
+    ("GET", "/api/v1/routes"): Access.SIGNED,  # the gateways' route token, checked there
     ("POST", "/ui/logout"): Access.SESSION,
     ("GET", "/"): _R,
     ("GET", "/ui"): _R,
@@ -63,6 +62,7 @@ CONTROL_ROUTES: MappingProxyType[tuple[str, str], Access] = MappingProxyType({
     ("GET", "/ui/rollouts/{rollout_id}"): _R,
     ("GET", "/ui/events"): _R,
     ("GET", "/metrics"): _R,
+    ("GET", "/openapi.json"): _R,
     ("GET", "/api/v1/models"): _R,
     ("GET", "/api/v1/models/{model}"): _R,
     ("POST", "/api/v1/models/{model}/archive"): _O,
@@ -71,6 +71,10 @@ CONTROL_ROUTES: MappingProxyType[tuple[str, str], Access] = MappingProxyType({
     ("GET", "/api/v1/models/{model}/versions/{version}"): _R,
     ("POST", "/api/v1/models/{model}/versions/{version}/archive"): _O,
     ("GET", "/api/v1/models/{model}/versions/{version}/variants"): _R,
+    ("GET", "/api/v1/models/{model}/versions/{version}/capacity"): _R,
+    ("POST", "/api/v1/models/{model}/versions/{version}/capacity"): _O,
+    ("GET", "/api/v1/capacity/jobs/{job_id}"): _R,
+    ("GET", "/api/v1/costs"): _R,
     ("PUT", "/api/v1/models/{model}/aliases/{alias}"): _O,
     ("DELETE", "/api/v1/models/{model}/aliases/{alias}"): _O,
     ("GET", "/api/v1/runs"): _R,
@@ -109,6 +113,7 @@ CONTROL_ROUTES: MappingProxyType[tuple[str, str], Access] = MappingProxyType({
     ("GET", "/api/v1/tokens"): _A,
     ("POST", "/api/v1/tokens"): _A,
     ("DELETE", "/api/v1/tokens/{token_id}"): _A,
+    ("POST", "/api/v1/fleet/stop"): _A,
 })  # fmt: skip
 """Every control-plane route and method → who may call it. HEAD follows GET."""
 
