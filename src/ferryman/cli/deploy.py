@@ -16,7 +16,6 @@ from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
 from ferryman.control.metrics.traffic import Traffic, traffic_by_variant
-from ferryman.gateway.routes import RouteTable
 from ferryman.registry import (
     Autoscaling,
     DeploymentRecord,
@@ -151,26 +150,23 @@ def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
 def _endpoint_table(
     records: list[DeploymentRecord], settings: Settings, registry: Registry
 ) -> Table:
-    routes = _routes(settings)
     totals = _gateway_totals(settings)
     recent = _latest_samples(registry)
     table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "4xx", "5xx",
                   "requests", title="Endpoints (qps, p99, 4xx and 5xx: the control loop's "
                   "latest sample, every 10 s)")  # fmt: skip
     for record in records:
-        route = routes.endpoints.get(record.endpoint) if routes else None
-        live_variants = {v.name: v for v in route.variants} if route else {}
         for variant in record.spec.variants:
             key = (record.endpoint, variant.name)
-            live = live_variants.get(variant.name)
             desired = "auto" if record.spec.autoscaling else str(variant.replicas)
-            ready = len(live.backends) if live else 0
             now, total = recent.get(key, {}), totals.get(key, Traffic())
+            ready = _figure(now.get("replicas"), "{:.0f}")
+            weight = now.get("weight", float(variant.weight))
             role = " (shadow)" if variant.name == record.spec.shadow else ""
             table.add_row(
                 record.endpoint,
                 variant.name + role,
-                f"{live.weight if live else variant.weight}%",
+                f"{weight:.0f}%",
                 f"{ready}/{desired} ready",
                 _figure(now.get("qps"), "{:.1f}"),
                 _figure(now.get("p99_ms"), "{:.1f} ms"),
@@ -179,13 +175,6 @@ def _endpoint_table(
                 f"{total.requests:.0f}",
             )
     return table
-
-
-def _routes(settings: Settings) -> RouteTable | None:
-    try:
-        return RouteTable.from_json(settings.routes_path.read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def _gateway_totals(settings: Settings) -> dict[Slot, Traffic]:

@@ -17,8 +17,8 @@ from ferryman.cli.output import console
 from ferryman.config import Settings
 from ferryman.control.api.security import TOKEN_FILE
 from ferryman.control.data_dir_lock import RunningControlPlane, running_on
-from ferryman.control.loop import ControlLoop
 from ferryman.errors import DeadlineExceeded, Unavailable, error_for_status
+from ferryman.runtimes import create_runtime
 
 STOP_TIMEOUT_S = 120.0
 """Replicas drain first (``serving.drain_timeout_s``), so a stop may take a while."""
@@ -29,8 +29,12 @@ def down(ctx: typer.Context) -> None:
     state = cli_context(ctx)
     settings = state.settings
     running = running_on(settings.data_dir)
-    if running is None:
-        stopped = ControlLoop(settings, state.registry()).shut_down_data_plane()
+    if running is None:  # no control plane: the runtime stops what it left running
+        runtime = create_runtime(settings)
+        try:
+            stopped = runtime.stop_fleet()
+        finally:
+            runtime.close()
         console.print(f"Stopped {stopped} replicas and the gateway")
         return
     stopped = _ask_to_stop(running, settings)

@@ -27,7 +27,6 @@ from ferryman.control.exports.prometheus import (
 from ferryman.control.monitor.alerts import effective_rules
 from ferryman.errors import InvalidInput
 from ferryman.fleet_secret import FLEET_SECRET_FILE, load_or_create_fleet_secret
-from ferryman.gateway.routes import RouteTable
 from ferryman.names import validate_name
 from ferryman.version import __version__
 
@@ -59,7 +58,7 @@ def prometheus(
     load_or_create_fleet_secret(state.settings.data_dir)  # replicas ask for it
     if not targets.targets_file.exists():
         targets.targets_file.parent.mkdir(parents=True, exist_ok=True)
-        write_targets(targets.targets_file, _routes(state.settings))
+        write_targets(targets.targets_file, None)  # no replica yet; the loop keeps it current
     written = _write(directory, {
         CONFIG_FILE: scrape_config(targets),
         RULES_FILE: alert_rules(rules),
@@ -118,13 +117,6 @@ def scrape_targets(settings: Settings, scrape_interval_s: float) -> ScrapeTarget
         fleet_secret_file=data_dir / FLEET_SECRET_FILE,
         scrape_interval_s=scrape_interval_s,
     )
-
-
-def _routes(settings: Settings) -> RouteTable | None:
-    try:
-        return RouteTable.from_json(settings.routes_path.read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def _address(host: str, port: int) -> str:

@@ -20,8 +20,8 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -33,7 +33,6 @@ from ferryman.control.server import BackgroundControlPlane, check_ports, load_or
 from ferryman.demo.summary import farewell, summarise
 from ferryman.demo.traffic import DigitsTraffic, FeedbackTarget, Tally
 from ferryman.errors import DeadlineExceeded, ModelNotFound
-from ferryman.gateway.routes import RouteTable
 from ferryman.registry import Autoscaling, DeploymentSpec, Registry, RolloutRecord, VariantSpec
 
 MODEL = "digits"
@@ -214,7 +213,7 @@ def _deploy(registry: Registry, settings: Settings, console: Console, version: i
         "Desired state stored; the control loop starts a replica process, waits until it "
         "answers its golden requests correctly, then adds it to the gateway's route table."
     )
-    _wait(lambda: _ready_backends(settings) > 0, 90, "a ready replica")
+    _wait(lambda: _endpoint_is_ready(settings), 90, "a ready replica")
     console.print(f"Serving at {_gateway(settings)}/v2/models/{MODEL}/infer")
 
 
@@ -286,13 +285,13 @@ def _gateway(settings: Settings) -> str:
     return f"http://{settings.gateway.host}:{settings.gateway.port}"
 
 
-def _ready_backends(settings: Settings) -> int:
+def _endpoint_is_ready(settings: Settings) -> bool:
+    """The endpoint answers V2 model-ready through the gateway: a ready replica is routed."""
     try:
-        table = RouteTable.from_json(Path(settings.routes_path).read_bytes())
-    except (OSError, ValueError):
-        return 0
-    route = table.endpoints.get(MODEL)
-    return 0 if route is None else sum(len(v.backends) for v in route.variants)
+        answer = httpx.get(f"{_gateway(settings)}/v2/models/{MODEL}/ready", timeout=1.0)
+    except httpx.HTTPError:
+        return False
+    return bool(answer.status_code == 200)
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
