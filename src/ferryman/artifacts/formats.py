@@ -1,7 +1,9 @@
 """The format gate: which files may become artifacts, and what they declare.
 
 An allow-list, not a scanner: a file is accepted only if it parses as a self-contained
-ONNX model (a non-executable format). Everything else is refused. Files that look like
+ONNX model (a non-executable format), or is a model bundle (a language model's folder as a
+tar of ONNX, JSON and tokenizer files only: :mod:`ferryman.artifacts.bundle`). Everything
+else is refused. Files that look like
 Python pickles (pickle, joblib, ``torch.save``) get a message that says why they are
 refused and what to register instead; they are only ever sniffed by their first bytes,
 never loaded.
@@ -9,6 +11,7 @@ never loaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +20,7 @@ from typing import Any
 import onnx
 from google.protobuf.message import DecodeError
 
+from ferryman.artifacts.bundle import MODEL_FILE, is_bundle, read_bundle
 from ferryman.errors import UnsafeArtifact
 from ferryman.signature import Datatype, Signature, TensorSpec
 
@@ -46,6 +50,8 @@ _PICKLE_ADVICE = (
 
 class ArtifactFormat(StrEnum):
     ONNX = "onnx"
+    GENAI_BUNDLE = "onnx-genai"
+    """A language model's folder for ONNX Runtime GenAI, as one tar (artifacts/bundle.py)."""
 
 
 _CLASSIFIER_OPS = frozenset({"LinearClassifier", "SVMClassifier", "TreeEnsembleClassifier"})
@@ -64,7 +70,9 @@ class InspectedArtifact:
 
 
 def inspect_artifact(data: bytes) -> InspectedArtifact:
-    """Accept ``data`` if it is a self-contained ONNX model; raise UnsafeArtifact otherwise."""
+    """Accept ``data`` if it is a self-contained ONNX model or a model bundle; refuse otherwise."""
+    if is_bundle(data):
+        return _inspect_bundle(data)
     looks_like = _sniff_unsafe(data)
     if looks_like is not None:
         raise UnsafeArtifact(f"refused: the file looks like {looks_like}; {_PICKLE_ADVICE}")
@@ -78,6 +86,27 @@ def inspect_artifact(data: bytes) -> InspectedArtifact:
             f"refused: the ONNX model does not pass onnx.checker: {first_line}"
         ) from None
     return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model), class_labels(model))
+
+
+def _inspect_bundle(data: bytes) -> InspectedArtifact:
+    """A bundle's members pass the allow-list; its ONNX graph keeps weights only beside it."""
+    members = read_bundle(data)
+    model = _parse_onnx(members[MODEL_FILE])
+    for tensor in _all_tensors(model.graph):
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = next(
+                (entry.value for entry in tensor.external_data if entry.key == "location"), "?"
+            )
+            if location not in members or location == MODEL_FILE:
+                raise UnsafeArtifact(
+                    f"refused: tensor {tensor.name!r} keeps its data in {location[:80]!r}, "
+                    "which is not a file of the bundle; pack model.onnx.data beside model.onnx"
+                )
+    try:
+        json.loads(members["genai_config.json"])
+    except ValueError as exc:
+        raise UnsafeArtifact(f"refused: genai_config.json is not JSON ({exc})") from None
+    return InspectedArtifact(ArtifactFormat.GENAI_BUNDLE, read_signature(model))
 
 
 def read_signature(model: Any) -> Signature:

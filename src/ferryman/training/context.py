@@ -165,6 +165,23 @@ class RunContext:
         self._note(f"registered {self.model} v{version.version}")
         return Registration(version, tuple(variants), plan)
 
+    def register_bundle(
+        self, bundle: bytes, metrics: Mapping[str, float], description: str = ""
+    ) -> Registration:
+        """Register a model bundle (a language model's folder) as the next version.
+
+        Bundles have no tensor variants: the version's own bundle is what replicas serve.
+        """
+        metadata = build_metadata(
+            metrics=dict(metrics),
+            params=dict(self.params),
+            description=description,
+            parent_run=self.run_id,
+        )
+        version = self._registry.register(self.model, bundle, self._actor, metadata)
+        self._note(f"registered {self.model} v{version.version} (model bundle)")
+        return Registration(version, (), ExportPlan(()))
+
     def _note(self, line: str) -> None:
         if self._log_file is not None:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")

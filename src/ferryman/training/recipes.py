@@ -1,9 +1,10 @@
 """Which training function a recipe name means: a built-in recipe or the user's own code.
 
-Built-in: ``image-classifier``, ``digits`` (the image recipe on the built-in digits data)
-and ``tabular-classifier``. Anything written ``module:function`` (or ``module/function``,
-the form a run records) names the user's own function, imported from the working
-directory or the installed packages; it must take a :class:`RunContext`.
+Built-in: ``image-classifier``, ``digits`` (the image recipe on the built-in digits data),
+``tabular-classifier`` and ``tiny-lm`` (a small language model: training/language.py).
+Anything written ``module:function`` (or ``module/function``, the form a run records) names
+the user's own function, imported from the working directory or the installed packages; it
+must take a :class:`RunContext`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from ferryman.errors import InvalidInput
 from ferryman.training.runner import TrainFunction
 
-BUILT_IN = ("digits", "image-classifier", "tabular-classifier")
+BUILT_IN = ("digits", "image-classifier", "tabular-classifier", "tiny-lm")
 
 
 def recipe_key(name: str) -> str:
@@ -33,6 +34,10 @@ def resolve_recipe(name: str) -> TrainFunction:
         from ferryman.training.tabular import train_tabular_classifier  # noqa: PLC0415 - sklearn
 
         return train_tabular_classifier
+    if name == "tiny-lm":
+        from ferryman.training.language import train_tiny_lm  # noqa: PLC0415 - transformers
+
+        return train_tiny_lm
     module_name, sep, function_name = recipe_key(name).partition("/")
     if not sep:
         raise InvalidInput(
