@@ -124,6 +124,28 @@ class ServingSettings(BaseModel):
     )
 
 
+class GenerationSettings(BaseModel):
+    """Limits of a replica that serves a language model (the OpenAI-compatible routes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_prompt_tokens: int = Field(
+        default=512, ge=1, le=1_000_000, description="Longest prompt, in tokens (400 beyond)."
+    )
+    max_completion_tokens: int = Field(
+        default=256, ge=1, le=1_000_000, description="Largest max_tokens a request may ask for."
+    )
+    default_max_tokens: int = Field(
+        default=16, ge=1, le=1_000_000, description="max_tokens when a request gives none."
+    )
+    max_streams: int = Field(
+        default=8, ge=1, le=100_000, description="Generations at once; 429 beyond."
+    )
+    cache_dir: Path | None = Field(
+        default=None, description="Where model bundles are unpacked; default: data dir/bundles."
+    )
+
+
 class ControlSettings(BaseModel):
     """The control plane: where its API listens, who may call it, and how."""
 
@@ -536,6 +558,9 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(
         default_factory=ServingSettings, description="The data plane of a replica."
     )
+    generation: GenerationSettings = Field(
+        default_factory=GenerationSettings, description="Replicas that serve language models."
+    )
     control: ControlSettings = Field(
         default_factory=ControlSettings, description="The control plane's API server."
     )
@@ -577,6 +602,11 @@ class Settings(BaseSettings):
     def artifact_cache_dir(self) -> Path:
         """The node-local cache of an S3 artifact store."""
         return self.artifacts.cache_dir or self.data_dir / "artifact-cache"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Where model bundles are unpacked for ONNX Runtime GenAI, by digest."""
+        return self.generation.cache_dir or self.data_dir / "bundles"
 
     @property
     def routes_path(self) -> Path:

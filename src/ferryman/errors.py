@@ -20,6 +20,7 @@ Messages say the value, the rule and the fix.
     ├── ArtifactCorrupt (500)               stored bytes no longer match their digest
     ├── BadGateway (502)                    a replica failed after it may have seen a request
     ├── Unavailable (503)                   not ready, overloaded; may carry Retry-After
+    │   └── TooManyRequests (429)           every generation slot of a replica is busy
     ├── DeadlineExceeded (504)
     └── StorageFull (507)                   the artifact store ran out of space
 """
@@ -122,6 +123,12 @@ class Unavailable(FerrymanError):
     def __init__(self, message: str, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class TooManyRequests(Unavailable):
+    """A replica's concurrent-stream limit is reached; the client should retry later."""
+
+    status_code = 429
 
 
 class DeadlineExceeded(FerrymanError):

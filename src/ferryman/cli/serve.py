@@ -52,7 +52,13 @@ def serve(
     """Serve one variant over the Open Inference Protocol V2 until SIGTERM, then drain."""
     # The data plane needs the "serve" extra; the rest of the CLI works without it.
     from ferryman.serving.app import create_app  # noqa: PLC0415
-    from ferryman.serving.replica import from_file, from_registry  # noqa: PLC0415
+    from ferryman.serving.openai import create_generation_app  # noqa: PLC0415
+    from ferryman.serving.replica import (  # noqa: PLC0415
+        from_file,
+        from_registry,
+        generation_from_registry,
+        is_generative,
+    )
     from ferryman.serving.server import serve as run_server  # noqa: PLC0415
 
     state = cli_context(ctx)
@@ -65,6 +71,20 @@ def serve(
         source = from_file(Path(target), name, threads)
     else:
         model, ref = parse_target(target)
+        registry = state.registry()
+        if is_generative(registry, model, ref):
+            generation = generation_from_registry(registry, model, ref, settings.bundles_dir)
+            state.close()
+            errors.print(
+                f"serving {generation.identity.describe()} (OpenAI-compatible /v1) on "
+                f"http://{settings.serving.host}:{settings.serving.port}",
+                markup=False,
+                highlight=False,
+            )
+            run_server(
+                settings, create_generation_app(settings, generation.engine, generation.identity)
+            )
+            return
         source = from_registry(state.registry(), model, ref, variant, threads)
         check_registry(settings.registry_id, source.identity.registry)
         state.close()  # no database in the request path

@@ -41,7 +41,9 @@ def train(
     ctx: typer.Context,
     recipe: Annotated[
         str | None,
-        typer.Argument(help="digits, image-classifier, tabular-classifier, or module:function."),
+        typer.Argument(
+            help="digits, image-classifier, tabular-classifier, tiny-lm, or module:function."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name.")] = None,
     param: ParamOption = None,
@@ -58,7 +60,9 @@ def train(
     batch_size, lr, weight_decay, patience, width, shift_px, flip, seed, val_fraction,
     precision=auto|fp32|bf16|fp16, image_size, channels, int8=auto|static|dynamic|off,
     threads. tabular-classifier takes model=logistic|gbm, seed, val_fraction, c,
-    n_estimators, learning_rate, max_depth, and --target COLUMN.
+    n_estimators, learning_rate, max_depth, and --target COLUMN. tiny-lm (a small
+    language model, needs the llm extra) takes steps, seq_len, batch_size, lr, width, layers,
+    vocab_size, corpus_bytes, seed, threads.
     """
     from ferryman.training import TrainingRequest, resume_run, start_run  # noqa: PLC0415
     from ferryman.training.recipes import recipe_key, resolve_recipe  # noqa: PLC0415
@@ -208,8 +212,8 @@ def _interruptible(work: Callable[[], T]) -> T:
 def _model_name(recipe: str, model: str | None) -> str:
     if model is not None:
         return model
-    if recipe == "digits":
-        return "digits"
+    if recipe in {"digits", "tiny-lm"}:
+        return recipe
     raise InvalidInput(f"give the model's name: ferryman train {recipe} --model NAME")
 
 

@@ -45,12 +45,13 @@ from ferryman.gateway.messages import (
     send_answer,
 )
 from ferryman.gateway.metrics import GatewayMetrics
-from ferryman.gateway.paths import Target, parse_target
+from ferryman.gateway.paths import Target, is_openai_path, parse_target
 from ferryman.gateway.pool import ConnectionPool
 from ferryman.gateway.proxy import NoLiveBackend, Proxy
 from ferryman.gateway.routefile import RouteFile
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute, pick_variant
 from ferryman.gateway.shadow import PrimaryAnswer, ShadowMirror
+from ferryman.gateway.streaming import StreamRelay
 from ferryman.gateway.transport import REQUEST_DROPPED, Transport, Upstream
 from ferryman.host_policy import HostPolicy
 from ferryman.types import Clock
@@ -113,6 +114,7 @@ class Gateway:
         self._proxy: Proxy | None = None
         self._shadow: ShadowMirror | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._relay = StreamRelay(settings, self.metrics, self._health, self._route, self._draw)
         self.route_file = (
             RouteFile(routes_file, self.set_routes, self.metrics, settings.backend_hosts)
             if routes_file
@@ -160,6 +162,8 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["type"] == "http" and is_openai_path(scope["path"]):
+            await self._relay.relay(scope, receive, send)
         elif scope["type"] == "http":
             try:
                 refusal = self._hosts.refusal(

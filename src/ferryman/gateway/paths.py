@@ -14,8 +14,12 @@ from typing import Literal
 from ferryman.errors import InvalidInput, MethodNotAllowed
 from ferryman.names import validate_name
 
-Protocol = Literal["v2", "v1", "predict"]
+Protocol = Literal["v2", "v1", "predict", "openai"]
 _V2_TAILS = MappingProxyType({(): "GET", ("ready",): "GET", ("infer",): "POST"})
+OPENAI_TAILS = MappingProxyType(
+    {"/v1/chat/completions": "POST", "/v1/completions": "POST", "/v1/models": "GET"}
+)
+"""OpenAI routes, called as ``/endpoints/ENDPOINT/v1/...`` (base_url ``.../endpoints/E/v1``)."""
 _MAX_VERSION_DIGITS = 9
 
 
@@ -33,6 +37,8 @@ class Target:
         """The replica's path for this request, naming the variant's ``model``."""
         if self.protocol == "predict":
             return "/predict"
+        if self.protocol == "openai":
+            return self.tail
         if self.protocol == "v1":
             return f"/v1/models/{model}:predict"
         version = f"/versions/{self.version}" if self.version is not None else ""
@@ -57,6 +63,11 @@ def proxied_routes() -> tuple[tuple[str, str], ...]:
     )
 
 
+def is_openai_path(path: str) -> bool:
+    """True for ``/endpoints/ENDPOINT/v1/...``: relayed as a stream (gateway/streaming.py)."""
+    return path.startswith("/endpoints/") and "/v1/" in path
+
+
 def parse_target(method: str, path: str) -> Target | None:
     """The :class:`Target` of a proxied path, ``None`` for any other path.
 
@@ -68,6 +79,8 @@ def parse_target(method: str, path: str) -> Target | None:
         target = _v2(path.removeprefix("/v2/models/").split("/"))
     elif path.startswith("/v1/models/") and path.endswith(":predict"):
         target = Target(path[len("/v1/models/") : -len(":predict")], "POST", "v1")
+    elif is_openai_path(path):
+        target = _openai(path.removeprefix("/endpoints/"))
     elif path.startswith("/endpoints/") and path.endswith("/predict"):
         target = Target(path[len("/endpoints/") : -len("/predict")], "POST", "predict")
     if target is None:
@@ -78,6 +91,12 @@ def parse_target(method: str, path: str) -> Target | None:
             f"{path[:120]!r} takes {target.method}, not {method[:10]}", (target.method,)
         )
     return target
+
+
+def _openai(rest: str) -> Target | None:
+    endpoint, _, tail = rest.partition("/v1/")
+    method = OPENAI_TAILS.get(f"/v1/{tail}")
+    return None if method is None else Target(endpoint, method, "openai", f"/v1/{tail}")
 
 
 def _v2(segments: list[str]) -> Target | None:

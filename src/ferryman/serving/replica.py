@@ -1,10 +1,17 @@
-"""What a replica serves, found in the registry or in a local ONNX file."""
+"""What a replica serves, found in the registry or in a local ONNX file.
+
+A version whose artifact is a language-model bundle is served by a generation engine
+(:func:`generation_from_registry`) behind the OpenAI-compatible routes instead.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman.artifacts import ArtifactFormat
+from ferryman.artifacts.bundle import unpack_bundle
+from ferryman.engines.generation import GenerationEngine
 from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import Conflict, InvalidInput, NotFound
 from ferryman.names import validate_name
@@ -55,6 +62,31 @@ def from_registry(
     )
     reference = registry.get_reference(model, version.version)
     return ReplicaSource(identity, runtime, _with_classes(reference, runtime))
+
+
+@dataclass(frozen=True)
+class GenerationSource:
+    """A language model ready to load, and who it is."""
+
+    identity: ReplicaIdentity
+    engine: GenerationEngine
+
+
+def is_generative(registry: Registry, model: str, ref: VersionRef) -> bool:
+    """True if the version's artifact is a language-model bundle (served by GenAI)."""
+    return registry.get_version(model, ref).format == ArtifactFormat.GENAI_BUNDLE
+
+
+def generation_from_registry(
+    registry: Registry, model: str, ref: VersionRef, cache_dir: Path
+) -> GenerationSource:
+    """The version's bundle, verified by the store and unpacked under ``cache_dir``."""
+    from ferryman.engines.genai import GenaiEngine  # noqa: PLC0415 (optional "llm" extra)
+
+    version = registry.get_version(model, ref)
+    folder = unpack_bundle(registry.store.read(version.digest), version.digest, cache_dir)
+    identity = ReplicaIdentity(model, str(version.version), ArtifactFormat.GENAI_BUNDLE.value)
+    return GenerationSource(identity, GenaiEngine(folder, model))
 
 
 def from_file(path: Path, name: str | None, intra_op_threads: int) -> ReplicaSource:

@@ -17,6 +17,7 @@ import math
 import signal
 from socket import socket
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -24,16 +25,25 @@ from starlette.applications import Starlette
 from ferryman.config import ConnectionSettings, Settings
 from ferryman.connection_limits import GuardedServer
 from ferryman.errors import Forbidden
-from ferryman.serving.dataplane import DataPlane
+from ferryman.serving.metrics import ReplicaIdentity
 
 logger = logging.getLogger(__name__)
+
+
+class Drainable(Protocol):
+    """What the server tells to drain: a tensor data plane or a generation plane."""
+
+    is_draining: bool
+
+    @property
+    def identity(self) -> ReplicaIdentity: ...
 
 
 class DrainingServer(GuardedServer):
     """A uvicorn server that marks its data plane draining before it stops."""
 
     def __init__(
-        self, config: uvicorn.Config, plane: DataPlane, limits: ConnectionSettings
+        self, config: uvicorn.Config, plane: Drainable, limits: ConnectionSettings
     ) -> None:
         super().__init__(config, limits)
         self.plane = plane
@@ -74,7 +84,7 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
         server_header=False,
         proxy_headers=False,  # nothing here reads the client address; skip its rewriting
     )
-    plane: DataPlane = app.state.plane
+    plane: Drainable = app.state.plane
     return DrainingServer(config, plane, settings.connections)
 
 

@@ -1,0 +1,270 @@
+"""Relay the OpenAI routes to a replica and its answer back as it arrives, never buffered.
+
+``/endpoints/ENDPOINT/v1/{chat/completions,completions,models}``: the endpoint comes from
+the path (the gateway routes by path and headers only; it never parses a body), so an
+OpenAI client uses ``base_url=http://GATEWAY/endpoints/ENDPOINT/v1``. The variant is
+picked by the route table as for every request; each answer byte is passed on as soon as
+the replica sends it, so server-sent events reach the client token by token. A client that
+goes away closes the replica connection, which cancels the generation there and frees its
+slot. Errors have OpenAI's shape. A refused connection is retried on the next replica of
+the variant (it never reached one); nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+from ferryman.config import GatewaySettings
+from ferryman.errors import BadGateway, DeadlineExceeded, FerrymanError, NotFound, Unavailable
+from ferryman.gateway.health import BackendHealth
+from ferryman.gateway.messages import RawHeaders, Receive, Scope, Send, check_headers, read_body
+from ferryman.gateway.metrics import GatewayMetrics
+from ferryman.gateway.paths import Target, parse_target
+from ferryman.gateway.routes import EndpointRoute, VariantRoute, pick_variant
+from ferryman.gateway.transport import REQUEST_DROPPED, RESPONSE_DROPPED, NotReached
+from ferryman.protocol.openai import error_body
+
+logger = logging.getLogger(__name__)
+
+VARIANT_HEADER = b"ferryman-variant"
+READ_BYTES = 65536
+
+
+class StreamRelay:
+    """Forwards one OpenAI request and streams the replica's answer to the client."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics,
+        health: BackendHealth,
+        route_of: Callable[[str], EndpointRoute],
+        draw: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._health = health
+        self._route_of = route_of
+        self._draw = draw
+
+    async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request on an OpenAI path (see :func:`is_openai_path`)."""
+        response = _Response(send)
+        try:
+            target = parse_target(scope["method"], scope["path"])
+            if target is None:
+                raise NotFound(
+                    f"no gateway route for {scope['path'][:120]!r}; the OpenAI routes are "
+                    "/endpoints/ENDPOINT/v1/chat/completions, /v1/completions and /v1/models"
+                )
+        except FerrymanError as exc:
+            await response.error(exc)
+            return
+        await self._relay(target, scope, receive, response)
+
+    async def _relay(
+        self, target: Target, scope: Scope, receive: Receive, response: _Response
+    ) -> None:
+        started = time.monotonic()
+        variant_name = "-"
+        status = 500
+        in_flight = self._metrics.in_flight_of(target.endpoint)
+        in_flight.inc()
+        try:
+            route = self._route_of(target.endpoint)
+            check_headers(
+                scope["headers"], self._settings.max_header_count, self._settings.max_header_bytes
+            )
+            body = await self._body(scope, receive)
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            variant = pick_variant(route, headers, self._draw())
+            variant_name = variant.name
+            response.extra = [(VARIANT_HEADER, variant.name.encode())]
+            request = _Outgoing(target, variant, scope["headers"], body)
+            status = await _until_disconnect(self._exchange(request, response), receive)
+        except FerrymanError as exc:
+            status = exc.status_code
+            await response.error(exc)
+        except Exception:  # a bug must still answer in the protocol's shape
+            logger.exception("gateway failed relaying %s", target.endpoint)
+            await response.error(FerrymanError("the gateway failed; see its log"))
+        finally:
+            in_flight.dec()
+            if variant_name != "-":
+                duration_s = time.monotonic() - started
+                self._metrics.answered(target.endpoint, variant_name, status, duration_s)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        try:
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                return await read_body(scope["headers"], receive, self._settings.max_body_bytes)
+        except TimeoutError as exc:
+            raise DeadlineExceeded("the request body did not arrive in time") from exc
+
+    async def _exchange(self, request: _Outgoing, response: _Response) -> int:
+        """Send to the first replica that takes the connection; stream its answer back."""
+        variant = request.variant
+        for backend in self._health.live(variant.backends)[:: -1 if self._draw() < 0.5 else 1]:
+            try:
+                reader, writer = await self._connect(backend)
+            except NotReached:
+                self._health.mark_down(backend)
+                continue
+            try:
+                writer.write(request.encode(urlsplit(backend).netloc.encode("ascii")))
+                return await _stream_answer(reader, response, self._settings.request_timeout_s)
+            finally:
+                writer.close()
+        raise Unavailable(f"no ready replica of variant {variant.name}", retry_after_s=1)
+
+    async def _connect(self, backend: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        parts = urlsplit(backend)
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout_s):
+                return await asyncio.open_connection(parts.hostname, parts.port or 80)
+        except (OSError, TimeoutError) as exc:
+            raise NotReached("the replica could not be reached") from exc
+
+
+class _Response:
+    """The client's side: start once, then body pieces as they come."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.is_started = False
+        self.extra: RawHeaders = []
+
+    async def start(self, status: int, headers: RawHeaders) -> None:
+        self.is_started = True
+        await self._send(
+            {"type": "http.response.start", "status": status, "headers": headers + self.extra}
+        )
+
+    async def body(self, chunk: bytes, more: bool) -> None:
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def error(self, exc: FerrymanError) -> None:
+        if self.is_started:  # the answer is under way: all that can be done is to end it
+            await self.body(b"", False)
+            return
+        import json  # noqa: PLC0415 - only errors pay for it
+
+        headers: RawHeaders = [(b"content-type", b"application/json")]
+        if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
+            headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+        await self.start(exc.status_code, headers)
+        await self.body(json.dumps(error_body(exc.message, exc.status_code)).encode(), False)
+
+
+class _Parser:
+    """httptools callbacks: headers once, then body pieces into a queue."""
+
+    def __init__(self) -> None:
+        self.headers: RawHeaders = []
+        self.pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.is_head_done = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() not in RESPONSE_DROPPED:
+            self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.is_head_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.put_nowait(body)
+
+    def on_message_complete(self) -> None:
+        self.pieces.put_nowait(None)
+
+
+async def _stream_answer(
+    reader: asyncio.StreamReader, response: _Response, timeout_s: float
+) -> int:
+    callbacks = _Parser()
+    parser = httptools.HttpResponseParser(callbacks)
+    is_complete = False
+    while not is_complete:
+        try:
+            async with asyncio.timeout(timeout_s):
+                data = await reader.read(READ_BYTES)
+        except TimeoutError as exc:
+            raise DeadlineExceeded(f"the replica sent nothing for {timeout_s:g} s") from exc
+        if not data:
+            raise BadGateway("the replica closed the connection mid-answer")
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise BadGateway(f"the replica sent a malformed answer ({exc})") from exc
+        if callbacks.is_head_done and not response.is_started:
+            await response.start(parser.get_status_code(), callbacks.headers)
+        while not callbacks.pieces.empty():
+            piece = callbacks.pieces.get_nowait()
+            if piece is None:
+                is_complete = True
+                break
+            await response.body(piece, True)
+    await response.body(b"", False)
+    return int(parser.get_status_code())
+
+
+async def _until_disconnect(work: asyncio.Future[int] | object, receive: Receive) -> int:
+    """Run ``work``; if the client disconnects first, cancel it (closing the replica's side)."""
+    task: asyncio.Task[int] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await watcher
+    if not task.done():
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        return 499  # the client closed the request (nginx's code, for the metrics)
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    target: Target
+    variant: VariantRoute
+    raw_headers: RawHeaders
+    body: bytes
+
+    def encode(self, host: bytes) -> bytes:
+        """The request as HTTP/1.1 bytes for the replica at ``host``; end-to-end headers only."""
+        named = {
+            token.strip().lower().encode("latin-1")
+            for name, value in self.raw_headers
+            if name == b"connection"
+            for token in value.decode("latin-1").split(",")
+        }
+        path = self.target.upstream_path(self.variant.model)
+        lines = [
+            f"{self.target.method} {path} HTTP/1.1\r\n".encode("ascii"),
+            b"host: " + host + b"\r\n",
+            b"content-length: " + str(len(self.body)).encode() + b"\r\n",
+            b"connection: close\r\n",
+        ]
+        lines.extend(
+            name + b": " + value + b"\r\n"
+            for name, value in self.raw_headers
+            if name not in REQUEST_DROPPED and name not in named
+        )
+        lines.append(b"\r\n")
+        return b"".join(lines) + self.body

@@ -1,0 +1,224 @@
+"""The generation plane of a language-model replica: limits, slots, stops, usage, metrics.
+
+Protocol-independent (``serving/openai.py`` only translates): a request is checked against
+the limits before anything streams (prompt length and ``max_tokens`` -> 400, no free slot
+-> 429), holds one slot while its tokens flow, and gives it back when it ends, fails or is
+closed early because its client went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ferryman.config import GenerationSettings
+from ferryman.engines.generation import GenerationEngine, SamplingParams
+from ferryman.errors import InvalidInput, TooManyRequests, Unavailable
+from ferryman.serving.metrics import ReplicaIdentity
+
+TOKEN_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Text a stream adds; ``finish`` ("stop" or "length") on the last piece only."""
+
+    text: str
+    finish: str | None = None
+
+
+@dataclass(slots=True)
+class Tally:
+    """Usage of one generation, filled in as it runs."""
+
+    prompt_tokens: int
+    completion_tokens: int = 0
+
+
+class GenerationMetrics:
+    """Per-token latency and throughput on a registry this replica owns."""
+
+    def __init__(self, identity: ReplicaIdentity) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model", "version", "variant")
+        values = (identity.model, identity.version, identity.variant)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            made = Histogram(name, doc, labels, registry=self.registry, buckets=buckets)
+            return made.labels(*values)  # type: ignore[no-any-return,unused-ignore]
+
+        self.ttft = histogram(
+            "ferryman_llm_time_to_first_token_seconds",
+            "From a generation's start to its first token.",
+            TOKEN_BUCKETS_S,
+        )
+        self.inter_token = histogram(
+            "ferryman_llm_inter_token_latency_seconds",
+            "Between consecutive tokens of one generation (time per output token).",
+            TOKEN_BUCKETS_S,
+        )
+        self.tokens_per_s = histogram(
+            "ferryman_llm_tokens_per_second", "Output tokens per second of each generation.",
+            RATE_BUCKETS,
+        )  # fmt: skip
+        self.prompt_tokens = Counter(
+            "ferryman_llm_prompt_tokens", "Prompt tokens read.", labels, registry=self.registry
+        ).labels(*values)
+        self.completion_tokens = Counter(
+            "ferryman_llm_completion_tokens", "Tokens generated.", labels, registry=self.registry
+        ).labels(*values)
+        self.requests = Counter(
+            "ferryman_llm_requests", "Generation requests by HTTP status code.",
+            (*labels, "code"), registry=self.registry,
+        )  # fmt: skip
+        self.streams = Gauge(
+            "ferryman_llm_open_streams", "Generations running now.", labels, registry=self.registry
+        ).labels(*values)
+        self._values = values
+
+    def answered(self, status: int) -> None:
+        self.requests.labels(*self._values, str(status)).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class GenerationPlane:
+    """Runs generations on one engine within the replica's limits."""
+
+    def __init__(
+        self, identity: ReplicaIdentity, engine: GenerationEngine, limits: GenerationSettings
+    ) -> None:
+        self.identity = identity
+        self.engine = engine
+        self.limits = limits
+        self.metrics = GenerationMetrics(identity)
+        self.is_ready = False
+        self.is_draining = False
+        self._open = 0
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.engine.load)
+        self.is_ready = True
+
+    async def unload(self) -> None:
+        self.is_ready = False
+        await asyncio.to_thread(self.engine.unload)
+
+    @property
+    def open_streams(self) -> int:
+        return self._open
+
+    def start(
+        self, prompt: str, params: SamplingParams, stops: tuple[str, ...]
+    ) -> tuple[Tally, AsyncGenerator[Piece]]:
+        """Check the limits and take a slot; the iterator gives the slot back when it ends."""
+        if self.is_draining or not self.is_ready:
+            raise Unavailable(f"{self.identity.describe()} is not ready", retry_after_s=1)
+        limits = self.limits
+        if params.max_tokens > limits.max_completion_tokens:
+            raise InvalidInput(
+                f"max_tokens {params.max_tokens} is over this endpoint's limit of "
+                f"{limits.max_completion_tokens}; ask for fewer tokens"
+            )
+        prompt_tokens = self.engine.count_tokens(prompt)
+        if prompt_tokens > limits.max_prompt_tokens:
+            raise InvalidInput(
+                f"the prompt has {prompt_tokens} tokens; this endpoint takes at most "
+                f"{limits.max_prompt_tokens}; shorten the prompt"
+            )
+        if self._open >= limits.max_streams:
+            raise TooManyRequests(
+                f"all {limits.max_streams} generation slots are busy; retry shortly",
+                retry_after_s=1,
+            )
+        self._open += 1
+        self.metrics.streams.inc()
+        tally = Tally(prompt_tokens)
+        self.metrics.prompt_tokens.inc(prompt_tokens)
+        return tally, self._run(prompt, params, stops, tally)
+
+    async def _run(
+        self, prompt: str, params: SamplingParams, stops: tuple[str, ...], tally: Tally
+    ) -> AsyncGenerator[Piece]:
+        scanner = StopScanner(stops)
+        started = last = time.perf_counter()
+        finish = "length"
+        tokens = self.engine.generate(prompt, params)
+        try:
+            async for text in tokens:
+                now = time.perf_counter()
+                if tally.completion_tokens == 0:
+                    self.metrics.ttft.observe(now - started)
+                else:
+                    self.metrics.inter_token.observe(now - last)
+                last = now
+                tally.completion_tokens += 1
+                self.metrics.completion_tokens.inc()
+                emit, is_stopped = scanner.feed(text)
+                if is_stopped:
+                    finish = "stop"
+                    yield Piece(emit)
+                    break
+                if emit:
+                    yield Piece(emit)
+            else:
+                if tally.completion_tokens < params.max_tokens:
+                    finish = "stop"  # the model ended the text itself (EOS)
+                yield Piece(scanner.flush())
+            yield Piece("", finish)
+            elapsed_s = time.perf_counter() - started
+            if tally.completion_tokens and elapsed_s > 0:
+                self.metrics.tokens_per_s.observe(tally.completion_tokens / elapsed_s)
+        finally:
+            await _close(tokens)
+            self._open -= 1
+            self.metrics.streams.dec()
+
+
+async def _close(tokens: AsyncIterator[str]) -> None:
+    """Close the engine's stream now (its KV cache goes), not when it is collected."""
+    aclose = getattr(tokens, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class StopScanner:
+    """Holds back text that may begin a stop sequence; cuts the text where one appears.
+
+    >>> scanner = StopScanner(("END",))
+    >>> scanner.feed("abE"), scanner.feed("N"), scanner.feed("Dx")
+    (('ab', False), ('', False), ('', True))
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = stops
+        self._held = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """The text that may be sent now, and whether a stop sequence was met."""
+        text = self._held + piece
+        cuts = [text.find(stop) for stop in self._stops if stop in text]
+        if cuts:
+            self._held = ""
+            return text[: min(cuts)], True
+        keep = max((_overlap(text, stop) for stop in self._stops), default=0)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep], False
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
+def _overlap(text: str, stop: str) -> int:
+    """The length of the longest end of ``text`` that begins ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if stop.startswith(text[-size:]):
+            return size
+    return 0
