@@ -62,7 +62,7 @@ def train_tiny_lm(ctx: RunContext) -> Registration:
     text, held_out = corpus(params.corpus_bytes)
     with tempfile.TemporaryDirectory(prefix="tiny-lm-") as scratch:
         hf_dir = Path(scratch) / "hf"
-        tokenizer = _train_tokenizer(text, params.vocab_size, hf_dir)
+        tokenizer = train_tokenizer(text, params.vocab_size, hf_dir)
         config = LlamaConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=params.width,
@@ -133,7 +133,8 @@ def export_hf_folder(hf_dir: Path, out_dir: Path) -> bytes:
     return pack_bundle(out_dir)
 
 
-def _train_tokenizer(text: str, vocab_size: int, folder: Path) -> PreTrainedTokenizerFast:
+def train_tokenizer(text: str, vocab_size: int, folder: Path) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on ``text``, saved in Hugging Face form under ``folder``."""
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator([text], vocab_size=vocab_size, special_tokens=[BOS, EOS, PAD])
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call,unused-ignore]
