@@ -201,3 +201,31 @@ async def test_the_gateway_refuses_unknown_openai_paths_in_openai_shape() -> Non
     assert answer.json()["error"]["type"] == "not_found_error"
     assert missing.status_code == 404
     assert "'nope' is not deployed" in missing.json()["error"]["message"]
+
+
+async def test_the_gateway_holds_a_stream_until_a_replica_is_routed(tmp_path: Path) -> None:
+    engine = ScriptedEngine()
+    engine.gate.set()
+    app = create_generation_app(
+        Settings(data_dir=tmp_path), engine, ReplicaIdentity("scripted", "1", "onnx-genai")
+    )
+    gateway = Gateway(Settings().gateway)
+    empty = VariantRoute(name="v1", model="scripted", version=1, weight=100, backends=())
+    gateway.set_routes(table(endpoint(empty, name="chat", hold_timeout_s=10)))
+    async with (
+        serving(app, lifespan="on") as replica_url,
+        serving(gateway, lifespan="on") as url,
+        _client(f"{url}/endpoints/chat/v1") as client,
+    ):
+        asked = asyncio.ensure_future(
+            client.completions.create(model="scripted", prompt="hi", max_tokens=5)
+        )
+        with anyio.fail_after(10):
+            while not gateway.held():
+                await anyio.sleep(0.01)
+            ready = VariantRoute(
+                name="v1", model="scripted", version=1, weight=100, backends=(replica_url,)
+            )
+            gateway.set_routes(table(endpoint(ready, name="chat"), generation=2))
+            answer = await asked
+    assert answer.choices[0].text == "".join(PIECES)

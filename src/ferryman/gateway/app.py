@@ -114,7 +114,10 @@ class Gateway:
         self._proxy: Proxy | None = None
         self._shadow: ShadowMirror | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._relay = StreamRelay(settings, self.metrics, self._health, self._route, self._draw)
+        self._relay = StreamRelay(
+            settings, self.metrics, self._health, self._holding, route_of=self._route,
+            draw=self._draw,
+        )  # fmt: skip
         self.route_file = (
             RouteFile(routes_file, self.set_routes, self.metrics, settings.backend_hosts)
             if routes_file

@@ -25,9 +25,19 @@ import httptools
 from ferryman.config import GatewaySettings
 from ferryman.errors import BadGateway, DeadlineExceeded, FerrymanError, NotFound, Unavailable
 from ferryman.gateway.health import BackendHealth
-from ferryman.gateway.messages import RawHeaders, Receive, Scope, Send, check_headers, read_body
+from ferryman.gateway.holding import Holding
+from ferryman.gateway.messages import (
+    Message,
+    RawHeaders,
+    Receive,
+    Scope,
+    Send,
+    check_headers,
+    read_body,
+)
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.paths import Target, parse_target
+from ferryman.gateway.proxy import NoLiveBackend
 from ferryman.gateway.routes import EndpointRoute, VariantRoute, pick_variant
 from ferryman.gateway.transport import REQUEST_DROPPED, RESPONSE_DROPPED, NotReached
 from ferryman.protocol.openai import error_body
@@ -46,12 +56,15 @@ class StreamRelay:
         settings: GatewaySettings,
         metrics: GatewayMetrics,
         health: BackendHealth,
+        holding: Holding,
+        *,
         route_of: Callable[[str], EndpointRoute],
         draw: Callable[[], float],
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._health = health
+        self._holding = holding
         self._route_of = route_of
         self._draw = draw
 
@@ -74,22 +87,17 @@ class StreamRelay:
         self, target: Target, scope: Scope, receive: Receive, response: _Response
     ) -> None:
         started = time.monotonic()
-        variant_name = "-"
         status = 500
         in_flight = self._metrics.in_flight_of(target.endpoint)
         in_flight.inc()
         try:
-            route = self._route_of(target.endpoint)
+            self._route_of(target.endpoint)  # 404 before reading a body
             check_headers(
                 scope["headers"], self._settings.max_header_count, self._settings.max_header_bytes
             )
             body = await self._body(scope, receive)
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            variant = pick_variant(route, headers, self._draw())
-            variant_name = variant.name
-            response.extra = [(VARIANT_HEADER, variant.name.encode())]
-            request = _Outgoing(target, variant, scope["headers"], body)
-            status = await _until_disconnect(self._exchange(request, response), receive)
+            work = self._deliver(target, scope["headers"], body, response, started)
+            status = await _until_disconnect(work, receive)
         except FerrymanError as exc:
             status = exc.status_code
             await response.error(exc)
@@ -98,9 +106,9 @@ class StreamRelay:
             await response.error(FerrymanError("the gateway failed; see its log"))
         finally:
             in_flight.dec()
-            if variant_name != "-":
+            if response.variant:
                 duration_s = time.monotonic() - started
-                self._metrics.answered(target.endpoint, variant_name, status, duration_s)
+                self._metrics.answered(target.endpoint, response.variant, status, duration_s)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         try:
@@ -108,6 +116,25 @@ class StreamRelay:
                 return await read_body(scope["headers"], receive, self._settings.max_body_bytes)
         except TimeoutError as exc:
             raise DeadlineExceeded("the request body did not arrive in time") from exc
+
+    async def _deliver(
+        self, target: Target, raw: RawHeaders, body: bytes, response: _Response, started: float
+    ) -> int:
+        """Route and send; while the variant has no live replica, hold as the gateway does."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+        draw = self._draw()
+        never: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        while True:
+            route = self._route_of(target.endpoint)
+            variant = pick_variant(route, headers, draw)
+            response.variant = variant.name
+            response.extra = [(VARIANT_HEADER, variant.name.encode())]
+            try:
+                return await self._exchange(_Outgoing(target, variant, raw, body), response)
+            except NoLiveBackend:
+                # A disconnect cancels this whole coroutine (_until_disconnect), so the
+                # holding needs no future of its own for it.
+                await self._holding.wait(route, started + route.hold_timeout_s, never)
 
     async def _exchange(self, request: _Outgoing, response: _Response) -> int:
         """Send to the first replica that takes the connection; stream its answer back."""
@@ -123,7 +150,7 @@ class StreamRelay:
                 return await _stream_answer(reader, response, self._settings.request_timeout_s)
             finally:
                 writer.close()
-        raise Unavailable(f"no ready replica of variant {variant.name}", retry_after_s=1)
+        raise NoLiveBackend(variant.name)
 
     async def _connect(self, backend: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         parts = urlsplit(backend)
@@ -141,6 +168,7 @@ class _Response:
         self._send = send
         self.is_started = False
         self.extra: RawHeaders = []
+        self.variant = ""
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         self.is_started = True

@@ -1,0 +1,77 @@
+"""A language model under the same rollouts: tiny-lm v1 -> v2 by canary through the gateway.
+
+Real processes: ``ferryman up`` starts the gateway and the tiny-lm replicas (ONNX Runtime
+GenAI); a steady load of streamed chat completions goes through the gateway's OpenAI path
+while the canary steps on the gateway's per-variant success rate and p99, as for tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.control.e2e.harness import Load, Stack, wait_for
+
+pytest.importorskip("onnxruntime_genai")
+pytestmark = pytest.mark.e2e
+
+CHAT = json.dumps(
+    {
+        "model": "tiny-lm",
+        "messages": [{"role": "user", "content": "What is a decorator?"}],
+        "max_tokens": 12,
+        "stream": True,
+        "seed": 1,
+    }
+).encode()
+
+
+@pytest.fixture
+def lm_stack(tmp_path: Path) -> Stack:
+    """tiny-lm v1 trained, and the same bundle registered again as v2, before ``up``."""
+    stack = Stack(tmp_path / "data")
+    stack.data_dir.mkdir(parents=True)
+    stack.ferryman("train", "tiny-lm", "--param", "steps=20", "--json")
+    with stack.reading() as registry:
+        digest = registry.get_version("tiny-lm", 1).digest
+        (tmp_path / "tiny-lm.tar").write_bytes(registry.store.read(digest))
+    stack.ferryman("register", str(tmp_path / "tiny-lm.tar"), "--model", "tiny-lm")
+    return stack
+
+
+def test_a_tiny_lm_canary_is_promoted_with_no_stream_failed(lm_stack: Stack) -> None:
+    stack = lm_stack
+    stack.up()
+    try:
+        stack.ferryman("deploy", "tiny-lm:1", "--replicas", "1")
+        wait_for(lambda: len(stack.ready_backends("tiny-lm")) == 1, 90, "v1 ready")
+        unfinished: list[bytes] = []
+        lock = threading.Lock()
+
+        def check(body: bytes, answer: httpx.Response) -> None:
+            if answer.status_code == 200 and not answer.content.endswith(b"data: [DONE]\n\n"):
+                with lock:
+                    unfinished.append(answer.content[-200:])
+
+        url = f"{stack.gateway}/endpoints/tiny-lm/v1/chat/completions"
+        load = Load(url, rate=10, max_s=90, workers=4, body=lambda: CHAT, answered=check)
+        with load.running():
+            stack.ferryman(
+                "rollout", "start", "tiny-lm", "--to", "2", "--steps", "50,100",
+                "--interval", "3", "--threshold", "2", "--min-requests", "5",
+            )  # fmt: skip
+            wait_for(lambda: _status(stack) == "promoted", 90, "promotion")
+        assert load.failures() == []
+        assert unfinished == []
+        assert {o.variant for o in load.outcomes} >= {"v1", "v2"}
+    finally:
+        stack.down()
+
+
+def _status(stack: Stack) -> str:
+    with stack.reading() as registry:
+        return str(registry.rollouts.list("tiny-lm")[-1].status)
