@@ -228,4 +228,13 @@ async def test_the_gateway_holds_a_stream_until_a_replica_is_routed(tmp_path: Pa
             )
             gateway.set_routes(table(endpoint(ready, name="chat"), generation=2))
             answer = await asked
+            streamed = await client.completions.create(
+                model="scripted", prompt="hi", max_tokens=5, stream=True
+            )
+            assert "".join([chunk.choices[0].text async for chunk in streamed if chunk.choices])
     assert answer.choices[0].text == "".join(PIECES)
+    exposition = gateway.metrics.exposition().decode()
+    # Time to first token: one stream observed; the whole (non-stream) answer is not one.
+    assert 'ferryman_gateway_first_token_seconds_count{endpoint="chat",variant="v1"} 1.0' in (
+        exposition
+    )

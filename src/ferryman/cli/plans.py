@@ -28,6 +28,9 @@ Interval = Annotated[float | None, typer.Option("--interval", help="Analysis win
 Threshold = Annotated[int | None, typer.Option(help="Failed checks that roll back [3; b/g 1].")]
 MinSuccessRate = Annotated[float | None, typer.Option(help="Gate: non-5xx share [0.99].")]
 MaxP99 = Annotated[float | None, typer.Option(help="Gate: p99 latency, ms [500].")]
+MaxTtftP99 = Annotated[
+    float | None, typer.Option(help="Gate: p99 time to first token of LLM streams, ms [off].")
+]
 MinRequests = Annotated[int | None, typer.Option(help="Fewer per window: hold [20].")]
 MaxDrift = Annotated[
     float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
@@ -61,8 +64,8 @@ ThenCanary = Annotated[
     bool, typer.Option("--then-canary", help="Shadow: continue into a canary (--steps…) if agreed.")
 ]
 
-GATES = ("min_success_rate", "max_p99_ms", "min_requests", "max_prediction_drift",
-         "min_predictions")  # fmt: skip
+GATES = ("min_success_rate", "max_p99_ms", "max_ttft_p99_ms", "min_requests",
+         "max_prediction_drift", "min_predictions")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class PlanOptions:
     threshold: int | None = None
     min_success_rate: float | None = None
     max_p99_ms: float | None = None
+    max_ttft_p99_ms: float | None = None
     min_requests: int | None = None
     max_prediction_drift: float | None = None
     min_predictions: int | None = None

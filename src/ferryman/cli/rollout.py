@@ -37,6 +37,7 @@ def start(
     threshold: plans.Threshold = None,
     min_success_rate: plans.MinSuccessRate = None,
     max_p99_ms: plans.MaxP99 = None,
+    max_ttft_p99_ms: plans.MaxTtftP99 = None,
     min_requests: plans.MinRequests = None,
     max_prediction_drift: plans.MaxDrift = None,
     min_predictions: plans.MinPredictions = None,
@@ -64,7 +65,8 @@ def start(
     """Roll version TO out on ENDPOINT; the control plane moves it on by its gates."""
     options = plans.PlanOptions(
         steps=steps, interval_s=interval_s, threshold=threshold,
-        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
+        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms,
+        max_ttft_p99_ms=max_ttft_p99_ms, min_requests=min_requests,
         max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
         bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
         sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,

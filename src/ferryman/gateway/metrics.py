@@ -40,6 +40,14 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.first_token = Histogram(
+            "ferryman_gateway_first_token_seconds",
+            "OpenAI streams answered 200: from a request's arrival to the first answer bytes "
+            "(its first token; holding included). The TTFT rollouts judge.",
+            by_variant,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "ferryman_gateway_in_flight_requests",
             "Requests on their way to a replica or held, per endpoint.",

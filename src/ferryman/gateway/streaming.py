@@ -109,6 +109,11 @@ class StreamRelay:
             if response.variant:
                 duration_s = time.monotonic() - started
                 self._metrics.answered(target.endpoint, response.variant, status, duration_s)
+                if status == 200 and response.first_byte_at is not None:
+                    first_s = response.first_byte_at - started
+                    self._metrics.first_token.labels(target.endpoint, response.variant).observe(
+                        first_s
+                    )
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         try:
@@ -169,14 +174,19 @@ class _Response:
         self.is_started = False
         self.extra: RawHeaders = []
         self.variant = ""
+        self.first_byte_at: float | None = None
+        self.is_stream = False
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         self.is_started = True
+        self.is_stream = (b"content-type", b"text/event-stream; charset=utf-8") in headers
         await self._send(
             {"type": "http.response.start", "status": status, "headers": headers + self.extra}
         )
 
     async def body(self, chunk: bytes, more: bool) -> None:
+        if chunk and self.is_stream and self.first_byte_at is None:
+            self.first_byte_at = time.monotonic()
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
 
     async def error(self, exc: FerrymanError) -> None:

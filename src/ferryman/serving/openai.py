@@ -175,14 +175,18 @@ class _Stream:
 async def _events(
     stream: _Stream, pieces: AsyncGenerator[Piece], tally: Tally
 ) -> AsyncGenerator[bytes]:
+    is_first = True
     async with aclosing(pieces):
-        if stream.is_chat:  # OpenAI's first chat chunk names the role
-            first = stream.chunk("", None)
-            first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
-            yield _event(first)
         async for piece in pieces:
-            if piece.text or piece.finish:
-                yield _event(stream.chunk(piece.text, piece.finish))
+            if not (piece.text or piece.finish):
+                continue
+            chunk = stream.chunk(piece.text, piece.finish)
+            if is_first and stream.is_chat:
+                # OpenAI's first chat chunk names the role; it goes with the first token, so
+                # a stream's first bytes mark its time to first token (the gateway's TTFT).
+                chunk["choices"][0]["delta"]["role"] = "assistant"
+            is_first = False
+            yield _event(chunk)
     if stream.wants_usage:
         last = stream.chunk("", None)
         last["choices"] = []

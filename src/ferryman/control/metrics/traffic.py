@@ -16,6 +16,7 @@ from ferryman.types import Slot
 
 REQUESTS = "ferryman_gateway_requests_total"
 LATENCY = "ferryman_gateway_request_duration_seconds_bucket"
+TIME_TO_FIRST = "ferryman_gateway_first_token_seconds_bucket"
 SHADOW = "ferryman_gateway_shadow_total"
 REPLICA_REQUESTS = "ferryman_requests_total"
 REPLICA_LATENCY = "ferryman_request_duration_seconds_bucket"
@@ -32,6 +33,8 @@ class Traffic:
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound → cumulative count
     shadow: dict[str, float] = field(default_factory=dict)
     client_errors: float = 0.0
+    first_token: dict[float, float] = field(default_factory=dict)
+    """Language models: time to the first token of 200 streams (upper bound → count)."""
 
     @property
     def error_rate(self) -> float:
@@ -47,6 +50,10 @@ class Traffic:
         """The ``q`` quantile of latency in seconds, or None without observations."""
         return histogram_quantile(q, self.buckets)
 
+    def first_token_quantile_s(self, q: float) -> float | None:
+        """The ``q`` quantile of time to first token, or None without streams."""
+        return histogram_quantile(q, self.first_token)
+
 
 def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     """Parse the gateway's /metrics text into totals per (endpoint, variant)."""
@@ -54,6 +61,7 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     errors: dict[Slot, float] = {}
     client_errors: dict[Slot, float] = {}
     buckets: dict[Slot, dict[float, float]] = {}
+    first_token: dict[Slot, dict[float, float]] = {}
     shadow: dict[Slot, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -68,12 +76,14 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
             elif sample.name == LATENCY:
                 bound = float(sample.labels["le"])
                 buckets.setdefault(key, {})[bound] = sample.value
+            elif sample.name == TIME_TO_FIRST:
+                first_token.setdefault(key, {})[float(sample.labels["le"])] = sample.value
             elif sample.name == SHADOW:
                 shadow.setdefault(key, {})[sample.labels.get("outcome", "")] = sample.value
     keys = set(requests) | set(buckets) | set(shadow)
     return {
         k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {}), shadow.get(k, {}),
-                   client_errors.get(k, 0.0))
+                   client_errors.get(k, 0.0), first_token.get(k, {}))
         for k in keys
     }  # fmt: skip
 
@@ -119,9 +129,10 @@ def grown_since(now: Traffic, before: Traffic) -> Traffic:
         before = Traffic()  # counters were reset
     buckets = {b: count - before.buckets.get(b, 0.0) for b, count in now.buckets.items()}
     shadow = {name: count - before.shadow.get(name, 0.0) for name, count in now.shadow.items()}
+    first = {b: count - before.first_token.get(b, 0.0) for b, count in now.first_token.items()}
     return Traffic(
         now.requests - before.requests, now.errors - before.errors, buckets, shadow,
-        now.client_errors - before.client_errors,
+        now.client_errors - before.client_errors, first,
     )  # fmt: skip
 
 

@@ -39,6 +39,12 @@ class Gates(BaseModel):
         "refuses (None: not judged).",
     )
     max_p99_ms: float | None = Field(default=500.0, gt=0, description="Latency bound, p99.")
+    max_ttft_p99_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Language models: bound on the p99 time to first token of streams, as "
+        "the gateway sees it (None: not judged).",
+    )
     min_requests: int = Field(
         default=20, ge=1, description="Fewer requests in a window: inconclusive, hold."
     )
@@ -124,6 +130,7 @@ class Analysis:
     success_rate: float | None
     p99_ms: float | None
     accuracy: float | None = None
+    ttft_p99_ms: float | None = None
     labelled: int | None = None
     prediction_drift: float | None = None
     input_drift_psi: float | None = None
@@ -140,6 +147,7 @@ class Analysis:
             "client_error_rate": _rounded(self.client_error_rate, 4),
             "baseline_client_error_rate": _rounded(self.baseline_client_error_rate, 4),
             "p99_ms": _rounded(self.p99_ms, 1),
+            "ttft_p99_ms": _rounded(self.ttft_p99_ms, 1),
             "accuracy": _rounded(self.accuracy, 4),
             "labelled": self.labelled,
             "prediction_drift": _rounded(self.prediction_drift, 4),
@@ -195,6 +203,12 @@ def analyse(
         figures = replace(figures, breaks_clients=True)
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
+    ttft_s = candidate.first_token_quantile_s(0.99)
+    if ttft_s is not None:
+        figures = replace(figures, ttft_p99_ms=ttft_s * 1000)
+        limit_ms = gates.max_ttft_p99_ms
+        if limit_ms is not None and ttft_s * 1000 > limit_ms:
+            broken.append(f"time to first token p99 {ttft_s * 1000:.0f} ms > {limit_ms:.0f} ms")
     unjudged = _accuracy_checks(gates, signals, broken)
     if broken:
         return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken))
