@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,36 @@ def test_a_tiny_lm_canary_is_promoted_with_no_stream_failed(lm_stack: Stack) -> 
         assert load.failures() == []
         assert unfinished == []
         assert {o.variant for o in load.outcomes} >= {"v1", "v2"}
+    finally:
+        stack.down()
+
+
+def test_a_canary_over_its_ttft_gate_is_rolled_back_and_v1_streams_fail_nothing(
+    lm_stack: Stack,
+) -> None:
+    """The gate is wired end to end: gateway histogram -> window -> gate -> rollback. Its
+    bound (0.01 ms) is one no real stream meets, so v2 fails every window it is judged."""
+    stack = lm_stack
+    stack.up()
+    try:
+        stack.ferryman("deploy", "tiny-lm:1", "--replicas", "1")
+        wait_for(lambda: len(stack.ready_backends("tiny-lm")) == 1, 90, "v1 ready")
+        url = f"{stack.gateway}/endpoints/tiny-lm/v1/chat/completions"
+        load = Load(url, rate=10, max_s=90, workers=4, body=lambda: CHAT)
+        with load.running():
+            stack.ferryman(
+                "rollout", "start", "tiny-lm", "--to", "2", "--steps", "50,100",
+                "--interval", "3", "--threshold", "2", "--min-requests", "5",
+                "--max-ttft-p99-ms", "0.01",
+            )  # fmt: skip
+            wait_for(lambda: _status(stack) == "rolled_back", 90, "rollback")
+            settled_s = load.now_s() + 2  # the gateway reads the new route table
+            time.sleep(4)
+        with stack.reading() as registry:
+            reason = str(registry.rollouts.list("tiny-lm")[-1].reason)
+        assert "time to first token p99" in reason
+        assert load.failures() == []
+        assert {o.variant for o in load.outcomes if o.at_s >= settled_s} == {"v1"}
     finally:
         stack.down()
 
