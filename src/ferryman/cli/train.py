@@ -241,6 +241,9 @@ def _show_registration(registration: Registration) -> None:
     console.print(
         f"Registered [bold]{version.model}[/] v{version.version} ({pairs(version.metrics)})"
     )
+    if not registration.variants:  # a model bundle (a language model) has no tensor variants
+        console.print(f"format {version.format}: serve it with ferryman serve {version.model}")
+        return
     table = Table("variant", "status", "size", "accuracy", "max |diff|", "b1 ms", "b32 ms")
     for variant in registration.variants:
         gate = variant.gate

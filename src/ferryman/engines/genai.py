@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,9 +63,11 @@ class GenaiEngine:
                 yield stream.decode(token)
         finally:
             # Dropping the generator frees its KV cache; on the engine's thread, so that no
-            # step of it can be running while it goes.
-            self._executor.submit(_drop, [generator])
+            # step of it can be running while it goes (a cancelled step may still run).
+            holder = [generator]
             del generator
+            with suppress(RuntimeError):  # the executor is shut down: unload frees it all
+                self._executor.submit(holder.clear)
 
     def unload(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -105,7 +108,3 @@ class GenaiEngine:
         if self._tokenizer is None:
             raise Unavailable("the language model is not loaded")
         return self._tokenizer
-
-
-def _drop(holder: list[Any]) -> None:
-    holder.clear()
