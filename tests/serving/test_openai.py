@@ -238,3 +238,4 @@ async def test_the_gateway_holds_a_stream_until_a_replica_is_routed(tmp_path: Pa
     assert 'ferryman_gateway_first_token_seconds_count{endpoint="chat",variant="v1"} 1.0' in (
         exposition
     )
+    assert 'ferryman_gateway_inter_token_seconds_count{endpoint="chat",variant="v1"}' in exposition

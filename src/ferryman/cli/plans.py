@@ -31,6 +31,9 @@ MaxP99 = Annotated[float | None, typer.Option(help="Gate: p99 latency, ms [500].
 MaxTtftP99 = Annotated[
     float | None, typer.Option(help="Gate: p99 time to first token of LLM streams, ms [off].")
 ]
+MaxInterTokenP99 = Annotated[
+    float | None, typer.Option(help="Gate: p99 time between tokens of LLM streams, ms [off].")
+]
 MinRequests = Annotated[int | None, typer.Option(help="Fewer per window: hold [20].")]
 MaxDrift = Annotated[
     float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
@@ -64,8 +67,8 @@ ThenCanary = Annotated[
     bool, typer.Option("--then-canary", help="Shadow: continue into a canary (--steps…) if agreed.")
 ]
 
-GATES = ("min_success_rate", "max_p99_ms", "max_ttft_p99_ms", "min_requests",
-         "max_prediction_drift", "min_predictions")  # fmt: skip
+GATES = ("min_success_rate", "max_p99_ms", "max_ttft_p99_ms", "max_inter_token_p99_ms",
+         "min_requests", "max_prediction_drift", "min_predictions")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class PlanOptions:
     min_success_rate: float | None = None
     max_p99_ms: float | None = None
     max_ttft_p99_ms: float | None = None
+    max_inter_token_p99_ms: float | None = None
     min_requests: int | None = None
     max_prediction_drift: float | None = None
     min_predictions: int | None = None

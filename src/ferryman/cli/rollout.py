@@ -38,6 +38,7 @@ def start(
     min_success_rate: plans.MinSuccessRate = None,
     max_p99_ms: plans.MaxP99 = None,
     max_ttft_p99_ms: plans.MaxTtftP99 = None,
+    max_inter_token_p99_ms: plans.MaxInterTokenP99 = None,
     min_requests: plans.MinRequests = None,
     max_prediction_drift: plans.MaxDrift = None,
     min_predictions: plans.MinPredictions = None,
@@ -66,7 +67,8 @@ def start(
     options = plans.PlanOptions(
         steps=steps, interval_s=interval_s, threshold=threshold,
         min_success_rate=min_success_rate, max_p99_ms=max_p99_ms,
-        max_ttft_p99_ms=max_ttft_p99_ms, min_requests=min_requests,
+        max_ttft_p99_ms=max_ttft_p99_ms, max_inter_token_p99_ms=max_inter_token_p99_ms,
+        min_requests=min_requests,
         max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
         bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
         sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,

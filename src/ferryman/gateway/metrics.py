@@ -48,6 +48,15 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.inter_token = Histogram(
+            "ferryman_gateway_inter_token_seconds",
+            "OpenAI streams answered 200: the gaps between the pieces of an answer as they "
+            "reach the gateway (time per output token; pieces that arrive together count "
+            "once).",
+            by_variant,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "ferryman_gateway_in_flight_requests",
             "Requests on their way to a replica or held, per endpoint.",

@@ -134,6 +134,7 @@ class StreamRelay:
             variant = pick_variant(route, headers, draw)
             response.variant = variant.name
             response.extra = [(VARIANT_HEADER, variant.name.encode())]
+            response.gap = self._metrics.inter_token.labels(target.endpoint, variant.name).observe
             try:
                 return await self._exchange(_Outgoing(target, variant, raw, body), response)
             except NoLiveBackend:
@@ -175,18 +176,27 @@ class _Response:
         self.extra: RawHeaders = []
         self.variant = ""
         self.first_byte_at: float | None = None
+        self.last_byte_at = 0.0
         self.is_stream = False
+        self.gap: Callable[[float], None] | None = None
+        """Observes the time between two pieces of a 200 event stream."""
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         self.is_started = True
-        self.is_stream = (b"content-type", b"text/event-stream; charset=utf-8") in headers
+        is_events = (b"content-type", b"text/event-stream; charset=utf-8") in headers
+        self.is_stream = status == 200 and is_events
         await self._send(
             {"type": "http.response.start", "status": status, "headers": headers + self.extra}
         )
 
     async def body(self, chunk: bytes, more: bool) -> None:
-        if chunk and self.is_stream and self.first_byte_at is None:
-            self.first_byte_at = time.monotonic()
+        if chunk and self.is_stream:
+            now = time.monotonic()
+            if self.first_byte_at is None:
+                self.first_byte_at = now
+            elif self.gap is not None:
+                self.gap(now - self.last_byte_at)
+            self.last_byte_at = now
         await self._send({"type": "http.response.body", "body": chunk, "more_body": more})
 
     async def error(self, exc: FerrymanError) -> None:

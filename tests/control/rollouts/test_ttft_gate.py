@@ -1,4 +1,5 @@
-"""The time-to-first-token gate of language-model canaries, on the gateway's histogram."""
+"""The token-latency gates of language-model canaries (time to first token, between tokens),
+on the gateway's histograms."""
 
 from __future__ import annotations
 
@@ -42,9 +43,31 @@ def test_the_gateway_histogram_reaches_the_window_per_variant() -> None:
     before = traffic_by_variant(metrics.exposition().decode())
     metrics.answered("lm", "v2", 200, 0.4)
     metrics.first_token.labels("lm", "v2").observe(0.3)
+    metrics.inter_token.labels("lm", "v2").observe(0.02)
     later = traffic_by_variant(metrics.exposition().decode())
     seen = window(later, before)[("lm", "v2")]
     assert seen.first_token[math.inf] == 1
     quantile = seen.first_token_quantile_s(0.99)
     assert quantile is not None
     assert 0.25 < quantile <= 0.5
+    gap = seen.inter_token_quantile_s(0.99)
+    assert gap is not None
+    assert 0.01 < gap <= 0.025
+
+
+@pytest.mark.parametrize(
+    ("limit_ms", "gaps", "verdict"),
+    [(20, {0.01: 500.0, math.inf: 500.0}, Verdict.PASS),
+     (20, {0.01: 400.0, 0.025: 450.0, 0.05: 500.0, math.inf: 500.0}, Verdict.FAIL)],
+    ids=["fast", "slow"],
+)  # fmt: skip
+def test_slow_tokens_fail_the_window(
+    limit_ms: float, gaps: dict[float, float], verdict: Verdict
+) -> None:
+    gates = Gates(max_inter_token_p99_ms=limit_ms, min_requests=10)
+    traffic = Traffic(50, 0, {0.1: 50, math.inf: 50}, inter_token=gaps)
+    analysis = analyse(gates, traffic)
+    assert analysis.verdict is verdict
+    assert analysis.figures()["inter_token_p99_ms"] is not None
+    if verdict is Verdict.FAIL:
+        assert analysis.reasons == ("inter-token p99 47.5 ms > 20 ms",)

@@ -17,6 +17,7 @@ from ferryman.types import Slot
 REQUESTS = "ferryman_gateway_requests_total"
 LATENCY = "ferryman_gateway_request_duration_seconds_bucket"
 TIME_TO_FIRST = "ferryman_gateway_first_token_seconds_bucket"
+BETWEEN_TOKENS = "ferryman_gateway_inter_token_seconds_bucket"
 SHADOW = "ferryman_gateway_shadow_total"
 REPLICA_REQUESTS = "ferryman_requests_total"
 REPLICA_LATENCY = "ferryman_request_duration_seconds_bucket"
@@ -35,6 +36,8 @@ class Traffic:
     client_errors: float = 0.0
     first_token: dict[float, float] = field(default_factory=dict)
     """Language models: time to the first token of 200 streams (upper bound → count)."""
+    inter_token: dict[float, float] = field(default_factory=dict)
+    """Language models: gaps between the pieces of 200 streams (upper bound → count)."""
 
     @property
     def error_rate(self) -> float:
@@ -54,6 +57,10 @@ class Traffic:
         """The ``q`` quantile of time to first token, or None without streams."""
         return histogram_quantile(q, self.first_token)
 
+    def inter_token_quantile_s(self, q: float) -> float | None:
+        """The ``q`` quantile of the time between tokens, or None without streams."""
+        return histogram_quantile(q, self.inter_token)
+
 
 def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     """Parse the gateway's /metrics text into totals per (endpoint, variant)."""
@@ -62,6 +69,7 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
     client_errors: dict[Slot, float] = {}
     buckets: dict[Slot, dict[float, float]] = {}
     first_token: dict[Slot, dict[float, float]] = {}
+    inter_token: dict[Slot, dict[float, float]] = {}
     shadow: dict[Slot, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -78,12 +86,14 @@ def traffic_by_variant(text: str) -> dict[Slot, Traffic]:
                 buckets.setdefault(key, {})[bound] = sample.value
             elif sample.name == TIME_TO_FIRST:
                 first_token.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+            elif sample.name == BETWEEN_TOKENS:
+                inter_token.setdefault(key, {})[float(sample.labels["le"])] = sample.value
             elif sample.name == SHADOW:
                 shadow.setdefault(key, {})[sample.labels.get("outcome", "")] = sample.value
     keys = set(requests) | set(buckets) | set(shadow)
     return {
         k: Traffic(requests.get(k, 0.0), errors.get(k, 0.0), buckets.get(k, {}), shadow.get(k, {}),
-                   client_errors.get(k, 0.0), first_token.get(k, {}))
+                   client_errors.get(k, 0.0), first_token.get(k, {}), inter_token.get(k, {}))
         for k in keys
     }  # fmt: skip
 
@@ -130,9 +140,10 @@ def grown_since(now: Traffic, before: Traffic) -> Traffic:
     buckets = {b: count - before.buckets.get(b, 0.0) for b, count in now.buckets.items()}
     shadow = {name: count - before.shadow.get(name, 0.0) for name, count in now.shadow.items()}
     first = {b: count - before.first_token.get(b, 0.0) for b, count in now.first_token.items()}
+    gaps = {b: count - before.inter_token.get(b, 0.0) for b, count in now.inter_token.items()}
     return Traffic(
         now.requests - before.requests, now.errors - before.errors, buckets, shadow,
-        now.client_errors - before.client_errors, first,
+        now.client_errors - before.client_errors, first, gaps,
     )  # fmt: skip
 
 

@@ -45,6 +45,12 @@ class Gates(BaseModel):
         description="Language models: bound on the p99 time to first token of streams, as "
         "the gateway sees it (None: not judged).",
     )
+    max_inter_token_p99_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Language models: bound on the p99 time between tokens of streams, as "
+        "the gateway sees it (None: not judged).",
+    )
     min_requests: int = Field(
         default=20, ge=1, description="Fewer requests in a window: inconclusive, hold."
     )
@@ -131,6 +137,7 @@ class Analysis:
     p99_ms: float | None
     accuracy: float | None = None
     ttft_p99_ms: float | None = None
+    inter_token_p99_ms: float | None = None
     labelled: int | None = None
     prediction_drift: float | None = None
     input_drift_psi: float | None = None
@@ -148,6 +155,7 @@ class Analysis:
             "baseline_client_error_rate": _rounded(self.baseline_client_error_rate, 4),
             "p99_ms": _rounded(self.p99_ms, 1),
             "ttft_p99_ms": _rounded(self.ttft_p99_ms, 1),
+            "inter_token_p99_ms": _rounded(self.inter_token_p99_ms, 2),
             "accuracy": _rounded(self.accuracy, 4),
             "labelled": self.labelled,
             "prediction_drift": _rounded(self.prediction_drift, 4),
@@ -203,18 +211,32 @@ def analyse(
         figures = replace(figures, breaks_clients=True)
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
-    ttft_s = candidate.first_token_quantile_s(0.99)
-    if ttft_s is not None:
-        figures = replace(figures, ttft_p99_ms=ttft_s * 1000)
-        limit_ms = gates.max_ttft_p99_ms
-        if limit_ms is not None and ttft_s * 1000 > limit_ms:
-            broken.append(f"time to first token p99 {ttft_s * 1000:.0f} ms > {limit_ms:.0f} ms")
+    figures = _token_latency(gates, candidate, figures, broken)
     unjudged = _accuracy_checks(gates, signals, broken)
     if broken:
         return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken))
     holds = [*unjudged, *_drift_holds(gates, drift, signals)]
     verdict = Verdict.INCONCLUSIVE if holds else Verdict.PASS
     return replace(figures, verdict=verdict, reasons=tuple(holds))
+
+
+def _token_latency(
+    gates: Gates, candidate: Traffic, figures: Analysis, broken: list[str]
+) -> Analysis:
+    """Judge a language model's time to first token and between tokens (when it streams)."""
+    ttft_s = candidate.first_token_quantile_s(0.99)
+    if ttft_s is not None:
+        figures = replace(figures, ttft_p99_ms=ttft_s * 1000)
+        limit_ms = gates.max_ttft_p99_ms
+        if limit_ms is not None and ttft_s * 1000 > limit_ms:
+            broken.append(f"time to first token p99 {ttft_s * 1000:.0f} ms > {limit_ms:.0f} ms")
+    gap_s = candidate.inter_token_quantile_s(0.99)
+    if gap_s is not None:
+        figures = replace(figures, inter_token_p99_ms=gap_s * 1000)
+        limit_ms = gates.max_inter_token_p99_ms
+        if limit_ms is not None and gap_s * 1000 > limit_ms:
+            broken.append(f"inter-token p99 {gap_s * 1000:.1f} ms > {limit_ms:g} ms")
+    return figures
 
 
 def _accuracy_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> list[str]:
