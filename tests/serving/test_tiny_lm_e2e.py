@@ -6,14 +6,17 @@ Training is session-scoped and small (40 steps, about 20 s of CPU with the expor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ferryman.gateway.routes import VariantRoute
@@ -165,3 +168,28 @@ def test_the_version_is_a_bundle_in_the_registry(tiny_lm_data: Path) -> None:
     listed = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
     assert listed[0]["format"] == "onnx-genai"
     assert listed[0]["metrics"]["held_out_perplexity"] > 1
+
+
+def test_a_hundred_streams_at_once_complete_or_get_a_fast_429(stack: Stack) -> None:
+    """Eight slots per replica: the rest are refused at once, in OpenAI's shape, not queued."""
+    body = {"model": "tiny-lm", "prompt": "The import system", "max_tokens": 32, "stream": True}
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, float, bytes]:
+        started = time.perf_counter()
+        async with client.stream("POST", f"{stack.gateway}/completions", json=body) as answer:
+            content = await answer.aread()
+        return answer.status_code, time.perf_counter() - started, content
+
+    async def all_at_once() -> list[tuple[int, float, bytes]]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            return await asyncio.gather(*(one(client) for _ in range(100)))
+
+    outcomes = asyncio.run(all_at_once())
+    statuses = [status for status, _, _ in outcomes]
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses.count(200) >= 8
+    assert all(content.endswith(b"data: [DONE]\n\n") for s, _, content in outcomes if s == 200)
+    refused = [(took, json.loads(content)) for s, took, content in outcomes if s == 429]
+    assert all(doc["error"]["code"] == "rate_limit_exceeded" for _, doc in refused)
+    assert all(took < 5 for took, _ in refused)
