@@ -239,3 +239,43 @@ async def test_the_gateway_holds_a_stream_until_a_replica_is_routed(tmp_path: Pa
         exposition
     )
     assert 'ferryman_gateway_inter_token_seconds_count{endpoint="chat",variant="v1"}' in exposition
+
+
+async def test_the_gateway_sends_a_stream_to_the_replica_with_fewest_open(tmp_path: Path) -> None:
+    """Two replicas of one slot each: while one streams, the next stream goes to the other
+    (a random pick would send half of them to the busy one, which answers 429)."""
+    engines = [ScriptedEngine(), ScriptedEngine()]
+    limits = GenerationSettings(max_streams=1)
+    apps = [
+        create_generation_app(
+            Settings(data_dir=tmp_path, generation=limits), engine,
+            ReplicaIdentity("scripted", "1", "onnx-genai"),
+        )
+        for engine in engines
+    ]  # fmt: skip
+    async with (
+        serving(apps[0], lifespan="on") as first_url,
+        serving(apps[1], lifespan="on") as second_url,
+    ):
+        gateway = Gateway(Settings().gateway)
+        both = VariantRoute(
+            name="v1", model="scripted", version=1, weight=100, backends=(first_url, second_url)
+        )
+        gateway.set_routes(table(endpoint(both, name="chat")))
+        async with (
+            serving(gateway, lifespan="on") as url,
+            _client(f"{url}/endpoints/chat/v1") as client,
+        ):
+            for _ in range(5):
+                with anyio.fail_after(10):
+                    held = await client.completions.create(
+                        model="scripted", prompt="hi", max_tokens=5, stream=True
+                    )
+                    await held.__anext__()  # one replica's only slot is taken
+                    other = await client.completions.create(
+                        model="scripted", prompt="hi", max_tokens=1
+                    )
+                    assert other.choices[0].text == PIECES[0]
+                    await held.close()
+                    while any(app.state.plane.open_streams for app in apps):
+                        await anyio.sleep(0.01)

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -67,6 +70,7 @@ class StreamRelay:
         self._holding = holding
         self._route_of = route_of
         self._draw = draw
+        self._streams: Counter[str] = Counter()  # open relays per replica
 
     async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request on an OpenAI path (see :func:`is_openai_path`)."""
@@ -145,24 +149,35 @@ class StreamRelay:
     async def _exchange(self, request: _Outgoing, response: _Response) -> int:
         """Send to the first replica that takes the connection; stream its answer back."""
         variant = request.variant
-        for backend in self._health.live(variant.backends)[:: -1 if self._draw() < 0.5 else 1]:
+        for backend in self._by_load(self._health.live(variant.backends)):
             try:
                 reader, writer = await self._connect(backend)
             except NotReached:
                 self._health.mark_down(backend)
                 continue
+            self._streams[backend] += 1
             try:
                 writer.write(request.encode(urlsplit(backend).netloc.encode("ascii")))
                 return await _stream_answer(reader, response, self._settings.request_timeout_s)
             finally:
                 writer.close()
+                self._streams[backend] -= 1
+                self._streams = +self._streams  # keeps only replicas with streams open
         raise NoLiveBackend(variant.name)
+
+    def _by_load(self, live: list[str]) -> list[str]:
+        """Replicas with the fewest open streams first (each has its own slots); ties in
+        a random rotation."""
+        turn = int(self._draw() * len(live)) if live else 0
+        rotated = live[turn:] + live[:turn]
+        return sorted(rotated, key=self._streams.__getitem__)
 
     async def _connect(self, backend: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         parts = urlsplit(backend)
+        context = ssl.create_default_context() if parts.scheme == "https" else None
         try:
             async with asyncio.timeout(self._settings.connect_timeout_s):
-                return await asyncio.open_connection(parts.hostname, parts.port or 80)
+                return await asyncio.open_connection(parts.hostname, parts.port or 80, ssl=context)
         except (OSError, TimeoutError) as exc:
             raise NotReached("the replica could not be reached") from exc
 
@@ -264,9 +279,9 @@ async def _stream_answer(
     return int(parser.get_status_code())
 
 
-async def _until_disconnect(work: asyncio.Future[int] | object, receive: Receive) -> int:
+async def _until_disconnect(work: Coroutine[Any, Any, int], receive: Receive) -> int:
     """Run ``work``; if the client disconnects first, cancel it (closing the replica's side)."""
-    task: asyncio.Task[int] = asyncio.ensure_future(work)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
