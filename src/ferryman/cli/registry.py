@@ -31,7 +31,13 @@ alias_app = typer.Typer(
 
 def register(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="The model file (.onnx).")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The model file (.onnx), or a language model's folder: ONNX Runtime GenAI's "
+            "(genai_config.json) or Hugging Face's (config.json, safetensors), exported here."
+        ),
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="Model name, e.g. digits.")],
     metric: Annotated[
         list[str] | None,
@@ -57,8 +63,11 @@ def register(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Register a model file as the next version of MODEL."""
+    """Register a model file (or a language model's folder) as the next version of MODEL."""
     source = path
+    if path.is_dir():
+        workdir = Path(ctx.with_resource(tempfile.TemporaryDirectory(prefix="ferryman-")))
+        path = _bundle(path, workdir)
     if trust:
         workdir = Path(ctx.with_resource(tempfile.TemporaryDirectory(prefix="ferryman-")))
         path = _convert_trusted(path, workdir)
@@ -300,6 +309,31 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise InvalidInput(f"{option} {item!r} is not KEY=VALUE (e.g. {option} accuracy=0.97)")
         parsed[key] = value
     return parsed
+
+
+def _bundle(folder: Path, workdir: Path) -> Path:
+    """A language model's folder as one bundle file: packed, or exported first (HF)."""
+    from ferryman.artifacts.bundle import pack_bundle  # noqa: PLC0415
+
+    bundle = workdir / "model.tar"
+    if (folder / "genai_config.json").is_file():
+        bundle.write_bytes(pack_bundle(folder))
+        return bundle
+    if not (folder / "config.json").is_file():
+        raise InvalidInput(
+            f"{folder} has neither genai_config.json (ONNX Runtime GenAI) nor config.json "
+            "(Hugging Face); register a .onnx file or one of those folders"
+        )
+    unsafe = sorted(p.name for p in folder.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl"})
+    if unsafe:
+        raise InvalidInput(
+            f"{folder} holds {', '.join(unsafe)}: pickled weights run code when loaded, so "
+            "Ferryman exports only safetensors folders; save with safe_serialization=True"
+        )
+    from ferryman.training.language import export_hf_folder  # noqa: PLC0415 - llm extra
+
+    bundle.write_bytes(export_hf_folder(folder, workdir / "onnx"))
+    return bundle
 
 
 def _float(key: str, value: str) -> float:
