@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from ferryman.config import GenerationSettings, Settings
+from ferryman.control.metrics.source import replica_scrape
 from ferryman.engines.generation import GenerationInfo, SamplingParams
 from ferryman.gateway import Gateway
 from ferryman.gateway.routes import VariantRoute
@@ -131,6 +132,7 @@ async def test_a_second_stream_gets_429_and_a_disconnect_frees_the_slot(
         )
         chunk = await first.__anext__()
         assert chunk.choices[0].text == PIECES[0]
+        assert replica_scrape(plane.metrics.exposition().decode()).in_flight == 1
         with pytest.raises(openai.RateLimitError) as refused:
             await client.completions.create(model="scripted", prompt="hi", max_tokens=5)
         assert refused.value.status_code == 429
@@ -191,6 +193,11 @@ async def test_models_and_metrics(stack: Stack) -> None:
     assert "ferryman_llm_inter_token_latency_seconds_count" in text
     counts = [line for line in text.splitlines() if line.startswith("ferryman_llm_completion")]
     assert any(line.endswith(" 5.0") for line in counts), counts
+    # The series every replica has, as the control plane reads them (autoscaler, monitor).
+    scrape = replica_scrape(text)
+    assert scrape.in_flight == 0
+    assert scrape.traffic.requests == 1
+    assert scrape.traffic.quantile_s(0.5) is not None
 
 
 async def test_the_gateway_refuses_unknown_openai_paths_in_openai_shape() -> None:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ferryman.config import GenerationSettings
 from ferryman.engines.generation import GenerationEngine, SamplingParams
 from ferryman.errors import InvalidInput, TooManyRequests, Unavailable
-from ferryman.serving.metrics import ReplicaIdentity
+from ferryman.serving.metrics import LATENCY_BUCKETS_S, ReplicaIdentity
 
 TOKEN_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -72,13 +72,20 @@ class GenerationMetrics:
         self.completion_tokens = Counter(
             "ferryman_llm_completion_tokens", "Tokens generated.", labels, registry=self.registry
         ).labels(*values)
+        # The three series every replica has, under the same names as a tensor replica's, so
+        # the monitor, the autoscaler (requests in flight) and replica analysis read them.
         self.requests = Counter(
-            "ferryman_llm_requests", "Generation requests by HTTP status code.",
+            "ferryman_requests", "Requests answered, by HTTP status code.",
             (*labels, "code"), registry=self.registry,
         )  # fmt: skip
         self.streams = Gauge(
-            "ferryman_llm_open_streams", "Generations running now.", labels, registry=self.registry
-        ).labels(*values)
+            "ferryman_in_flight_requests", "Requests being answered (generations running).",
+            labels, registry=self.registry,
+        ).labels(*values)  # fmt: skip
+        self.duration = histogram(
+            "ferryman_request_duration_seconds", "Time to answer (a whole generation).",
+            LATENCY_BUCKETS_S,
+        )  # fmt: skip
         self._values = values
 
     def answered(self, status: int) -> None:
@@ -176,6 +183,7 @@ class GenerationPlane:
             if tally.completion_tokens and elapsed_s > 0:
                 self.metrics.tokens_per_s.observe(tally.completion_tokens / elapsed_s)
         finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
             await _close(tokens)
             self._open -= 1
             self.metrics.streams.dec()
