@@ -167,7 +167,9 @@ def test_the_version_is_a_bundle_in_the_registry(tiny_lm_data: Path) -> None:
     command = [FERRYMAN, "versions", "list", "tiny-lm", "--json", "--data-dir", str(tiny_lm_data)]
     listed = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
     assert listed[0]["format"] == "onnx-genai"
-    assert listed[0]["metrics"]["held_out_perplexity"] > 1
+    metrics = listed[0]["metrics"]
+    assert metrics["held_out_perplexity"] > 1
+    assert 0 < metrics["held_out_token_accuracy"] < 1
 
 
 def test_a_hundred_streams_at_once_complete_or_get_a_fast_429(stack: Stack) -> None:

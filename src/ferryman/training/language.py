@@ -5,8 +5,10 @@ reference topics), the tokenizer a byte-level BPE trained on it with ``tokenizer
 model ``transformers``' Llama with tiny dimensions. The trained folder is exported with ONNX
 Runtime GenAI's model builder (fp32, CPU) and registered as one bundle artifact (a tar of
 ONNX, JSON and tokenizer files: :mod:`ferryman.artifacts.bundle`), with its held-out
-perplexity as a metric. A user's own Hugging Face folder registers the same way through
-:func:`export_hf_folder` and :meth:`RunContext.register_bundle`.
+perplexity and next-token accuracy as metrics (a policy's offline gate on
+``held_out_token_accuracy`` holds back a worse model before any traffic). A user's own
+Hugging Face folder registers the same way (``ferryman register DIR``, through
+:func:`export_hf_folder`).
 
 Params: ``steps`` (150), ``seq_len`` (64), ``batch_size`` (16), ``lr`` (3e-3), ``width``
 (64), ``layers`` (2), ``vocab_size`` (384), ``corpus_bytes`` (16000), ``seed`` (0),
@@ -89,13 +91,13 @@ def train_tiny_lm(ctx: RunContext) -> Registration:
             optimizer.step()
             if step % 25 == 0 or step == steps:
                 ctx.log_metrics(step, {"train_loss": loss.item()})
-        perplexity = _perplexity(model, tokenizer(held_out)["input_ids"], seq_len)
-        ctx.log_metrics(steps, {"held_out_perplexity": perplexity})
+        quality = held_out_quality(model, tokenizer(held_out)["input_ids"], seq_len)
+        ctx.log_metrics(steps, quality)
         model.save_pretrained(hf_dir, safe_serialization=True)
         bundle = export_hf_folder(hf_dir, Path(scratch) / "onnx")
     return ctx.register_bundle(
         bundle,
-        metrics={"held_out_perplexity": perplexity, "train_loss": loss.item()},
+        metrics={**quality, "train_loss": loss.item()},
         description=(
             f"tiny-lm: Llama {params.layers}x{params.width}, BPE {tokenizer.vocab_size}, "
             f"{steps} steps"
@@ -153,8 +155,15 @@ def _batch(
 
 
 @torch.no_grad()
-def _perplexity(model: LlamaForCausalLM, ids: list[int], seq_len: int) -> float:
+def held_out_quality(model: LlamaForCausalLM, ids: list[int], seq_len: int) -> dict[str, float]:
+    """Perplexity (lower is better) and next-token accuracy (higher is better, the form a
+    policy's offline gate compares with production's) on held-out text."""
     model.eval()  # type: ignore[no-untyped-call,unused-ignore]
     windows = [ids[i : i + seq_len] for i in range(0, len(ids) - seq_len, seq_len)]
     batch = torch.tensor(windows, dtype=torch.long)
-    return math.exp(float(model(input_ids=batch, labels=batch).loss))
+    output = model(input_ids=batch, labels=batch)
+    guessed = output.logits[:, :-1].argmax(dim=-1) == batch[:, 1:]
+    return {
+        "held_out_perplexity": math.exp(float(output.loss)),
+        "held_out_token_accuracy": float(guessed.float().mean()),
+    }
