@@ -21,7 +21,6 @@ import pytest
 
 from ferryman.gateway.routes import VariantRoute
 from tests.gateway.conftest import endpoint, table
-from tests.gateway.test_replica_e2e import wait_for_gateway
 from tests.support import free_port
 
 openai = pytest.importorskip("openai")
@@ -30,6 +29,18 @@ pytest.importorskip("onnxruntime_genai")
 pytestmark = pytest.mark.e2e
 FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 CHAT = [{"role": "user", "content": "What does the assert statement do?"}]
+
+
+def wait_for_gateway(url: str) -> None:
+    """A process on its own: poll its health, bounded (there is no event to await)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail(f"{url} did not answer 200 within 60 s")
 
 
 @dataclass(frozen=True)
