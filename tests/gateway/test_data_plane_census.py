@@ -70,6 +70,7 @@ GATEWAY_AUTH = {
     ("GET", "/v2/health/live"): OPEN,
     ("GET", "/v2/health/ready"): OPEN,
     ("GET", "/-/held"): OPEN,
+    ("GET", "/v2"): OPEN,  # the server metadata: names and extensions, nothing of a request
     ("GET", "/v2/models/{endpoint}"): ENDPOINT_TOKEN,
     ("GET", "/v2/models/{endpoint}/ready"): ENDPOINT_TOKEN,
     ("POST", "/v2/models/{endpoint}/infer"): ENDPOINT_TOKEN,

@@ -166,7 +166,11 @@ class Gateway:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http" and is_openai_path(scope["path"]):
-            await self._relay.relay(scope, receive, send)
+            refusal = self._openai_refusal(scope)
+            if refusal is None:
+                await self._relay.relay(scope, receive, send)
+            else:
+                await send_answer(send, error_answer(refusal))
         elif scope["type"] == "http":
             try:
                 refusal = self._hosts.refusal(
@@ -181,6 +185,23 @@ class Gateway:
                 logger.exception("gateway failed on %s", scope["path"][:120])
                 answer = error_answer(FerrymanError("the gateway failed; see its log"))
             await send_answer(send, answer)
+
+    def _openai_refusal(self, scope: Scope) -> FerrymanError | None:
+        """What an OpenAI path is refused for before it is relayed: the same Host and Origin
+        rule as every path, and the endpoint's inference token when it asks for one."""
+        refusal = self._hosts.refusal(
+            scope["headers"], scope["method"], scope.get("scheme", "http")
+        )
+        if refusal is not None:
+            return refusal
+        endpoint = scope["path"].split("/")[2]  # /endpoints/ENDPOINT/v1/...
+        route = self.routes.endpoints.get(endpoint)
+        if route is not None and route.require_token:
+            try:
+                self._check_token(scope["headers"], endpoint)
+            except FerrymanError as exc:
+                return exc
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -40,6 +40,7 @@ from ferryman.gateway.messages import (
 )
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.paths import Target, parse_target
+from ferryman.gateway.pool import credentials_line
 from ferryman.gateway.proxy import NoLiveBackend
 from ferryman.gateway.routes import EndpointRoute, VariantRoute, pick_variant
 from ferryman.gateway.transport import REQUEST_DROPPED, RESPONSE_DROPPED, NotReached
@@ -71,6 +72,9 @@ class StreamRelay:
         self._route_of = route_of
         self._draw = draw
         self._streams: Counter[str] = Counter()  # open relays per replica
+        secret = settings.replica_token
+        self._credentials = b"" if secret is None else credentials_line(secret.get_secret_value())
+        """The fleet secret's ``authorization`` line: replicas take requests from us only."""
 
     async def relay(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request on an OpenAI path (see :func:`is_openai_path`)."""
@@ -157,7 +161,8 @@ class StreamRelay:
                 continue
             self._streams[backend] += 1
             try:
-                writer.write(request.encode(urlsplit(backend).netloc.encode("ascii")))
+                host = urlsplit(backend).netloc.encode("ascii")
+                writer.write(request.encode(host, self._credentials))
                 return await _stream_answer(reader, response, self._settings.request_timeout_s)
             finally:
                 writer.close()
@@ -309,8 +314,9 @@ class _Outgoing:
     raw_headers: RawHeaders
     body: bytes
 
-    def encode(self, host: bytes) -> bytes:
-        """The request as HTTP/1.1 bytes for the replica at ``host``; end-to-end headers only."""
+    def encode(self, host: bytes, credentials: bytes = b"") -> bytes:
+        """The request as HTTP/1.1 bytes for the replica at ``host``; end-to-end headers only
+        (never the client's ``authorization``), and ``credentials``, the fleet's line."""
         named = {
             token.strip().lower().encode("latin-1")
             for name, value in self.raw_headers
@@ -321,6 +327,7 @@ class _Outgoing:
         lines = [
             f"{self.target.method} {path} HTTP/1.1\r\n".encode("ascii"),
             b"host: " + host + b"\r\n",
+            credentials,
             b"content-length: " + str(len(self.body)).encode() + b"\r\n",
             b"connection: close\r\n",
         ]
