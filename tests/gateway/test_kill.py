@@ -32,7 +32,7 @@ from tests.gateway.conftest import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 800
 MAX_REQUESTS = 20_000
 KILL_AT = 200
