@@ -87,6 +87,7 @@ class Tour:
         known = {
             "RUN_ID": lambda: str(self._json(["runs", "list", "--json"])[0]["id"]),
             "ID": lambda: str(self._json(["rollout", "status", "--json"])[-1]["id"]),
+            "TOKEN_ID": lambda: str(self._json(["tokens", "list", "--json"])[-1]["id"]),
             "REQUEST_ID": self.request_id,
         }
         return [known[arg]() if arg in known else arg for arg in args]
