@@ -107,8 +107,11 @@ def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module. Playwright's sync API holds an asyncio loop as the
+    main thread's running loop while it is open, which breaks every later test that runs
+    an event loop of its own (anyio's); a module scope closes it before other tests run."""
     if not CHROMIUM.exists():
         pytest.skip(f"NO CHROMIUM at {CHROMIUM} - the dashboard is NOT tested in a browser")
     with sync_playwright() as playwright:
