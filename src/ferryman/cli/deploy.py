@@ -16,6 +16,7 @@ from ferryman.cli.output import JsonOption, console, print_json
 from ferryman.cli.serve import parse_target
 from ferryman.config import Settings
 from ferryman.control.metrics.traffic import Traffic, traffic_by_variant
+from ferryman.gateway.routes import RouteTable
 from ferryman.registry import (
     Autoscaling,
     DeploymentRecord,
@@ -23,6 +24,7 @@ from ferryman.registry import (
     Registry,
     VariantSpec,
 )
+from ferryman.runtimes import create_runtime
 from ferryman.types import Slot
 
 SAMPLE_MAX_AGE_S = 60.0
@@ -150,23 +152,27 @@ def _show(record: DeploymentRecord, json_output: bool, verb: str) -> None:
 def _endpoint_table(
     records: list[DeploymentRecord], settings: Settings, registry: Registry
 ) -> Table:
+    routes = _routes(settings)
     totals = _gateway_totals(settings)
     recent = _latest_samples(registry)
     table = Table("endpoint", "variant", "weight", "replicas", "qps", "p99", "4xx", "5xx",
                   "requests", title="Endpoints (qps, p99, 4xx and 5xx: the control loop's "
                   "latest sample, every 10 s)")  # fmt: skip
     for record in records:
+        route = routes.endpoints.get(record.endpoint) if routes else None
+        live_variants = {v.name: v for v in route.variants} if route else {}
         for variant in record.spec.variants:
             key = (record.endpoint, variant.name)
+            live = live_variants.get(variant.name)
             desired = "auto" if record.spec.autoscaling else str(variant.replicas)
             now, total = recent.get(key, {}), totals.get(key, Traffic())
-            ready = _figure(now.get("replicas"), "{:.0f}")
-            weight = now.get("weight", float(variant.weight))
+            ready = len(live.backends) if live else 0
+            weight = live.weight if live else variant.weight
             role = " (shadow)" if variant.name == record.spec.shadow else ""
             table.add_row(
                 record.endpoint,
                 variant.name + role,
-                f"{weight:.0f}%",
+                f"{weight}%",
                 f"{ready}/{desired} ready",
                 _figure(now.get("qps"), "{:.1f}"),
                 _figure(now.get("p99_ms"), "{:.1f} ms"),
@@ -175,6 +181,15 @@ def _endpoint_table(
                 f"{total.requests:.0f}",
             )
     return table
+
+
+def _routes(settings: Settings) -> RouteTable | None:
+    """The route table the gateways hold now, as the runtime tells it."""
+    runtime = create_runtime(settings)
+    try:
+        return runtime.published()
+    finally:
+        runtime.close()
 
 
 def _gateway_totals(settings: Settings) -> dict[Slot, Traffic]:
