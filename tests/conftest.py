@@ -25,9 +25,11 @@ from tests.support import SteppedClock, free_port
 if TYPE_CHECKING:
     from tests.s3server import S3Server
 
-pytest_plugins = ["tests.leftovers"]  # every test stops what it starts
+pytest_plugins = [
+    "tests.leftovers",  # every test stops what it starts
+    "tests.ci_services",  # CI=true: a missing service fails, not skips
+]
 
-pytest_plugins = ["tests.ci_services"]  # CI=true: a missing service fails, not skips
 
 # The in-process CLI's Rich consoles take their width when ferryman.cli is first imported;
 # pytest-xdist workers inherit COLUMNS=80, which would cut table cells the tests read.
