@@ -204,11 +204,13 @@ from pathlib import Path
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.registry import Database, Registry
 from ferryman.artifacts import LocalArtifactStore
+from tests.control.webhook_receiver import loopback_transport
 
 database = Database(sys.argv[1])
 registry = Registry(database, LocalArtifactStore(Path(sys.argv[2])))
 sender = WebhookSender(RetryPolicy(max_attempts=5, base_s=60.0, timeout_s=2.0),
-                       outbox=registry.outbox, targets=registry.alerts.webhook_targets)
+                       outbox=registry.outbox, targets=registry.alerts.webhook_targets,
+                       transport=loopback_transport())
 sender.start()
 for number in range(3):
     sender.send(registry.alerts.webhook_targets()[0], "alert.fired", {"n": number})
@@ -243,15 +245,18 @@ def test_deliveries_queued_when_the_control_plane_is_killed_are_delivered_after_
         assert len(registry.outbox.pending()) == 3
 
         restarted = WebhookSender(
-            FAST, outbox=registry.outbox, targets=registry.alerts.webhook_targets
+            FAST,
+            outbox=registry.outbox,
+            targets=registry.alerts.webhook_targets,
+            transport=loopback_transport(),
         )
         restarted.start()
         try:
             received = receiver.wait_for(6)
         finally:
             restarted.stop()
-    first = [r.headers["ferryman-delivery"] for r in received[:3]]
-    again = [r.headers["ferryman-delivery"] for r in received[3:6]]
+    first = [r.headers["webhook-id"] for r in received[:3]]
+    again = [r.headers["webhook-id"] for r in received[3:6]]
     assert sorted(again) == sorted(first)
     assert all(r.status == 204 for r in received[3:6])
     assert sorted(json.loads(r.body)["n"] for r in received[3:6]) == [0, 1, 2]
