@@ -146,6 +146,7 @@ class ControlLoop:
         if self._thread.is_alive():  # a loop never started has nothing to wait for
             self._thread.join(timeout=30)
         self.webhooks.stop()
+        self.metrics.close()
         self._http.close()
         self._outbound_http.close()
         self.runtime.close()

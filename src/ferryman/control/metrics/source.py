@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,20 +70,37 @@ class MetricsSource(Protocol):
         """Every gateway's and replica's counters now (what does not answer is left out)."""
         ...
 
+    def close(self) -> None:
+        """Release what reading holds (threads, connections)."""
+        ...
+
+
+SCRAPE_TIMEOUT_S = 0.5
+"""The longest wait for one ``/metrics``: a frozen replica must not hold the whole tick."""
+
 
 class ScrapedMetrics:
-    """A :class:`MetricsSource` over HTTP: one GET of ``/metrics`` per gateway and replica."""
+    """A :class:`MetricsSource` over HTTP: one GET of ``/metrics`` per gateway and replica,
+    all at once (a replica that does not answer costs the tick one timeout, not one each)."""
 
-    def __init__(self, http: httpx.Client, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, http: httpx.Client, clock: Clock = time.monotonic, max_parallel: int = 16
+    ) -> None:
         self._http = http
         self._clock = clock
+        self._pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="ferryman-scrape")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def read(self, gateway_urls: Sequence[str], replica_urls: Sequence[str]) -> FleetMetrics:
         at_s = self._clock()
+        urls = [*gateway_urls, *replica_urls]
+        texts = dict(zip(urls, self._pool.map(self._get, urls), strict=True))
         gateway: dict[Slot, Traffic] | None = None
         held: dict[str, float] = {}
         for url in gateway_urls:
-            text = self._get(url)
+            text = texts[url]
             if text is None:
                 continue
             gateway = _merged(gateway or {}, traffic_by_variant(text))
@@ -90,14 +108,14 @@ class ScrapedMetrics:
                 held[endpoint] = held.get(endpoint, 0.0) + count
         replicas = {}
         for url in replica_urls:
-            text = self._get(url)
+            text = texts[url]
             if text is not None:
                 replicas[url] = replica_scrape(text)
         return FleetMetrics(at_s, gateway, held, replicas)
 
     def _get(self, url: str) -> str | None:
         try:
-            answer = self._http.get(f"{url}/metrics")
+            answer = self._http.get(f"{url}/metrics", timeout=SCRAPE_TIMEOUT_S)
         except httpx.HTTPError:
             return None
         return answer.text if answer.status_code == 200 else None
@@ -114,6 +132,9 @@ class InMemoryMetrics:
     def read(self, gateway_urls: Sequence[str], replica_urls: Sequence[str]) -> FleetMetrics:
         self.reads += 1
         return self.script() if self.script is not None else self.fleet
+
+    def close(self) -> None:
+        pass
 
 
 def replica_scrape(text: str) -> ReplicaScrape:
