@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from ferryman.control.fleet import FLEET_SECRET_FILE
+from ferryman.fleet_secret import FLEET_SECRET_FILE
 from ferryman.registry import token_digest
 from tests.control.e2e.harness import BODY, Stack, wait_for
 
