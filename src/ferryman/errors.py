@@ -186,9 +186,22 @@ def describe_problem(problem: Mapping[str, Any]) -> str:
     rule = message[0].lower() + message[1:] if message else message
     rule = rule.replace("input should", "it should", 1)
     value = problem.get("input")
-    if where and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 80:
+    if where and _may_echo(where, value):
         return f"{where} is {value!r}; {rule}"
     return f"{where}: {rule}" if where else rule
+
+
+_SECRET_WORDS = ("secret", "token", "password", "key", "url", "credential")
+
+
+def _may_echo(where: str, value: object) -> bool:
+    """A value is quoted back only when short, plain and not possibly a secret: nothing of a
+    field named like one, and nothing with a URL's user info or scheme (``u:pw@host``)."""
+    if not isinstance(value, (str, int, float, bool)) or len(str(value)) > 80:
+        return False
+    if any(word in where.lower() for word in _SECRET_WORDS):
+        return False
+    return not (isinstance(value, str) and ("@" in value or "://" in value))
 
 
 def _field_name(loc: Sequence[object]) -> str:

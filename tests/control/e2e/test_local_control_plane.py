@@ -108,6 +108,9 @@ def test_scale_from_zero_holds_a_burst_then_returns_to_zero(stack: Stack) -> Non
         client.scale("m", autoscaling=Autoscaling(min_replicas=0, max_replicas=2, idle_to_zero_s=3))
     wait_for(lambda: stack.routes() is not None and "m" in stack.routes().endpoints, 10, "route")  # type: ignore[union-attr]
     assert stack.replica_pids() == {}
+    written = stack.routes().generation  # type: ignore[union-attr]
+    held = lambda: httpx.get(f"{stack.gateway}/-/healthz").json()["generation"]  # noqa: E731
+    wait_for(lambda: held() >= written, 10, "the gateway holding the table with the endpoint")
 
     started = time.monotonic()
     with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
