@@ -32,9 +32,9 @@ from sqlalchemy import text
 from ferryman.config import load_settings
 from ferryman.control.api.mlflow import NotImported, resolve_source, sign
 from ferryman.control.api.security import TOKEN_FILE
-from ferryman.fleet_secret import FLEET_SECRET_FILE
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.errors import InvalidInput, Unavailable
+from ferryman.fleet_secret import FLEET_SECRET_FILE
 from ferryman.registry import Database, Registry, WebhookTarget
 from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Stack, wait_for
