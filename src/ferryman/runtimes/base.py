@@ -42,6 +42,15 @@ class ReplicaSpec:
     def slot(self) -> tuple[str, str]:
         return (self.endpoint, self.variant)
 
+    def serving_environment(self) -> dict[str, str]:
+        """The replica's batching and thread settings as its environment sets them."""
+        overrides = {
+            "MAX_BATCH_SIZE": self.max_batch_size,
+            "MAX_DELAY_MS": self.max_delay_ms,
+            "INTRA_OP_THREADS": self.intra_op_threads,
+        }
+        return {f"FERRYMAN_SERVING__{k}": str(v) for k, v in overrides.items() if v is not None}
+
     @property
     def template(self) -> str:
         """A short hash of everything that shapes the process; replicas of an old one roll."""

@@ -163,15 +163,7 @@ class ReplicaProcesses:
         env["FERRYMAN_REGISTRY_ID"] = self._registry_id
         if self._fleet_secret is not None:  # the replica's token: see ferryman.fleet_secret
             env["FERRYMAN_SERVING__TOKEN"] = self._fleet_secret
-        overrides = {
-            "MAX_BATCH_SIZE": spec.max_batch_size,
-            "MAX_DELAY_MS": spec.max_delay_ms,
-            "INTRA_OP_THREADS": spec.intra_op_threads,
-        }
-        for key, value in overrides.items():
-            if value is not None:
-                env[f"FERRYMAN_SERVING__{key}"] = str(value)
-        return env
+        return {**env, **spec.serving_environment()}
 
     def _probe(self, record: ProcessRecord) -> Replica:
         url = f"http://127.0.0.1:{record.port}"

@@ -260,15 +260,7 @@ class RayRuntime:
         # use a passwordless URL there (PGPASSFILE, or the server's trust of the nodes).
         env = fleet.settings_environment(self._settings, fleet.REPLICA_SECTIONS)
         env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
-        overrides = {
-            "MAX_BATCH_SIZE": spec.max_batch_size,
-            "MAX_DELAY_MS": spec.max_delay_ms,
-            "INTRA_OP_THREADS": spec.intra_op_threads,
-        }
-        for key, value in overrides.items():
-            if value is not None:
-                env[f"FERRYMAN_SERVING__{key}"] = str(value)
-        return env
+        return {**env, **spec.serving_environment()}
 
     # -- gateways ------------------------------------------------------------------------
 
