@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+import httpx
+
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import DeploymentSpec, VariantSpec
 
@@ -142,3 +144,20 @@ class Runtime(Protocol):
     def close(self) -> None:
         """Release what the runtime holds in this process; the fleet keeps serving."""
         ...
+
+
+def lasting_failure(answer: httpx.Response | None) -> str | None:
+    """The reason a replica will never be ready (failed load or warm-up), if it says so.
+
+    A replica answers 503 with ``{"error": "… is not ready: <reason>"}``; "the model is
+    loading" is the one reason that passes by itself.
+    """
+    if answer is None or answer.status_code != 503:
+        return None
+    try:
+        message = str(answer.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if "is loading" in message or "draining" in message:
+        return None
+    return message[:500]

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from ferryman.config import Settings
-from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState
+from ferryman.runtimes.base import Replica, ReplicaSpec, ReplicaState, lasting_failure
 from ferryman.runtimes.local.children import child_environment, free_port, process_start
 from ferryman.runtimes.local.usage import process_usage
 from ferryman.types import Clock
@@ -173,7 +173,7 @@ class ReplicaProcesses:
             answer = None
         if answer is not None and answer.status_code == 200:
             return self._replica(record, ReplicaState.READY)
-        failure = _lasting_failure(answer)
+        failure = lasting_failure(answer)
         if failure is not None:  # it loaded and then failed its load or warm-up: final
             return self._replica(record, ReplicaState.FAILED, failure)
         age_s = self._clock() - record.started_at_s
@@ -240,20 +240,3 @@ class ReplicaProcesses:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(asdict(record)))
         os.replace(temporary, path)
-
-
-def _lasting_failure(answer: httpx.Response | None) -> str | None:
-    """The reason a replica will never be ready (failed load or warm-up), if it says so.
-
-    A replica answers 503 with ``{"error": "… is not ready: <reason>"}``; "the model is
-    loading" is the one reason that passes by itself.
-    """
-    if answer is None or answer.status_code != 503:
-        return None
-    try:
-        message = str(answer.json()["error"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if "is loading" in message or "draining" in message:
-        return None
-    return message[:500]

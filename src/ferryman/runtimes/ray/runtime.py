@@ -32,8 +32,7 @@ from pydantic import ValidationError
 from ferryman.config import Settings
 from ferryman.gateway.routes import RouteTable
 from ferryman.gateway.routewatch import RouteFeed, route_token
-from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec, ReplicaState
-from ferryman.runtimes.local.processes import _lasting_failure
+from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec, ReplicaState, lasting_failure
 from ferryman.runtimes.ray import fleet
 from ferryman.types import Clock
 
@@ -221,7 +220,7 @@ class RayRuntime:
             answer = None
         if answer is not None and answer.status_code == 200:
             return self._replica(entry, ReplicaState.READY)
-        failure = _lasting_failure(answer)
+        failure = lasting_failure(answer)
         if failure is not None:
             return self._replica(entry, ReplicaState.FAILED, failure)
         if age_s > self._settings.control.replica_startup_timeout_s:
