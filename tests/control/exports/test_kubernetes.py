@@ -9,8 +9,6 @@ any registry here): what can be checked offline is checked here.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import typer
-import yaml
 
 from ferryman.cli.main import app
 from ferryman.config import Settings
@@ -28,21 +25,18 @@ from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
 from ferryman.registry import DeploymentSpec
 from ferryman.registry.deployments import Autoscaling, VariantSpec
-
-KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="KUBECTL MISSING: the kustomizations are NOT built"
+from tests.control.exports.manifests import (
+    CRD_SCHEMAS,
+    KUBECTL,
+    KUBERNETES_VERSIONS,
+    check_golden,
+    crd_validator,
+    kustomize,
+    needs_kubectl,
+    write_files,
 )
-SCHEMAS = Path(__file__).parent / "crd_schemas"
-# The oldest Kubernetes the manifests promise, and the newest kubernetes-validate knows.
-KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-# Custom resources: (apiVersion, kind) -> the CRD's schema (source: crd_schemas/README.md).
-CRD_SCHEMAS = {
-    ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute-gateway.networking.k8s.io-v1.json",
-}
+
+KUBERNETES_CRDS = {key: file for key, file in CRD_SCHEMAS.items() if key[1] != "InferenceService"}
 DEPLOYMENTS = (
     DeploymentSpec(
         endpoint="digits",
@@ -59,18 +53,7 @@ OVERLAYS = ("deployments", "kuberay")
 
 
 def write(tmp_path: Path, spec: ClusterSpec, deployments: tuple[DeploymentSpec, ...]) -> Path:
-    for name, text in render(spec, deployments, DEFAULT_RULES).items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    return tmp_path
-
-
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    assert KUBECTL is not None
-    built = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True,
-                           text=True, timeout=60, check=False)  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    return [item for item in yaml.safe_load_all(built.stdout) if item]
+    return write_files(tmp_path, render(spec, deployments, DEFAULT_RULES))
 
 
 @pytest.fixture(scope="module", params=["ingress", "httproute"])
@@ -173,7 +156,7 @@ def test_custom_resources_match_their_crd_schemas(built: dict[str, list[dict[str
                 crd_validator(key).validate(item)
                 seen.add(key)
     edge = ("gateway.networking.k8s.io/v1", "HTTPRoute")
-    assert seen | {edge} == set(CRD_SCHEMAS)
+    assert seen | {edge} == set(KUBERNETES_CRDS)
 
 
 @pytest.mark.parametrize("key", list(CRD_SCHEMAS))
@@ -297,6 +280,13 @@ def test_rendering_is_a_pure_function_of_its_inputs() -> None:
     assert "ferryman-digits-v3.ml.svc:8080" in other["overlays/deployments/replicas.yaml"]
 
 
+def test_rendering_matches_the_golden_files() -> None:
+    """Both flavours (overlays/deployments, overlays/kuberay), the base and both edges, as
+    reviewed in golden/kubernetes/ (rewrite with FERRYMAN_UPDATE_GOLDEN=1)."""
+    check_golden("kubernetes", render(ClusterSpec(image="registry.example.com/ferryman:0.1.0"),
+                                      DEPLOYMENTS, DEFAULT_RULES))  # fmt: skip
+
+
 @pytest.mark.parametrize("image", ["ferryman", "ferryman:latest", "reg:5000/ferryman", "x@md5:1"])
 def test_an_image_without_a_pinned_tag_is_refused(image: str) -> None:
     with pytest.raises(InvalidInput, match=r"tag|digest"):
@@ -308,29 +298,6 @@ def test_an_empty_registry_renders_an_example_endpoint(tmp_path: Path) -> None:
     out = write(tmp_path, ClusterSpec(image="ferryman:0.1.0"), ())
     items = kustomize(out / "overlays" / "deployments")
     assert "ferryman-example-v1" in {o["metadata"]["name"] for o in items}
-
-
-def crd_validator(key: tuple[str, str]) -> jsonschema.Draft7Validator:
-    """A validator of the CRD's OpenAPI v3 schema, the JSON Schema subset draft 7 reads.
-
-    The schema itself is not checked against the metaschema: some CRDs' patterns are Go
-    (RE2) expressions Python's ``re`` refuses, used only on fields Ferryman never sets.
-    """
-    schema = json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text())
-    return jsonschema.Draft7Validator(_closed(schema))
-
-
-def _closed(schema: Any) -> Any:
-    """The schema with unknown fields refused wherever the CRD does not preserve them."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    closed = {key: _closed(value) for key, value in schema.items()}
-    if ("properties" in closed and "additionalProperties" not in closed
-            and not closed.get("x-kubernetes-preserve-unknown-fields")):  # fmt: skip
-        closed["additionalProperties"] = False
-    return closed
 
 
 def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
