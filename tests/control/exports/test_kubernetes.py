@@ -242,6 +242,12 @@ def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, A
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert {"name": "FERRYMAN_SERVING__MAX_BATCH_SIZE", "value": "16"} in container["env"]
+    # Artifacts on S3: the optional Secret's FERRYMAN_ARTIFACTS__URL and AWS_* keys, and a
+    # cache the pod may write (the data claim is read-only to replicas).
+    assert container["envFrom"] == [{"secretRef": {"name": "ferryman-s3", "optional": True}}]
+    assert {"name": "FERRYMAN_ARTIFACTS__CACHE_DIR", "value": "/tmp/artifact-cache"} in (
+        container["env"]
+    )
 
 
 def test_replicas_admit_only_the_gateway_the_control_plane_and_prometheus(

@@ -161,7 +161,7 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
              "subPath": "control-token", "readOnly": True},
         ),
     )  # fmt: skip
-    container["envFrom"] = [{"secretRef": {"name": k.S3_SECRET, "optional": True}}]
+    container["envFrom"] = k.s3_env_from()
     volumes = (
         {"name": "data", "persistentVolumeClaim": {"claimName": k.DATA_CLAIM}},
         {"name": "token", "secret": {"secretName": k.SECRET, "defaultMode": 0o400,

@@ -44,6 +44,7 @@ def replica_env(spec: DeploymentSpec) -> tuple[k.Object, ...]:
         # Replicas have no token auth yet: the NetworkPolicy admits only Ferryman's callers.
         k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
         k.env("FERRYMAN_LOG_FORMAT", "json"),
+        k.env("FERRYMAN_ARTIFACTS__CACHE_DIR", k.CACHE_DIR),  # used with artifacts on S3
         *(k.env(name, f"{value:g}") for name, value in tuned.items() if value is not None),
     )
 
@@ -54,7 +55,7 @@ def replica_container(spec: DeploymentSpec, variant: VariantSpec, image: str) ->
         readiness=k.Probe("/v2/health/ready", 5),
         liveness=k.Probe("/v2/health/live"),
     )
-    return k.container(
+    container = k.container(
         "replica",
         serve_args(variant),
         REPLICA_PORT,
@@ -64,6 +65,8 @@ def replica_container(spec: DeploymentSpec, variant: VariantSpec, image: str) ->
         mounts=({"name": "data", "mountPath": k.DATA_DIR, "readOnly": True},),
         image=image,
     )
+    container["envFrom"] = k.s3_env_from()
+    return container
 
 
 def replica_objects(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
@@ -81,6 +84,7 @@ def _variant_objects(spec: DeploymentSpec, variant: VariantSpec) -> list[k.Objec
     volumes = ({"name": "data", "persistentVolumeClaim": {"claimName": k.DATA_CLAIM,
                                                           "readOnly": True}},)  # fmt: skip
     pod = k.pod_spec("ferryman-replica", [replica_container(spec, variant, k.IMAGE)], volumes)
+    pod["volumes"][0]["emptyDir"]["sizeLimit"] = "2Gi"  # holds the S3 cache when there is one
     scaling = spec.autoscaling
     low = max(1, variant.standby_replicas or (scaling.min_replicas if scaling else 1))
     replicas = low if scaling else variant.replicas
