@@ -23,6 +23,7 @@ from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
 from ferryman.control.monitor.alerts import DEFAULT_RULES
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
+from ferryman.host_policy import HostPolicy
 from ferryman.registry import DeploymentSpec
 from ferryman.registry.deployments import Autoscaling, VariantSpec
 from tests.control.exports.manifests import (
@@ -203,6 +204,46 @@ def test_control_plane_accepts_the_host_prometheus_scrapes_it_by(
     assert "$(POD_IP)" in allowed
     assert names.index("POD_IP") < names.index("FERRYMAN_CONTROL__ALLOWED_HOSTS")
     assert env[names.index("POD_IP")]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Every Ferryman server refuses a Host it does not know (DNS-rebinding guard): the
+    gateway is called by the Ingress's host, the replicas by the names in the gateway's route
+    table, Prometheus names each pod's IP, and the probes say localhost."""
+    items = built["deployments"]
+    routes = json.loads(next(o for o in items if o["kind"] == "ConfigMap")["data"]["routes.json"])
+    backends = {url.split("://")[1]: url for route in routes["endpoints"].values()
+                for variant in route["variants"] for url in variant["backends"]}  # fmt: skip
+    pod_ip = "10.1.2.3"
+    checked = 0
+    for item in items:
+        if item["kind"] != "Deployment" or item["metadata"]["name"] == "ferryman-control":
+            continue
+        (container,) = containers(item)
+        section = "gateway" if container["args"][0] == "gateway" else "serving"
+        variable = f"FERRYMAN_{section.upper()}__ALLOWED_HOSTS"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        names = [e["name"] for e in container["env"]]
+        assert names.index("POD_IP") < names.index(variable)  # so that $(POD_IP) expands
+        allowed = [h.replace("$(POD_IP)", pod_ip) for h in json.loads(env[variable])]
+        port = container["ports"][0]["containerPort"]
+        policy = HostPolicy.for_server("0.0.0.0", port, allowed)  # noqa: S104 - as in the pod
+        if section == "gateway":
+            callers = ["ferryman.example.com", f"{pod_ip}:{port}"]
+        else:
+            service = item["metadata"]["name"]
+            callers = [next(h for h in backends if h.startswith(f"{service}.")),
+                       f"{pod_ip}:{port}"]  # fmt: skip
+        for host in callers:
+            assert policy.refusal([(b"host", host.encode())], "POST", "http") is None, host
+        assert policy.refusal([(b"host", b"evil.example")], "GET", "http") is not None
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            headers = container[probe]["httpGet"]["httpHeaders"]
+            assert headers == [{"name": "Host", "value": "localhost"}]
+        checked += 1
+    assert checked == 4  # the gateway and three replicas
 
 
 def test_gateway_routes_config_is_a_route_table_of_the_replica_services(

@@ -87,8 +87,9 @@ def render(
     served = canary or _production(deployment)
     notes = []
     if candidate is not None and canary is None:
-        notes.append(f"the rollout's candidate {candidate.name} is not in the deployment; "
-                     "rendered without a canary")  # fmt: skip
+        notes.append(f"the rollout's candidate {candidate.name} gets no traffic yet (the "
+                     "control plane's next step gives it its first share); rendered without a "
+                     "canary")  # fmt: skip
     previous = [v.name for v in deployment.variants if v.name != served.name and v.weight > 0]
     if canary is None and previous:
         notes.append(f"only {served.name} is rendered; KServe has no weighted split between "

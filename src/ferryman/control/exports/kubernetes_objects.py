@@ -231,5 +231,16 @@ def s3_env_from() -> list[Object]:
     return [{"secretRef": {"name": S3_SECRET, "optional": True}}]
 
 
+POD_IP = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+"""The pod's IP as ``$(POD_IP)``: Prometheus scrapes a pod by it, and it is the Host it sends."""
+
+
+def service_hosts(name: str, namespace: str) -> list[str]:
+    """The Host values a Service's pods are called by: its DNS names and the pod's IP (the
+    DNS-rebinding guard of every Ferryman server refuses any other; Kubernetes expands
+    ``$(POD_IP)`` from :data:`POD_IP`, which must come first in the environment)."""
+    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", "$(POD_IP)"]
+
+
 def env(name: str, value: str) -> Object:
     return {"name": name, "value": value}
