@@ -229,7 +229,7 @@ def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
         assert names.index("POD_IP") < names.index(variable)  # so that $(POD_IP) expands
         allowed = [h.replace("$(POD_IP)", pod_ip) for h in json.loads(env[variable])]
         port = container["ports"][0]["containerPort"]
-        policy = HostPolicy.for_server("0.0.0.0", port, allowed)  # noqa: S104 - as in the pod
+        policy = HostPolicy.for_server("0.0.0.0", port, allowed)
         if section == "gateway":
             callers = ["ferryman.example.com", f"{pod_ip}:{port}"]
         else:
