@@ -26,7 +26,12 @@ UPDATE_GOLDEN = os.environ.get("FERRYMAN_UPDATE_GOLDEN") == "1"
 """Set to rewrite the golden files from the renderer (then review the diff)."""
 # The oldest Kubernetes the manifests promise, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-# Custom resources: (apiVersion, kind) -> the CRD's schema (source: crd_schemas/README.md).
+# Custom resources: (apiVersion, kind) -> the CRD's openAPIV3Schema, vendored from (the
+# CRD file's path in each repository is in crd_schemas/README.md):
+#   RayCluster                     github.com/ray-project/kuberay                      v1.7.0
+#   ServiceMonitor, PrometheusRule github.com/prometheus-operator/prometheus-operator  v0.93.0
+#   HTTPRoute                      github.com/kubernetes-sigs/gateway-api              v1.6.1
+#   InferenceService               github.com/kserve/kserve                            v0.20.0
 CRD_SCHEMAS = {
     ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
@@ -36,6 +41,8 @@ CRD_SCHEMAS = {
         "inferenceservice-serving.kserve.io-v1beta1.json"
     ),
 }
+CRD_RELEASES = {"RayCluster": "v1.7.0", "ServiceMonitor": "v0.93.0", "PrometheusRule": "v0.93.0",
+                "HTTPRoute": "v1.6.1", "InferenceService": "v0.20.0"}  # fmt: skip
 
 
 def write_files(directory: Path, files: dict[str, str]) -> Path:

@@ -27,9 +27,11 @@ from ferryman.host_policy import HostPolicy
 from ferryman.registry import DeploymentSpec
 from ferryman.registry.deployments import Autoscaling, VariantSpec
 from tests.control.exports.manifests import (
+    CRD_RELEASES,
     CRD_SCHEMAS,
     KUBECTL,
     KUBERNETES_VERSIONS,
+    SCHEMAS,
     check_golden,
     crd_validator,
     kustomize,
@@ -167,6 +169,18 @@ def test_crd_schemas_refuse_an_unknown_field(key: tuple[str, str]) -> None:
             "spec": {"notAField": 1}}  # fmt: skip
     with pytest.raises(jsonschema.ValidationError, match="notAField"):
         crd_validator(key).validate(item)
+
+
+def test_every_vendored_schema_names_its_source_and_release() -> None:
+    """Each schema file is in use and in crd_schemas/README.md's table, with its release."""
+    readme = (SCHEMAS / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    assert sorted(rows) == sorted(p.name for p in SCHEMAS.glob("*.json"))
+    assert sorted(rows) == sorted(CRD_SCHEMAS.values())
+    for (_, kind), file in CRD_SCHEMAS.items():
+        assert "github.com/" in rows[file]
+        assert f"| {CRD_RELEASES[kind]} " in rows[file], rows[file]
 
 
 def test_commands_and_settings_in_the_manifests_are_the_clis(
