@@ -1,5 +1,7 @@
 """``ferryman export kserve``: the InferenceService validates against KServe v0.20.0's CRD
-schema (vendored in ``crd_schemas/``, source in its README), its ServiceAccount and its
+schema (``crd_schemas/inferenceservice-serving.kserve.io-v1beta1.json``: the v1beta1
+``openAPIV3Schema`` of ``config/crd/full/serving.kserve.io_inferenceservices.yaml`` in
+github.com/kserve/kserve at tag v0.20.0, commit 1fb781055dd1), its ServiceAccount and its
 predictor's pod parts against Kubernetes' own schemas (kubernetes-validate, strictly), the
 kustomization builds with kubectl's kustomize, and a running rollout is KServe's canary.
 
