@@ -192,3 +192,11 @@ def _as_pod(service: dict[str, Any]) -> dict[str, Any]:
     container = {"name": "kserve-container", "image": f"tritonserver:{TRITON_VERSION}", **model}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"},
             "spec": {**predictor, "containers": [container]}}  # fmt: skip
+
+
+def test_an_endpoint_name_kserve_would_refuse_gets_a_prefix() -> None:
+    """InferenceService names are DNS-1035 labels (a letter first); endpoint names may not be."""
+    steady = STEADY.model_copy(update={"endpoint": "3d-shapes"})
+    service = _service(render(SPEC, steady))
+    assert service["metadata"]["name"] == "ferryman-3d-shapes"
+    assert service["metadata"]["labels"]["ferryman.dev/endpoint"] == "3d-shapes"
