@@ -19,6 +19,7 @@ import typer
 
 from ferryman.cli.main import app
 from ferryman.config import Settings
+from ferryman.connection_limits import check_tls_bind
 from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
 from ferryman.control.monitor.alerts import DEFAULT_RULES
 from ferryman.errors import InvalidInput
@@ -201,7 +202,10 @@ def test_commands_and_settings_in_the_manifests_are_the_clis(
                 assert command is not None, f"no ferryman {name}"
                 command.make_context(f"ferryman {name}", list(args))  # raises on a bad option
                 commands.add(name)
-                _check_settings(container["env"])
+                settings = _check_settings(container["env"])
+                # Off loopback a server refuses plain HTTP unless its settings allow it.
+                host = args[args.index("--host") + 1]
+                check_tls_bind(host, False, settings.connections.insecure_http)
     assert commands == {"up", "gateway", "serve"}
 
 
@@ -369,7 +373,7 @@ def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
              "template": group["template"]} for group in groups]  # fmt: skip
 
 
-def _check_settings(env: list[dict[str, Any]]) -> None:
+def _check_settings(env: list[dict[str, Any]]) -> Settings:
     """Every FERRYMAN_ variable names a setting; with placeholders for Secrets, they load."""
     nested: dict[str, Any] = {}
     for variable in env:
@@ -386,4 +390,4 @@ def _check_settings(env: list[dict[str, Any]]) -> None:
         for part in path[:-1]:
             target = target.setdefault(part, {})
         target[path[-1]] = json.loads(value) if value[:1] in "[{" else value
-    Settings.model_validate(nested)
+    return Settings.model_validate(nested)

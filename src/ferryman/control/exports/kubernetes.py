@@ -153,6 +153,7 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
             k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
             k.env("FERRYMAN_CONTROL__ALLOWED_HOSTS", json.dumps(hosts)),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
+            k.PLAIN_HTTP,
         ),
         mounts=(
             {"name": "data", "mountPath": k.DATA_DIR},
@@ -206,6 +207,7 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
             k.env("FERRYMAN_GATEWAY__ALLOWED_HOSTS", json.dumps(allowed)),
             k.env("FERRYMAN_GATEWAY__BACKEND_HOSTS", json.dumps(hosts)),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
+            k.PLAIN_HTTP,
         ),
         mounts=({"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},),
     )  # fmt: skip

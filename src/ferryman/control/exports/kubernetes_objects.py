@@ -242,5 +242,11 @@ def service_hosts(name: str, namespace: str) -> list[str]:
     return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", "$(POD_IP)"]
 
 
+PLAIN_HTTP = {"name": "FERRYMAN_CONNECTIONS__INSECURE_HTTP", "value": "true"}
+"""Every server refuses plain HTTP off loopback unless told: in a cluster TLS ends at the
+Ingress or Gateway, and pods call each other by plain HTTP (add a mesh's mTLS, or
+``tls_cert_file`` from a Secret, where that is not enough)."""
+
+
 def env(name: str, value: str) -> Object:
     return {"name": name, "value": value}

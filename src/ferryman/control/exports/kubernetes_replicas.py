@@ -48,6 +48,7 @@ def replica_env(spec: DeploymentSpec, hosts: list[str]) -> tuple[k.Object, ...]:
         # Replicas have no token auth yet: the NetworkPolicy admits only Ferryman's callers.
         k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
         k.env("FERRYMAN_LOG_FORMAT", "json"),
+        k.PLAIN_HTTP,
         k.env("FERRYMAN_ARTIFACTS__CACHE_DIR", k.CACHE_DIR),  # used with artifacts on S3
         *(k.env(name, f"{value:g}") for name, value in tuned.items() if value is not None),
     )
