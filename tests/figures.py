@@ -49,6 +49,8 @@ class Figures:
             with Path(path).open("a", encoding="utf-8") as out:
                 for figure in self.figures:
                     out.write(json.dumps(asdict(figure)) + "\n")
+        for f in self.figures:  # shown with -s, and under a failure's captured output
+            print(f"{self.row} {f.figure}: {f.measured} [{f.required}]{'' if f.met else ' MISSED'}")
         missed = [f for f in self.figures if not f.met]
         assert not missed, "; ".join(
             f"{self.row} {f.figure}: {f.measured} (required {f.required})" for f in missed
