@@ -38,7 +38,7 @@ SOAK: dict[str, list[str]] = {
     "L1": [f"{E2E}/test_load_held.py::test_l1_200_per_s_of_v2_infer_open_loop[10min]"],
     "L3": [f"{E2E}/test_load_held.py::test_l3_100_per_s_leaks_no_memory_files_or_threads[30min]"],
     "Z1": [
-        f"{E2E}/test_rollouts.py::test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed"
+        f"{E2E}/test_rollouts.py::test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed[5-rollouts]"
     ],
     "F1": [
         f"{E2E}/test_local_control_plane.py::test_a_killed_replica_fails_only_its_in_flight_requests[2min]"
@@ -53,7 +53,12 @@ SOAK: dict[str, list[str]] = {
     ],
 }
 RESULTS = ("PASSED", "FAILED", "ERROR", "XFAIL", "XPASS", "SKIPPED")
-CI_IDS = {"[10min]": "[60s]", "[30min]": "[30s]", "[2min]": "[3-kills]"}
+CI_IDS = {
+    "[10min]": "[60s]",
+    "[30min]": "[30s]",
+    "[2min]": "[3-kills]",
+    "[5-rollouts]": "[2-rollouts]",
+}
 
 
 @dataclass(frozen=True)

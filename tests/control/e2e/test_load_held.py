@@ -68,7 +68,7 @@ def hold_l1(figures: Figures, report: LoadReport, *, hold_latency: bool) -> None
         # sends. The latency there describes the neighbours, not Ferryman; the soak variant
         # holds both bounds (bench/soak runs it and prints the machine's load beside them).
         pytest.param(60, False, id="60s"),
-        pytest.param(600, True, marks=pytest.mark.soak, id="10min"),
+        pytest.param(600, True, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="10min"),
     ],
 )
 def test_l1_200_per_s_of_v2_infer_open_loop(
@@ -126,7 +126,7 @@ def fleet(stack: Stack) -> dict[str, int]:
         # request of a few KiB (100 req/s x 30 s = 3,000 requests) or a descriptor or thread
         # per request, not a slow one; the 30 min soak is the catalogue's figure.
         pytest.param(30, id="30s"),
-        pytest.param(1800, marks=pytest.mark.soak, id="30min"),
+        pytest.param(1800, marks=[pytest.mark.soak, pytest.mark.timeout(2400)], id="30min"),
     ],
 )
 def test_l3_100_per_s_leaks_no_memory_files_or_threads(

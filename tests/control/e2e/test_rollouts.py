@@ -240,8 +240,18 @@ def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(
     figures.verify()
 
 
+@pytest.mark.parametrize(
+    "rollouts",
+    [
+        # CI: two in a row (~80 s here on a loaded 2-core machine; each rollout starts two
+        # replicas and waits two 2 s windows): five took 196 s, past a CI test's budget. The
+        # soak variant is the catalogue's five.
+        pytest.param(2, id="2-rollouts"),
+        pytest.param(5, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="5-rollouts"),
+    ],
+)
 def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
-    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+    stack: Stack, tmp_path: Path, rollouts: int, request: pytest.FixtureRequest
 ) -> None:
     """RELIABILITY Z1: two replicas rolled to a new version five times in a row, started by
     the policy, under a constant 100 req/s: 0 failed (status and body); every answer from
@@ -251,12 +261,13 @@ def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
     stack.ferryman(
         "policy", "set", "m", "--steps", "50,100", "--interval", "2", "--min-requests", "5"
     )
-    seeds = {str(v): float(v) for v in range(2, 7)} | {"1": 0.0}
+    last = rollouts + 1
+    seeds = {str(v): float(v) for v in range(2, last + 1)} | {"1": 0.0}
     finished: list[tuple[int, float]] = []
-    load = Load(f"{stack.gateway}/v2/models/m/infer", rate=100, max_s=200,
+    load = Load(f"{stack.gateway}/v2/models/m/infer", rate=100, max_s=60 * rollouts,
                 check=relu_answers(seeds))  # fmt: skip
     with stack.reading() as registry, load.running():
-        for version in range(2, 7):
+        for version in range(2, last + 1):
             model = tmp_path / f"v{version}.onnx"
             model.write_bytes(make_onnx(seed_value=float(version)))
             stack.ferryman("register", str(model), "--model", "m")
@@ -266,7 +277,7 @@ def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
         time.sleep(1)
     report = load.report()
     figures = Figures("Z1", request.node.nodeid)
-    figures.check("rollouts", "5 in a row", str(len(finished)), len(finished) == 5)
+    figures.check("rollouts", f"{rollouts} in a row", str(len(finished)), len(finished) == rollouts)
     figures.check("failed", "0", f"{report.failed} of {report.sent}", report.failed == 0)
     figures.check("rate", ">= 99 req/s", f"{report.achieved_rps:.1f}", not report.rate_problem())
     figures.note("p50 / p99", f"{report.p50_ms:.1f} / {report.p99_ms:.1f} ms")
@@ -287,10 +298,10 @@ def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
             f"{last_old_s:+.2f} s", last_old_s < 1.0,
         )  # fmt: skip
         started_s = done_s + 1.0  # the previous step's old version may answer until then
-    replicas, last = len(stack.replica_pids()), load.outcomes[-1].version
+    replicas, answering = len(stack.replica_pids()), load.outcomes[-1].version
     figures.check(
-        "in the end", "2 replicas, answering v6", f"{replicas}, answering v{last}",
-        replicas == 2 and last == "6",
+        "in the end", f"2 replicas, answering v{last}", f"{replicas}, answering v{answering}",
+        replicas == 2 and answering == str(last),
     )  # fmt: skip
     figures.verify()
 
