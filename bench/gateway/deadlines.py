@@ -68,7 +68,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed; install it with: apt-get install -y wrk")
     console = Console()
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:  # worktrees go first
         work = Path(tmp)
         trees = {
             "before": stack.enter_context(worktree(BEFORE, work / "before")),
@@ -81,7 +81,7 @@ def main() -> None:
         paths: dict[str, tuple[str, list[int]]] = {}
         for label, tree in trees.items():
             shared = label != "before"
-            url, pids = start_gateways(stack, tree, routes, work / label, shared)
+            url, pids = start_gateways(stack, tree, routes, work / f"data-{label}", shared)
             paths[label] = (url, pids)
             wait_ready(url)
             if shared:
