@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,14 +153,22 @@ def read_junit(junit: Path) -> list[Outcome]:
 def show(
     console: Console, rows: list[str], figures: list[dict[str, object]], outcomes: list[Outcome]
 ) -> None:
+    xfailed = {o.test for o in outcomes if o.status == "xfailed"}
     table = Table(title="RELIABILITY figures, required vs measured")
     for column in ("row", "figure", "required", "measured", "met"):
         table.add_column(column, overflow="fold")
     for row in rows:
         for figure in (f for f in figures if f["row"] == row):
-            met = "[green]yes[/]" if figure["met"] else "[red]NO[/]"
-            table.add_row(row, str(figure["figure"]), str(figure["required"]),
-                          str(figure["measured"]), met)  # fmt: skip
+            if figure["met"]:
+                met = "[green]yes[/]"
+            else:
+                met = (
+                    "[yellow]no: known gap (xfail)[/]"
+                    if figure["test"] in xfailed
+                    else "[red]NO[/]"
+                )
+            cells = (figure["figure"], figure["required"], figure["measured"])
+            table.add_row(row, *(escape(str(cell)) for cell in cells), met)
         table.add_section()
     console.print(table)
     tests = Table(title="tests")
@@ -168,8 +177,8 @@ def show(
     colour = {"passed": "green", "xfailed": "yellow", "skipped": "yellow"}
     for outcome in outcomes:
         style = colour.get(outcome.status, "red")
-        tests.add_row(outcome.test.split("::")[-1], f"[{style}]{outcome.status}[/]",
-                      outcome.message[:300])  # fmt: skip
+        tests.add_row(escape(outcome.test.split("::")[-1]), f"[{style}]{outcome.status}[/]",
+                      escape(outcome.message[:300]))  # fmt: skip
     console.print(tests)
 
 

@@ -335,10 +335,10 @@ def test_f4_a_model_that_sleeps_5_s_gets_504_at_the_2_s_deadline_and_the_queue_i
         "queued behind it", "each ends: 504 at its deadline or 200", str(in_queue),
         set(in_queue) <= {200, 504},
     )  # fmt: skip
-    answers = [(r.status_code, r.json()["outputs"][0]["data"] if r.status_code == 200 else None)
-               for r in after]  # fmt: skip
+    right = [r.status_code == 200 and r.json()["outputs"][0]["data"] == [v + 1.0] * 4
+             for v, r in enumerate(after)]  # fmt: skip
     figures.check(
-        "next requests", "served, right answers", str(answers),
-        answers == [(200, [v + 1.0] * 4) for v in range(5)],
+        "next requests", "served, right answers",
+        f"{sum(right)} of {len(right)} right ({[r.status_code for r in after]})", all(right),
     )  # fmt: skip
     figures.verify()

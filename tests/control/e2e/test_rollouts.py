@@ -110,6 +110,16 @@ def hold_rollback(
     )  # fmt: skip
 
 
+def story(stack: Stack, rollout_id: int) -> str:
+    """The rollout's events, each at its time since the first (registry clock)."""
+    with stack.reading() as registry:
+        events = registry.rollouts.timeline(rollout_id)
+    return ", ".join(
+        f"{e.action.removeprefix('rollout.')} {(e.at - events[0].at).total_seconds():.1f} s"
+        for e in events
+    )
+
+
 def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
     stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -137,6 +147,7 @@ def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
     detected_s = rolled_back_s - first_canary_s
     figures = Figures("Z4", request.node.nodeid)
     hold_rollback(figures, load, first_canary_s, rolled_back_s)
+    figures.note("the rollout's story", story(stack, int(str(record["id"]))))
     # The budget is the failures to expect: the canary draws WEIGHT% of requests at random
     # and 30% of its inputs fail, so the count is binomial around it (sd ~ its square root
     # at these sizes); the bound adds three sd so that a correct rollout passes (~99.9%).
@@ -232,6 +243,7 @@ def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(
     first_canary_s = min(o.at_s for o in load.outcomes if o.variant == "v2")
     figures = Figures("Z4", request.node.nodeid)
     hold_rollback(figures, load, first_canary_s, rolled_back_s)
+    figures.note("the rollout's story", story(stack, int(str(record["id"]))))
     slow_answers = sorted(o.latency_s for o in load.outcomes if o.variant == "v2")
     median_s = slow_answers[len(slow_answers) // 2]
     figures.check(
