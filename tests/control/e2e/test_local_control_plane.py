@@ -170,7 +170,7 @@ def test_a_killed_replica_fails_only_its_in_flight_requests(
     stack.ferryman("deploy", "m", "--replicas", "2")
     wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
     done: list[Kill] = []
-    load = Load(infer_url(stack), rate=100, max_s=10 * kills + 30, check=relu_answers({"1": 0}))
+    load = Load(infer_url(stack), rate=100, max_s=20 * kills + 30, check=relu_answers({"1": 0}))
     with load.running():
         for index in range(kills):
             time.sleep(max(0.0, 10 * index + 3 - load.now_s()))
