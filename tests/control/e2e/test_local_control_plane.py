@@ -203,7 +203,8 @@ def test_a_killed_replica_fails_only_its_in_flight_requests(
     )  # fmt: skip
     figures.check(
         "failed", "only requests in flight at a kill",
-        f"{len(failures)} of {report.sent}; {held} were in flight; not in flight: "
+        f"{len(failures)} of {report.sent}; {held} were in flight; {len(stray)} not in "
+        "flight: "
         + (", ".join(f"{o.status or 'no answer'} {o.wrong} sent {nearest(o.at_s):+.2f} s "
                      f"from a kill, {o.latency_s:.2f} s" for o in stray[:3]) or "none"),
         not stray,
