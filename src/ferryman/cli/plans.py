@@ -34,6 +34,13 @@ MaxTtftP99 = Annotated[
 MaxInterTokenP99 = Annotated[
     float | None, typer.Option(help="Gate: p99 time between tokens of LLM streams, ms [off].")
 ]
+MinThumbsUpRate = Annotated[
+    float | None, typer.Option(help="Gate: share of rated LLM completions thumbs up [off].")
+]
+MaxThumbsUpDrop = Annotated[
+    float | None, typer.Option(help="Gate: most the thumbs-up rate may fall below the baseline's.")
+]
+MinRated = Annotated[int | None, typer.Option(help="Thumbs-up rate judged from this many [50].")]
 MinRequests = Annotated[int | None, typer.Option(help="Fewer per window: hold [20].")]
 MaxDrift = Annotated[
     float | None, typer.Option(help="Gate: JS divergence of top-1 classes; above: hold.")
@@ -68,6 +75,7 @@ ThenCanary = Annotated[
 ]
 
 GATES = ("min_success_rate", "max_p99_ms", "max_ttft_p99_ms", "max_inter_token_p99_ms",
+         "min_thumbs_up_rate", "max_thumbs_up_drop", "min_rated",
          "min_requests", "max_prediction_drift", "min_predictions")  # fmt: skip
 
 
@@ -82,6 +90,9 @@ class PlanOptions:
     max_p99_ms: float | None = None
     max_ttft_p99_ms: float | None = None
     max_inter_token_p99_ms: float | None = None
+    min_thumbs_up_rate: float | None = None
+    max_thumbs_up_drop: float | None = None
+    min_rated: int | None = None
     min_requests: int | None = None
     max_prediction_drift: float | None = None
     min_predictions: int | None = None

@@ -241,6 +241,8 @@ class PayloadRow(Base):
     predictions: Mapped[list[str] | None] = mapped_column(JSON)
     summaries: Mapped[dict[str, list[float]] | None] = mapped_column(JSON)
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    kind: Mapped[str | None] = mapped_column(String(16))
+    """``completion`` for a language model's answer (rated up or down); NULL: a tensor answer."""
 
 
 class FeedbackRow(Base):

@@ -1,7 +1,9 @@
 """The OpenAI-compatible surface of a language-model replica; HTTP <-> generation plane.
 
 Routes: ``POST /v1/completions``, ``POST /v1/chat/completions``, ``GET /v1/models``, plus
-the V2 health paths and ``/metrics`` that runtimes and the monitor call on every replica.
+the V2 health paths, ``/metrics`` and the payload log (``/ferryman/v1/payloads``: the ids
+of the completions answered, which feedback rates) that runtimes and the control plane call
+on every replica.
 ``stream: true`` answers as server-sent events, each token's text sent as soon as the engine
 gives it; a client that goes away cancels its generation and frees its slot. Errors have
 OpenAI's shape, ``{"error": {"message", "type", "code"}}``.
@@ -27,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from ferryman.config import Settings
 from ferryman.engines.generation import GenerationEngine, SamplingParams
-from ferryman.errors import FerrymanError, PayloadTooLarge, Unavailable
+from ferryman.errors import FerrymanError, InvalidInput, PayloadTooLarge, Unavailable
 from ferryman.protocol.openai import (
     ChatRequest,
     CompletionRequest,
@@ -40,6 +42,9 @@ from ferryman.protocol.openai import (
 )
 from ferryman.serving.generation import GenerationPlane, Piece, Tally
 from ferryman.serving.metrics import ReplicaIdentity
+from ferryman.serving.payloads import PayloadLog, PayloadPolicy
+
+REQUEST_ID_HEADER = "ferryman-request-id"
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +53,9 @@ def create_generation_app(
     settings: Settings, engine: GenerationEngine, identity: ReplicaIdentity
 ) -> Starlette:
     """The ASGI app of a replica serving a language model; the model loads in its lifespan."""
-    plane = GenerationPlane(identity, engine, settings.generation)
+    serving = settings.serving
+    payloads = PayloadLog(PayloadPolicy(serving.payload_log_capacity, input_sample_rate=0.0))
+    plane = GenerationPlane(identity, engine, settings.generation, payloads)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -108,6 +115,20 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4")
 
 
+async def payloads(request: Request) -> Response:
+    """Recent completion records for the control plane: ``?after=SEQ&limit=N``."""
+    after = _query_int(request, "after", 0)
+    limit = _query_int(request, "limit", 1000)
+    return JSONResponse(_plane(request).payloads.read(after, limit))
+
+
+def _query_int(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name, str(default))
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        raise InvalidInput(f"query parameter {name}={value[:32]!r} must be a whole number ≥ 0")
+    return int(value)
+
+
 async def render_error(request: Request, exc: Exception) -> Response:
     """The one error renderer of this app, in OpenAI's shape."""
     if isinstance(exc, HTTPException):
@@ -137,13 +158,15 @@ async def _generate(request: Request, body: GenerationRequest) -> Response:
     )
     is_chat = isinstance(body, ChatRequest)
     prompt = body.text() if isinstance(body, ChatRequest | CompletionRequest) else ""
-    tally, pieces = plane.start(prompt, params, body.stops())
+    # The completion's id is the server's own: feedback (thumbs up or down) names it.
     request_id = ("chatcmpl-" if is_chat else "cmpl-") + uuid.uuid4().hex
+    tally, pieces = plane.start(prompt, params, body.stops(), request_id)
     plane.metrics.answered(200)
+    headers = {REQUEST_ID_HEADER: request_id}
     if body.stream:
         wants_usage = body.stream_options is not None and body.stream_options.include_usage
         stream = _Stream(request_id, plane.identity.model, is_chat, wants_usage)
-        return EventStream(_events(stream, pieces, tally))
+        return EventStream(_events(stream, pieces, tally), request_id)
     text: list[str] = []
     finish: str | None = None
     async with aclosing(pieces):
@@ -154,7 +177,7 @@ async def _generate(request: Request, body: GenerationRequest) -> Response:
         request_id, plane.identity.model, is_chat=is_chat, text="".join(text), finish=finish
     )
     answer["usage"] = usage(tally.prompt_tokens, tally.completion_tokens)
-    return JSONResponse(answer)
+    return JSONResponse(answer, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +232,13 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncGenerator[bytes]) -> None:
+    def __init__(self, events: AsyncGenerator[bytes], request_id: str) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
+            (REQUEST_ID_HEADER.encode(), request_id.encode()),
         ]
         self._events = events
 
@@ -266,4 +290,5 @@ ROUTES = (
     Route("/v2/health/live", live, methods=["GET"]),
     Route("/v2/health/ready", ready, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/ferryman/v1/payloads", payloads, methods=["GET"]),
 )
