@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -215,6 +216,50 @@ class GenerationPlane:
             await _close(tokens)
             self._open -= 1
             self.metrics.streams.dec()
+
+
+_END = object()
+
+
+async def ready_batches(pieces: AsyncGenerator[Piece]) -> AsyncGenerator[list[Piece]]:
+    """``pieces`` in batches of those ready at the same moment; the source runs ahead.
+
+    A task pulls the pieces while the caller sends the previous batch, so the engine need
+    not wait for the socket, and what it made meanwhile goes out in one write: fewer writes,
+    reads and wake-ups per token everywhere downstream when tokens come faster than they
+    can be sent one by one. The first piece is handed over the moment it exists. Closing
+    the batches cancels the task, which closes ``pieces`` (the generation's slot is freed);
+    an error of the source is raised here, after the pieces it made before it.
+    """
+    ready: asyncio.Queue[Piece | object] = asyncio.Queue()
+
+    async def pull() -> None:
+        try:
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    ready.put_nowait(piece)
+        finally:
+            ready.put_nowait(_END)
+
+    task = asyncio.ensure_future(pull())
+    try:
+        is_done = False
+        while not is_done:
+            batch: list[Piece] = []
+            item = await ready.get()
+            while item is not _END:
+                batch.append(item)  # type: ignore[arg-type]
+                if ready.empty():
+                    break
+                item = ready.get_nowait()
+            is_done = item is _END
+            if batch:
+                yield batch
+        await task  # the source's error, if it ended with one
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close(tokens: AsyncIterator[str]) -> None:

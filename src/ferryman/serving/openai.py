@@ -5,21 +5,24 @@ the V2 health paths, ``/metrics`` and the payload log (``/ferryman/v1/payloads``
 of the completions answered, which feedback rates) that runtimes and the control plane call
 on every replica.
 ``stream: true`` answers as server-sent events, each token's text sent as soon as the engine
-gives it; a client that goes away cancels its generation and frees its slot. Errors have
+gives it; a client that goes away cancels its generation and frees its slot. The engine
+runs ahead of the socket (:func:`ferryman.serving.generation.ready_batches`): tokens made
+while the previous write was going out leave together, one event each in one write, and
+the events of plain tokens are filled into bytes made once per stream (no JSON document
+per token). Errors have
 OpenAI's shape, ``{"error": {"message", "type", "code"}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -40,7 +43,7 @@ from ferryman.protocol.openai import (
     parse_request,
     usage,
 )
-from ferryman.serving.generation import GenerationPlane, Piece, Tally
+from ferryman.serving.generation import GenerationPlane, Piece, Tally, ready_batches
 from ferryman.serving.metrics import ReplicaIdentity
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
 
@@ -180,36 +183,60 @@ async def _generate(request: Request, body: GenerationRequest) -> Response:
     return JSONResponse(answer, headers=headers)
 
 
-@dataclass(frozen=True, slots=True)
 class _Stream:
-    """What every chunk of one answer repeats, and whether usage ends the stream."""
+    """What every chunk of one answer repeats, and whether usage ends the stream.
 
-    request_id: str
-    model: str
-    is_chat: bool
-    wants_usage: bool
+    A plain token's event is ``head + JSON string of the text + tail``, both made once from
+    :func:`chunk_body` itself, so the bytes are those the whole document would encode to.
+    """
+
+    __slots__ = ("_head", "_tail", "is_chat", "model", "request_id", "wants_usage")
+
+    def __init__(self, request_id: str, model: str, is_chat: bool, wants_usage: bool) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.is_chat = is_chat
+        self.wants_usage = wants_usage
+        marker = orjson.dumps(_MARKER)
+        self._head, self._tail = _event(self.chunk(_MARKER, None)).split(marker)
 
     def chunk(self, text: str, finish: str | None) -> dict[str, Any]:
         return chunk_body(
             self.request_id, self.model, is_chat=self.is_chat, text=text, finish=finish
         )
 
+    def token_event(self, text: str) -> bytes:
+        """The event of a token's text (no finish, not the first chat chunk)."""
+        return self._head + orjson.dumps(text) + self._tail
+
+
+_MARKER = "\ue000text\ue000"
+"""Stands for a token's text in a stream's event template (a private-use character)."""
+
 
 async def _events(
     stream: _Stream, pieces: AsyncGenerator[Piece], tally: Tally
 ) -> AsyncGenerator[bytes]:
     is_first = True
-    async with aclosing(pieces):
-        async for piece in pieces:
-            if not (piece.text or piece.finish):
-                continue
-            chunk = stream.chunk(piece.text, piece.finish)
-            if is_first and stream.is_chat:
-                # OpenAI's first chat chunk names the role; it goes with the first token, so
-                # a stream's first bytes mark its time to first token (the gateway's TTFT).
-                chunk["choices"][0]["delta"]["role"] = "assistant"
-            is_first = False
-            yield _event(chunk)
+    async with aclosing(ready_batches(pieces)) as batches:
+        async for batch in batches:
+            events = []
+            for piece in batch:
+                if not (piece.text or piece.finish):
+                    continue
+                if piece.finish is None and not (is_first and stream.is_chat):
+                    events.append(stream.token_event(piece.text))
+                    is_first = False
+                    continue
+                chunk = stream.chunk(piece.text, piece.finish)
+                if is_first and stream.is_chat:
+                    # OpenAI's first chat chunk names the role; it goes with the first token,
+                    # so a stream's first bytes mark its time to first token (the gateway's).
+                    chunk["choices"][0]["delta"]["role"] = "assistant"
+                is_first = False
+                events.append(_event(chunk))
+            if events:
+                yield b"".join(events)
     if stream.wants_usage:
         last = stream.chunk("", None)
         last["choices"] = []
@@ -219,7 +246,7 @@ async def _events(
 
 
 def _event(document: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(document, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(document) + b"\n\n"
 
 
 class EventStream(Response):
