@@ -1,11 +1,18 @@
 """Streams of tiny-lm through the gateway against the engine called in-process (the ceiling).
 
     python bench/llm/run.py --data-dir DIR [--streams 1,8,32] [--tokens 64] [--rounds 2]
+        [--repeat 4]
+        [--before-src SRC [--before-data-dir DIR2]]
 
 DIR holds a registry with tiny-lm (``ferryman train tiny-lm --data-dir DIR``; trained here
 when absent). For each level of concurrency, each stream asks for ``--tokens`` tokens
-(greedy); reported: output tokens/s over the level, time to first token p50/p99, and the
-gateway / in-process ratio of tokens/s. Same model, same machine, one run.
+(greedy), ``--repeat`` times in a row; reported: output tokens/s over the level, time to
+first token p50/p99, and the gateway / in-process ratio of tokens/s (medians of the
+interleaved rounds). Same model, same machine, one run.
+
+``--before-src`` names the ``src`` folder of another checkout (an earlier commit): a second
+replica and gateway run from it, measured in the same interleaved rounds, so a change's
+"before" and "after" come from one run (``--before-data-dir``: a registry its schema reads).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -35,7 +43,9 @@ FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 PROMPT = "The assert statement"
 
 
-async def in_process(engine: GenaiEngine, streams: int, tokens: int) -> tuple[float, list[float]]:
+async def in_process(
+    engine: GenaiEngine, streams: int, tokens: int, repeat: int
+) -> tuple[float, list[float]]:
     params = SamplingParams(max_tokens=tokens, temperature=0)
 
     async def one() -> tuple[int, float]:
@@ -45,13 +55,24 @@ async def in_process(engine: GenaiEngine, streams: int, tokens: int) -> tuple[fl
             first = first or time.perf_counter() - started
         return count, first
 
+    return await _streams(one, streams, repeat)
+
+
+async def _streams(
+    one: Callable[[], Awaitable[tuple[int, float]]], streams: int, repeat: int
+) -> tuple[float, list[float]]:
+    """``streams`` at once, each ``repeat`` generations in a row: tokens/s, every TTFT."""
+
+    async def stream() -> list[tuple[int, float]]:
+        return [await one() for _ in range(repeat)]
+
     started = time.perf_counter()
-    done = await asyncio.gather(*(one() for _ in range(streams)))
+    done = [d for each in await asyncio.gather(*(stream() for _ in range(streams))) for d in each]
     elapsed = time.perf_counter() - started
     return sum(c for c, _ in done) / elapsed, [f for _, f in done]
 
 
-async def through(url: str, streams: int, tokens: int) -> tuple[float, list[float]]:
+async def through(url: str, streams: int, tokens: int, repeat: int) -> tuple[float, list[float]]:
     body = {"model": "tiny-lm", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0,
             "stream": True}  # fmt: skip
     limits = httpx.Limits(max_connections=streams + 4)
@@ -69,10 +90,7 @@ async def through(url: str, streams: int, tokens: int) -> tuple[float, list[floa
         return count, first
 
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        started = time.perf_counter()
-        done = await asyncio.gather(*(one(client) for _ in range(streams)))
-        elapsed = time.perf_counter() - started
-    return sum(c for c, _ in done) / elapsed, [f for _, f in done]
+        return await _streams(lambda: one(client), streams, repeat)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,16 +98,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_stack(data_dir: Path, scratch: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+def start_stack(
+    data_dir: Path, scratch: Path, src: Path | None = None
+) -> tuple[list[subprocess.Popen[bytes]], str]:
     replica_port, gateway_port = _free_port(), _free_port()
     route = VariantRoute(name="v1", model="tiny-lm", version=1, weight=100,
                          backends=(f"http://127.0.0.1:{replica_port}",))  # fmt: skip
     table = RouteTable(
         generation=1, endpoints={"lm": EndpointRoute(endpoint="lm", variants=(route,))}
     )
-    routes = scratch / "routes.json"
+    routes = scratch / f"routes-{gateway_port}.json"
     routes.write_text(table.model_dump_json())
     env = {**os.environ, "FERRYMAN_GENERATION__MAX_STREAMS": "64"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src.resolve())
     data = ["--data-dir", str(data_dir)]
     commands = [
         [FERRYMAN, "serve", "tiny-lm:1", "--port", str(replica_port), *data],
@@ -123,6 +145,9 @@ async def main() -> None:
     parser.add_argument("--streams", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4, help="generations in a row per stream")
+    parser.add_argument("--before-src", type=Path, help="src folder of the code to compare")
+    parser.add_argument("--before-data-dir", type=Path, help="its data dir [--data-dir]")
     args = parser.parse_args()
     if not (args.data_dir / "registry.db").exists():
         subprocess.run([FERRYMAN, "train", "tiny-lm", "--data-dir", str(args.data_dir)], check=True)
@@ -134,23 +159,30 @@ async def main() -> None:
     engine = GenaiEngine(unpack_bundle(data, version.digest, scratch / "bundles"), "tiny-lm")
     engine.load()
     processes, url = start_stack(args.data_dir, scratch)
+    urls = {"gateway": url}
+    if args.before_src is not None:
+        before_data = args.before_data_dir or args.data_dir
+        more, urls["before"] = start_stack(before_data, scratch, args.before_src)
+        processes += more
     try:
         print("streams  where        tokens/s  ttft p50 ms  ttft p99 ms")
         for streams in [int(s) for s in args.streams.split(",")]:
-            rates: dict[str, list[float]] = {"in-process": [], "gateway": []}
+            rates: dict[str, list[float]] = {"in-process": [], **{where: [] for where in urls}}
             for _ in range(args.rounds):  # interleaved rounds: the machine is shared
                 for where, measured in rates.items():
                     if where == "in-process":
-                        rate, firsts = await in_process(engine, streams, args.tokens)
+                        rate, firsts = await in_process(engine, streams, args.tokens, args.repeat)
                     else:
-                        rate, firsts = await through(url, streams, args.tokens)
+                        url = urls[where]
+                        rate, firsts = await through(url, streams, args.tokens, args.repeat)
                     measured.append(rate)
-                    last_firsts = firsts
                     print(f"{streams:7d}  {where:10s}  {rate:9.0f}  "
-                          f"{statistics.median(last_firsts) * 1000:11.1f}  "
-                          f"{percentile(last_firsts, 0.99) * 1000:11.1f}")  # fmt: skip
-            ratio = statistics.median(rates["gateway"]) / statistics.median(rates["in-process"])
-            print(f"{streams:7d}  gateway / in-process tokens/s: {ratio:.2f}")
+                          f"{statistics.median(firsts) * 1000:11.1f}  "
+                          f"{percentile(firsts, 0.99) * 1000:11.1f}")  # fmt: skip
+            ceiling = statistics.median(rates["in-process"])
+            for where in urls:
+                ratio = statistics.median(rates[where]) / ceiling
+                print(f"{streams:7d}  {where} / in-process tokens/s: {ratio:.2f}")
     finally:
         for process in processes:
             process.terminate()
