@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ferryman.config import Settings
 from ferryman.engines.generation import GenerationEngine, SamplingParams
@@ -42,6 +42,13 @@ from ferryman.protocol.openai import (
     error_body,
     parse_request,
     usage,
+)
+from ferryman.serving.auth import (
+    CHALLENGE,
+    LIVENESS_PATH,
+    REFUSED,
+    expected_credentials,
+    is_authorized,
 )
 from ferryman.serving.generation import GenerationPlane, Piece, Tally, ready_batches
 from ferryman.serving.metrics import ReplicaIdentity
@@ -76,7 +83,35 @@ def create_generation_app(
     )
     app.state.plane = plane
     app.state.max_body_bytes = settings.serving.max_body_bytes
+    credentials = expected_credentials(serving)
+    if credentials is not None:
+        app.add_middleware(RequireToken, credentials=credentials)
     return app
+
+
+class RequireToken:
+    """The replica's token on every route but liveness, as on a tensor replica
+    (:mod:`ferryman.serving.auth`): under ``ferryman up`` only the gateway and the control
+    plane hold it. A refusal is a 401 in OpenAI's shape."""
+
+    def __init__(self, app: ASGIApp, credentials: bytes) -> None:
+        self.app = app
+        self.credentials = credentials
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._is_authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        body = orjson.dumps(error_body(REFUSED.message, REFUSED.status_code))
+        headers = [(b"content-type", b"application/json"), CHALLENGE]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _is_authorized(self, scope: Scope) -> bool:
+        if scope["path"] == LIVENESS_PATH and scope["method"] == "GET":
+            return True
+        presented = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        return is_authorized(presented, self.credentials)
 
 
 async def completions(request: Request) -> Response:
