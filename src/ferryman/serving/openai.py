@@ -9,8 +9,8 @@ gives it; a client that goes away cancels its generation and frees its slot. The
 runs ahead of the socket (:func:`ferryman.serving.generation.ready_batches`): tokens made
 while the previous write was going out leave together, one event each in one write, and
 the events of plain tokens are filled into bytes made once per stream (no JSON document
-per token). Errors have
-OpenAI's shape, ``{"error": {"message", "type", "code"}}``.
+per token). Errors have OpenAI's shape, ``{"error": {"message", "type", "code"}}``. Every
+route but liveness takes the replica's token when it has one (:class:`RequireToken`).
 """
 
 from __future__ import annotations
