@@ -67,10 +67,10 @@ class Stack:
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def ferryman(self, *args: str) -> str:
+    def ferryman(self, *args: str, timeout_s: float = 60) -> str:
         done = subprocess.run(
             [str(Path(sys.executable).with_name("ferryman")), *args],
-            capture_output=True, text=True, env=self.env, check=False, timeout=60,
+            capture_output=True, text=True, env=self.env, check=False, timeout=timeout_s,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         return done.stdout

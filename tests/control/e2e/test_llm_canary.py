@@ -36,7 +36,8 @@ def lm_stack(tmp_path: Path) -> Stack:
     """tiny-lm v1 trained, and the same bundle registered again as v2, before ``up``."""
     stack = Stack(tmp_path / "data")
     stack.data_dir.mkdir(parents=True)
-    stack.ferryman("train", "tiny-lm", "--param", "steps=20", "--json")
+    # Training takes ~15 s on a quiet 2-core machine and over a minute on a loaded one.
+    stack.ferryman("train", "tiny-lm", "--param", "steps=20", "--json", timeout_s=300)
     with stack.reading() as registry:
         digest = registry.get_version("tiny-lm", 1).digest
         (tmp_path / "tiny-lm.tar").write_bytes(registry.store.read(digest))
