@@ -37,6 +37,8 @@ from ferryman.registry.payloads import (
     PayloadRecord,
     Payloads,
     Rated,
+    PayloadTally,
+    PayloadTotals,
 )
 from ferryman.registry.policies import (
     OfflineGate,
@@ -106,6 +108,8 @@ __all__ = [
     "OfflineGate",
     "OutboxEntry",
     "PayloadRecord",
+    "PayloadTally",
+    "PayloadTotals",
     "Payloads",
     "Policies",
     "PolicyRecord",

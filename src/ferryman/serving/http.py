@@ -152,7 +152,7 @@ async def payloads(request: Request) -> Response:
     """Recent payload records for the control plane: ``?after=SEQ&limit=N``."""
     after = _query_int(request, "after", 0)
     limit = _query_int(request, "limit", 1000)
-    return json_response(plane_of(request).payloads.read(after, limit))
+    return Response(plane_of(request).payloads.page(after, limit), media_type=JSON)
 
 
 def _query_int(request: Request, name: str, default: int) -> int:

@@ -5,25 +5,33 @@ kept (``GET /ferryman/v1/payloads?after=SEQ``); a replica that restarted has a n
 instance id, so its sequence starts afresh. Storing is idempotent (instance, sequence), so
 a control plane that restarts and reads a ring again keeps nothing twice. Every so often
 it forgets what is past the retention.
+
+A pass reads each replica until it has caught up (pages of ``PAGE``), within a time budget
+per replica, so a busy replica's ring is emptied each pass rather than a fixed few pages of
+it. Each page's totals (answered, sampled out at the declared rate, dropped unread) are
+kept per replica instance beside the records, and a replica whose log dropped records is
+logged once per ``warn_every_s``: loss is counted and shown, never silent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from ferryman.gateway.routes import RouteTable
-from ferryman.registry import CollectedPayload, Registry
+from ferryman.registry import CollectedPayload, PayloadTotals, Registry
 from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
-PAGE = 1_000
-PAGES_PER_PASS = 5
+PAGE = 2_000
+BUDGET_S = 0.5
+"""Longest a pass reads one replica before it moves on (the rest waits for the next pass)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class Retention:
     retention_s: float = 7 * 24 * 3600
     max_rows_per_endpoint: int = 200_000
     prune_every_s: float = 60.0
+    warn_every_s: float = 60.0
+    """Each replica whose log dropped records is logged at most once per this window."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class Page:
     next: int
     dropped: int
     records: list[CollectedPayload]
+    sample_rate: float = 1.0
+    totals: PayloadTotals = field(default_factory=PayloadTotals)
 
 
 class PayloadCollector:
@@ -59,6 +71,7 @@ class PayloadCollector:
         self._clock = clock
         self._cursors: dict[str, tuple[str, int]] = {}  # url -> (instance, last seq kept)
         self._pruned_at: float | None = None
+        self._warned: dict[str, tuple[float, int]] = {}  # url -> (when, dropped then)
 
     def tick(self, table: RouteTable | None) -> int:
         """Collect from every routed replica; returns how many records were kept."""
@@ -72,28 +85,50 @@ class PayloadCollector:
                     kept += self._collect(url, endpoint, variant.name, key)
         for gone in set(self._cursors) - routed:
             del self._cursors[gone]
+            self._warned.pop(gone, None)
         self._prune()
         return kept
 
     def _collect(self, url: str, endpoint: str, variant: str, key: tuple[str, int]) -> int:
         kept = 0
-        for _ in range(PAGES_PER_PASS):
+        started = self._clock()
+        page = None
+        while self._clock() - started < BUDGET_S:
             instance, after = self._cursors.get(url, ("", 0))
             page = self._read(url, after)
             if page is None:
-                return kept
+                break
             if page.instance != instance:  # a new replica process: its sequence restarts
                 self._cursors[url] = (page.instance, 0)
+                self._warned.pop(url, None)
                 continue
-            if page.dropped:
-                logger.warning("%s: %d payload records were gone before collection",
-                               url, page.dropped)  # fmt: skip
             self._registry.payloads.add(endpoint, variant, key, instance, page.records)
             self._cursors[url] = (instance, page.next)
             kept += len(page.records)
             if len(page.records) < PAGE:
-                return kept
+                break
+        if page is not None:
+            self._registry.payloads.tally(
+                endpoint, variant, page.instance, page.sample_rate, page.totals
+            )
+            self._warn_of_drops(url, page.totals)
         return kept
+
+    def _warn_of_drops(self, url: str, totals: PayloadTotals) -> None:
+        """Log a replica's dropped records, once per window, with the count since the last."""
+        now = self._clock()
+        when, before = self._warned.get(url, (None, 0))
+        if totals.dropped <= before or (
+            when is not None and now - when < self._retention.warn_every_s
+        ):
+            return
+        self._warned[url] = (now, totals.dropped)
+        logger.warning(
+            "%s: its payload log dropped %d records unread (%d of %d answered since it "
+            "started); raise serving.payload_log_capacity, collect more often, or declare "
+            "a payload sample rate",
+            url, totals.dropped - before, totals.dropped, totals.answered,
+        )  # fmt: skip
 
     def _read(self, url: str, after: int) -> Page | None:
         try:
@@ -101,12 +136,14 @@ class PayloadCollector:
                 f"{url}/ferryman/v1/payloads", params={"after": after, "limit": PAGE}
             )
             answer.raise_for_status()
-            document = answer.json()
+            document = orjson.loads(answer.content)
             return Page(
                 instance=str(document["instance"]),
                 next=int(document["next"]),
                 dropped=int(document["dropped"]),
                 records=[CollectedPayload.model_validate(r) for r in document["records"]],
+                sample_rate=float(document.get("sample_rate", 1.0)),
+                totals=PayloadTotals.model_validate(document.get("totals", {})),
             )
         except (httpx.HTTPError, ValueError, KeyError, TypeError, ValidationError) as exc:
             logger.debug("payloads of %s not read: %s", url, exc)
