@@ -99,9 +99,10 @@ def test_only_records_no_reader_took_count_as_dropped() -> None:
     log = PayloadLog(PayloadPolicy(capacity=3, input_sample_rate=0.0))
     for index in range(3):
         answer(log, f"r{index}")
-    assert len(log.read(0, 2)["records"]) == 2  # r0 and r1 read, r2 waiting
+    assert len(log.read(0, 2, log.instance)["records"]) == 2  # r0 and r1 taken
+    assert len(log.read(2, 1, "an-earlier-process")["records"]) == 1  # r2 shown, not taken
     for index in range(3, 6):
-        answer(log, f"r{index}")  # pushes out r0, r1 (read) and r2 (never read)
+        answer(log, f"r{index}")  # pushes out r0, r1 (taken) and r2 (never taken)
     assert log.outcomes() == {"logged": 6, "sampled_out": 0, "dropped": 1}
     page = log.read(2, 10)
     assert page["dropped"] == 1  # what this reader missed: r2

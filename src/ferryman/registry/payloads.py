@@ -199,10 +199,14 @@ class Payloads:
         model_version: tuple[str, int],
         instance: str,
         records: Sequence[CollectedPayload],
+        *,
+        missed: int = 0,
     ) -> int:
-        """Keep ``records`` of one replica ``instance``; those kept already are skipped."""
-        if not records:
-            return 0
+        """Keep ``records`` of one replica ``instance``; those kept already are skipped.
+
+        ``missed`` records of the instance were gone before the collector could read them:
+        counted as dropped in its tally, in the same transaction as the records.
+        """
         model, version = model_version
         rows = [
             {
@@ -215,27 +219,44 @@ class Payloads:
             }
             for r in records
         ]  # fmt: skip
-        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
-        statement = insert(PayloadRow).on_conflict_do_nothing(index_elements=["instance", "seq"])
-        self._db.write(lambda session: session.execute(statement, rows))
+
+        def work(session: Session) -> None:
+            if rows:
+                insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+                statement = insert(PayloadRow).on_conflict_do_nothing(
+                    index_elements=["instance", "seq"]
+                )
+                session.execute(statement, rows)
+            if missed:
+                row = _tally_row(session, endpoint, variant, instance)
+                row.dropped += missed
+                row.updated_at = self._clock()
+
+        if rows or missed:
+            self._db.write(work)
         return len(rows)
 
     def tally(
         self, endpoint: str, variant: str, instance: str, sample_rate: float, totals: PayloadTotals
     ) -> None:
-        """Keep the latest totals of one replica ``instance`` (they only grow)."""
-        instance = instance[:32]
+        """Keep the latest totals of one replica ``instance`` (requests answered and sampled
+        out, as the replica counts them; dropped is what the collector missed, see
+        :meth:`add`)."""
 
         def work(session: Session) -> None:
-            row = session.get(PayloadTallyRow, instance)
-            if row is None:
-                row = PayloadTallyRow(instance=instance, endpoint=endpoint, variant=variant)
-                session.add(row)
+            row = _tally_row(session, endpoint, variant, instance)
             row.sample_rate = sample_rate
             row.answered, row.sampled_out = totals.answered, totals.sampled_out
-            row.dropped, row.updated_at = totals.dropped, self._clock()
+            row.updated_at = self._clock()
 
         self._db.write(work)
+
+    def last_seq(self, instance: str) -> int:
+        """The highest sequence kept of a replica ``instance`` (0: none), where a collector
+        that has no cursor for it resumes."""
+        query = select(func.max(PayloadRow.seq)).where(PayloadRow.instance == instance[:32])
+        with self._db.reading() as session:
+            return int(session.scalar(query) or 0)
 
     def tallies(self, endpoint: str) -> list[PayloadTally]:
         """Per variant of ``endpoint``: requests answered, logged, sampled out and dropped."""
@@ -561,6 +582,18 @@ def _misfit(
             f"{_shown(classes)}); send one of those"
         )
     return None
+
+
+def _tally_row(session: Session, endpoint: str, variant: str, instance: str) -> PayloadTallyRow:
+    """The tally of a replica instance, new (nothing counted yet) if there was none."""
+    row = session.get(PayloadTallyRow, instance[:32])
+    if row is None:
+        row = PayloadTallyRow(
+            instance=instance[:32], endpoint=endpoint, variant=variant, sample_rate=1.0,
+            answered=0, sampled_out=0, dropped=0,
+        )  # fmt: skip
+        session.add(row)
+    return row
 
 
 def _tally(

@@ -10,11 +10,12 @@ to predictions by request id); nothing here touches a disk or a database.
 
 Nothing is lost silently. A log may sample at a declared ``sample_rate``: a request is kept
 when :func:`~ferryman.protocol.payload_sampling.is_logged` says so for its id, the others
-are counted as sampled out. A record the ring overwrites before any reader took it is
-counted as dropped. Every page carries those totals (``answered``, ``sampled_out``,
-``dropped``) and the declared rate, and ``/metrics`` exposes them
-(``ferryman_payload_records_total{outcome}``), so the control plane shows them beside the
-quality figures.
+are counted as sampled out. A record the ring overwrites before a reader that named this log's
+``instance`` was given it is counted as dropped here; the control plane, which knows what
+it stored, counts its own gaps exactly (see the collector). Every page carries the totals
+(``answered``, ``sampled_out``, ``dropped``) and the declared rate, and ``/metrics`` exposes
+them (``ferryman_payload_records_total{outcome}``); the control plane shows its counts
+beside the quality figures.
 
 A finished record is kept as its encoded JSON: bytes are invisible to the cyclic garbage
 collector, so a full ring of 10,000 records adds nothing to the collector's work (as Python
@@ -127,8 +128,8 @@ class PayloadLog:
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not security
         self._records: deque[bytes] = deque(maxlen=policy.capacity)
         self._seq = 0
-        self._read_upto = 0
-        """The highest sequence a reader has been given."""
+        self._handed = 0
+        """The highest sequence given to a reader that named this instance."""
         self.totals = PayloadTotals()
         self._is_sampling = policy.sample_rate < 1.0
 
@@ -174,7 +175,7 @@ class PayloadLog:
         payload.status = status
         payload.latency_ms = elapsed_s * 1000
         records = self._records
-        if len(records) == records.maxlen and self._seq - len(records) > self._read_upto:
+        if len(records) == records.maxlen and self._seq - len(records) > self._handed:
             totals.dropped += 1  # the oldest record, about to be overwritten, was never read
         records.append(payload.encode())
 
@@ -188,10 +189,13 @@ class PayloadLog:
             "dropped": totals.dropped,
         }
 
-    def page(self, after: int, limit: int) -> bytes:
+    def page(self, after: int, limit: int, instance: str | None = None) -> bytes:
         """Records with a sequence above ``after``, oldest first, at most ``limit``, as one
         JSON document (the records' bytes joined as they are kept).
 
+        A reader names the ``instance`` its cursor ``after`` belongs to; only a page for a
+        reader that named this log's instance counts as taken (others are cursors of an
+        earlier replica process, or a first look, whose pages the reader reads again).
         ``dropped`` is how many records after ``after`` this reader can no longer have;
         ``totals`` are the replica's since it started (see :class:`PayloadTotals`).
         """
@@ -204,7 +208,8 @@ class PayloadLog:
         start = max(0, after + 1 - oldest)
         end = min(len(records), start + limit)
         last = oldest + end - 1 if end > start else max(after, oldest - 1)
-        self._read_upto = max(self._read_upto, last)
+        if instance in (None, self.instance):
+            self._handed = max(self._handed, last)
         totals = self.totals
         head = orjson.dumps({
             "instance": self.instance,
@@ -217,9 +222,9 @@ class PayloadLog:
         chosen = islice(records, start, end)
         return b"".join((head[:-1], b',"records":[', b",".join(chosen), b"]}"))
 
-    def read(self, after: int, limit: int) -> dict[str, Any]:
+    def read(self, after: int, limit: int, instance: str | None = None) -> dict[str, Any]:
         """:meth:`page`, decoded."""
-        document: dict[str, Any] = orjson.loads(self.page(after, limit))
+        document: dict[str, Any] = orjson.loads(self.page(after, limit, instance))
         return document
 
 

@@ -9,8 +9,11 @@ it forgets what is past the retention.
 A pass reads each replica until it has caught up (pages of ``PAGE``), within a time budget
 per replica, so a busy replica's ring is emptied each pass rather than a fixed few pages of
 it. Each page's totals (answered, sampled out at the declared rate, dropped unread) are
-kept per replica instance beside the records, and a replica whose log dropped records is
-logged once per ``warn_every_s``: loss is counted and shown, never silent.
+kept per replica instance beside the records; the records a page says are gone after the
+collector's cursor are counted as dropped in the same transaction as the records it kept
+(exact: the collector knows what it stored), and logged once per ``warn_every_s`` per
+replica. A collector without a cursor for an instance resumes after the highest sequence
+the registry holds of it. Loss is counted and shown, never silent.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class PayloadCollector:
         self._clock = clock
         self._cursors: dict[str, tuple[str, int]] = {}  # url -> (instance, last seq kept)
         self._pruned_at: float | None = None
-        self._warned: dict[str, tuple[float, int]] = {}  # url -> (when, dropped then)
+        self._warned: dict[str, tuple[float, int]] = {}  # url -> (last line, missed since)
 
     def tick(self, table: RouteTable | None) -> int:
         """Collect from every routed replica; returns how many records were kept."""
@@ -95,45 +98,52 @@ class PayloadCollector:
         page = None
         while self._clock() - started < BUDGET_S:
             instance, after = self._cursors.get(url, ("", 0))
-            page = self._read(url, after)
+            page = self._read(url, instance, after)
             if page is None:
                 break
-            if page.instance != instance:  # a new replica process: its sequence restarts
-                self._cursors[url] = (page.instance, 0)
-                self._warned.pop(url, None)
+            if page.instance != instance:  # a first look, or a new replica process
+                resume = self._registry.payloads.last_seq(page.instance)
+                self._cursors[url] = (page.instance, resume)
                 continue
-            self._registry.payloads.add(endpoint, variant, key, instance, page.records)
+            self._registry.payloads.add(
+                endpoint, variant, key, instance, page.records, missed=page.dropped
+            )
             self._cursors[url] = (instance, page.next)
             kept += len(page.records)
+            if page.dropped:
+                self._warn_of_drops(url, page.dropped)
             if len(page.records) < PAGE:
                 break
         if page is not None:
             self._registry.payloads.tally(
                 endpoint, variant, page.instance, page.sample_rate, page.totals
             )
-            self._warn_of_drops(url, page.totals)
         return kept
 
-    def _warn_of_drops(self, url: str, totals: PayloadTotals) -> None:
-        """Log a replica's dropped records, once per window, with the count since the last."""
+    def _warn_of_drops(self, url: str, missed: int) -> None:
+        """Log what a replica's log dropped before collection, once per window per replica,
+        with the count since the last line."""
         now = self._clock()
-        when, before = self._warned.get(url, (None, 0))
-        if totals.dropped <= before or (
-            when is not None and now - when < self._retention.warn_every_s
-        ):
+        when, count = self._warned.get(url, (None, 0))
+        count += missed
+        if when is not None and now - when < self._retention.warn_every_s:
+            self._warned[url] = (when, count)
             return
-        self._warned[url] = (now, totals.dropped)
+        self._warned[url] = (now, 0)
         logger.warning(
-            "%s: its payload log dropped %d records unread (%d of %d answered since it "
-            "started); raise serving.payload_log_capacity, collect more often, or declare "
-            "a payload sample rate",
-            url, totals.dropped - before, totals.dropped, totals.answered,
+            "%s: %d payload records were gone before collection (counted as dropped beside "
+            "the quality figures); raise serving.payload_log_capacity, collect more often, "
+            "or declare serving.payload_sample_rate",
+            url, count,
         )  # fmt: skip
 
-    def _read(self, url: str, after: int) -> Page | None:
+    def _read(self, url: str, instance: str, after: int) -> Page | None:
+        """A page after ``after``; asking for it tells the replica the records up to
+        ``after`` of ``instance`` are kept (so they no longer count as dropped if pushed out)."""
         try:
             answer = self._http.get(
-                f"{url}/ferryman/v1/payloads", params={"after": after, "limit": PAGE}
+                f"{url}/ferryman/v1/payloads",
+                params={"after": after, "limit": PAGE, "instance": instance},
             )
             answer.raise_for_status()
             document = orjson.loads(answer.content)
