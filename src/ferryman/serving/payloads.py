@@ -46,7 +46,7 @@ from ferryman.reference import row_summaries
 from ferryman.serving.classes import Reading
 
 Arrays = dict[str, npt.NDArray[Any]]
-MAX_READ = 5_000
+MAX_READ = 20_000
 
 
 @dataclass(slots=True)

@@ -32,7 +32,7 @@ from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
 
-PAGE = 2_000
+PAGE = 10_000
 BUDGET_S = 0.5
 """Longest a pass reads one replica before it moves on (the rest waits for the next pass)."""
 
