@@ -1,8 +1,8 @@
 """Payload tallies: what each replica's payload log did with its requests (logged, sampled
 out at a declared rate, dropped), so no loss of the log is silent.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-07
 """
 
