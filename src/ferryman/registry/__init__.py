@@ -36,9 +36,9 @@ from ferryman.registry.payloads import (
     Labelled,
     PayloadRecord,
     Payloads,
-    Rated,
     PayloadTally,
     PayloadTotals,
+    Rated,
 )
 from ferryman.registry.policies import (
     OfflineGate,
