@@ -43,7 +43,7 @@ class AiohttpTransport:
             async with self._session.request(
                 request.method,
                 backend + request.path,
-                headers=request.headers,
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers],
                 data=request.body if request.method == "POST" else None,
                 timeout=self._timeout,
                 allow_redirects=False,

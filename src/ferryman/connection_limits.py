@@ -43,7 +43,7 @@ from functools import partial
 from typing import Any, cast
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from ferryman.config import ConnectionSettings
 from ferryman.errors import InvalidInput
@@ -176,6 +176,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        if self.cycle is not None:  # its task has not run yet: the class decides its send
+            self.cycle.__class__ = OneWriteCycle
         self.phase = _BODY
         self.deadline = self._now() + self._body_s
 
@@ -220,6 +222,71 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write(self.guard.body_reply)
         self.transport.close()
         return True
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, writing a response's head with its first body part.
+
+    uvicorn writes the status line and headers as soon as ``http.response.start`` is sent,
+    then each body part: two writes, two packets and two wake-ups of the client for every
+    small answer. Here the head of an answer with a ``content-length`` waits for the first
+    body part (an app sends it next), so a whole answer is one write; a stream's head goes at
+    once. Everything else, checks included, is uvicorn's own ``send``.
+    """
+
+    _head = b""
+
+    async def send(self, message: Any) -> None:
+        transport = self.transport
+        if not self.response_started:  # uvicorn checks the message and builds the head
+            self.transport = held = _Held(transport)  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if self.chunked_encoding is False:  # sized: the body follows at once
+                self._head = held.data
+            elif held.data:  # a stream: its head goes now, before the first part is ready
+                transport.write(held.data)
+            return
+        head, self._head = self._head, b""
+        if not head:
+            await super().send(message)
+            return
+        self.transport = joined = _Held(transport, head)  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+        if joined.data and not transport.is_closing():  # nothing written: a HEAD request
+            transport.write(joined.data)
+
+
+class _Held:
+    """A transport stand-in for one ``send``. Without ``head``, what is written is held in
+    ``data``; with it, the first write goes out as ``head`` + bytes, and later ones as they
+    are (``data`` keeps the head until it is written)."""
+
+    def __init__(self, transport: asyncio.Transport, head: bytes = b"") -> None:
+        self.transport = transport
+        self.is_holding = not head
+        self.data = head
+
+    def write(self, data: bytes) -> None:
+        if self.is_holding:
+            self.data += data
+        else:
+            self.transport.write(self.data + data if self.data else data)
+            self.data = b""
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.data and not self.is_holding:
+            self.transport.write(self.data)
+            self.data = b""
+        self.transport.close()
 
 
 class GuardedServer(uvicorn.Server):

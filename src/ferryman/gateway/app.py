@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ from ferryman.gateway.messages import (
     Send,
     check_headers,
     error_answer,
+    first_body,
     json_answer,
     read_body,
     send_answer,
@@ -226,14 +227,26 @@ class Gateway:
         route = self._route(target.endpoint)  # 404 before reading a body for an unknown one
         if route.require_token:
             self._check_token(scope["headers"], route.endpoint)
+        # uvicorn hands over a body that arrived at once whole, in one message. Waiting for
+        # that message needs no timer of its own: the server's connection guard closes a
+        # connection whose body is late (ferryman.connection_limits), which ends the wait.
+        first = await receive()
+        if not first.get("more_body", False) and first["type"] == "http.request":
+            body = first_body(scope["headers"], first, settings.max_body_bytes)
+        else:
+            body = await self._rest_of_body(scope["headers"], first, receive)
+        return await self._exchange(target, scope["headers"], body, receive)
+
+    async def _rest_of_body(self, headers: RawHeaders, first: Message, receive: Receive) -> bytes:
+        """A body that comes in parts, or not at all, within ``request_timeout_s``."""
+        settings = self.settings
         try:  # a client trickling its body (slowloris) holds a connection for this long only
             async with asyncio.timeout(settings.request_timeout_s):
-                body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+                return await read_body(headers, receive, settings.max_body_bytes, first)
         except TimeoutError as exc:
             raise DeadlineExceeded(
                 f"the request body did not arrive within {settings.request_timeout_s:g} s"
             ) from exc
-        return await self._exchange(target, scope["headers"], body, receive)
 
     def _own(self, path: str, method: str) -> Answer:
         """The gateway's own read-only paths: metrics, health, held requests, V2 metadata."""
@@ -263,9 +276,8 @@ class Gateway:
     async def _exchange(
         self, target: Target, raw_headers: RawHeaders, body: bytes, receive: Receive
     ) -> Answer:
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
-        forwarded = _forwarded(raw_headers, headers.get("connection", ""))
-        request = Request(target, headers, forwarded, body, self._clock(), receive)
+        forwarded = _forwarded(raw_headers)
+        request = Request(target, raw_headers, forwarded, body, self._clock(), receive)
         in_flight = self.metrics.in_flight_of(target.endpoint)
         in_flight.inc()
         try:
@@ -274,7 +286,6 @@ class Gateway:
             in_flight.dec()
         duration_s = self._clock() - request.started
         self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s)
-        logger.debug("%s %s -> %s %d", target.method, target.endpoint, variant.name, answer.status)
         headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
         return Answer(answer.status, headers_out, answer.body)
 
@@ -358,7 +369,9 @@ class Gateway:
     def _pick(route: EndpointRoute, request: Request, draw: float) -> VariantRoute:
         target = request.target
         if target.version is None:
-            return pick_variant(route, request.headers, draw)
+            if not (route.rules or route.sticky_header):  # no header decides: none decoded
+                return pick_variant(route, NO_HEADERS, draw)
+            return pick_variant(route, request.header_map(), draw)
         serving = [v for v in route.weighted() if v.version == target.version]
         if not serving:
             versions = sorted({v.version for v in route.weighted()})
@@ -373,7 +386,8 @@ class Gateway:
         return self._proxy
 
 
-Forwarded = tuple[tuple[str, str], ...]
+Forwarded = tuple[tuple[bytes, bytes], ...]
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,11 +395,15 @@ class Request:
     """One proxied request as the gateway holds it: target, headers, body, arrival time."""
 
     target: Target
-    headers: dict[str, str]
+    raw_headers: RawHeaders
     forwarded: Forwarded
     body: bytes
     started: float
     receive: Receive
+
+    def header_map(self) -> dict[str, str]:
+        """The request's headers by lowercase name (the last of a repeated one)."""
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in self.raw_headers}
 
     def upstream(self, model: str) -> Upstream:
         """The request for a replica of ``model``."""
@@ -393,11 +411,15 @@ class Request:
         return Upstream(self.target.method, path, self.forwarded, self.body)
 
 
-def _forwarded(raw_headers: RawHeaders, connection: str) -> Forwarded:
-    """Request headers for the replica: end-to-end ones only (RFC 9110 7.6.1)."""
-    named = {token.strip().lower().encode("latin-1") for token in connection.split(",")}
+def _forwarded(raw_headers: RawHeaders) -> Forwarded:
+    """Request headers for the replica: end-to-end ones only (RFC 9110 7.6.1), so neither
+    the hop-by-hop ones nor those a ``connection`` header names."""
+    named: frozenset[bytes] | set[bytes] = frozenset()
+    for name, value in raw_headers:
+        if name == b"connection":
+            named = {token.strip().lower() for token in value.split(b",")}
     return tuple(
-        (name.decode("latin-1"), value.decode("latin-1"))
+        (name, value)
         for name, value in raw_headers
         if name not in REQUEST_DROPPED and name not in named
     )

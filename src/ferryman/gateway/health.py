@@ -23,6 +23,8 @@ class BackendHealth:
         self._down_until[backend] = self._clock() + self._recheck_s
 
     def is_up(self, backend: str) -> bool:
+        if not self._down_until:  # the usual case: nothing is marked down
+            return True
         until = self._down_until.get(backend)
         if until is None:
             return True
@@ -33,6 +35,8 @@ class BackendHealth:
 
     def live(self, backends: Iterable[str]) -> list[str]:
         """The backends not marked down, in their given order."""
+        if not self._down_until:
+            return list(backends)
         return [backend for backend in backends if self.is_up(backend)]
 
     def reset(self) -> None:

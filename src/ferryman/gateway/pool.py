@@ -43,6 +43,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.is_closed = False
         self.idle_since = 0.0
+        self._poller: select.poll | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._answer: asyncio.Future[Answer] | None = None
         self._headers: RawHeaders = []
@@ -50,6 +51,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -91,12 +96,9 @@ class Connection(asyncio.Protocol):
         One poll(2) before reuse; without it, a request written on a connection whose FIN
         the loop has not read yet would fail after it was sent, and could not be retried.
         """
-        sock = self.transport.get_extra_info("socket") if self.transport else None
-        if sock is None or self.is_closed:
+        if self._poller is None or self.is_closed:
             return True
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(self._poller.poll(0))
 
     def close(self) -> None:
         self.is_closed = True
@@ -116,28 +118,36 @@ class ConnectionPool:
         self._clock = clock
         secret = settings.replica_token
         self._credentials = b"" if secret is None else credentials_line(secret.get_secret_value())
+        self._try_timeout_s = settings.try_timeout_s or settings.request_timeout_s
         self._idle: dict[str, list[Connection]] = {}
         self._addresses: dict[str, tuple[str, int, bool, bytes]] = {}
 
     async def send(self, backend: str, request: Upstream) -> Answer:
         connection = self._idle_connection(backend) or await self._connect(backend)
         data = _encode(request, self._address(backend)[3], self._credentials)
-        settings = self._settings
-        try_timeout_s = settings.try_timeout_s or settings.request_timeout_s
+        answer = connection.send(data)
+        # One timer on the loop rather than asyncio.timeout's context: the per-try deadline
+        # fails the answer's future, which closes the connection below.
+        timer = asyncio.get_running_loop().call_later(self._try_timeout_s, self._late, answer)
         try:
-            async with asyncio.timeout(try_timeout_s):
-                answer = await connection.send(data)
-        except TimeoutError as exc:
-            connection.close()
-            raise DeadlineExceeded(
-                f"the replica did not answer within {try_timeout_s:g} s (gateway.try_timeout_s, "
-                "by default request_timeout_s); it is skipped for backend_recheck_s"
-            ) from exc
+            result = await answer
         except BaseException:
             connection.close()
             raise
+        finally:
+            timer.cancel()
         self._release(backend, connection)
-        return answer
+        return result
+
+    def _late(self, answer: asyncio.Future[Answer]) -> None:
+        if not answer.done():
+            answer.set_exception(
+                DeadlineExceeded(
+                    f"the replica did not answer within {self._try_timeout_s:g} s "
+                    "(gateway.try_timeout_s, by default request_timeout_s); it is skipped "
+                    "for backend_recheck_s"
+                )
+            )
 
     def retain(self, backends: Collection[str]) -> None:
         for backend in [b for b in self._idle if b not in backends]:
@@ -210,7 +220,8 @@ def _encode(request: Upstream, host: bytes, credentials: bytes = b"") -> bytes:
         credentials,
         b"content-length: " + str(len(request.body)).encode() + b"\r\n",
     ]
-    lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in request.headers)
+    for name, value in request.headers:
+        lines += (name, b": ", value, b"\r\n")
     lines.append(b"\r\n")
     lines.append(request.body)
     return b"".join(lines)

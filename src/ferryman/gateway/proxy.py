@@ -71,8 +71,8 @@ class Proxy:
 
     def _choose(self, variant: VariantRoute, refused: set[str]) -> str | None:
         live = [b for b in self.health.live(variant.backends) if b not in refused]
-        if not live:
-            return None
+        if len(live) <= 1:
+            return live[0] if live else None
         self._turn = (self._turn + 1) % len(live)
         rotated = live[self._turn :] + live[: self._turn]
         return min(rotated, key=self._in_flight.__getitem__)

@@ -44,11 +44,12 @@ class NotReached(Unavailable):
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """One request for a replica: method, replica path, headers to forward, body bytes."""
+    """One request for a replica: method, replica path, headers to forward (lowercase names,
+    as the client sent them), body bytes."""
 
     method: str
     path: str
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
 
 
