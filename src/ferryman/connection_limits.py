@@ -178,17 +178,29 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None:  # its task has not run yet: the class decides its send
             self.cycle.__class__ = OneWriteCycle
-        self.phase = _BODY
-        self.deadline = self._now() + self._body_s
+        self.body_begins()
 
     def on_body(self, body: bytes) -> None:
-        self.deadline += len(body) * self._s_per_byte
+        self.body_arrives(len(body))
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self.request_read()
+
+    def body_begins(self) -> None:
+        """The request's head is complete: its body's deadline starts."""
+        self.phase = _BODY
+        self.deadline = self._now() + self._body_s
+
+    def body_arrives(self, size: int) -> None:
+        """``size`` more bytes of body: the deadline moves on by the minimum rate's time."""
+        self.deadline += size * self._s_per_byte
+
+    def request_read(self) -> None:
+        """The whole request is read: the app's own deadlines hold from here."""
         self.phase = _DONE
-        self.deadline = math.inf  # the app's own deadline holds from here
+        self.deadline = math.inf
 
     def is_idle_untimed(self) -> bool:
         """Answered and waiting, with uvicorn's keep-alive timer cancelled: by bytes that
@@ -299,14 +311,18 @@ class GuardedServer(uvicorn.Server):
     """
 
     def __init__(
-        self, config: uvicorn.Config, limits: ConnectionSettings, fds_per_connection: int = 1
+        self,
+        config: uvicorn.Config,
+        limits: ConnectionSettings,
+        fds_per_connection: int = 1,
+        protocol: type[GuardedHttpProtocol] = GuardedHttpProtocol,
     ) -> None:
         check_tls_bind(config.host, config.ssl_certfile is not None, limits.insecure_http)
         if config.ssl_certfile is not None:  # uvicorn calls a factory even without TLS
             config.ssl_ciphers = TLS12_CIPHERS
             config.ssl_context_factory = _tls_profile
         self.guard = ConnectionGuard(limits, fds_per_connection)
-        config.http = cast(type[asyncio.Protocol], partial(GuardedHttpProtocol, guard=self.guard))
+        config.http = cast(type[asyncio.Protocol], partial(protocol, guard=self.guard))
         config.ws = "none"
         config.timeout_keep_alive = math.ceil(limits.idle_timeout_s)
         super().__init__(config)

@@ -44,6 +44,7 @@ from ferryman.gateway.messages import (
     json_answer,
     read_body,
     send_answer,
+    too_large,
 )
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.paths import Target, is_openai_path, parse_target
@@ -219,23 +220,55 @@ class Gateway:
         path: str = scope["path"]
         if path in OWN_PATHS:
             return self._own(path, scope["method"])
-        target = parse_target(scope["method"], path)
-        if target is None:
-            raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
-        settings = self.settings
-        check_headers(scope["headers"], settings.max_header_count, settings.max_header_bytes)
-        route = self._route(target.endpoint)  # 404 before reading a body for an unknown one
-        if route.require_token:
-            self._check_token(scope["headers"], route.endpoint)
+        target = self._admit(scope["method"], path, scope["headers"])
         # uvicorn hands over a body that arrived at once whole, in one message. Waiting for
         # that message needs no timer of its own: the server's connection guard closes a
         # connection whose body is late (ferryman.connection_limits), which ends the wait.
         first = await receive()
         if not first.get("more_body", False) and first["type"] == "http.request":
-            body = first_body(scope["headers"], first, settings.max_body_bytes)
+            body = first_body(first, self.settings.max_body_bytes)
         else:
             body = await self._rest_of_body(scope["headers"], first, receive)
         return await self._exchange(target, scope["headers"], body, receive)
+
+    async def answer_read(  # noqa: PLR0917 - the parts of one request, as the server has them
+        self,
+        method: str,
+        path: str,
+        headers: RawHeaders,
+        scheme: str,
+        body: bytes,
+        receive: Receive,
+    ) -> Answer:
+        """The answer to a request on a proxied path whose body the server has read (the fast
+        lane, :mod:`~ferryman.gateway.fastlane`): the checks of the ASGI path, in its order.
+        ``receive`` returns when the client goes away."""
+        try:
+            refusal = self._hosts.refusal(headers, method, scheme)
+            if refusal is not None:
+                raise refusal
+            target = self._admit(method, path, headers)
+            if len(body) > self.settings.max_body_bytes:
+                raise too_large(len(body), self.settings.max_body_bytes)
+            return await self._exchange(target, headers, body, receive)
+        except FerrymanError as exc:
+            return error_answer(exc)
+        except Exception:  # a bug must still answer in the protocol's shape
+            logger.exception("gateway failed on %s", path[:120])
+            return error_answer(FerrymanError("the gateway failed; see its log"))
+
+    def _admit(self, method: str, path: str, headers: RawHeaders) -> Target:
+        """The target of a request on a proxied path, before its body is read: 404 for an
+        unknown path or endpoint, 405, 431 for too many headers, 401/403 without its token."""
+        target = parse_target(method, path)
+        if target is None:
+            raise NotFound(f"no gateway route for {path[:120]!r}; see /v2/models/ENDPOINT/infer")
+        settings = self.settings
+        check_headers(headers, settings.max_header_count, settings.max_header_bytes)
+        route = self._route(target.endpoint)  # 404 before reading a body for an unknown one
+        if route.require_token:
+            self._check_token(headers, route.endpoint)
+        return target
 
     async def _rest_of_body(self, headers: RawHeaders, first: Message, receive: Receive) -> bytes:
         """A body that comes in parts, or not at all, within ``request_timeout_s``."""

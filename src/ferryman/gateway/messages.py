@@ -66,12 +66,12 @@ def check_headers(headers: RawHeaders, max_count: int, max_bytes: int) -> None:
         )
 
 
-def first_body(headers: RawHeaders, message: Message, max_bytes: int) -> bytes:
+def first_body(message: Message, max_bytes: int) -> bytes:
     """The body of a request whose first ``http.request`` message holds all of it (uvicorn
     hands over a body that arrived at once so), refused with 413 past ``max_bytes``."""
     body: bytes = message.get("body", b"")
     if len(body) > max_bytes:
-        raise _too_large(len(body), max_bytes)
+        raise too_large(len(body), max_bytes)
     return body
 
 
@@ -82,7 +82,7 @@ async def read_body(
     ``first`` is a message already received, if any."""
     declared = next((value for name, value in headers if name == b"content-length"), None)
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(int(declared), max_bytes)
+        raise too_large(int(declared), max_bytes)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -93,13 +93,13 @@ async def read_body(
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
-            raise _too_large(size, max_bytes)
+            raise too_large(size, max_bytes)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
 
-def _too_large(size: int, max_bytes: int) -> PayloadTooLarge:
+def too_large(size: int, max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"request body of {size} bytes or more is larger than the gateway's limit of "
         f"{max_bytes} bytes (gateway.max_body_bytes); send a smaller batch"

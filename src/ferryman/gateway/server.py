@@ -14,6 +14,7 @@ from ferryman.config import Settings
 from ferryman.connection_limits import GuardedServer
 from ferryman.errors import Forbidden
 from ferryman.gateway.app import Gateway
+from ferryman.gateway.fastlane import GatewayHttpProtocol
 
 LOOPBACK_HOSTS = frozenset({"localhost"})
 
@@ -47,6 +48,7 @@ def build_server(settings: Settings, gateway: Gateway) -> GuardedServer:
         ),
         settings.connections,
         fds_per_connection=2,  # a client's request holds a connection to a replica too
+        protocol=GatewayHttpProtocol,  # model requests skip the ASGI layers (fastlane.py)
     )
 
 
