@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ import aiohttp
 import pytest
 import uvicorn
 
-from ferryman.config import GatewaySettings
+from ferryman.config import ConnectionSettings, GatewaySettings
+from ferryman.connection_limits import ConnectionGuard
 from ferryman.gateway import Gateway
+from ferryman.gateway.fastlane import GatewayHttpProtocol
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from tests.gateway.standin import StandIn
 
@@ -44,14 +47,19 @@ def listening_socket() -> socket.socket:
 
 @asynccontextmanager
 async def serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
-    """Serve an ASGI app on this loop; yields its base URL."""
+    """Serve an ASGI app on this loop; yields its base URL. A gateway is served with its own
+    protocol (model requests take its fast lane, as under ``ferryman gateway``)."""
     sock = listening_socket()
+    http: Any = "httptools"
+    if isinstance(app, Gateway):  # as build_server serves it: no proxy headers, fast lane
+        http = partial(GatewayHttpProtocol, guard=ConnectionGuard(ConnectionSettings()))
     config = uvicorn.Config(
         app,
         lifespan=lifespan,
         log_config=None,
         access_log=False,
-        http="httptools",
+        http=http,
+        proxy_headers=not isinstance(app, Gateway),
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)

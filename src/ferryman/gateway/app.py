@@ -40,7 +40,6 @@ from ferryman.gateway.messages import (
     Send,
     check_headers,
     error_answer,
-    first_body,
     json_answer,
     read_body,
     send_answer,
@@ -221,15 +220,19 @@ class Gateway:
         if path in OWN_PATHS:
             return self._own(path, scope["method"])
         target = self._admit(scope["method"], path, scope["headers"])
-        # uvicorn hands over a body that arrived at once whole, in one message. Waiting for
-        # that message needs no timer of its own: the server's connection guard closes a
-        # connection whose body is late (ferryman.connection_limits), which ends the wait.
-        first = await receive()
-        if not first.get("more_body", False) and first["type"] == "http.request":
-            body = first_body(first, self.settings.max_body_bytes)
-        else:
-            body = await self._rest_of_body(scope["headers"], first, receive)
+        settings = self.settings
+        try:  # a client trickling its body (slowloris) holds a connection for this long only
+            async with asyncio.timeout(settings.request_timeout_s):
+                body = await read_body(scope["headers"], receive, settings.max_body_bytes)
+        except TimeoutError as exc:
+            raise self.late_body() from exc
         return await self._exchange(target, scope["headers"], body, receive)
+
+    def late_body(self) -> DeadlineExceeded:
+        """The 504 of a request whose body did not arrive within ``request_timeout_s``."""
+        return DeadlineExceeded(
+            f"the request body did not arrive within {self.settings.request_timeout_s:g} s"
+        )
 
     async def answer_read(  # noqa: PLR0917 - the parts of one request, as the server has them
         self,
@@ -269,17 +272,6 @@ class Gateway:
         if route.require_token:
             self._check_token(headers, route.endpoint)
         return target
-
-    async def _rest_of_body(self, headers: RawHeaders, first: Message, receive: Receive) -> bytes:
-        """A body that comes in parts, or not at all, within ``request_timeout_s``."""
-        settings = self.settings
-        try:  # a client trickling its body (slowloris) holds a connection for this long only
-            async with asyncio.timeout(settings.request_timeout_s):
-                return await read_body(headers, receive, settings.max_body_bytes, first)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(
-                f"the request body did not arrive within {settings.request_timeout_s:g} s"
-            ) from exc
 
     def _own(self, path: str, method: str) -> Answer:
         """The gateway's own read-only paths: metrics, health, held requests, V2 metadata."""

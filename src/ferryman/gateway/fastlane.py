@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from ferryman.connection_limits import GuardedHttpProtocol
+from ferryman.gateway.messages import Answer, Message, error_answer
 
 if TYPE_CHECKING:
     from ferryman.gateway.app import Gateway
-    from ferryman.gateway.messages import Answer, Message
 
 _V2_MODELS = b"/v2/models/"
 _CLOSE = b"connection: close\r\n"
@@ -74,6 +74,8 @@ class GatewayHttpProtocol(GuardedHttpProtocol):
         self._max_body = self.gateway.settings.max_body_bytes if self.gateway else 0
         self._fast: FastCycle | None = None
         self._body: list[bytes] = []
+        self._is_reading = False
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def on_message_begin(self) -> None:
         self._fast = None
@@ -87,6 +89,7 @@ class GatewayHttpProtocol(GuardedHttpProtocol):
         self._fast = FastCycle(keep_alive=self.parser.should_keep_alive())
         self.cycle = self._fast  # type: ignore[assignment]  # read by uvicorn and the guard
         self._body = []
+        self._is_reading = True
         self.body_begins()
 
     def _takes_fast_lane(self) -> bool:
@@ -98,6 +101,7 @@ class GatewayHttpProtocol(GuardedHttpProtocol):
             parser.get_method() == b"POST"
             and parser.get_http_version() == "1.1"
             and not (self.expect_100_continue or parser.should_upgrade() or self.pipeline)
+            and self.limit_concurrency is None  # uvicorn's own 503 when set
             # pipelined behind a request still being answered: uvicorn queues it
             and (self.cycle is None or self.cycle.response_complete)
         )
@@ -115,6 +119,26 @@ class GatewayHttpProtocol(GuardedHttpProtocol):
                 return False
         return length is not None and length.isdigit() and int(length) <= self._max_body
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._is_reading and self._body_timer is None and self.gateway is not None:
+            # A body still coming after this read: timed from here, as the ASGI path times
+            # its read (a body that came with its head, the usual case, needs no timer).
+            timeout_s = self.gateway.settings.request_timeout_s
+            self._body_timer = self.loop.call_later(timeout_s, self._body_is_late)
+
+    def _body_is_late(self) -> None:
+        self._body_timer = None
+        if not self._is_reading or self.gateway is None or self.transport.is_closing():
+            return
+        self._is_reading = False
+        self.request_read()  # answered here: the connection guard has nothing left to time
+        if self._fast is not None:
+            self._fast.response_started = self._fast.response_complete = True
+        late = error_answer(self.gateway.late_body())
+        self.transport.write(self._encode(late, keep_alive=False))
+        self.transport.close()
+
     def on_body(self, body: bytes) -> None:
         if self._fast is None:
             super().on_body(body)
@@ -128,6 +152,10 @@ class GatewayHttpProtocol(GuardedHttpProtocol):
             super().on_message_complete()
             return
         self.request_read()
+        self._is_reading = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         body = b"".join(self._body)
         self._body = []
         # The head is passed on now: a pipelined request parsed next replaces url and headers.

@@ -66,28 +66,15 @@ def check_headers(headers: RawHeaders, max_count: int, max_bytes: int) -> None:
         )
 
 
-def first_body(message: Message, max_bytes: int) -> bytes:
-    """The body of a request whose first ``http.request`` message holds all of it (uvicorn
-    hands over a body that arrived at once so), refused with 413 past ``max_bytes``."""
-    body: bytes = message.get("body", b"")
-    if len(body) > max_bytes:
-        raise too_large(len(body), max_bytes)
-    return body
-
-
-async def read_body(
-    headers: RawHeaders, receive: Receive, max_bytes: int, first: Message | None = None
-) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``max_bytes`` (never buffered).
-    ``first`` is a message already received, if any."""
+async def read_body(headers: RawHeaders, receive: Receive, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``max_bytes`` (never buffered)."""
     declared = next((value for name, value in headers if name == b"content-length"), None)
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large(int(declared), max_bytes)
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = first or await receive()
-        first = None
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise Unavailable("the client went away before its request body arrived")
         chunk: bytes = message.get("body", b"")
