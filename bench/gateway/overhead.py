@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed; install it with: apt-get install -y wrk")
-    console = Console()
+    console = Console(width=150)
     chosen = [m for m in models() if m.name in args.models]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
