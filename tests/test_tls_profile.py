@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trustme
@@ -32,6 +33,9 @@ from ferryman.gateway import Gateway
 from ferryman.gateway.server import build_server as build_gateway
 from ferryman.serving.server import build_server as build_replica
 from tests.serving.conftest import affine_model, replica
+
+if TYPE_CHECKING:
+    from ssl import _Cipher  # typeshed's type of SSLContext.get_ciphers() items
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,7 @@ def handshake(port: int, version: ssl.TLSVersion, cipher: str | None = None) -> 
         return None
 
 
-def tls12_suites() -> list[dict[str, object]]:
+def tls12_suites() -> list[_Cipher]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
     return [c for c in context.get_ciphers() if c["protocol"] != "TLSv1.3"]
