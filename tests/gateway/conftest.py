@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -43,7 +43,7 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
+async def serving(app: Any, lifespan: Literal["auto", "on", "off"] = "off") -> AsyncIterator[str]:
     """Serve an ASGI app on this loop; yields its base URL."""
     sock = listening_socket()
     config = uvicorn.Config(
