@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
 import pytest
 import typer
 import yaml
