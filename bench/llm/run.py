@@ -1,11 +1,18 @@
 """Streams of tiny-lm through the gateway against the engine called in-process (the ceiling).
 
     python bench/llm/run.py --data-dir DIR [--streams 1,8,32] [--tokens 64] [--rounds 2]
+        [--repeat 4]
+        [--before-src SRC [--before-data-dir DIR2]]
 
 DIR holds a registry with tiny-lm (``ferryman train tiny-lm --data-dir DIR``; trained here
 when absent). For each level of concurrency, each stream asks for ``--tokens`` tokens
-(greedy); reported: output tokens/s over the level, time to first token p50/p99, and the
-gateway / in-process ratio of tokens/s. Same model, same machine, one run.
+(greedy), ``--repeat`` times in a row; reported: output tokens/s over the level, time to
+first token p50/p99, and the gateway / in-process ratio of tokens/s (medians of the
+interleaved rounds). Same model, same machine, one run.
+
+``--before-src`` names the ``src`` folder of another checkout (an earlier commit): a second
+replica and gateway run from it, measured in the same interleaved rounds, so a change's
+"before" and "after" come from one run (``--before-data-dir``: a registry its schema reads).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -35,7 +44,21 @@ FERRYMAN = str(Path(sys.executable).parent / "ferryman")
 PROMPT = "The assert statement"
 
 
-async def in_process(engine: GenaiEngine, streams: int, tokens: int) -> tuple[float, list[float]]:
+@dataclass
+class Measured:
+    """One level's run: tokens, how long, each generation's TTFT, CPU seconds by process."""
+
+    tokens: int
+    elapsed_s: float
+    firsts: list[float]
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.elapsed_s
+
+
+async def in_process(engine: GenaiEngine, streams: int, tokens: int, repeat: int) -> Measured:
     params = SamplingParams(max_tokens=tokens, temperature=0)
 
     async def one() -> tuple[int, float]:
@@ -45,13 +68,26 @@ async def in_process(engine: GenaiEngine, streams: int, tokens: int) -> tuple[fl
             first = first or time.perf_counter() - started
         return count, first
 
-    started = time.perf_counter()
-    done = await asyncio.gather(*(one() for _ in range(streams)))
+    return await _streams(one, streams, repeat)
+
+
+async def _streams(
+    one: Callable[[], Awaitable[tuple[int, float]]], streams: int, repeat: int
+) -> Measured:
+    """``streams`` at once, each ``repeat`` generations in a row; this process's CPU (the
+    client's, or the engine's when in-process) as ``cpu_s["here"]``."""
+
+    async def stream() -> list[tuple[int, float]]:
+        return [await one() for _ in range(repeat)]
+
+    cpu, started = time.process_time(), time.perf_counter()
+    done = [d for each in await asyncio.gather(*(stream() for _ in range(streams))) for d in each]
     elapsed = time.perf_counter() - started
-    return sum(c for c, _ in done) / elapsed, [f for _, f in done]
+    return Measured(sum(c for c, _ in done), elapsed, [f for _, f in done],
+                    {"here": time.process_time() - cpu})  # fmt: skip
 
 
-async def through(url: str, streams: int, tokens: int) -> tuple[float, list[float]]:
+async def through(url: str, streams: int, tokens: int, repeat: int) -> Measured:
     body = {"model": "tiny-lm", "prompt": PROMPT, "max_tokens": tokens, "temperature": 0,
             "stream": True}  # fmt: skip
     limits = httpx.Limits(max_connections=streams + 4)
@@ -69,10 +105,7 @@ async def through(url: str, streams: int, tokens: int) -> tuple[float, list[floa
         return count, first
 
     async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        started = time.perf_counter()
-        done = await asyncio.gather(*(one(client) for _ in range(streams)))
-        elapsed = time.perf_counter() - started
-    return sum(c for c, _ in done) / elapsed, [f for _, f in done]
+        return await _streams(lambda: one(client), streams, repeat)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,16 +113,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_stack(data_dir: Path, scratch: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+@dataclass
+class Stack:
+    """A replica and a gateway in processes of their own."""
+
+    replica: subprocess.Popen[bytes]
+    gateway: subprocess.Popen[bytes]
+    url: str
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds each has used (user + system, from /proc; empty where there is none)."""
+        found = {}
+        for role, process in (("replica", self.replica), ("gateway", self.gateway)):
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[role] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return found
+
+    async def measure(self, streams: int, tokens: int, repeat: int) -> Measured:
+        before = self.cpu_s()
+        measured = await through(self.url, streams, tokens, repeat)
+        after = self.cpu_s()
+        measured.cpu_s.update({role: after[role] - before[role] for role in after})
+        return measured
+
+
+def start_stack(data_dir: Path, scratch: Path, src: Path | None = None) -> Stack:
     replica_port, gateway_port = _free_port(), _free_port()
     route = VariantRoute(name="v1", model="tiny-lm", version=1, weight=100,
                          backends=(f"http://127.0.0.1:{replica_port}",))  # fmt: skip
     table = RouteTable(
         generation=1, endpoints={"lm": EndpointRoute(endpoint="lm", variants=(route,))}
     )
-    routes = scratch / "routes.json"
+    routes = scratch / f"routes-{gateway_port}.json"
     routes.write_text(table.model_dump_json())
     env = {**os.environ, "FERRYMAN_GENERATION__MAX_STREAMS": "64"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src.resolve())
     data = ["--data-dir", str(data_dir)]
     commands = [
         [FERRYMAN, "serve", "tiny-lm:1", "--port", str(replica_port), *data],
@@ -105,7 +167,8 @@ def start_stack(data_dir: Path, scratch: Path) -> tuple[list[subprocess.Popen[by
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-    return processes, f"http://127.0.0.1:{gateway_port}/endpoints/lm/v1/completions"
+    url = f"http://127.0.0.1:{gateway_port}/endpoints/lm/v1/completions"
+    return Stack(processes[0], processes[1], url)
 
 
 def _free_port() -> int:
@@ -123,6 +186,9 @@ async def main() -> None:
     parser.add_argument("--streams", default="1,8,32")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4, help="generations in a row per stream")
+    parser.add_argument("--before-src", type=Path, help="src folder of the code to compare")
+    parser.add_argument("--before-data-dir", type=Path, help="its data dir [--data-dir]")
     args = parser.parse_args()
     if not (args.data_dir / "registry.db").exists():
         subprocess.run([FERRYMAN, "train", "tiny-lm", "--data-dir", str(args.data_dir)], check=True)
@@ -133,30 +199,51 @@ async def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-llm-"))
     engine = GenaiEngine(unpack_bundle(data, version.digest, scratch / "bundles"), "tiny-lm")
     engine.load()
-    processes, url = start_stack(args.data_dir, scratch)
+    stacks = {"gateway": start_stack(args.data_dir, scratch)}
+    if args.before_src is not None:
+        before_data = args.before_data_dir or args.data_dir
+        stacks["before"] = start_stack(before_data, scratch, args.before_src)
     try:
-        print("streams  where        tokens/s  ttft p50 ms  ttft p99 ms")
         for streams in [int(s) for s in args.streams.split(",")]:
-            rates: dict[str, list[float]] = {"in-process": [], "gateway": []}
-            for _ in range(args.rounds):  # interleaved rounds: the machine is shared
-                for where, measured in rates.items():
-                    if where == "in-process":
-                        rate, firsts = await in_process(engine, streams, args.tokens)
-                    else:
-                        rate, firsts = await through(url, streams, args.tokens)
-                    measured.append(rate)
-                    last_firsts = firsts
-                    print(f"{streams:7d}  {where:10s}  {rate:9.0f}  "
-                          f"{statistics.median(last_firsts) * 1000:11.1f}  "
-                          f"{percentile(last_firsts, 0.99) * 1000:11.1f}")  # fmt: skip
-            ratio = statistics.median(rates["gateway"]) / statistics.median(rates["in-process"])
-            print(f"{streams:7d}  gateway / in-process tokens/s: {ratio:.2f}")
+            await _level(engine, stacks, streams, args)
     finally:
+        processes = [p for stack in stacks.values() for p in (stack.replica, stack.gateway)]
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
         engine.unload()
+
+
+async def _level(
+    engine: GenaiEngine, stacks: dict[str, Stack], streams: int, args: argparse.Namespace
+) -> None:
+    """Interleaved rounds of one level (the machine is shared); medians, and CPU per token
+    of each process (less sensitive to the machine's load than tokens/s)."""
+    runs: dict[str, list[Measured]] = {"in-process": [], **{where: [] for where in stacks}}
+    for _ in range(args.rounds):
+        for where, measured in runs.items():
+            if where == "in-process":
+                measured.append(await in_process(engine, streams, args.tokens, args.repeat))
+            else:
+                measured.append(await stacks[where].measure(streams, args.tokens, args.repeat))
+    print(f"\n{streams} streams: medians of {args.rounds} rounds")
+    print("where        tokens/s  ratio  ttft p50 ms  ttft p99 ms   CPU µs/token: "
+          "replica  gateway  client/engine")  # fmt: skip
+    ceiling = statistics.median(m.rate for m in runs["in-process"])
+    for where, measured in runs.items():
+        rate = statistics.median(m.rate for m in measured)
+        firsts = [f for m in measured for f in m.firsts]
+        cpu = [_cpu_per_token(measured, role) for role in ("replica", "gateway", "here")]
+        print(f"{where:10s}  {rate:9.0f}  {rate / ceiling:5.2f}  "
+              f"{statistics.median(firsts) * 1000:11.1f}  {percentile(firsts, 0.99) * 1000:11.1f}"
+              f"  {cpu[0]:>21s}  {cpu[1]:>7s}  {cpu[2]:>13s}")  # fmt: skip
+
+
+def _cpu_per_token(measured: list[Measured], role: str) -> str:
+    """The median over rounds of a process's CPU µs per token ("-": not measured)."""
+    spent = [m.cpu_s[role] / m.tokens * 1e6 for m in measured if role in m.cpu_s and m.tokens]
+    return f"{statistics.median(spent):.0f}" if len(spent) == len(measured) else "-"
 
 
 if __name__ == "__main__":

@@ -122,3 +122,22 @@ def test_the_settings_choose_s3(s3_server: S3Server, tmp_path: Path) -> None:
 def test_a_bad_artifacts_url_is_refused(url: str) -> None:
     with pytest.raises(InvalidInput, match=r"s3://BUCKET\[/PREFIX\]"):
         parse_s3_url(url)
+
+
+def test_publish_copies_beside_the_objects_and_refuses_a_key_that_climbs(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    """For a layout another tool reads (KServe's Triton): copies server-side, unchanged."""
+    bucket = s3_server.bucket()
+    store = s3_server.store(tmp_path / "cache", bucket)
+    stored = store.put(io.BytesIO(WEIGHTS))
+    where = store.publish({"kserve/m/config.pbtxt": "name: \"m\"\n"},
+                          {"kserve/m/1/model.onnx": stored.digest})  # fmt: skip
+    assert where == f"s3://{bucket}/ferryman"
+    client = s3_server.client()
+    body = client.get_object(Bucket=bucket, Key="ferryman/kserve/m/1/model.onnx")  # type: ignore[attr-defined]
+    assert body["Body"].read() == WEIGHTS
+    for key in ("../outside", "/absolute", "a//b", "kserve/../../x"):
+        with pytest.raises(InvalidInput, match="plain relative key"):
+            store.publish({key: "x"}, {})
+    assert "ferryman/outside" not in _objects(s3_server, bucket)

@@ -27,6 +27,9 @@ GATE_VALUES: dict[str, tuple[str, object]] = {
     "min_accuracy": ("0.9", 0.9),
     "max_accuracy_drop": ("0.02", 0.02),
     "min_labelled": ("80", 80),
+    "min_thumbs_up_rate": ("0.7", 0.7),
+    "max_thumbs_up_drop": ("0.1", 0.1),
+    "min_rated": ("30", 30),
     "max_input_drift_psi": ("0.25", 0.25),
 }
 """A value other than the default for every gate, as typed and as stored."""

@@ -120,14 +120,16 @@ def test_runtime_stage_has_no_compiler_and_no_training_dependencies(
     probe = (
         "import importlib.util, shutil, json; json.dump("
         "[c for c in ('gcc', 'cc', 'c++', 'make') if shutil.which(c)] + "
-        "[m for m in ('torch', 'sklearn', 'optuna', 'onnxruntime', 'fastapi', 'psycopg') "
+        "[m for m in ('torch', 'sklearn', 'optuna', 'onnxruntime', 'fastapi', 'psycopg', "
+        "'boto3') "
         "if importlib.util.find_spec(m)], open('/out/found.json', 'w'))"
     )
     tmp_path.chmod(0o777)
     _run("buildah", "run", "--isolation", "chroot", "--volume", f"{tmp_path}:/out", container,
          "--", "/opt/ferryman/bin/python", "-c", probe)  # fmt: skip
     found = json.loads((tmp_path / "found.json").read_text())
-    assert found == ["onnxruntime", "fastapi", "psycopg"]  # serving, control plane, PostgreSQL
+    # serving, control plane, PostgreSQL, artifacts on S3
+    assert found == ["onnxruntime", "fastapi", "psycopg", "boto3"]
 
 
 def test_serve_in_the_image_answers_over_http(

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from ferryman.config import GenerationSettings, Settings
+from ferryman.config import GatewaySettings, GenerationSettings, ServingSettings, Settings
 from ferryman.control.metrics.source import replica_scrape
 from ferryman.engines.generation import GenerationInfo, SamplingParams
 from ferryman.gateway import Gateway
@@ -87,8 +88,8 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 @asynccontextmanager
-async def _gateway(replica_url: str) -> AsyncIterator[str]:
-    gateway = Gateway(Settings().gateway)
+async def _gateway(replica_url: str, settings: GatewaySettings | None = None) -> AsyncIterator[str]:
+    gateway = Gateway(settings or Settings().gateway)
     route = VariantRoute(
         name="v1-onnx-genai", model="scripted", version=1, weight=100, backends=(replica_url,)
     )
@@ -293,3 +294,29 @@ async def test_the_gateway_sends_a_stream_to_the_replica_with_fewest_open(tmp_pa
                     await held.close()
                     while any(app.state.plane.open_streams for app in apps):
                         await anyio.sleep(0.01)
+
+
+async def test_a_replica_with_a_token_answers_its_holders_only(tmp_path: Path) -> None:
+    """As a tensor replica: the fleet's secret on every route but liveness; the gateway
+    holds it, a client going around the gateway gets a 401 in OpenAI's shape."""
+    engine = ScriptedEngine()
+    engine.gate.set()
+    serving_settings = ServingSettings(token=SecretStr("fleet-secret"))
+    settings = Settings(data_dir=tmp_path, serving=serving_settings)
+    app = create_generation_app(settings, engine, ReplicaIdentity("scripted", "1", "onnx-genai"))
+    async with serving(app, lifespan="on") as replica_url, httpx.AsyncClient() as http:
+        body = {"model": "scripted", "prompt": "hi", "max_tokens": 2}
+        refused = await http.post(f"{replica_url}/v1/completions", json=body)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["type"] == "authentication_error"
+        assert refused.headers["www-authenticate"] == 'Bearer realm="ferryman"'
+        for path in ("/metrics", "/ferryman/v1/payloads", "/v1/models"):
+            assert (await http.get(replica_url + path)).status_code == 401, path
+        assert (await http.get(f"{replica_url}/v2/health/live")).status_code == 200
+        held = {"authorization": "Bearer fleet-secret"}
+        assert (await http.get(f"{replica_url}/metrics", headers=held)).status_code == 200
+        gateway_settings = GatewaySettings(replica_token=SecretStr("fleet-secret"))
+        async with _gateway(replica_url, gateway_settings) as gateway_url:
+            client = _client(f"{gateway_url}/endpoints/chat/v1")
+            answer = await client.completions.create(model="scripted", prompt="hi", max_tokens=2)
+            assert answer.choices[0].text == "Hello "

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import tritonclient.http as triton  # type: ignore[import-untyped]  # no stubs, no py.typed
-from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from ferryman.engines.onnx import OnnxEngine
 from tests.serving.conftest import affine_model, replica, serving_in_thread, text_model

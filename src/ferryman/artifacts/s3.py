@@ -157,6 +157,31 @@ class S3ArtifactStore:
             self._fetch(digest, is_cached_copy_bad=True)
             self._cache.copy_to(digest, destination)
 
+    @property
+    def url(self) -> str:
+        """``s3://bucket/prefix`` of the store (no trailing ``/``)."""
+        return f"s3://{self._bucket}/{self._prefix}".rstrip("/")
+
+    def publish(self, files: dict[str, str], digests: dict[str, str]) -> str:
+        """Write files beside the store, outside its objects: ``files`` (relative key → text)
+        and ``digests`` (relative key → the artifact copied there, server-side, unchanged).
+
+        For tools that need a layout of their own (KServe's Triton reads a model repository).
+        Keys are made by the caller from validated names; none may climb or be absolute.
+        Returns the URL they are under.
+        """
+        for key in [*files, *digests]:
+            if key.startswith("/") or ".." in key.split("/") or "//" in key:
+                raise InvalidInput(f"key {key!r} is not a plain relative key")
+        for key, text in files.items():
+            self._call(self._s3.put_object, Bucket=self._bucket, Key=self._prefix + key,
+                       Body=text.encode())  # fmt: skip
+        for key, digest in digests.items():
+            source = {"Bucket": self._bucket, "Key": self.key_of(digest)}
+            self._call(self._s3.copy, source, self._bucket, self._prefix + key,
+                       Config=self._transfer)  # fmt: skip
+        return self.url
+
     def _fetch(self, digest: str, *, is_cached_copy_bad: bool = False) -> None:
         """Bring ``digest`` into the node's cache, verified, unless it is there already."""
         path = self._cache.path_of(digest)

@@ -1,4 +1,5 @@
-"""``ferryman export prometheus|grafana DIR``: assets for teams with their own stack."""
+"""``ferryman export prometheus|grafana|kubernetes|kserve DIR``: assets for teams with their own
+stack."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ferryman.cli.context import cli_context
 from ferryman.cli.output import console
 from ferryman.config import Settings
 from ferryman.control.api.security import TOKEN_FILE, load_or_create_token
+from ferryman.control.exports import kserve as kserve_export
 from ferryman.control.exports.grafana import DASHBOARD_FILE, dashboard
 from ferryman.control.exports.kubernetes import ClusterSpec, Route, render
 from ferryman.control.exports.prometheus import (
@@ -25,9 +27,10 @@ from ferryman.control.exports.prometheus import (
     write_targets,
 )
 from ferryman.control.monitor.alerts import effective_rules
-from ferryman.errors import InvalidInput
+from ferryman.errors import Conflict, InvalidInput, NotFound
 from ferryman.fleet_secret import FLEET_SECRET_FILE, load_or_create_fleet_secret
 from ferryman.names import validate_name
+from ferryman.registry import Registry, RolloutStatus, VariantSpec
 from ferryman.version import __version__
 
 export_app = typer.Typer(
@@ -103,6 +106,99 @@ def kubernetes(
         _write(directory / folder, in_folder)
     console.print(f"Wrote {len(files)} files under {directory}; apply with: kubectl apply -k "
                   f"{directory / 'overlays' / 'deployments'}", soft_wrap=True)  # fmt: skip
+
+
+@export_app.command("kserve")
+def kserve(
+    ctx: typer.Context,
+    directory: Directory,
+    endpoint: Annotated[str, typer.Option(help="Endpoint whose deployment KServe serves.")],
+    storage_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Where KServe fetches the model repository from (s3://, gs://, pvc://…); you "
+            "upload DIR/model-repository there. Default with artifacts on S3: "
+            "ARTIFACTS_URL/kserve/ENDPOINT, which this command fills."
+        ),
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace of the objects.")] = "ferryman",
+    runtime_version: Annotated[
+        str, typer.Option(help="Tag of the Triton image of KServe's runtime.")
+    ] = kserve_export.TRITON_VERSION,
+) -> None:
+    """An InferenceService (V2, ONNX) of the endpoint; a running rollout is its canary."""
+    state = cli_context(ctx)
+    registry = state.registry()
+    name = validate_name(endpoint, "endpoint")
+    try:
+        deployment = registry.deployments.get(name).spec
+    except NotFound:
+        raise NotFound(f"endpoint {name!r} has no deployment, so there is nothing to serve; "
+                       f"deploy it first: ferryman deploy MODEL:VERSION --endpoint {name}"
+                       ) from None  # fmt: skip
+    running = (RolloutStatus.PROGRESSING, RolloutStatus.PAUSED)
+    rollouts = [r for r in registry.rollouts.list(name, active_only=True) if r.status in running]
+    candidate = rollouts[-1].candidate if rollouts else None
+    artifacts_url = state.settings.artifacts.url
+    if storage_uri is None and artifacts_url is None:
+        raise InvalidInput(
+            "artifacts are on this machine's disk, which KServe cannot reach: its storage "
+            "initializer downloads the model from a storage URI inside the cluster. Pass "
+            "--storage-uri s3://BUCKET/PATH (or gs://…, pvc://CLAIM/PATH) and upload "
+            f"{directory / kserve_export.REPOSITORY} there after this command writes it"
+        )
+    uploads = storage_uri is None
+    storage = storage_uri or f"{str(artifacts_url).rstrip('/')}/kserve/{name}"
+    spec = kserve_export.KServeSpec(storage, validate_name(namespace, "namespace"),
+                                    runtime_version)  # fmt: skip
+    result = kserve_export.render(spec, deployment, candidate)
+    digests = {path: _onnx_digest(registry, variant) for path, variant in result.models.items()}
+    for folder in sorted({Path(name).parent for name in result.files}):
+        in_folder = {Path(path).name: text for path, text in result.files.items()
+                     if Path(path).parent == folder}  # fmt: skip
+        _write(directory / folder, in_folder)
+    for path, digest in digests.items():
+        try:
+            (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write into {directory}: {exc.strerror}") from None
+        registry.store.copy_to(digest, directory / path)  # verified against its digest
+    for note in result.notes:
+        console.print(f"Note: {note}", soft_wrap=True)
+    repository = directory / kserve_export.REPOSITORY
+    if uploads:
+        prefix = f"kserve/{name}/"
+        publish = getattr(registry.store, "publish")  # noqa: B009 - only the S3 store has it
+        where = publish(
+            {prefix + _in_repository(p): t for p, t in result.files.items()
+             if p.startswith(kserve_export.REPOSITORY)},
+            {prefix + _in_repository(p): d for p, d in digests.items()},
+        )  # fmt: skip
+        console.print(f"Copied the model repository to {where}/{prefix}", soft_wrap=True)
+    else:
+        console.print(f"Upload {repository}/ to {storage_uri} (e.g. aws s3 sync {repository} "
+                      f"{storage_uri}); KServe fetches it from there", soft_wrap=True)  # fmt: skip
+    console.print(f"Wrote {directory}; apply with: kubectl apply -k {directory}", soft_wrap=True)
+
+
+def _onnx_digest(registry: Registry, variant: VariantSpec) -> str:
+    """The digest of ``variant``'s ONNX file (its version's own, or a passed variant's)."""
+    version = registry.get_version(variant.model, variant.version)
+    if variant.kind is None:
+        if version.format != "onnx":
+            raise InvalidInput(f"{variant.model} v{variant.version} is {version.format}, not an "
+                               "ONNX graph; KServe's ONNX runtime cannot serve it")  # fmt: skip
+        return version.digest
+    found = {v.kind: v for v in registry.list_variants(variant.model, variant.version)}
+    chosen = found.get(variant.kind)
+    if chosen is None or chosen.status.value != "passed":
+        raise Conflict(f"variant {variant.kind} of {variant.model} v{variant.version} is not a "
+                       "passed variant; only those are served")  # fmt: skip
+    return chosen.digest
+
+
+def _in_repository(path: str) -> str:
+    return path.removeprefix(kserve_export.REPOSITORY + "/")
 
 
 def scrape_targets(settings: Settings, scrape_interval_s: float) -> ScrapeTargets:

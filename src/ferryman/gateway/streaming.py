@@ -233,12 +233,13 @@ class _Response:
 
 
 class _Parser:
-    """httptools callbacks: headers once, then body pieces into a queue."""
+    """httptools callbacks: headers once, then the body pieces of the bytes just fed."""
 
     def __init__(self) -> None:
         self.headers: RawHeaders = []
-        self.pieces: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.pieces: list[bytes] = []
         self.is_head_done = False
+        self.is_complete = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() not in RESPONSE_DROPPED:
@@ -248,38 +249,44 @@ class _Parser:
         self.is_head_done = True
 
     def on_body(self, body: bytes) -> None:
-        self.pieces.put_nowait(body)
+        self.pieces.append(body)
 
     def on_message_complete(self) -> None:
-        self.pieces.put_nowait(None)
+        self.is_complete = True
+
+    def taken(self) -> bytes:
+        """The body bytes of everything fed so far and not taken yet, as one piece."""
+        pieces, self.pieces = self.pieces, []
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 async def _stream_answer(
     reader: asyncio.StreamReader, response: _Response, timeout_s: float
 ) -> int:
+    """Pass the replica's answer on as it arrives: what one read brought (the events the
+    replica wrote meanwhile, in as many HTTP chunks) goes out as one piece, as bytes; the
+    chunked framing is undone by httptools, never the events parsed."""
     callbacks = _Parser()
     parser = httptools.HttpResponseParser(callbacks)
-    is_complete = False
-    while not is_complete:
-        try:
-            async with asyncio.timeout(timeout_s):
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:  # one for the whole answer
+            while not callbacks.is_complete:
+                deadline.reschedule(loop.time() + timeout_s)
                 data = await reader.read(READ_BYTES)
-        except TimeoutError as exc:
-            raise DeadlineExceeded(f"the replica sent nothing for {timeout_s:g} s") from exc
-        if not data:
-            raise BadGateway("the replica closed the connection mid-answer")
-        try:
-            parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            raise BadGateway(f"the replica sent a malformed answer ({exc})") from exc
-        if callbacks.is_head_done and not response.is_started:
-            await response.start(parser.get_status_code(), callbacks.headers)
-        while not callbacks.pieces.empty():
-            piece = callbacks.pieces.get_nowait()
-            if piece is None:
-                is_complete = True
-                break
-            await response.body(piece, True)
+                deadline.reschedule(None)  # a slow client is not a silent replica
+                if not data:
+                    raise BadGateway("the replica closed the connection mid-answer")
+                try:
+                    parser.feed_data(data)
+                except httptools.HttpParserError as exc:
+                    raise BadGateway(f"the replica sent a malformed answer ({exc})") from exc
+                if callbacks.is_head_done and not response.is_started:
+                    await response.start(parser.get_status_code(), callbacks.headers)
+                if callbacks.pieces:
+                    await response.body(callbacks.taken(), True)
+    except TimeoutError as exc:
+        raise DeadlineExceeded(f"the replica sent nothing for {timeout_s:g} s") from exc
     await response.body(b"", False)
     return int(parser.get_status_code())
 

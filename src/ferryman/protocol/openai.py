@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ferryman.errors import InvalidInput
 
 MAX_STOP_SEQUENCES = 4
+COMPLETION_KIND = "completion"
+"""The payload-log kind of a completion: its feedback is a rating, ``up`` or ``down``."""
+RATINGS = ("up", "down")
 R = TypeVar("R", bound="GenerationRequest")
 
 

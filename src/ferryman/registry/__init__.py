@@ -36,6 +36,7 @@ from ferryman.registry.payloads import (
     Labelled,
     PayloadRecord,
     Payloads,
+    Rated,
 )
 from ferryman.registry.policies import (
     OfflineGate,
@@ -108,6 +109,7 @@ __all__ = [
     "Payloads",
     "Policies",
     "PolicyRecord",
+    "Rated",
     "Registry",
     "RolloutRecord",
     "RolloutStatus",

@@ -7,6 +7,11 @@ truth arrives later as feedback for a request id (:meth:`Payloads.give_feedback`
 joined to predictions when read, so a label may arrive before or after its request is
 collected. Reading is by endpoint with filters (:meth:`Payloads.search`), and the pairs of
 (prediction, label) per variant feed the quality figures (:meth:`Payloads.labelled`).
+
+A language model's completion is a record of kind ``completion`` whose request id is the
+completion's own (the ``id`` of the OpenAI answer); its feedback is a rating, ``up`` or
+``down``, under the same rules (a second, different rating is a correction), and the share
+of ``up`` per variant feeds the thumbs-up gate (:meth:`Payloads.rated`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NamedTuple, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import CursorResult, Delete, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -24,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from ferryman.errors import InvalidInput
 from ferryman.names import validate_name
+from ferryman.protocol.openai import COMPLETION_KIND, RATINGS
 from ferryman.registry.database import Database
 from ferryman.registry.records import Record
 from ferryman.registry.tables import FeedbackRow, PayloadRow
@@ -34,6 +40,8 @@ MAX_LABEL_ROWS = 10_000
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 """A class name as a model answers it: never empty, never a document."""
+COMPLETION = COMPLETION_KIND
+"""The kind of a payload record that is a language model's completion (rated up or down)."""
 
 
 class CollectedPayload(BaseModel):
@@ -50,14 +58,21 @@ class CollectedPayload(BaseModel):
     predictions: list[str] | None = None
     summaries: dict[str, list[float]] | None = None
     inputs: dict[str, Any] | None = None
+    kind: str | None = Field(default=None, max_length=16)
+    """``completion`` for a language model's answer; None for a tensor answer."""
 
 
 class Feedback(BaseModel):
-    """The true label of a request (one per row for a request of several rows)."""
+    """The true label of a request (one per row for a request of several rows), or the
+    rating of a completion (``up`` or ``down``; its id may be sent as ``completion_id``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    request_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+        validation_alias=AliasChoices("request_id", "completion_id"),
+        description="The answer's ferryman-request-id header, or a completion's id.",
+    )  # fmt: skip
     label: Label | Annotated[list[Label], Field(min_length=1, max_length=MAX_LABEL_ROWS)] = Field(
         description="The label (1 to 256 characters), or one per row of the request."
     )
@@ -113,6 +128,7 @@ class PayloadRecord(Record):
     predictions: list[str] | None
     labels: list[str] | None
     inputs: dict[str, Any] | None
+    kind: str | None = None
 
 
 class Labelled(Record):
@@ -122,6 +138,19 @@ class Labelled(Record):
     version: int
     predicted: list[str]
     actual: list[str]
+
+
+class Rated(Record):
+    """A variant's rated completions: how many, and how many were thumbs up."""
+
+    variant: str
+    version: int
+    rated: int
+    up: int
+
+    @property
+    def up_rate(self) -> float | None:
+        return self.up / self.rated if self.rated else None
 
 
 class Payloads:
@@ -148,7 +177,7 @@ class Payloads:
                 "request_id": r.request_id, "correlation_id": r.correlation_id,
                 "at": _from_unix(r.time), "status": r.status,
                 "latency_ms": r.latency_ms, "predictions": r.predictions,
-                "summaries": r.summaries, "inputs": r.inputs,
+                "summaries": r.summaries, "inputs": r.inputs, "kind": r.kind,
             }
             for r in records
         ]  # fmt: skip
@@ -179,19 +208,20 @@ class Payloads:
         ids = {item.request_id for item in items}
         query = (
             select(PayloadRow.request_id, PayloadRow.model_name, PayloadRow.version,
-                   PayloadRow.predictions, PayloadRow.status)
+                   PayloadRow.predictions, PayloadRow.status, PayloadRow.kind)
             .where(PayloadRow.request_id.in_(ids))
             .order_by(PayloadRow.id)
         )  # fmt: skip
         with self._db.reading() as session:
-            answered: dict[str, tuple[str, int, list[str] | None, int]] = {
-                request_id: (model, version, predictions, status)
-                for request_id, model, version, predictions, status in session.execute(query)
-            }
+            answered: dict[str, _Answer] = {
+                row.request_id: _Answer(row.model_name, row.version, row.predictions,
+                                        row.status, row.kind)
+                for row in session.execute(query)
+            }  # fmt: skip
         # Classes are read outside the write: a second connection inside it could wait on a
         # pool that writers waiting for the database lock have emptied.
-        classes = {(model, version): tuple(classes_of(model, version))
-                   for model, version, _, _ in answered.values()}  # fmt: skip
+        classes = {(a.model, a.version): tuple(classes_of(a.model, a.version))
+                   for a in answered.values() if a.kind != COMPLETION}  # fmt: skip
 
         def work(session: Session) -> list[FeedbackResult]:
             query = select(FeedbackRow).where(FeedbackRow.request_id.in_(ids))
@@ -200,11 +230,13 @@ class Payloads:
             for item in items:
                 answer = answered.get(item.request_id)
                 problem = None
-                if answer is not None:
-                    model, version, predictions, status = answer
+                if answer is not None and answer.kind == COMPLETION:
+                    problem = _misrated(item, f"{answer.model} v{answer.version}")
+                elif answer is not None:
                     problem = _misfit(
-                        item, f"{model} v{version}", predictions, status, classes[model, version]
-                    )
+                        item, f"{answer.model} v{answer.version}", answer.predictions,
+                        answer.status, classes[answer.model, answer.version],
+                    )  # fmt: skip
                 if problem is not None:
                     results.append(FeedbackResult(
                         request_id=item.request_id, status=problem[0], detail=problem[1]
@@ -323,6 +355,28 @@ class Payloads:
                     actual.extend(labels)
         return Labelled(variant=variant, version=version, predicted=predicted, actual=actual)
 
+    def rated(
+        self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
+    ) -> Rated:
+        """The newest ``limit`` rated completions a variant answered, and how many were up."""
+        query = (
+            select(PayloadRow.request_id, PayloadRow.version, FeedbackRow.labels)
+            .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
+            .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
+            .where(PayloadRow.kind == COMPLETION)
+            .order_by(PayloadRow.id.desc())
+            .limit(min(limit, MAX_LABELLED))
+        )
+        if since is not None:
+            query = query.where(PayloadRow.at >= since)
+        rated = up = version = 0
+        with self._db.reading() as session:
+            for _, row_version, labels in session.execute(query):
+                version = version or row_version
+                rated += 1
+                up += labels == ["up"]
+        return Rated(variant=variant, version=version, rated=rated, up=up)
+
     def summaries(self, endpoint: str, variant: str, limit: int = 2_000) -> dict[str, list[float]]:
         """Input summary values of a variant's newest ``limit`` requests, per summary."""
         query = (
@@ -382,6 +436,28 @@ class Payloads:
             return int(session.scalar(query) or 0)
 
 
+class _Answer(NamedTuple):
+    """What the feedback of a request id is checked against."""
+
+    model: str
+    version: int
+    predictions: list[str] | None
+    status: int
+    kind: str | None
+
+
+def _misrated(item: Feedback, subject: str) -> tuple[FeedbackStatus, str] | None:
+    """Why ``item`` is no rating of the completion it names (None when it is one)."""
+    labels = item.labels
+    if len(labels) == 1 and labels[0] in RATINGS:
+        return None
+    shown = _shown(labels, 3)
+    return FeedbackStatus.UNKNOWN_CLASS, (
+        f"request {item.request_id} is a completion of {subject}; it is rated with one "
+        f"label, 'up' or 'down', not {shown}"
+    )
+
+
 def _misfit(
     item: Feedback,
     subject: str,
@@ -426,7 +502,7 @@ def _record(row: PayloadRow, labels: list[str] | None) -> PayloadRecord:
         request_id=row.request_id, correlation_id=row.correlation_id, time=row.at,
         endpoint=row.endpoint, model=row.model_name, version=row.version, variant=row.variant,
         status=row.status, latency_ms=row.latency_ms, predictions=row.predictions, labels=labels,
-        inputs=row.inputs,
+        inputs=row.inputs, kind=row.kind,
     )  # fmt: skip
 
 

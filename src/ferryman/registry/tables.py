@@ -241,6 +241,8 @@ class PayloadRow(Base):
     predictions: Mapped[list[str] | None] = mapped_column(JSON)
     summaries: Mapped[dict[str, list[float]] | None] = mapped_column(JSON)
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    kind: Mapped[str | None] = mapped_column(String(16))
+    """``completion`` for a language model's answer (rated up or down); NULL: a tensor answer."""
 
 
 class FeedbackRow(Base):
@@ -283,6 +285,13 @@ class MetricSampleRow(Base):
     input_drift_psi: Mapped[float | None] = mapped_column(Float)
     prediction_drift: Mapped[float | None] = mapped_column(Float)
     restarts_10m: Mapped[float | None] = mapped_column(Float)
+    ttft_p50_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_p99_ms: Mapped[float | None] = mapped_column(Float)
+    tpot_p50_ms: Mapped[float | None] = mapped_column(Float)
+    tpot_p99_ms: Mapped[float | None] = mapped_column(Float)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens_per_s: Mapped[float | None] = mapped_column(Float)
+    in_flight: Mapped[float | None] = mapped_column(Float)
 
 
 class AlertRuleRow(Base):

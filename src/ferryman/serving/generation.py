@@ -3,7 +3,9 @@
 Protocol-independent (``serving/openai.py`` only translates): a request is checked against
 the limits before anything streams (prompt length and ``max_tokens`` -> 400, no free slot
 -> 429), holds one slot while its tokens flow, and gives it back when it ends, fails or is
-closed early because its client went away.
+closed early because its client went away. Every generation leaves a record of kind
+``completion`` in the replica's payload log under the completion's id, so feedback (thumbs
+up or down) joins the version that wrote it; the prompt and the text are not kept.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,7 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from ferryman.config import GenerationSettings
 from ferryman.engines.generation import GenerationEngine, SamplingParams
 from ferryman.errors import InvalidInput, TooManyRequests, Unavailable
+from ferryman.protocol.openai import COMPLETION_KIND
 from ferryman.serving.metrics import LATENCY_BUCKETS_S, ReplicaIdentity
+from ferryman.serving.payloads import Payload, PayloadLog, PayloadPolicy
+
+CLIENT_CLOSED = 499
+"""The status a completion's record keeps when its client went away before the end."""
 
 TOKEN_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -99,12 +107,18 @@ class GenerationPlane:
     """Runs generations on one engine within the replica's limits."""
 
     def __init__(
-        self, identity: ReplicaIdentity, engine: GenerationEngine, limits: GenerationSettings
+        self,
+        identity: ReplicaIdentity,
+        engine: GenerationEngine,
+        limits: GenerationSettings,
+        payloads: PayloadLog | None = None,
     ) -> None:
         self.identity = identity
         self.engine = engine
         self.limits = limits
         self.metrics = GenerationMetrics(identity)
+        self.payloads = payloads or PayloadLog(PayloadPolicy(input_sample_rate=0.0))
+        """Completions answered, by id, for the control plane to join feedback to."""
         self.is_ready = False
         self.is_draining = False
         self._open = 0
@@ -122,9 +136,10 @@ class GenerationPlane:
         return self._open
 
     def start(
-        self, prompt: str, params: SamplingParams, stops: tuple[str, ...]
+        self, prompt: str, params: SamplingParams, stops: tuple[str, ...], completion_id: str
     ) -> tuple[Tally, AsyncGenerator[Piece]]:
-        """Check the limits and take a slot; the iterator gives the slot back when it ends."""
+        """Check the limits and take a slot; the iterator gives the slot back when it ends
+        and leaves the completion's record (``completion_id``) in the payload log."""
         if self.is_draining or not self.is_ready:
             raise Unavailable(f"{self.identity.describe()} is not ready", retry_after_s=1)
         limits = self.limits
@@ -148,14 +163,22 @@ class GenerationPlane:
         self.metrics.streams.inc()
         tally = Tally(prompt_tokens)
         self.metrics.prompt_tokens.inc(prompt_tokens)
-        return tally, self._run(prompt, params, stops, tally)
+        payload = self.payloads.begin(completion_id)
+        payload.kind = COMPLETION_KIND
+        return tally, self._run(prompt, params, stops, tally, payload)
 
     async def _run(
-        self, prompt: str, params: SamplingParams, stops: tuple[str, ...], tally: Tally
+        self,
+        prompt: str,
+        params: SamplingParams,
+        stops: tuple[str, ...],
+        tally: Tally,
+        payload: Payload,
     ) -> AsyncGenerator[Piece]:
         scanner = StopScanner(stops)
         started = last = time.perf_counter()
         finish = "length"
+        status = CLIENT_CLOSED  # until the last piece is handed over
         tokens = self.engine.generate(prompt, params)
         try:
             async for text in tokens:
@@ -178,15 +201,65 @@ class GenerationPlane:
                 if tally.completion_tokens < params.max_tokens:
                     finish = "stop"  # the model ended the text itself (EOS)
                 yield Piece(scanner.flush())
+            status = 200
             yield Piece("", finish)
             elapsed_s = time.perf_counter() - started
             if tally.completion_tokens and elapsed_s > 0:
                 self.metrics.tokens_per_s.observe(tally.completion_tokens / elapsed_s)
+        except Exception:
+            status = 500
+            raise
         finally:
-            self.metrics.duration.observe(time.perf_counter() - started)
+            elapsed_s = time.perf_counter() - started
+            self.metrics.duration.observe(elapsed_s)
+            self.payloads.finish(payload, status, elapsed_s)
             await _close(tokens)
             self._open -= 1
             self.metrics.streams.dec()
+
+
+_END = object()
+
+
+async def ready_batches(pieces: AsyncGenerator[Piece]) -> AsyncGenerator[list[Piece]]:
+    """``pieces`` in batches of those ready at the same moment; the source runs ahead.
+
+    A task pulls the pieces while the caller sends the previous batch, so the engine need
+    not wait for the socket, and what it made meanwhile goes out in one write: fewer writes,
+    reads and wake-ups per token everywhere downstream when tokens come faster than they
+    can be sent one by one. The first piece is handed over the moment it exists. Closing
+    the batches cancels the task, which closes ``pieces`` (the generation's slot is freed);
+    an error of the source is raised here, after the pieces it made before it.
+    """
+    ready: asyncio.Queue[Piece | object] = asyncio.Queue()
+
+    async def pull() -> None:
+        try:
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    ready.put_nowait(piece)
+        finally:
+            ready.put_nowait(_END)
+
+    task = asyncio.ensure_future(pull())
+    try:
+        is_done = False
+        while not is_done:
+            batch: list[Piece] = []
+            item = await ready.get()
+            while item is not _END:
+                batch.append(item)  # type: ignore[arg-type]
+                if ready.empty():
+                    break
+                item = ready.get_nowait()
+            is_done = item is _END
+            if batch:
+                yield batch
+        await task  # the source's error, if it ended with one
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close(tokens: AsyncIterator[str]) -> None:

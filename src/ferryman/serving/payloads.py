@@ -53,6 +53,8 @@ class Payload:
     """The sampled input tensors (held until the record is encoded), or None."""
     reading: Reading | None = None
     """The answer read as classes, whose labels are ``predictions`` (not encoded)."""
+    kind: str | None = None
+    """``completion`` for a language model's answer (feedback rates it up or down)."""
     seq: int = field(default=0)
 
     def as_json(self) -> dict[str, Any]:
@@ -67,6 +69,7 @@ class Payload:
             "predictions": self.predictions,
             "summaries": self.summaries,
             "inputs": None if inputs is None else {n: _tensor(a) for n, a in inputs.items()},
+            "kind": self.kind,
         }
 
     def encode(self) -> bytes:

@@ -6,6 +6,7 @@ Real processes and HTTP: the control plane steps the canary from the gateway's m
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -20,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ferryman import Client
 from ferryman.registry import DeploymentSpec, Registry, VariantSpec
 from tests.conftest import make_onnx
-from tests.control.e2e.harness import Load, Stack, wait_for
+from tests.control.e2e.harness import Load, Stack, relu_answers, wait_for
+from tests.figures import Figures
 
 pytestmark = pytest.mark.e2e
 
@@ -84,35 +86,81 @@ def test_a_healthy_canary_is_promoted_in_time_with_nothing_failed(
     assert steps.count('"rollout.step"') == 5
 
 
-def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
-    stack: Stack, tmp_path: Path
+RATE = 100
+"""RELIABILITY (b): a constant 100 req/s of background load throughout."""
+WEIGHT, INTERVAL_S, THRESHOLD = 20, 5, 3
+
+
+def hold_rollback(
+    figures: Figures, load: Load, first_canary_s: float, rolled_back_s: float
 ) -> None:
-    """RELIABILITY Z4: the candidate fails 30% of inputs; threshold 3 x interval 5 s."""
+    """Z4's figures shared by both variants: rollback within threshold x interval + 5 s of
+    the canary's first traffic, then 100% stable, and the stable version fails nothing."""
+    detected_s = rolled_back_s - first_canary_s
+    figures.check(
+        "rollback starts", f"<= {THRESHOLD} x {INTERVAL_S} + 5 s of the canary's first traffic",
+        f"{detected_s:.1f} s", detected_s <= THRESHOLD * INTERVAL_S + 5,
+    )  # fmt: skip
+    stable = [o for o in load.failures() if o.variant != "v2"]
+    figures.check("stable failed", "0", str(len(stable)), not stable)
+    # The rollback is recorded, then the reconciler (every 0.2 s here) writes the table and
+    # the gateways read it (every 0.15 s): requests sent in that second may still be v2's.
+    canary_after = [o for o in load.outcomes if o.at_s >= rolled_back_s + 1 and o.variant == "v2"]
+    figures.check(
+        "after the rollback", "100% stable (from 1 s after it is recorded)",
+        f"{len(canary_after)} answers from the canary", not canary_after,
+    )  # fmt: skip
+
+
+def story(stack: Stack, rollout_id: int) -> str:
+    """The rollout's events, each at its time since the first (registry clock)."""
+    with stack.reading() as registry:
+        events = registry.rollouts.timeline(rollout_id)
+    return ", ".join(
+        f"{e.action.removeprefix('rollout.')} {(e.at - events[0].at).total_seconds():.1f} s"
+        for e in events
+    )
+
+
+def test_a_failing_canary_is_rolled_back_in_time_and_stable_fails_nothing(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """RELIABILITY Z4: the candidate fails 30% of inputs; gate success >= 99% over
+    threshold 3 x interval 5 s = 15 s; 100 req/s throughout."""
     stack.ferryman("deploy", "m", "--replicas", "1")
     wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
     flaky = tmp_path / "v2.onnx"
     flaky.write_bytes(failing_on_30_percent())
     stack.ferryman("register", str(flaky), "--model", "m")
     url = f"{stack.gateway}/v2/models/m/infer"
-    with Load(url, rate=50, max_s=90, body=digit_body).running() as load:
+    load = Load(url, rate=RATE, max_s=90, body=digit_body, check=relu_answers({"1": 0, "2": 0}))
+    with load.running():
         stack.ferryman(
-            "rollout", "start", "m", "--to", "2", "--steps", "20,60,100",
-            "--interval", "5", "--threshold", "3", "--min-requests", "10",
+            "rollout", "start", "m", "--to", "2", "--steps", f"{WEIGHT},60,100",
+            "--interval", str(INTERVAL_S), "--threshold", str(THRESHOLD),
+            "--min-success-rate", "0.99", "--min-requests", "10",
         )  # fmt: skip
         wait_for(lambda: rollout(stack)["status"] == "rolled_back", 60, "rollback")
         rolled_back_s = load.now_s()
-        time.sleep(2)
-        after_s = load.now_s()
-        time.sleep(2)
+        time.sleep(4)
     record = rollout(stack)
     assert "success rate" in str(record["reason"])
     first_canary_s = min(o.at_s for o in load.outcomes if o.variant == "v2")
     detected_s = rolled_back_s - first_canary_s
-    assert detected_s <= 3 * 5 + 5 + 1  # threshold x interval + 5 s, from its first traffic
-    stable_failures = [o for o in load.failures() if o.variant != "v2"]
-    assert stable_failures == []
-    assert [o for o in load.outcomes if o.at_s >= after_s and o.variant == "v2"] == []
-    assert 0 < len(load.failures()) <= 0.2 * 50 * detected_s  # only the canary's share
+    figures = Figures("Z4", request.node.nodeid)
+    hold_rollback(figures, load, first_canary_s, rolled_back_s)
+    figures.note("the rollout's story", story(stack, int(str(record["id"]))))
+    # The budget is the failures to expect: the canary draws WEIGHT% of requests at random
+    # and 30% of its inputs fail, so the count is binomial around it (sd ~ its square root
+    # at these sizes); the bound adds three sd so that a correct rollout passes (~99.9%).
+    budget = WEIGHT / 100 * 0.3 * RATE * detected_s
+    bound = budget + 3 * math.sqrt(budget)
+    failed = len(load.failures())
+    figures.check(
+        "total failed", f"<= {WEIGHT}% x 0.3 x {RATE} req/s x {detected_s:.1f} s = "
+        f"{budget:.0f} (+3 sd: {bound:.0f})", str(failed), 0 < failed <= bound,
+    )  # fmt: skip
+    figures.verify()
 
 
 def slow_model(seconds: float = 1.0, size: int = 128) -> bytes:
@@ -167,10 +215,12 @@ def slow_model(seconds: float = 1.0, size: int = 128) -> bytes:
     return build(max(400, min(50_000, round(seconds / per_trip_s))))
 
 
-def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(stack: Stack, tmp_path: Path) -> None:
+def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(
+    stack: Stack, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """RELIABILITY Z4, latency: the candidate takes ~1 s per answer, the gate is p99 200 ms,
-    threshold 3 x interval 5 s: rolled back within 3 x 5 + 5 s of its first traffic, and the
-    stable version fails nothing."""
+    threshold 3 x interval 5 s, 100 req/s: rolled back within 3 x 5 + 5 s of its first
+    traffic, and the stable version fails nothing."""
     spec = DeploymentSpec(
         endpoint="m", variants=(VariantSpec(model="m", version=1),), intra_op_threads=1
     )
@@ -181,10 +231,14 @@ def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(stack: Stack, tmp_
     slow.write_bytes(slow_model(1.0))
     stack.ferryman("register", str(slow), "--model", "m")
     url = f"{stack.gateway}/v2/models/m/infer"
-    with Load(url, rate=40, max_s=90, body=digit_body).running() as load:
+    # 64 workers: the canary's ~20 req/s each wait ~1 s, and the others must keep the rate.
+    load = Load(url, rate=RATE, max_s=90, workers=64, body=digit_body,
+                check=relu_answers({"1": 0, "2": 0}))  # fmt: skip
+    with load.running():
         stack.ferryman(
-            "rollout", "start", "m", "--to", "2", "--steps", "20,60,100", "--interval", "5",
-            "--threshold", "3", "--min-requests", "5", "--max-p99-ms", "200",
+            "rollout", "start", "m", "--to", "2", "--steps", f"{WEIGHT},60,100",
+            "--interval", str(INTERVAL_S), "--threshold", str(THRESHOLD),
+            "--min-requests", "5", "--max-p99-ms", "200",
         )  # fmt: skip
         wait_for(lambda: rollout(stack)["status"] == "rolled_back", 90, "rollback")
         rolled_back_s = load.now_s()
@@ -192,45 +246,81 @@ def test_a_slow_canary_is_rolled_back_by_its_p99_gate_in_time(stack: Stack, tmp_
     record = rollout(stack)
     assert "p99" in str(record["reason"])
     first_canary_s = min(o.at_s for o in load.outcomes if o.variant == "v2")
-    assert rolled_back_s - first_canary_s <= 3 * 5 + 5 + 1
-    slow_answers = [o.latency_s for o in load.outcomes if o.variant == "v2"]
-    assert sorted(slow_answers)[len(slow_answers) // 2] > 0.5  # it really was slow
-    assert [o for o in load.failures() if o.variant != "v2"] == []
-    after = [o for o in load.outcomes if o.at_s > rolled_back_s + 2 and o.variant == "v2"]
-    assert after == []
+    figures = Figures("Z4", request.node.nodeid)
+    hold_rollback(figures, load, first_canary_s, rolled_back_s)
+    figures.note("the rollout's story", story(stack, int(str(record["id"]))))
+    slow_answers = sorted(o.latency_s for o in load.outcomes if o.variant == "v2")
+    median_s = slow_answers[len(slow_answers) // 2]
+    figures.check(
+        "canary median", "> 0.5 s (it really was slow)", f"{median_s:.2f} s", median_s > 0.5
+    )
+    figures.verify()
 
 
+@pytest.mark.parametrize(
+    "rollouts",
+    [
+        # CI: two in a row (~80 s here on a loaded 2-core machine; each rollout starts two
+        # replicas and waits two 2 s windows): five took 196 s, past a CI test's budget. The
+        # soak variant is the catalogue's five.
+        pytest.param(2, id="2-rollouts"),
+        pytest.param(5, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="5-rollouts"),
+    ],
+)
 def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, rollouts: int, request: pytest.FixtureRequest
 ) -> None:
-    """RELIABILITY Z1: five consecutive rollouts, started by the policy, under constant load:
-    0 failed; every answer from the old or the new version; none from the old once done."""
-    stack.ferryman("deploy", "m", "--replicas", "1")
-    wait_for(lambda: len(stack.ready_backends("m")) == 1, 60, "v1 ready")
+    """RELIABILITY Z1: two replicas rolled to a new version five times in a row, started by
+    the policy, under a constant 100 req/s: 0 failed (status and body); every answer from
+    the old or the new version; none from the old once the step is done."""
+    stack.ferryman("deploy", "m", "--replicas", "2")
+    wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "v1 on two replicas")
     stack.ferryman(
         "policy", "set", "m", "--steps", "50,100", "--interval", "2", "--min-requests", "5"
     )
+    last = rollouts + 1
+    seeds = {str(v): float(v) for v in range(2, last + 1)} | {"1": 0.0}
     finished: list[tuple[int, float]] = []
-    with Load(f"{stack.gateway}/v2/models/m/infer", rate=40, max_s=150).running() as load:
-        for version in range(2, 7):
+    load = Load(f"{stack.gateway}/v2/models/m/infer", rate=100, max_s=60 * rollouts,
+                check=relu_answers(seeds))  # fmt: skip
+    with stack.reading() as registry, load.running():
+        for version in range(2, last + 1):
             model = tmp_path / f"v{version}.onnx"
             model.write_bytes(make_onnx(seed_value=float(version)))
             stack.ferryman("register", str(model), "--model", "m")
-            wait_for(partial(_promoted, stack, version), 40, f"v{version} promoted")
+            wait_for(partial(_promoted_in, registry, version), 60, f"v{version} promoted")
             finished.append((version, load.now_s()))
+            wait_for(lambda: len(stack.replica_pids()) == 2, 30, f"v{version - 1} stopped")
         time.sleep(1)
-    assert load.failures() == []
+    report = load.report()
+    figures = Figures("Z1", request.node.nodeid)
+    figures.check("rollouts", f"{rollouts} in a row", str(len(finished)), len(finished) == rollouts)
+    figures.check("failed", "0", f"{report.failed} of {report.sent}", report.failed == 0)
+    figures.check("rate", ">= 99 req/s", f"{report.achieved_rps:.1f}", not report.rate_problem())
+    figures.note("p50 / p99", f"{report.p50_ms:.1f} / {report.p99_ms:.1f} ms")
+    started_s = 0.0
     for version, done_s in finished:
-        during = [o.version for o in load.outcomes if done_s - 8 < o.at_s < done_s]
-        assert set(during) <= {str(version - 1), str(version)}
-        after = [o for o in load.outcomes if done_s + 2 < o.at_s and o.version == str(version - 1)]
-        assert after == [], f"v{version - 1} still answered after v{version} was promoted"
-    assert load.outcomes[-1].version == "6"
-
-
-def _promoted(stack: Stack, version: int) -> bool:
-    records = json.loads(stack.ferryman("rollout", "status", "m", "--json"))
-    return any(r["candidate"]["version"] == version and r["status"] == "promoted" for r in records)
+        during = {o.version for o in load.outcomes if started_s <= o.at_s < done_s}
+        figures.check(
+            f"v{version} step: versions answering", f"within {{{version - 1}, {version}}}",
+            str(sorted(during)), during <= {str(version - 1), str(version)},
+        )  # fmt: skip
+        old = [o.at_s - done_s for o in load.outcomes if o.version == str(version - 1)]
+        last_old_s = max(old, default=-1.0)
+        # "Done" is the promotion as the registry records it (read here every 50 ms); the
+        # gateways hold the new table once the reconciler (0.2 s here) writes it and they
+        # read it (every 0.15 s): a request sent in that gap may still reach the old version.
+        figures.check(
+            f"v{version} step: last v{version - 1} answer sent", "< 1 s after promotion",
+            f"{last_old_s:+.2f} s", last_old_s < 1.0,
+        )  # fmt: skip
+        started_s = done_s + 1.0  # the previous step's old version may answer until then
+    replicas, answering = len(stack.replica_pids()), load.outcomes[-1].version
+    figures.check(
+        "in the end", f"2 replicas, answering v{last}", f"{replicas}, answering v{answering}",
+        replicas == 2 and answering == str(last),
+    )  # fmt: skip
+    figures.verify()
 
 
 SEED = int(os.environ.get("FERRYMAN_TEST_SEED", "20261208"))

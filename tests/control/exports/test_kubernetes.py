@@ -9,40 +9,38 @@ any registry here): what can be checked offline is checked here.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate  # type: ignore[import-untyped]  # no stubs, no py.typed
+import kubernetes_validate
 import pytest
 import typer
-import yaml
 
 from ferryman.cli.main import app
 from ferryman.config import Settings
+from ferryman.connection_limits import check_tls_bind
 from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
 from ferryman.control.monitor.alerts import DEFAULT_RULES
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
+from ferryman.host_policy import HostPolicy
 from ferryman.registry import DeploymentSpec
 from ferryman.registry.deployments import Autoscaling, VariantSpec
-
-KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(
-    KUBECTL is None, reason="KUBECTL MISSING: the kustomizations are NOT built"
+from tests.control.exports.manifests import (
+    CRD_RELEASES,
+    CRD_SCHEMAS,
+    KUBECTL,
+    KUBERNETES_VERSIONS,
+    SCHEMAS,
+    check_golden,
+    crd_validator,
+    kustomize,
+    needs_kubectl,
+    write_files,
 )
-SCHEMAS = Path(__file__).parent / "crd_schemas"
-# The oldest Kubernetes the manifests promise, and the newest kubernetes-validate knows.
-KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-# Custom resources: (apiVersion, kind) -> the CRD's schema (source: crd_schemas/README.md).
-CRD_SCHEMAS = {
-    ("ray.io/v1", "RayCluster"): "raycluster-ray.io-v1.json",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute-gateway.networking.k8s.io-v1.json",
-}
+
+KUBERNETES_CRDS = {key: file for key, file in CRD_SCHEMAS.items() if key[1] != "InferenceService"}
 DEPLOYMENTS = (
     DeploymentSpec(
         endpoint="digits",
@@ -59,18 +57,7 @@ OVERLAYS = ("deployments", "kuberay")
 
 
 def write(tmp_path: Path, spec: ClusterSpec, deployments: tuple[DeploymentSpec, ...]) -> Path:
-    for name, text in render(spec, deployments, DEFAULT_RULES).items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    return tmp_path
-
-
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    assert KUBECTL is not None
-    built = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True,
-                           text=True, timeout=60, check=False)  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    return [item for item in yaml.safe_load_all(built.stdout) if item]
+    return write_files(tmp_path, render(spec, deployments, DEFAULT_RULES))
 
 
 @pytest.fixture(scope="module", params=["ingress", "httproute"])
@@ -173,7 +160,7 @@ def test_custom_resources_match_their_crd_schemas(built: dict[str, list[dict[str
                 crd_validator(key).validate(item)
                 seen.add(key)
     edge = ("gateway.networking.k8s.io/v1", "HTTPRoute")
-    assert seen | {edge} == set(CRD_SCHEMAS)
+    assert seen | {edge} == set(KUBERNETES_CRDS)
 
 
 @pytest.mark.parametrize("key", list(CRD_SCHEMAS))
@@ -183,6 +170,18 @@ def test_crd_schemas_refuse_an_unknown_field(key: tuple[str, str]) -> None:
             "spec": {"notAField": 1}}  # fmt: skip
     with pytest.raises(jsonschema.ValidationError, match="notAField"):
         crd_validator(key).validate(item)
+
+
+def test_every_vendored_schema_names_its_source_and_release() -> None:
+    """Each schema file is in use and in crd_schemas/README.md's table, with its release."""
+    readme = (SCHEMAS / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines()
+            if line.startswith("| `")}  # fmt: skip
+    assert sorted(rows) == sorted(p.name for p in SCHEMAS.glob("*.json"))
+    assert sorted(rows) == sorted(CRD_SCHEMAS.values())
+    for (_, kind), file in CRD_SCHEMAS.items():
+        assert "github.com/" in rows[file]
+        assert f"| {CRD_RELEASES[kind]} " in rows[file], rows[file]
 
 
 def test_commands_and_settings_in_the_manifests_are_the_clis(
@@ -203,7 +202,10 @@ def test_commands_and_settings_in_the_manifests_are_the_clis(
                 assert command is not None, f"no ferryman {name}"
                 command.make_context(f"ferryman {name}", list(args))  # raises on a bad option
                 commands.add(name)
-                _check_settings(container["env"])
+                settings = _check_settings(container["env"])
+                # Off loopback a server refuses plain HTTP unless its settings allow it.
+                host = args[args.index("--host") + 1]
+                check_tls_bind(host, False, settings.connections.insecure_http)
     assert commands == {"up", "gateway", "serve"}
 
 
@@ -220,6 +222,46 @@ def test_control_plane_accepts_the_host_prometheus_scrapes_it_by(
     assert "$(POD_IP)" in allowed
     assert names.index("POD_IP") < names.index("FERRYMAN_CONTROL__ALLOWED_HOSTS")
     assert env[names.index("POD_IP")]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Every Ferryman server refuses a Host it does not know (DNS-rebinding guard): the
+    gateway is called by the Ingress's host, the replicas by the names in the gateway's route
+    table, Prometheus names each pod's IP, and the probes say localhost."""
+    items = built["deployments"]
+    routes = json.loads(next(o for o in items if o["kind"] == "ConfigMap")["data"]["routes.json"])
+    backends = {url.split("://")[1]: url for route in routes["endpoints"].values()
+                for variant in route["variants"] for url in variant["backends"]}  # fmt: skip
+    pod_ip = "10.1.2.3"
+    checked = 0
+    for item in items:
+        if item["kind"] != "Deployment" or item["metadata"]["name"] == "ferryman-control":
+            continue
+        (container,) = containers(item)
+        section = "gateway" if container["args"][0] == "gateway" else "serving"
+        variable = f"FERRYMAN_{section.upper()}__ALLOWED_HOSTS"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        names = [e["name"] for e in container["env"]]
+        assert names.index("POD_IP") < names.index(variable)  # so that $(POD_IP) expands
+        allowed = [h.replace("$(POD_IP)", pod_ip) for h in json.loads(env[variable])]
+        port = container["ports"][0]["containerPort"]
+        policy = HostPolicy.for_server("0.0.0.0", port, allowed)
+        if section == "gateway":
+            callers = ["ferryman.example.com", f"{pod_ip}:{port}"]
+        else:
+            service = item["metadata"]["name"]
+            callers = [next(h for h in backends if h.startswith(f"{service}.")),
+                       f"{pod_ip}:{port}"]  # fmt: skip
+        for host in callers:
+            assert policy.refusal([(b"host", host.encode())], "POST", "http") is None, host
+        assert policy.refusal([(b"host", b"evil.example")], "GET", "http") is not None
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            headers = container[probe]["httpGet"]["httpHeaders"]
+            assert headers == [{"name": "Host", "value": "localhost"}]
+        checked += 1
+    assert checked == 4  # the gateway and three replicas
 
 
 def test_gateway_routes_config_is_a_route_table_of_the_replica_services(
@@ -259,6 +301,12 @@ def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, A
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert {"name": "FERRYMAN_SERVING__MAX_BATCH_SIZE", "value": "16"} in container["env"]
+    # Artifacts on S3: the optional Secret's FERRYMAN_ARTIFACTS__URL and AWS_* keys, and a
+    # cache the pod may write (the data claim is read-only to replicas).
+    assert container["envFrom"] == [{"secretRef": {"name": "ferryman-s3", "optional": True}}]
+    assert {"name": "FERRYMAN_ARTIFACTS__CACHE_DIR", "value": "/tmp/artifact-cache"} in (
+        container["env"]
+    )
 
 
 def test_replicas_admit_only_the_gateway_the_control_plane_and_prometheus(
@@ -297,6 +345,13 @@ def test_rendering_is_a_pure_function_of_its_inputs() -> None:
     assert "ferryman-digits-v3.ml.svc:8080" in other["overlays/deployments/replicas.yaml"]
 
 
+def test_rendering_matches_the_golden_files() -> None:
+    """Both flavours (overlays/deployments, overlays/kuberay), the base and both edges, as
+    reviewed in golden/kubernetes/ (rewrite with FERRYMAN_UPDATE_GOLDEN=1)."""
+    check_golden("kubernetes", render(ClusterSpec(image="registry.example.com/ferryman:0.1.0"),
+                                      DEPLOYMENTS, DEFAULT_RULES))  # fmt: skip
+
+
 @pytest.mark.parametrize("image", ["ferryman", "ferryman:latest", "reg:5000/ferryman", "x@md5:1"])
 def test_an_image_without_a_pinned_tag_is_refused(image: str) -> None:
     with pytest.raises(InvalidInput, match=r"tag|digest"):
@@ -310,29 +365,6 @@ def test_an_empty_registry_renders_an_example_endpoint(tmp_path: Path) -> None:
     assert "ferryman-example-v1" in {o["metadata"]["name"] for o in items}
 
 
-def crd_validator(key: tuple[str, str]) -> jsonschema.Draft7Validator:
-    """A validator of the CRD's OpenAPI v3 schema, the JSON Schema subset draft 7 reads.
-
-    The schema itself is not checked against the metaschema: some CRDs' patterns are Go
-    (RE2) expressions Python's ``re`` refuses, used only on fields Ferryman never sets.
-    """
-    schema = json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text())
-    return jsonschema.Draft7Validator(_closed(schema))
-
-
-def _closed(schema: Any) -> Any:
-    """The schema with unknown fields refused wherever the CRD does not preserve them."""
-    if isinstance(schema, list):
-        return [_closed(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    closed = {key: _closed(value) for key, value in schema.items()}
-    if ("properties" in closed and "additionalProperties" not in closed
-            and not closed.get("x-kubernetes-preserve-unknown-fields")):  # fmt: skip
-        closed["additionalProperties"] = False
-    return closed
-
-
 def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
     if item["kind"] != "RayCluster":
         return []
@@ -341,7 +373,7 @@ def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
              "template": group["template"]} for group in groups]  # fmt: skip
 
 
-def _check_settings(env: list[dict[str, Any]]) -> None:
+def _check_settings(env: list[dict[str, Any]]) -> Settings:
     """Every FERRYMAN_ variable names a setting; with placeholders for Secrets, they load."""
     nested: dict[str, Any] = {}
     for variable in env:
@@ -358,4 +390,4 @@ def _check_settings(env: list[dict[str, Any]]) -> None:
         for part in path[:-1]:
             target = target.setdefault(part, {})
         target[path[-1]] = json.loads(value) if value[:1] in "[{" else value
-    Settings.model_validate(nested)
+    return Settings.model_validate(nested)

@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ferryman.control.metrics.source import replica_counters
+from ferryman.control.metrics.source import replica_counters, replica_scrape
 from ferryman.control.metrics.traffic import traffic_by_variant
 from ferryman.control.monitor.monitor import restarts_by_slot, variant_readings
 from ferryman.control.monitor.sampling import Reading, ReplicaReading, VariantReading, sample
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from ferryman.registry import DeploymentRecord, DeploymentSpec, EventRecord, VariantSpec
+from ferryman.serving.generation import GenerationMetrics
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
 
 V1, V2 = ("digits", "v1"), ("digits", "v2")
@@ -174,4 +175,41 @@ def _failure(event_id: int, details: dict[str, object]) -> EventRecord:
     return EventRecord(
         id=event_id, at=datetime.now(UTC), actor="reconciler", action="replica.failed",
         object_type="replica", object_key=f"r{event_id}", model="digits", details=details,
+    )  # fmt: skip
+
+
+def test_a_language_models_series_from_the_gateway_and_its_replicas() -> None:
+    """Time to first token and per output token from the gateway's stream histograms; tokens
+    per second and open streams from the replicas' own exposition, parsed as scraped."""
+    gateway = GatewayMetrics()
+    plane = GenerationMetrics(ReplicaIdentity("digits", "1", "onnx-genai"))
+    earlier = reading(0.0, gateway, replicas={"http://r1": _llm_replica(plane)})
+    for _ in range(10):
+        gateway.answered("digits", "v1", 200, 0.5)
+        gateway.first_token.labels("digits", "v1").observe(0.03)
+        for _ in range(20):
+            gateway.inter_token.labels("digits", "v1").observe(0.004)
+    plane.prompt_tokens.inc(80)
+    plane.completion_tokens.inc(200)
+    plane.streams.inc(3)
+    later = reading(10.0, gateway, replicas={"http://r1": _llm_replica(plane)})
+
+    v1, v2 = sample(earlier, later)
+    assert 25 < v1.values["ttft_p50_ms"] <= 50
+    assert 25 < v1.values["ttft_p99_ms"] <= 50
+    assert 2.5 < v1.values["tpot_p99_ms"] <= 5
+    assert v1.values["tokens_per_s"] == pytest.approx(20.0)  # 200 tokens in 10 s
+    assert v1.values["prompt_tokens_per_s"] == pytest.approx(8.0)
+    assert v1.values["in_flight"] == 3
+    assert "ttft_p99_ms" not in v2.values  # no streams: no token series
+    assert "tokens_per_s" not in v2.values
+    [tensor, _] = sample(reading(0.0, gateway), reading(10.0, gateway))
+    assert "tokens_per_s" not in tensor.values  # no replica counted tokens
+
+
+def _llm_replica(plane: GenerationMetrics) -> ReplicaReading:
+    scraped = replica_scrape(plane.exposition().decode())
+    return ReplicaReading(
+        "digits", "v1", in_flight=scraped.in_flight, prompt_tokens=scraped.prompt_tokens,
+        completion_tokens=scraped.completion_tokens,
     )  # fmt: skip

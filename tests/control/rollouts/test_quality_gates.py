@@ -67,3 +67,42 @@ def test_input_drift_beyond_the_gate_holds() -> None:
 
 def test_without_quality_gates_signals_change_nothing() -> None:
     assert analyse(Gates(), HEALTHY, signals=signals(candidate=0.1)).verdict is Verdict.PASS
+
+
+def rated(candidate: float, baseline: float = 0.8, count: int = 200) -> ModelSignals:
+    return ModelSignals(
+        candidate_rated=count, candidate_thumbs_up_rate=candidate,
+        baseline_rated=count, baseline_thumbs_up_rate=baseline,
+    )  # fmt: skip
+
+
+def test_a_thumbs_up_rate_below_the_baseline_fails() -> None:
+    gates = Gates(max_thumbs_up_drop=0.1)
+    analysis = analyse(gates, HEALTHY, signals=rated(candidate=0.3))
+    assert analysis.verdict is Verdict.FAIL
+    assert analysis.reasons == ("thumbs-up rate 0.300 < baseline 0.800 - 0.1 (200 vs 200 rated)",)
+    assert (analysis.thumbs_up_rate, analysis.rated) == (0.3, 200)
+    assert analysis.figures()["thumbs_up_rate"] == 0.3
+    assert analyse(gates, HEALTHY, signals=rated(candidate=0.75)).verdict is Verdict.PASS
+
+
+def test_a_thumbs_up_floor_fails_below_it() -> None:
+    analysis = analyse(Gates(min_thumbs_up_rate=0.5), HEALTHY, signals=rated(candidate=0.4))
+    assert analysis.reasons == ("thumbs-up rate 0.400 < 0.5 (200 rated)",)
+
+
+def test_too_few_ratings_hold_and_never_promote() -> None:
+    gates = Gates(max_thumbs_up_drop=0.1, min_rated=30)
+    analysis = analyse(gates, HEALTHY, signals=rated(candidate=1.0, count=29))
+    assert analysis.verdict is Verdict.INCONCLUSIVE
+    assert analysis.reasons == ("29 rated candidate completions < 30: thumbs-up rate not judged",)
+    assert analyse(gates, HEALTHY).verdict is Verdict.INCONCLUSIVE  # no ratings at all
+    unrated_baseline = ModelSignals(candidate_rated=90, candidate_thumbs_up_rate=0.9)
+    held = analyse(gates, HEALTHY, signals=unrated_baseline)
+    assert held.reasons == ("0 rated baseline completions < 30: thumbs-up rate not compared",)
+
+
+def test_ratings_change_nothing_without_a_thumbs_gate() -> None:
+    analysis = analyse(Gates(), HEALTHY, signals=rated(candidate=0.0))
+    assert analysis.verdict is Verdict.PASS
+    assert analysis.rated is None

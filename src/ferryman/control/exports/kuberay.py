@@ -86,7 +86,9 @@ def _pod(name: str, ports: Sequence[tuple[str, int]], resources: k.Resources) ->
         "ports": [{"name": port, "containerPort": number, "protocol": "TCP"}
                   for port, number in ports],
         "env": [k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
-                k.secret_env("FERRYMAN_DATABASE_URL", "database-url")],
+                k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
+                k.env("FERRYMAN_ARTIFACTS__CACHE_DIR", k.CACHE_DIR)],
+        "envFrom": k.s3_env_from(),
         "resources": resources.document(),
         "securityContext": k.container_security(),
         "volumeMounts": [

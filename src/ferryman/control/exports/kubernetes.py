@@ -100,7 +100,7 @@ def render(
             images=images,
         ),
         "overlays/deployments/replicas.yaml": _documents(
-            [_routes_config(spec, deployments), *replica_objects(deployments)]
+            [_routes_config(spec, deployments), *replica_objects(deployments, spec.namespace)]
         ),
         "overlays/kuberay/kustomization.yaml": _kustomization(
             resources=["../../base", "raycluster.yaml"],
@@ -137,8 +137,7 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
     name = "ferryman-control"
     # The Host allow-list (DNS-rebinding guard) takes the Service's names and the pod's own
     # IP, which Prometheus sends when it scrapes /metrics (Kubernetes expands $(POD_IP)).
-    hosts = [name, f"{name}.{spec.namespace}.svc", f"{name}.{spec.namespace}.svc.cluster.local",
-             "$(POD_IP)"]  # fmt: skip
+    hosts = k.service_hosts(name, spec.namespace)
     health = k.Probe("/healthz", host="localhost")
     probes = k.Probes(startup=k.Probe("/healthz", 2, 60, "localhost"), readiness=health,
                       liveness=health)  # fmt: skip
@@ -149,11 +148,12 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
         k.Resources("250m", "512Mi", "1", "1Gi"),
         probes,
         env=(
-            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            k.POD_IP,
             k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
             k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
             k.env("FERRYMAN_CONTROL__ALLOWED_HOSTS", json.dumps(hosts)),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
+            k.PLAIN_HTTP,
         ),
         mounts=(
             {"name": "data", "mountPath": k.DATA_DIR},
@@ -161,7 +161,7 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
              "subPath": "control-token", "readOnly": True},
         ),
     )  # fmt: skip
-    container["envFrom"] = [{"secretRef": {"name": k.S3_SECRET, "optional": True}}]
+    container["envFrom"] = k.s3_env_from()
     volumes = (
         {"name": "data", "persistentVolumeClaim": {"claimName": k.DATA_CLAIM}},
         {"name": "token", "secret": {"secretName": k.SECRET, "defaultMode": 0o400,
@@ -186,9 +186,13 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
 
 def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
     name = "ferryman-gateway"
-    ready = k.Probe("/v2/health/ready", 5)
-    probes = k.Probes(k.Probe("/-/healthz", 2, 30), ready, k.Probe("/-/healthz"))
+    # The kubelet's probes name the pod's IP as Host; they say localhost, which is always
+    # allowed. Callers through the Ingress or HTTPRoute name spec.host.
+    ready = k.Probe("/v2/health/ready", 5, host="localhost")
+    live = k.Probe("/-/healthz", host="localhost")
+    probes = k.Probes(k.Probe("/-/healthz", 2, 30, "localhost"), ready, live)
     hosts = sorted({host for host in _backend_hosts(spec.namespace, deployments)})
+    allowed = [spec.host, *k.service_hosts(name, spec.namespace)]
     container = k.container(
         "gateway",
         ["gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT[1]),  # noqa: S104
@@ -197,10 +201,13 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
         k.Resources("250m", "256Mi", "1", "512Mi"),
         probes,
         env=(
+            k.POD_IP,
             # The gateway has no auth of its own: the Ingress in front is the edge.
             k.env("FERRYMAN_GATEWAY__ALLOW_INSECURE_BIND", "true"),
+            k.env("FERRYMAN_GATEWAY__ALLOWED_HOSTS", json.dumps(allowed)),
             k.env("FERRYMAN_GATEWAY__BACKEND_HOSTS", json.dumps(hosts)),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
+            k.PLAIN_HTTP,
         ),
         mounts=({"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},),
     )  # fmt: skip

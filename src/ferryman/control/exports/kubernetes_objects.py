@@ -22,7 +22,11 @@ USER_ID = 10001
 SECRET = "ferryman-secrets"  # noqa: S105 - the Secret's name, not a secret
 """Keys: ``database-url`` (PostgreSQL URL of the registry), ``api-token``."""
 S3_SECRET = "ferryman-s3"  # noqa: S105 - the Secret's name
-"""Optional: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL_S3``."""
+"""Optional, for artifacts on S3: ``FERRYMAN_ARTIFACTS__URL`` (``s3://BUCKET/PREFIX``),
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optionally ``AWS_REGION`` and
+``FERRYMAN_ARTIFACTS__ENDPOINT_URL``; the control plane and the replicas read it whole."""
+CACHE_DIR = "/tmp/artifact-cache"  # noqa: S108 - the pod's own emptyDir
+"""Replicas' cache of S3 artifacts: the data claim is read-only to them."""
 DATA_CLAIM = "ferryman-data"
 DATA_DIR = "/var/lib/ferryman"
 PART_OF = "app.kubernetes.io/part-of"
@@ -220,6 +224,28 @@ def secret_env(name: str, key: str, *, optional: bool = False) -> Object:
     if optional:
         reference["optional"] = True
     return {"name": name, "valueFrom": {"secretKeyRef": reference}}
+
+
+def s3_env_from() -> list[Object]:
+    """The optional S3 Secret as environment (nothing when it does not exist)."""
+    return [{"secretRef": {"name": S3_SECRET, "optional": True}}]
+
+
+POD_IP = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+"""The pod's IP as ``$(POD_IP)``: Prometheus scrapes a pod by it, and it is the Host it sends."""
+
+
+def service_hosts(name: str, namespace: str) -> list[str]:
+    """The Host values a Service's pods are called by: its DNS names and the pod's IP (the
+    DNS-rebinding guard of every Ferryman server refuses any other; Kubernetes expands
+    ``$(POD_IP)`` from :data:`POD_IP`, which must come first in the environment)."""
+    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", "$(POD_IP)"]
+
+
+PLAIN_HTTP = {"name": "FERRYMAN_CONNECTIONS__INSECURE_HTTP", "value": "true"}
+"""Every server refuses plain HTTP off loopback unless told: in a cluster TLS ends at the
+Ingress or Gateway, and pods call each other by plain HTTP (add a mesh's mTLS, or
+``tls_cert_file`` from a Secret, where that is not enough)."""
 
 
 def env(name: str, value: str) -> Object:

@@ -8,6 +8,7 @@ one example endpoint, a template to copy.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,56 +32,70 @@ def serve_args(variant: VariantSpec) -> list[str]:
     return [*args, "--host", "0.0.0.0", "--port", str(REPLICA_PORT[1])]  # noqa: S104 - a pod
 
 
-def replica_env(spec: DeploymentSpec) -> tuple[k.Object, ...]:
-    """The environment of a replica: registry, data dir, the endpoint's batching settings."""
+def replica_env(spec: DeploymentSpec, hosts: list[str]) -> tuple[k.Object, ...]:
+    """The environment of a replica: registry, data dir, the Host names it answers (the
+    gateway calls it by its Service's name), the endpoint's batching settings."""
     tuned = {
         "FERRYMAN_SERVING__MAX_BATCH_SIZE": spec.max_batch_size,
         "FERRYMAN_SERVING__MAX_DELAY_MS": spec.max_delay_ms,
         "FERRYMAN_SERVING__INTRA_OP_THREADS": spec.intra_op_threads,
     }
     return (
+        k.POD_IP,
+        k.env("FERRYMAN_SERVING__ALLOWED_HOSTS", json.dumps(hosts)),
         k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
         k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
         # Replicas have no token auth yet: the NetworkPolicy admits only Ferryman's callers.
         k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
         k.env("FERRYMAN_LOG_FORMAT", "json"),
+        k.PLAIN_HTTP,
+        k.env("FERRYMAN_ARTIFACTS__CACHE_DIR", k.CACHE_DIR),  # used with artifacts on S3
         *(k.env(name, f"{value:g}") for name, value in tuned.items() if value is not None),
     )
 
 
-def replica_container(spec: DeploymentSpec, variant: VariantSpec, image: str) -> k.Object:
+def replica_container(
+    spec: DeploymentSpec, variant: VariantSpec, image: str, namespace: str
+) -> k.Object:
+    # The kubelet's probes would name the pod's IP as Host; localhost is always allowed.
     probes = k.Probes(
-        startup=k.Probe("/v2/health/live", 2, 60),
-        readiness=k.Probe("/v2/health/ready", 5),
-        liveness=k.Probe("/v2/health/live"),
+        startup=k.Probe("/v2/health/live", 2, 60, "localhost"),
+        readiness=k.Probe("/v2/health/ready", 5, host="localhost"),
+        liveness=k.Probe("/v2/health/live", host="localhost"),
     )
-    return k.container(
+    hosts = k.service_hosts(replica_name(spec.endpoint, variant.name), namespace)
+    container = k.container(
         "replica",
         serve_args(variant),
         REPLICA_PORT,
         k.Resources("500m", "512Mi", "2", "2Gi"),
         probes,
-        env=replica_env(spec),
+        env=replica_env(spec, hosts),
         mounts=({"name": "data", "mountPath": k.DATA_DIR, "readOnly": True},),
         image=image,
     )
+    container["envFrom"] = k.s3_env_from()
+    return container
 
 
-def replica_objects(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
+def replica_objects(deployments: Sequence[DeploymentSpec], namespace: str) -> list[k.Object]:
     """Deployment, Service and (when the endpoint autoscales) HPA of every variant."""
     objects: list[k.Object] = [k.service_account("ferryman-replica", REPLICA)]
     for spec in deployments or (EXAMPLE,):
         for variant in spec.variants:
-            objects += _variant_objects(spec, variant)
+            objects += _variant_objects(spec, variant, namespace)
     return objects
 
 
-def _variant_objects(spec: DeploymentSpec, variant: VariantSpec) -> list[k.Object]:
+def _variant_objects(spec: DeploymentSpec, variant: VariantSpec, namespace: str) -> list[k.Object]:
     name = replica_name(spec.endpoint, variant.name)
     tags = {k.ENDPOINT_LABEL: spec.endpoint, k.VARIANT_LABEL: variant.name}
     volumes = ({"name": "data", "persistentVolumeClaim": {"claimName": k.DATA_CLAIM,
                                                           "readOnly": True}},)  # fmt: skip
-    pod = k.pod_spec("ferryman-replica", [replica_container(spec, variant, k.IMAGE)], volumes)
+    pod = k.pod_spec(
+        "ferryman-replica", [replica_container(spec, variant, k.IMAGE, namespace)], volumes
+    )
+    pod["volumes"][0]["emptyDir"]["sizeLimit"] = "2Gi"  # holds the S3 cache when there is one
     scaling = spec.autoscaling
     low = max(1, variant.standby_replicas or (scaling.min_replicas if scaling else 1))
     replicas = low if scaling else variant.replicas

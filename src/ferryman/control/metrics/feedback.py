@@ -1,7 +1,9 @@
-"""Model-level signals of each variant, from the payload log: accuracy and input drift.
+"""Model-level signals of each variant, from the payload log: accuracy, thumbs-up rate and
+input drift.
 
 Feedback labels joined to predictions give a variant's quality
-(:mod:`ferryman.control.analysis.quality`); the input summaries of its recent requests,
+(:mod:`ferryman.control.analysis.quality`); ratings of a language model's completions
+(thumbs up or down) give its thumbs-up rate; the input summaries of its recent requests,
 compared with the histograms its version's training data left in its reference, give its
 input drift (PSI). The rollout controller asks for a rollout's candidate and baseline; the
 monitor records every variant's figures as series.
@@ -17,7 +19,7 @@ from ferryman.control.analysis.drift import input_drift
 from ferryman.control.analysis.quality import Quality, confusion, quality
 from ferryman.errors import FerrymanError
 from ferryman.reference import Histogram
-from ferryman.registry import Registry, RolloutRecord
+from ferryman.registry import Rated, Registry, RolloutRecord
 from ferryman.types import Slot
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ LABELLED = "labelled"
 INPUT_ROWS = "input_rows"
 """The key of the input rows its drift stands on."""
 """Newest labelled rows a variant is judged on."""
+RATED_WINDOW = 2_000
+"""Newest rated completions a variant is judged on."""
 SUMMARY_WINDOW = 2_000
 """Newest requests whose inputs are compared with the training data."""
 
@@ -41,6 +45,11 @@ class ModelSignals:
     baseline_labelled: int = 0
     baseline_accuracy: float | None = None
     input_drift_psi: float | None = None
+    candidate_rated: int = 0
+    """Completions of the candidate rated up or down."""
+    candidate_thumbs_up_rate: float | None = None
+    baseline_rated: int = 0
+    baseline_thumbs_up_rate: float | None = None
 
 
 class FeedbackSignals:
@@ -84,13 +93,23 @@ class FeedbackSignals:
         return {name: (model, version, self.quality(endpoint, name, since))
                 for name, model, version in served}  # fmt: skip
 
+    def rated(self, endpoint: str, variant: str, since: datetime | None = None) -> Rated:
+        """How many of a variant's newest rated completions were thumbs up (since a time)."""
+        return self._registry.payloads.rated(endpoint, variant, since=since, limit=RATED_WINDOW)
+
     def for_rollout(self, rollout: RolloutRecord) -> ModelSignals:
-        """The candidate's and the baseline's accuracy, and the candidate's input drift."""
+        """Both sides' accuracy and thumbs-up rate, and the candidate's input drift."""
         endpoint = rollout.endpoint
         candidate = self.quality(endpoint, rollout.candidate.name)
         baseline = self.quality(endpoint, rollout.baseline.name)
+        candidate_rated = self.rated(endpoint, rollout.candidate.name)
+        baseline_rated = self.rated(endpoint, rollout.baseline.name)
         model, version = rollout.candidate.model, rollout.candidate.version
         return ModelSignals(
+            candidate_rated=candidate_rated.rated,
+            candidate_thumbs_up_rate=candidate_rated.up_rate,
+            baseline_rated=baseline_rated.rated,
+            baseline_thumbs_up_rate=baseline_rated.up_rate,
             candidate_labelled=candidate.labelled,
             candidate_accuracy=candidate.accuracy if candidate.labelled else None,
             baseline_labelled=baseline.labelled,

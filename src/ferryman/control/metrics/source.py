@@ -28,6 +28,8 @@ from ferryman.types import Clock, Slot
 BATCH_ROWS = "ferryman_batch_size_sum"
 BATCHES = "ferryman_batch_size_count"
 IN_FLIGHT = "ferryman_in_flight_requests"
+PROMPT_TOKENS = "ferryman_llm_prompt_tokens_total"
+COMPLETION_TOKENS = "ferryman_llm_completion_tokens_total"
 HELD = "ferryman_gateway_held_requests"
 
 
@@ -41,6 +43,10 @@ class ReplicaScrape:
     """Rows batched so far (the sum of the batch-size histogram)."""
     batches: float = 0.0
     in_flight: float = 0.0
+    prompt_tokens: float = 0.0
+    """A language model's prompt tokens read so far."""
+    completion_tokens: float = 0.0
+    """A language model's output tokens so far."""
 
 
 @dataclass(frozen=True)
@@ -140,13 +146,15 @@ class InMemoryMetrics:
 def replica_scrape(text: str) -> ReplicaScrape:
     """Parse one replica's ``/metrics`` text."""
     rows, batches, classes = replica_counters(text)
-    in_flight = sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == IN_FLIGHT
-    )
-    return ReplicaScrape(replica_traffic(text), classes, rows, batches, in_flight)
+    sums = dict.fromkeys((IN_FLIGHT, PROMPT_TOKENS, COMPLETION_TOKENS), 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in sums:
+                sums[sample.name] += sample.value
+    return ReplicaScrape(
+        replica_traffic(text), classes, rows, batches, sums[IN_FLIGHT],
+        sums[PROMPT_TOKENS], sums[COMPLETION_TOKENS],
+    )  # fmt: skip
 
 
 def replica_counters(text: str) -> tuple[float, float, Classes]:

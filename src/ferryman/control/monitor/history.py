@@ -29,7 +29,8 @@ _COLUMNS = {name: index for index, name in enumerate(SERIES)}
 
 PEAK_SERIES = frozenset(
     {"error_rate", "client_error_rate", "p50_ms", "p99_ms", "cpu_pct", "rss_bytes",
-     "input_drift_psi", "prediction_drift", "restarts_10m"}
+     "input_drift_psi", "prediction_drift", "restarts_10m", "ttft_p50_ms", "ttft_p99_ms",
+     "tpot_p50_ms", "tpot_p99_ms", "in_flight"}
 )  # fmt: skip
 """Series whose buckets keep their largest value: a spike must not be averaged away."""
 

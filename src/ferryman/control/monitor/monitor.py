@@ -184,6 +184,9 @@ def _replica(slot: Slot, scrape: ReplicaScrape | None, replica: Replica | None) 
         slot[0], slot[1], *counters,
         cpu_s=replica.cpu_s if replica else None, rss_bytes=replica.rss_bytes if replica else None,
         is_scraped=scrape is not None,
+        in_flight=scrape.in_flight if scrape else 0.0,
+        prompt_tokens=scrape.prompt_tokens if scrape else 0.0,
+        completion_tokens=scrape.completion_tokens if scrape else 0.0,
     )  # fmt: skip
 
 

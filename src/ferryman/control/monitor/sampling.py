@@ -32,6 +32,11 @@ class ReplicaReading:
     rss_bytes: float | None = None
     is_scraped: bool = True
     """False when its /metrics did not answer: its counters are unknown, not zero."""
+    in_flight: float = 0.0
+    """Requests being answered now (a language model's open streams)."""
+    prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    """A language model's token counters."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ SIZES = {LABELLED: ("accuracy", "f1"), INPUT_ROWS: ("input_drift_psi",)}
 """The sizes a reading's signals carry beside their values, and the series each sizes."""
 TRAFFIC_SERIES = ("qps", "error_rate", "p50_ms", "p99_ms")
 """Series that stand on the requests the gateway answered in the interval."""
+QUANTILES = ((0.5, "p50"), (0.99, "p99"))
 
 
 def sample(earlier: Reading, later: Reading) -> list[MetricSample]:
@@ -112,6 +118,11 @@ class _Window:
     classes: Classes = field(default_factory=dict)
     cpu_s: float | None = None
     rss_bytes: float | None = None
+    in_flight: float | None = None
+    prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
+    is_generative: bool = False
+    """Some replica counted tokens: the token series are recorded (zero included)."""
 
 
 def _traffic(earlier: Reading, later: Reading) -> dict[Slot, Traffic] | None:
@@ -129,6 +140,11 @@ def _traffic_values(traffic: Traffic, interval_s: float) -> dict[str, float]:
             seconds = traffic.quantile_s(q)
             if seconds is not None:
                 values[name] = seconds * 1000
+    for q, name in QUANTILES:  # a language model's streams, from the gateway's histograms
+        first, gap = traffic.first_token_quantile_s(q), traffic.inter_token_quantile_s(q)
+        for series, seconds in ((f"ttft_{name}_ms", first), (f"tpot_{name}_ms", gap)):
+            if seconds is not None:
+                values[series] = seconds * 1000
     return values
 
 
@@ -143,8 +159,11 @@ def _replica_windows(earlier: Reading, later: Reading) -> dict[Slot, _Window]:
             before = ReplicaReading(now.endpoint, now.variant)  # new: counted from zero
         if now.cpu_s is not None and before.cpu_s is not None and now.cpu_s >= before.cpu_s:
             summed.cpu_s = (summed.cpu_s or 0.0) + now.cpu_s - before.cpu_s
+        if now.is_scraped:
+            summed.in_flight = (summed.in_flight or 0.0) + now.in_flight
         if not (now.is_scraped and before.is_scraped):
             continue
+        _add_tokens(summed, now, before)
         is_reset = now.batches < before.batches
         summed.batch_rows += now.batch_rows - (0.0 if is_reset else before.batch_rows)
         summed.batches += now.batches - (0.0 if is_reset else before.batches)
@@ -163,7 +182,25 @@ def _replica_values(summed: _Window | None, interval_s: float) -> dict[str, floa
         values["cpu_pct"] = 100.0 * summed.cpu_s / interval_s
     if summed.rss_bytes is not None:
         values["rss_bytes"] = summed.rss_bytes
+    if summed.in_flight is not None:
+        values["in_flight"] = summed.in_flight
+    if summed.is_generative and interval_s > 0:
+        values["tokens_per_s"] = summed.completion_tokens / interval_s
+        values["prompt_tokens_per_s"] = summed.prompt_tokens / interval_s
     return values
+
+
+def _add_tokens(summed: _Window, now: ReplicaReading, before: ReplicaReading) -> None:
+    """A replica's tokens over the interval (a counter that shrank was reset: all new)."""
+    if not (now.completion_tokens or now.prompt_tokens):
+        return
+    summed.is_generative = True
+    summed.completion_tokens += _grown(now.completion_tokens, before.completion_tokens)
+    summed.prompt_tokens += _grown(now.prompt_tokens, before.prompt_tokens)
+
+
+def _grown(count: float, earlier: float) -> float:
+    return count - earlier if count >= earlier else count
 
 
 def _prediction_drift(

@@ -82,6 +82,26 @@ class Gates(BaseModel):
         ge=1,
         description="Fewer labelled candidate (or baseline) rows: accuracy is inconclusive, hold.",
     )
+    min_thumbs_up_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Language models: share of the candidate's rated completions that must be "
+        "thumbs up (None: not judged).",
+    )
+    max_thumbs_up_drop: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Language models: most the candidate's thumbs-up rate may fall below the "
+        "baseline's (0.1: ten points; None: not judged).",
+    )
+    min_rated: int = Field(
+        default=50,
+        ge=1,
+        description="Fewer rated candidate (or baseline) completions: the thumbs-up rate is "
+        "inconclusive, hold.",
+    )
     max_input_drift_psi: float | None = Field(
         default=None,
         gt=0,
@@ -92,6 +112,10 @@ class Gates(BaseModel):
     @property
     def judges_accuracy(self) -> bool:
         return self.min_accuracy is not None or self.max_accuracy_drop is not None
+
+    @property
+    def judges_thumbs(self) -> bool:
+        return self.min_thumbs_up_rate is not None or self.max_thumbs_up_drop is not None
 
 
 class CanaryPlan(BaseModel):
@@ -143,6 +167,8 @@ class Analysis:
     ttft_p99_ms: float | None = None
     inter_token_p99_ms: float | None = None
     labelled: int | None = None
+    thumbs_up_rate: float | None = None
+    rated: int | None = None
     prediction_drift: float | None = None
     input_drift_psi: float | None = None
     client_error_rate: float | None = None
@@ -162,6 +188,8 @@ class Analysis:
             "inter_token_p99_ms": _rounded(self.inter_token_p99_ms, 2),
             "accuracy": _rounded(self.accuracy, 4),
             "labelled": self.labelled,
+            "thumbs_up_rate": _rounded(self.thumbs_up_rate, 4),
+            "rated": self.rated,
             "prediction_drift": _rounded(self.prediction_drift, 4),
             "input_drift_psi": _rounded(self.input_drift_psi, 4),
         }
@@ -180,11 +208,11 @@ def analyse(
 ) -> Analysis:
     """Judge one window of the candidate's traffic (and predictions) against ``gates``.
 
-    Errors (5xx), 4xx above the ``baseline``'s (no baseline traffic: above none), latency
-    and accuracy from feedback fail a check; too few labels for an accuracy
-    gate hold (never promote unjudged). Prediction drift and input drift beyond their gates
-    hold the rollout (inconclusive): a different distribution may be a better model or a
-    broken one, and a person should look.
+    Errors (5xx), 4xx above the ``baseline``'s (no baseline traffic: above none), latency,
+    accuracy from feedback and the thumbs-up rate of completions fail a check; too few
+    labels (or ratings) for such a gate hold (never promote unjudged). Prediction drift and
+    input drift beyond their gates hold the rollout (inconclusive): a different distribution
+    may be a better model or a broken one, and a person should look.
     """
     p99_s = candidate.quantile_s(0.99)
     p99_ms = None if p99_s is None else p99_s * 1000
@@ -193,6 +221,8 @@ def analyse(
         Verdict.INCONCLUSIVE, (), candidate.requests, None, p99_ms,
         accuracy=signals.candidate_accuracy,
         labelled=signals.candidate_labelled if gates.judges_accuracy else None,
+        thumbs_up_rate=signals.candidate_thumbs_up_rate,
+        rated=signals.candidate_rated if gates.judges_thumbs else None,
         prediction_drift=None if drift is None else drift.divergence,
         input_drift_psi=signals.input_drift_psi,
     )  # fmt: skip
@@ -216,7 +246,7 @@ def analyse(
     if gates.max_p99_ms is not None and p99_ms is not None and p99_ms > gates.max_p99_ms:
         broken.append(f"p99 {p99_ms:.0f} ms > {gates.max_p99_ms:.0f} ms")
     figures = _token_latency(gates, candidate, figures, broken)
-    unjudged = _accuracy_checks(gates, signals, broken)
+    unjudged = [*_accuracy_checks(gates, signals, broken), *_thumbs_checks(gates, signals, broken)]
     if broken:
         return replace(figures, verdict=Verdict.FAIL, reasons=tuple(broken))
     holds = [*unjudged, *_drift_holds(gates, drift, signals)]
@@ -263,6 +293,30 @@ def _accuracy_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> 
         broken.append(
             f"accuracy {accuracy:.3f} < baseline {baseline:.3f} - {drop} "
             f"({labelled} vs {signals.baseline_labelled} labelled)"
+        )
+    return []
+
+
+def _thumbs_checks(gates: Gates, signals: ModelSignals, broken: list[str]) -> list[str]:
+    """Add broken thumbs-up gates to ``broken``; return why the rate cannot be judged yet."""
+    if not gates.judges_thumbs:
+        return []
+    rated, rate, least = signals.candidate_rated, signals.candidate_thumbs_up_rate, gates.min_rated
+    if rate is None or rated < least:
+        return [f"{rated} rated candidate completions < {least}: thumbs-up rate not judged"]
+    if gates.min_thumbs_up_rate is not None and rate < gates.min_thumbs_up_rate:
+        broken.append(f"thumbs-up rate {rate:.3f} < {gates.min_thumbs_up_rate} ({rated} rated)")
+    drop = gates.max_thumbs_up_drop
+    if drop is None:
+        return []
+    baseline = signals.baseline_thumbs_up_rate
+    if baseline is None or signals.baseline_rated < least:
+        return [f"{signals.baseline_rated} rated baseline completions < {least}: thumbs-up "
+                "rate not compared"]  # fmt: skip
+    if rate < baseline - drop:
+        broken.append(
+            f"thumbs-up rate {rate:.3f} < baseline {baseline:.3f} - {drop} "
+            f"({rated} vs {signals.baseline_rated} rated)"
         )
     return []
 

@@ -87,7 +87,9 @@ class Observer:
         windowed = window(closing.totals, opened.totals)
         candidate = windowed.get((rollout.endpoint, rollout.candidate.name), Traffic())
         baseline = _reference(rollout, windowed, closing.totals, gates.min_requests)
-        wants_signals = gates.judges_accuracy or gates.max_input_drift_psi is not None
+        wants_signals = (
+            gates.judges_accuracy or gates.judges_thumbs or gates.max_input_drift_psi is not None
+        )
         signals = self._sources.signals
         model = signals(rollout) if wants_signals and signals else None
         return analyse(gates, candidate, _drift(rollout, opened, closing), model, baseline)

@@ -24,7 +24,17 @@ export const QUALITY_CHARTS = [
   { key: 'prediction_drift', title: 'Prediction drift', unit: 'JS divergence vs baseline', format: (v) => number(v, 3), minTop: 0.1 },
 ];
 
-const ALSO_LABELS = { p50_ms: 'p50', replicas_desired: 'desired' };
+// A language model's streams: the gateway's time to first token and between tokens, the
+// replicas' tokens and open streams. Shown only for endpoints that have them.
+export const LLM_CHARTS = [
+  { key: 'ttft_p99_ms', title: 'Time to first token p99 (dashed: p50)', unit: 'ms', format: ms, also: 'ttft_p50_ms', gate: 'ttft' },
+  { key: 'tpot_p99_ms', title: 'Time per output token p99 (dashed: p50)', unit: 'ms', format: ms, also: 'tpot_p50_ms', gate: 'tpot' },
+  { key: 'tokens_per_s', title: 'Output tokens', unit: 'tokens/s', format: qps },
+  { key: 'prompt_tokens_per_s', title: 'Prompt tokens', unit: 'tokens/s', format: qps },
+  { key: 'in_flight', title: 'Concurrent streams', unit: 'open on the replicas', format: number },
+];
+
+const ALSO_LABELS = { p50_ms: 'p50', replicas_desired: 'desired', ttft_p50_ms: 'p50', tpot_p50_ms: 'p50' };
 
 /** The steps, promotion and rollback of a rollout's timeline, as chart markers. */
 export function rolloutMarkers(events) {
@@ -42,6 +52,8 @@ export function rolloutGates(rollout) {
   return {
     p99: gates.max_p99_ms ?? undefined,
     errors: gates.min_success_rate === undefined ? undefined : 1 - gates.min_success_rate,
+    ttft: gates.max_ttft_p99_ms ?? undefined,
+    tpot: gates.max_inter_token_p99_ms ?? undefined,
   };
 }
 

@@ -7,7 +7,7 @@ import { capabilities, endpointsNow, history, timeDomain, totals, variantName } 
 import { h, replace } from '../dom.js';
 import { ago, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
 import { poll } from '../live.js';
-import { ChartGrid, LIVE_CHARTS, QUALITY_CHARTS, rolloutGates, rolloutMarkers } from '../metrics.js';
+import { ChartGrid, LIVE_CHARTS, LLM_CHARTS, QUALITY_CHARTS, rolloutGates, rolloutMarkers } from '../metrics.js';
 import { change, rolloutCard, timeline } from '../rollout.js';
 import {
   Colors, badge, dialog, levelBadge, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table, tile, toast, weightCell,
@@ -188,11 +188,15 @@ export async function render(main, [name], ctx) {
   const variantsBox = h('div', { class: 'card' });
   const live = new ChartGrid(LIVE_CHARTS);
   const qual = new ChartGrid(QUALITY_CHARTS);
+  const llm = new ChartGrid(LLM_CHARTS);
+  const llmSection = section('Language model', { hint: 'streams: first token and per-token latency at the gateway, tokens and open streams on the replicas' }, llm.el);
+  llmSection.hidden = true; // until the endpoint has a stream's figures
+  llmSection.dataset.testid = 'llm-charts';
   const qualityBox = h('div', { class: 'card' });
   const alertsBox = h('div', { class: 'card' });
   const deploymentBox = h('div', { class: 'card' });
   const historyBox = h('div', { class: 'card' });
-  ctx.onLeave(() => { live.destroy(); qual.destroy(); });
+  ctx.onLeave(() => { live.destroy(); qual.destroy(); llm.destroy(); });
 
   main.append(
     pageHead({ crumbs: [h('a', { href: '/ui/' }, 'Overview'), 'Endpoints'], title: name, badges: [badges], actions: [scale],
@@ -203,6 +207,7 @@ export async function render(main, [name], ctx) {
     section('Cost', { hint: 'replicas × the instance price set for the fleet' }, costPanel(name)),
     section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; historyAt = 0; refreshing.now(); }) },
       caps.history ? live.el : notAvailable('Live charts', 'GET /api/v1/endpoints/{e}/history')),
+    llmSection,
     section('Quality and drift', { hint: 'accuracy from delayed feedback labels; drift against the training data' },
       caps.history ? qual.el : null, h('div', { class: 'section' }, qualityBox)),
     section('Alerts', {}, caps.alerts ? alertsBox : notAvailable('Alerts', 'GET /api/v1/alerts')),
@@ -255,6 +260,8 @@ export async function render(main, [name], ctx) {
     const byName = await history(name, rangeS);
     const domain = timeDomain(byName, rangeS);
     live.draw(byName, domain, colors, { markers, gates });
+    llmSection.hidden = !LLM_CHARTS.some((spec) => byName[spec.key]?.length);
+    if (!llmSection.hidden) llm.draw(byName, domain, colors, { markers, gates });
     qual.draw(byName, domain, colors, { markers });
   };
 
