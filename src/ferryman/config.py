@@ -108,6 +108,12 @@ class ServingSettings(BaseModel):
     payload_input_sample_rate: float = Field(
         default=0.1, ge=0, le=1, description="Share of payload records that keep their inputs."
     )
+    payload_sample_rate: float = Field(
+        default=1.0, ge=0, le=1,
+        description="Share of requests the payload log keeps, chosen by a hash of the request "
+        "id so anyone holding an id can tell whether it was logged; the rest are counted as "
+        "sampled out.",
+    )  # fmt: skip
     payload_max_input_bytes: int = Field(
         default=16 * 1024, ge=0, description="Inputs larger than this are never kept, in bytes."
     )

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ferryman.errors import InvalidInput
-from ferryman.registry import CollectedPayload, Feedback, FeedbackStatus, Registry
+from ferryman.protocol.payload_sampling import is_logged
+from ferryman.registry import CollectedPayload, Feedback, FeedbackStatus, PayloadTotals, Registry
 
 
 def record(
@@ -124,3 +125,34 @@ def test_summaries_of_the_newest_requests(registry: Registry) -> None:
 def test_feedback_request_ids_are_validated() -> None:
     with pytest.raises(ValueError, match="request_id"):
         Feedback(request_id="../../x", label="1")
+
+
+def test_tallies_count_what_replicas_logged_sampled_out_and_dropped(registry: Registry) -> None:
+    payloads = registry.payloads
+    payloads.add("digits", "v1", ("digits", 1), "inst-a", [record(3)], missed=2)
+    payloads.add("digits", "v1", ("digits", 1), "inst-a", [record(4)], missed=1)
+    payloads.tally("digits", "v1", "inst-a", 0.5, PayloadTotals(answered=10, sampled_out=6))
+    payloads.tally("digits", "v1", "inst-b", 1.0, PayloadTotals(answered=7))
+    (tally,) = payloads.tallies("digits")
+    assert (tally.variant, tally.sample_rate) == ("v1", 0.5)
+    assert (tally.answered, tally.logged, tally.sampled_out, tally.dropped) == (17, 11, 6, 3)
+    assert payloads.last_seq("inst-a") == 4
+    assert payloads.last_seq("inst-c") == 0
+
+
+def test_a_label_for_a_sampled_out_request_says_so(registry: Registry) -> None:
+    payloads = registry.payloads
+    ids = [f"req-{n}" for n in range(40)]
+    logged = next(i for i in ids if is_logged(i, 0.5))
+    left_out = next(i for i in ids if not is_logged(i, 0.5))
+    given = [Feedback(request_id=logged, label="1"), Feedback(request_id=left_out, label="1")]
+    before = [r.status for r in payloads.give_feedback(given, "bob")]
+    assert before == [FeedbackStatus.UNKNOWN_REQUEST] * 2  # no log has declared a rate yet
+    payloads.tally("digits", "v1", "inst-a", 0.5, PayloadTotals(answered=40, sampled_out=20))
+    again = [Feedback(request_id=logged, label="2"), Feedback(request_id="req-x", label="1")]
+    after = payloads.give_feedback([*again, Feedback(request_id=left_out, label="2")], "bob")
+    assert after[2].status is FeedbackStatus.CORRECTED  # a correction stays a correction
+    fresh = next(i for i in (f"new-{n}" for n in range(40)) if not is_logged(i, 0.5))
+    (result,) = payloads.give_feedback([Feedback(request_id=fresh, label="1")], "bob")
+    assert result.status is FeedbackStatus.SAMPLED_OUT
+    assert "rate 0.5" in result.detail

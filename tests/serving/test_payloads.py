@@ -9,6 +9,7 @@ import pytest
 
 from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import InvalidInput
+from ferryman.protocol.payload_sampling import is_logged
 from ferryman.reference import Histogram, ReferenceData
 from ferryman.serving.payloads import PayloadLog, PayloadPolicy
 from tests.serving.conftest import affine_model, golden, replica, running
@@ -80,9 +81,59 @@ def test_the_ring_keeps_the_newest_and_reports_what_a_slow_reader_missed() -> No
     assert [r["request_id"] for r in page["records"]] == ["r2", "r3", "r4"]
     assert page["dropped"] == 2
     assert page["records"][0]["inputs"] is None  # sample rate 0: no inputs kept
-    assert log.read(5, 10) == {"instance": log.instance, "next": 5, "dropped": 0, "records": []}
+    assert log.read(5, 10) == {
+        "instance": log.instance, "next": 5, "dropped": 0, "sample_rate": 1.0,
+        "totals": {"answered": 5, "sampled_out": 0, "dropped": 2}, "records": [],
+    }  # fmt: skip
     with pytest.raises(InvalidInput, match="limit"):
         log.read(0, 0)
+
+
+def answer(log: PayloadLog, request_id: str) -> None:
+    payload = log.begin(request_id)
+    log.describe(payload, {"x": np.zeros((1, 2), np.float32)}, None)
+    log.finish(payload, 200, 0.001)
+
+
+def test_only_records_no_reader_took_count_as_dropped() -> None:
+    log = PayloadLog(PayloadPolicy(capacity=3, input_sample_rate=0.0))
+    for index in range(3):
+        answer(log, f"r{index}")
+    assert len(log.read(0, 2, log.instance)["records"]) == 2  # r0 and r1 taken
+    assert len(log.read(2, 1, "an-earlier-process")["records"]) == 1  # r2 shown, not taken
+    for index in range(3, 6):
+        answer(log, f"r{index}")  # pushes out r0, r1 (taken) and r2 (never taken)
+    assert log.outcomes() == {"logged": 6, "sampled_out": 0, "dropped": 1}
+    page = log.read(2, 10)
+    assert page["dropped"] == 1  # what this reader missed: r2
+    assert [r["request_id"] for r in page["records"]] == ["r3", "r4", "r5"]
+
+
+def test_a_declared_sample_rate_keeps_exactly_the_ids_the_shared_rule_names() -> None:
+    log = PayloadLog(PayloadPolicy(capacity=1_000, input_sample_rate=0.0, sample_rate=0.25))
+    ids = [f"request-{index}" for index in range(400)]
+    for request_id in ids:
+        answer(log, request_id)
+    kept = [r["request_id"] for r in log.read(0, 1_000)["records"]]
+    assert kept == [request_id for request_id in ids if is_logged(request_id, 0.25)]
+    assert 60 < len(kept) < 140  # about a quarter
+    assert log.outcomes() == {"logged": len(kept), "sampled_out": 400 - len(kept), "dropped": 0}
+    assert log.read(0, 1)["sample_rate"] == 0.25
+
+
+async def test_metrics_count_the_log_outcomes() -> None:
+    app = replica(OnnxEngine(affine_model()), REFERENCE, payload_sample_rate=0.0)
+    async with running(app) as http:
+        for _ in range(3):
+            await http.post("/v2/models/tiny/infer", json=body([[1, 2, 3, 4]]))
+        exposition = (await http.get("/metrics")).text
+        page = (await http.get("/ferryman/v1/payloads")).json()
+    assert page["records"] == []
+    assert page["totals"] == {"answered": 3, "sampled_out": 3, "dropped": 0}
+    counted = [line for line in exposition.splitlines() if 'outcome="sampled_out"' in line]
+    assert counted[0].startswith("ferryman_payload_records_total{")
+    assert counted[0].endswith("} 3.0")
+    assert "ferryman_payload_sample_rate{" in exposition
 
 
 def test_inputs_above_the_size_cap_are_never_kept() -> None:

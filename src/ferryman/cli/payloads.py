@@ -16,7 +16,7 @@ from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.api.feedback_routes import feedback_answer
 from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.errors import InvalidInput
-from ferryman.registry import Feedback, FeedbackStatus
+from ferryman.registry import Feedback, FeedbackStatus, PayloadTally
 
 Endpoint = Annotated[str, typer.Argument(help="Endpoint name.")]
 TIME_HELP = "ISO 8601, e.g. 2026-12-02T14:30; local time unless it has an offset"
@@ -83,7 +83,8 @@ def feedback(
             console.print(f"{result.request_id}: {result.status.value}: {result.detail}")
     console.print(
         f"{answer.stored} stored, {answer.corrected} corrected, {answer.unchanged} unchanged, "
-        f"{answer.unknown} kept for requests not collected yet, {answer.refused} refused"
+        f"{answer.unknown} kept for requests not collected yet, "
+        f"{answer.sampled_out} for requests the payload log sampled out, {answer.refused} refused"
     )
     if answer.refused == len(results):
         raise InvalidInput(f"none of the {len(results)} labels was stored; see the lines above")
@@ -100,15 +101,32 @@ def quality(
     since = None if last_s is None else datetime.now(UTC) - timedelta(seconds=last_s)
     by_variant = FeedbackSignals(registry).by_variant(endpoint, since)
     scored = {name: scores for name, (_, _, scores) in by_variant.items()}
+    logs = {tally.variant: tally for tally in registry.payloads.tallies(endpoint)}
     if json_output:
-        print_json({name: q.as_json() for name, q in scored.items()})
+        print_json({name: {**q.as_json(), "payload_log": _log_json(logs.get(name))}
+                    for name, q in scored.items()})  # fmt: skip
         return
     table = Table("variant", "labelled", "accuracy", "precision", "recall", "F1 (macro)",
+                  "logged / answered", "sample rate", "sampled out", "dropped",
                   title=f"Quality of {endpoint} from feedback")  # fmt: skip
     for name, q in scored.items():
+        log = logs.get(name)
         table.add_row(name, str(q.labelled), *(f"{x:.3f}" if q.labelled else "" for x in
-                      (q.accuracy, q.precision, q.recall, q.f1)))  # fmt: skip
+                      (q.accuracy, q.precision, q.recall, q.f1)), *_log_cells(log))  # fmt: skip
     console.print(table)
+
+
+def _log_json(log: PayloadTally | None) -> dict[str, object] | None:
+    return None if log is None else log.model_dump(exclude={"variant"})
+
+
+def _log_cells(log: PayloadTally | None) -> tuple[str, ...]:
+    """What the variant's payload logs kept: requests logged of those answered, the declared
+    sample rate, and those sampled out or dropped unread (never silently missing)."""
+    if log is None:
+        return ("", "", "", "")
+    return (f"{log.logged - log.dropped} / {log.answered}", f"{log.sample_rate:g}",
+            str(log.sampled_out), str(log.dropped))  # fmt: skip
 
 
 def _read_items(path: Path) -> list[Feedback]:

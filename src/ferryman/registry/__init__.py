@@ -36,6 +36,8 @@ from ferryman.registry.payloads import (
     Labelled,
     PayloadRecord,
     Payloads,
+    PayloadTally,
+    PayloadTotals,
     Rated,
 )
 from ferryman.registry.policies import (
@@ -106,6 +108,8 @@ __all__ = [
     "OfflineGate",
     "OutboxEntry",
     "PayloadRecord",
+    "PayloadTally",
+    "PayloadTotals",
     "Payloads",
     "Policies",
     "PolicyRecord",

@@ -12,6 +12,11 @@ A language model's completion is a record of kind ``completion`` whose request i
 completion's own (the ``id`` of the OpenAI answer); its feedback is a rating, ``up`` or
 ``down``, under the same rules (a second, different rating is a correction), and the share
 of ``up`` per variant feeds the thumbs-up gate (:meth:`Payloads.rated`).
+
+Nothing the replicas' logs leave out is silent: each collected page's totals (requests
+answered, sampled out at the declared rate, dropped unread) are kept per replica instance
+(:meth:`Payloads.tally`) and summed per variant beside the quality figures
+(:meth:`Payloads.tallies`). A label for a request a sampling log left out is told so.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from sqlalchemy.orm import Session
 from ferryman.errors import InvalidInput
 from ferryman.names import validate_name
 from ferryman.protocol.openai import COMPLETION_KIND, RATINGS
+from ferryman.protocol.payload_sampling import is_logged
 from ferryman.registry.database import Database
 from ferryman.registry.records import Record
-from ferryman.registry.tables import FeedbackRow, PayloadRow
+from ferryman.registry.tables import FeedbackRow, PayloadRow, PayloadTallyRow
 
 MAX_SEARCH = 1_000
 MAX_LABELLED = 20_000
@@ -99,10 +105,38 @@ class FeedbackStatus(StrEnum):
     """Refused: the answer had another number of rows than labels were given."""
     NO_PREDICTION = "no_prediction"
     """Refused: the request was answered without classes (an error, or not a classifier)."""
+    SAMPLED_OUT = "sampled_out"
+    """No collected answer has this id, and the declared payload sample rate left it out:
+    kept, but it will join nothing and counts in no accuracy."""
 
 
 KEPT = frozenset({FeedbackStatus.STORED, FeedbackStatus.CORRECTED, FeedbackStatus.UNCHANGED,
-                  FeedbackStatus.UNKNOWN_REQUEST})  # fmt: skip
+                  FeedbackStatus.UNKNOWN_REQUEST, FeedbackStatus.SAMPLED_OUT})  # fmt: skip
+
+
+class PayloadTotals(BaseModel):
+    """A replica's payload-log totals since it started, as a collected page carries them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    answered: int = Field(default=0, ge=0)
+    sampled_out: int = Field(default=0, ge=0)
+    dropped: int = Field(default=0, ge=0)
+
+
+class PayloadTally(Record):
+    """What a variant's payload logs did with its requests (summed over its replicas).
+
+    ``logged`` = ``answered`` - ``sampled_out``; of those, ``dropped`` were overwritten before
+    collection. ``sample_rate`` is the lowest rate any of its replicas declared.
+    """
+
+    variant: str
+    sample_rate: float
+    answered: int
+    logged: int
+    sampled_out: int
+    dropped: int
 
 
 class FeedbackResult(Record):
@@ -165,10 +199,14 @@ class Payloads:
         model_version: tuple[str, int],
         instance: str,
         records: Sequence[CollectedPayload],
+        *,
+        missed: int = 0,
     ) -> int:
-        """Keep ``records`` of one replica ``instance``; those kept already are skipped."""
-        if not records:
-            return 0
+        """Keep ``records`` of one replica ``instance``; those kept already are skipped.
+
+        ``missed`` records of the instance were gone before the collector could read them:
+        counted as dropped in its tally, in the same transaction as the records.
+        """
         model, version = model_version
         rows = [
             {
@@ -181,10 +219,67 @@ class Payloads:
             }
             for r in records
         ]  # fmt: skip
-        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
-        statement = insert(PayloadRow).on_conflict_do_nothing(index_elements=["instance", "seq"])
-        self._db.write(lambda session: session.execute(statement, rows))
+
+        def work(session: Session) -> None:
+            if rows:
+                insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+                statement = insert(PayloadRow).on_conflict_do_nothing(
+                    index_elements=["instance", "seq"]
+                )
+                session.execute(statement, rows)
+            if missed:
+                row = _tally_row(session, endpoint, variant, instance)
+                row.dropped += missed
+                row.updated_at = self._clock()
+
+        if rows or missed:
+            self._db.write(work)
         return len(rows)
+
+    def tally(
+        self, endpoint: str, variant: str, instance: str, sample_rate: float, totals: PayloadTotals
+    ) -> None:
+        """Keep the latest totals of one replica ``instance`` (requests answered and sampled
+        out, as the replica counts them; dropped is what the collector missed, see
+        :meth:`add`)."""
+
+        def work(session: Session) -> None:
+            row = _tally_row(session, endpoint, variant, instance)
+            row.sample_rate = sample_rate
+            row.answered, row.sampled_out = totals.answered, totals.sampled_out
+            row.updated_at = self._clock()
+
+        self._db.write(work)
+
+    def last_seq(self, instance: str) -> int:
+        """The highest sequence kept of a replica ``instance`` (0: none), where a collector
+        that has no cursor for it resumes."""
+        query = select(func.max(PayloadRow.seq)).where(PayloadRow.instance == instance[:32])
+        with self._db.reading() as session:
+            return int(session.scalar(query) or 0)
+
+    def tallies(self, endpoint: str) -> list[PayloadTally]:
+        """Per variant of ``endpoint``: requests answered, logged, sampled out and dropped."""
+        query = (
+            select(PayloadTallyRow.variant, func.min(PayloadTallyRow.sample_rate),
+                   func.sum(PayloadTallyRow.answered), func.sum(PayloadTallyRow.sampled_out),
+                   func.sum(PayloadTallyRow.dropped))
+            .where(PayloadTallyRow.endpoint == endpoint)
+            .group_by(PayloadTallyRow.variant)
+            .order_by(PayloadTallyRow.variant)
+        )  # fmt: skip
+        with self._db.reading() as session:
+            return [
+                _tally(variant, float(rate), int(answered), int(sampled_out), int(dropped))
+                for variant, rate, answered, sampled_out, dropped in session.execute(query)
+            ]
+
+    def _sample_rates(self) -> set[float]:
+        """The sample rates replicas declared below 1 (none: every request is logged)."""
+        rate = PayloadTallyRow.sample_rate
+        query = select(rate).where(rate < 1).distinct()
+        with self._db.reading() as session:
+            return {float(rate) for rate in session.scalars(query)}
 
     def give_feedback(
         self,
@@ -222,6 +317,7 @@ class Payloads:
         # pool that writers waiting for the database lock have emptied.
         classes = {(a.model, a.version): tuple(classes_of(a.model, a.version))
                    for a in answered.values() if a.kind != COMPLETION}  # fmt: skip
+        rates = self._sample_rates() if len(answered) < len(ids) else set()
 
         def work(session: Session) -> list[FeedbackResult]:
             query = select(FeedbackRow).where(FeedbackRow.request_id.in_(ids))
@@ -242,7 +338,8 @@ class Payloads:
                         request_id=item.request_id, status=problem[0], detail=problem[1]
                     ))  # fmt: skip
                     continue
-                results.append(self._keep(session, item, labelled, actor, answer is not None))
+                result = self._keep(session, item, labelled, actor, answer is not None)
+                results.append(_sampled_out(result, rates))
             return results
 
         return self._db.write(work)
@@ -485,6 +582,42 @@ def _misfit(
             f"{_shown(classes)}); send one of those"
         )
     return None
+
+
+def _tally_row(session: Session, endpoint: str, variant: str, instance: str) -> PayloadTallyRow:
+    """The tally of a replica instance, new (nothing counted yet) if there was none."""
+    row = session.get(PayloadTallyRow, instance[:32])
+    if row is None:
+        row = PayloadTallyRow(
+            instance=instance[:32], endpoint=endpoint, variant=variant, sample_rate=1.0,
+            answered=0, sampled_out=0, dropped=0,
+        )  # fmt: skip
+        session.add(row)
+    return row
+
+
+def _tally(
+    variant: str, rate: float, answered: int, sampled_out: int, dropped: int
+) -> PayloadTally:
+    return PayloadTally(
+        variant=variant, sample_rate=rate, answered=answered, logged=answered - sampled_out,
+        sampled_out=sampled_out, dropped=dropped,
+    )  # fmt: skip
+
+
+def _sampled_out(result: FeedbackResult, rates: set[float]) -> FeedbackResult:
+    """``result``, told as sampled out where a declared sample rate left its request out."""
+    if result.status is not FeedbackStatus.UNKNOWN_REQUEST:
+        return result
+    left_out = sorted(rate for rate in rates if not is_logged(result.request_id, rate))
+    if not left_out:
+        return result
+    return FeedbackResult(
+        request_id=result.request_id, status=FeedbackStatus.SAMPLED_OUT,
+        detail=f"no collected answer has this id, and a payload log sampling at rate "
+        f"{left_out[-1]:g} leaves this id out: the label is kept, but joins no answer "
+        "unless one is collected (it counts in no accuracy until then)",
+    )  # fmt: skip
 
 
 def _shown(values: Sequence[str], most: int = 20) -> str:

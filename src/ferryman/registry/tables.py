@@ -245,6 +245,22 @@ class PayloadRow(Base):
     """``completion`` for a language model's answer (rated up or down); NULL: a tensor answer."""
 
 
+class PayloadTallyRow(Base):
+    """What one replica instance's payload log did with the requests it answered, as its
+    latest collected page said: the declared sample rate, and the totals since it started."""
+
+    __tablename__ = "payload_tallies"
+
+    instance: Mapped[str] = mapped_column(String(32), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(NAME, index=True)
+    variant: Mapped[str] = mapped_column(String(160))
+    sample_rate: Mapped[float] = mapped_column(Float)
+    answered: Mapped[int] = mapped_column(BigInteger)
+    sampled_out: Mapped[int] = mapped_column(BigInteger)
+    dropped: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
 class FeedbackRow(Base):
     """Ground truth for a request id, sent later by whoever learnt it."""
 

@@ -92,9 +92,12 @@ class DataPlane:
                 settings.payload_log_capacity,
                 settings.payload_input_sample_rate,
                 settings.payload_max_input_bytes,
+                settings.payload_sample_rate,
             ),
             tuple(reference.input_summaries) if reference is not None else (),
         )
+        self.metrics.payload_outcomes = self.payloads.outcomes
+        self.metrics.payload_sample_rate = settings.payload_sample_rate
         guide = input_guide(reference) if reference is not None else {}
         self._metadata_parameters: dict[str, str] = {"variant": identity.variant}
         """The V2 metadata's parameters: the variant, and what the inputs take (JSON text,

@@ -149,10 +149,12 @@ def _header_length(value: str | None) -> int | None:
 
 
 async def payloads(request: Request) -> Response:
-    """Recent payload records for the control plane: ``?after=SEQ&limit=N``."""
+    """Recent payload records for the control plane: ``?after=SEQ&limit=N&instance=ID``
+    (the reader kept everything up to SEQ of replica process ID)."""
     after = _query_int(request, "after", 0)
     limit = _query_int(request, "limit", 1000)
-    return json_response(plane_of(request).payloads.read(after, limit))
+    instance = request.query_params.get("instance")
+    return Response(plane_of(request).payloads.page(after, limit, instance), media_type=JSON)
 
 
 def _query_int(request: Request, name: str, default: int) -> int:

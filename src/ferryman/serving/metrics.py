@@ -103,6 +103,10 @@ class ReplicaMetrics:
         self.predictions: list[LoopCounter] = []
         self.in_flight: Callable[[], float] = lambda: 0.0
         """Read at scrape time; the data plane points it at its own count."""
+        self.payload_outcomes: Callable[[], dict[str, int]] = dict
+        """Read at scrape time: the payload log's requests by outcome (logged, sampled_out,
+        dropped); the data plane points it at its log."""
+        self.payload_sample_rate = 1.0
         self.registry.register(LoopCollector(self))
         self.load_s = Gauge(
             "ferryman_model_load_seconds", "Time the model took to load.", LABELS,
@@ -170,6 +174,23 @@ class LoopCollector(Collector):
         )
         in_flight.add_metric(values, m.in_flight())
         yield in_flight
+        outcomes = m.payload_outcomes()
+        if outcomes:
+            payloads = CounterMetricFamily(
+                "ferryman_payload_records",
+                "Answered requests by what the payload log did with them: logged, sampled_out "
+                "(the declared sample rate left them out) or dropped (overwritten unread).",
+                labels=(*LABELS, "outcome"),
+            )
+            for outcome, count in outcomes.items():
+                payloads.add_metric((*values, outcome), count)
+            yield payloads
+            rate = GaugeMetricFamily(
+                "ferryman_payload_sample_rate", "Share of requests the payload log keeps.",
+                labels=LABELS,
+            )  # fmt: skip
+            rate.add_metric(values, m.payload_sample_rate)
+            yield rate
         if m.predictions:
             predictions = CounterMetricFamily(
                 "ferryman_predictions",

@@ -76,7 +76,8 @@ def test_labels_join_predictions_into_quality(control: RunningServer, replica_ur
         collector = PayloadCollector(registry, http, Retention())
         assert collector.tick(table) == 20
         assert collector.tick(table) == 0  # nothing new
-        assert PayloadCollector(registry, http, Retention()).tick(table) == 20  # re-read: kept once
+        restarted = PayloadCollector(registry, http, Retention())
+        assert restarted.tick(table) == 0  # resumes after the last record the registry holds
     assert registry.payloads.count("m") == 20
 
     api = httpx.Client(base_url=control.url, headers={"authorization": f"Bearer {control.token}"})
@@ -105,6 +106,9 @@ def test_labels_join_predictions_into_quality(control: RunningServer, replica_ur
     assert quality["labelled"] == 20
     assert quality["accuracy"] == pytest.approx(0.75)
     assert quality["version"] == 1
+    assert quality["payload_log"] == {  # what the log kept, beside the figures it stands on
+        "sample_rate": 1.0, "answered": 20, "logged": 20, "sampled_out": 0, "dropped": 0
+    }  # fmt: skip
 
     records = api.get("/api/v1/endpoints/m/payloads", params={"limit": 5}).json()["records"]
     assert len(records) == 5

@@ -43,6 +43,11 @@ class FeedbackAnswer(BaseModel):
     unknown: int = Field(
         description="No collected answer has the id yet: kept, and joined once one is."
     )
+    sampled_out: int = Field(
+        default=0,
+        description="No collected answer has the id and the declared payload sample rate left "
+        "its request out: kept, but counted in no accuracy.",
+    )
     refused: int = Field(description="Not stored: see each item's detail.")
     items: list[FeedbackResult]
 
@@ -76,6 +81,7 @@ def feedback_answer(results: list[FeedbackResult]) -> FeedbackAnswer:
         corrected=counts[FeedbackStatus.CORRECTED],
         unchanged=counts[FeedbackStatus.UNCHANGED],
         unknown=counts[FeedbackStatus.UNKNOWN_REQUEST],
+        sampled_out=counts[FeedbackStatus.SAMPLED_OUT],
         refused=sum(n for status, n in counts.items() if status not in KEPT),
         items=results,
     )
@@ -113,7 +119,10 @@ def endpoint_quality(
 ) -> dict[str, Any]:
     since = None if window_s is None else datetime.now(UTC) - timedelta(seconds=window_s)
     scored = FeedbackSignals(registry).by_variant(endpoint, since)
-    variants = {name: {"model": model, "version": version, **scores.as_json()}
+    logs = {tally.variant: tally.model_dump(exclude={"variant"})
+            for tally in registry.payloads.tallies(endpoint)}  # fmt: skip
+    variants = {name: {"model": model, "version": version, **scores.as_json(),
+                       "payload_log": logs.get(name)}
                 for name, (model, version, scores) in scored.items()}  # fmt: skip
     return {"endpoint": endpoint, "variants": variants}
 

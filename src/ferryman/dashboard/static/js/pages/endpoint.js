@@ -134,6 +134,16 @@ function payloadTable(records) {
   return h('div', {}, body, h('div', { class: 'faint', style: { padding: '8px 12px' } }, `${records.length} request${records.length === 1 ? '' : 's'} · click a row for its inputs`));
 }
 
+/** What a variant's payload logs kept of the requests it answered: sampled out at a declared
+ * rate and dropped unread are shown, never silently missing. */
+function payloadLog(log) {
+  if (!log) return '—';
+  const kept = log.logged - log.dropped;
+  const lost = log.sampled_out + log.dropped;
+  const title = `sample rate ${log.sample_rate}; ${number(log.sampled_out)} sampled out, ${number(log.dropped)} dropped unread, of ${number(log.answered)} answered`;
+  return h('span', { class: log.dropped > 0 ? 'bad-text' : '', title }, `${number(kept)} / ${number(log.answered)}`, lost ? h('span', { class: 'faint' }, ` (rate ${log.sample_rate}, ${number(log.dropped)} dropped)`) : null);
+}
+
 function qualityTable(quality, colors) {
   const rows = Object.entries(quality?.variants ?? {}).map(([name, q]) => ({ name, ...q }));
   const score = (q, key) => (q.labelled ? pct(q[key]) : '—');
@@ -145,6 +155,7 @@ function qualityTable(quality, colors) {
     { label: 'Precision', num: true, render: (q) => score(q, 'precision') },
     { label: 'Recall', num: true, render: (q) => score(q, 'recall') },
     { label: 'F1', num: true, render: (q) => score(q, 'f1') },
+    { label: 'Payload log', num: true, render: (q) => payloadLog(q.payload_log) },
   ], rows, { empty: 'No feedback labels yet: POST /api/v1/feedback, or ferryman feedback.', testid: 'quality' });
 }
 

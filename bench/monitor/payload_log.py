@@ -1,0 +1,169 @@
+"""Payload-log benchmark: does the log keep up with a replica at its highest rate?
+
+A real ``ferryman serve`` replica of the digits CNN (``bench/peers/models.py``) is loaded by
+``wrk`` (one thread, closed loop, batch-1 JSON) at the given concurrency while the payload
+collector reads it every ``payload_collect_interval_s`` into a registry (SQLite), as the
+control loop does. Afterwards: requests answered (the replica's own count), collected into
+the registry, sampled out at the declared rate, dropped before collection, and what the
+collector spent (its thread's CPU seconds). The counts must add up: nothing silent.
+
+    PYTHONPATH=src python bench/monitor/payload_log.py [--seconds 10] [--concurrency 64]
+        [--sample-rate 1.0] [--capacity 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "peers"))
+from models import build
+
+from ferryman.artifacts import LocalArtifactStore
+from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
+from ferryman.registry import Database, Registry
+from ferryman.registry.tables import PayloadRow
+
+LUA = """
+wrk.method = "POST"
+local f = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Collecting(threading.Thread):
+    """The collector, a pass every ``interval_s``; counts its own CPU time."""
+
+    def __init__(self, collector: PayloadCollector, table: RouteTable, interval_s: float) -> None:
+        super().__init__(daemon=True)
+        self.collector, self.table, self.interval_s = collector, table, interval_s
+        self.stopping = threading.Event()
+        self.cpu_s = 0.0
+
+    def run(self) -> None:
+        started = time.thread_time()
+        while not self.stopping.wait(self.interval_s):
+            self.collector.tick(self.table)
+        while self.collector.tick(self.table):  # what is left in the ring after the load
+            pass
+        self.cpu_s = time.thread_time() - started
+
+
+def start_replica(
+    args: argparse.Namespace, model: Path, work: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``ferryman serve`` with the log's capacity and sample rate; ready to answer."""
+    port = free_port()
+    env = os.environ | {
+        "FERRYMAN_SERVING__PAYLOAD_SAMPLE_RATE": str(args.sample_rate),
+        "FERRYMAN_SERVING__PAYLOAD_LOG_CAPACITY": str(args.capacity),
+    }
+    command = [sys.executable, "-m", "ferryman", "--data-dir", str(work / "data"), "serve",
+               str(model), "--name", "m", "--port", str(port)]  # fmt: skip
+    replica = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return replica, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    replica.kill()
+    raise SystemExit("the replica did not become ready in 60 s")
+
+
+def drive(
+    args: argparse.Namespace, url: str, registry: Registry, body: Path, lua: Path
+) -> tuple[float, float]:
+    """wrk against the replica while the collector runs: (req/s, the collector's CPU s)."""
+    variant = VariantRoute(name="v1", model="m", version=1, weight=100, backends=(url,))
+    table = RouteTable(
+        generation=1, endpoints={"m": EndpointRoute(endpoint="m", variants=(variant,))}
+    )
+    with httpx.Client(timeout=10) as http:
+        collecting = Collecting(
+            PayloadCollector(registry, http, Retention()), table, args.interval_s
+        )
+        collecting.start()
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{args.concurrency}", f"-d{args.seconds}s", "-s", str(lua),
+             f"{url}/v2/models/m/infer"],
+            env=os.environ | {"BENCH_BODY": str(body)}, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        collecting.stopping.set()
+        collecting.join()
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, collecting.cpu_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--sample-rate", type=float, default=1.0)
+    parser.add_argument("--capacity", type=int, default=10_000)
+    parser.add_argument("--interval-s", type=float, default=1.0)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="payload-log-"))
+    (model,) = [m for m in build(Path(__file__).parents[1] / "peers" / ".work" / "models")
+                if m.name == "digits"]  # fmt: skip
+    body, lua = work / "body.json", work / "post.lua"
+    body.write_bytes(model.body())
+    lua.write_text(LUA)
+    database = Database(f"sqlite:///{work / 'registry.db'}")
+    database.migrate()
+    registry = Registry(database, LocalArtifactStore(work / "artifacts"))
+    replica, url = start_replica(args, model.path, work)
+    try:
+        rate, cpu_s = drive(args, url, registry, body, lua)
+    finally:
+        replica.terminate()
+        replica.wait(timeout=30)
+    (tally,) = registry.payloads.tallies("m")
+    with database.reading() as session:
+        collected = int(session.scalar(select(func.count()).select_from(PayloadRow)) or 0)
+    accounted = collected + tally.sampled_out + tally.dropped
+    result = Table(title=f"Payload log at a replica's highest rate (wrk c={args.concurrency}, "
+                   f"{args.seconds} s, collect every {args.interval_s:g} s)")  # fmt: skip
+    for column in ("req/s", "answered", "collected", "sampled out", "dropped",
+                   "accounted for", "collector CPU s"):  # fmt: skip
+        result.add_column(column, justify="right")
+    result.add_row(f"{rate:,.0f}", f"{tally.answered:,}", f"{collected:,}",
+                   f"{tally.sampled_out:,} (rate {tally.sample_rate:g})", f"{tally.dropped:,}",
+                   f"{accounted:,} of {tally.answered:,}", f"{cpu_s:.2f}")  # fmt: skip
+    Console().print(result)
+    shutil.rmtree(work, ignore_errors=True)
+    if accounted != tally.answered:
+        raise SystemExit("the counts do not add up: a silent loss")
+
+
+if __name__ == "__main__":
+    main()
