@@ -56,7 +56,8 @@ def make_onnx(
         initializer=[const],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    return model.SerializeToString()  # IR 9: loadable by every ONNX Runtime we support
+    serialized: bytes = model.SerializeToString()  # IR 9: loadable by every ONNX Runtime we support
+    return serialized
 
 
 def make_unloadable_onnx(width: int = 4) -> bytes:
@@ -67,7 +68,10 @@ def make_unloadable_onnx(width: int = 4) -> bytes:
     node = helper.make_node("Unheard", ["x"], ["y"], domain="ai.ferryman.test")
     graph = helper.make_graph([node], "unloadable", [x], [y])
     opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.ferryman.test", 1)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=9).SerializeToString()
+    serialized: bytes = helper.make_model(
+        graph, opset_imports=opsets, ir_version=9
+    ).SerializeToString()
+    return serialized
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

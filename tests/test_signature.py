@@ -8,7 +8,7 @@ from ferryman.signature import Signature, TensorSpec, incompatibilities, incompa
 
 
 def takes(*inputs: tuple[str, str, tuple[int, ...] | None]) -> Signature:
-    specs = tuple(TensorSpec(name=n, datatype=d, shape=s) for n, d, s in inputs)  # type: ignore[arg-type]
+    specs = tuple(TensorSpec(name=n, datatype=d, shape=s) for n, d, s in inputs)
     return Signature(inputs=specs)
 
 

@@ -1,6 +1,8 @@
 """The TLS profile of every Ferryman server (issue 14): a scan of the shipped server path
-(:class:`~ferryman.connection_limits.GuardedServer` with a certificate) by protocol version
-and by every TLS 1.2 cipher suite this machine's OpenSSL can offer, each alone.
+(each part's ``build_server`` from its settings with a certificate: the control plane's is
+the one ``ferryman up`` and the demo's ``BackgroundControlPlane`` run; the gateway's; a
+replica's) by protocol version and by every TLS 1.2 cipher suite this machine's OpenSSL can
+offer, each alone.
 
 TLS 1.0 and 1.1 are refused, and of TLS 1.2 only forward-secret AEAD suites are accepted.
 Each probe is first shown to succeed against a permissive server, so a refusal is the
@@ -14,20 +16,26 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trustme
-import uvicorn
+from starlette.applications import Starlette
 
-from ferryman.config import ConnectionSettings
+from ferryman.config import ControlSettings, GatewaySettings, ServingSettings, Settings
 from ferryman.connection_limits import GuardedServer
+from ferryman.control.server import build_server as build_control
+from ferryman.engines.onnx import OnnxEngine
+from ferryman.gateway import Gateway
+from ferryman.gateway.server import build_server as build_gateway
+from ferryman.serving.server import build_server as build_replica
+from tests.serving.conftest import affine_model, replica
 
-
-async def hello(scope: dict[str, object], receive: object, send: object) -> None:
-    raise AssertionError("the scan never sends a request")
+if TYPE_CHECKING:
+    from ssl import _Cipher  # typeshed's type of SSLContext.get_ciphers() items
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +48,29 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-@pytest.fixture(scope="module")
-def shipped(certificate: tuple[Path, Path]) -> Iterator[int]:
-    """The port of a GuardedServer with TLS on 127.0.0.1."""
+def _control(cert: Path, key: Path) -> GuardedServer:
+    settings = Settings(control=ControlSettings(tls_cert_file=cert, tls_key_file=key))
+    return build_control(settings, Starlette())
+
+
+def _gateway(cert: Path, key: Path) -> GuardedServer:
+    settings = Settings(gateway=GatewaySettings(tls_cert_file=cert, tls_key_file=key))
+    return build_gateway(settings, Gateway(settings.gateway))
+
+
+def _replica(cert: Path, key: Path) -> GuardedServer:
+    settings = Settings(serving=ServingSettings(tls_cert_file=cert, tls_key_file=key))
+    return build_replica(settings, replica(OnnxEngine(affine_model())))
+
+
+@pytest.fixture(scope="module", params=[_control, _gateway, _replica], ids=lambda b: b.__name__)
+def shipped(request: pytest.FixtureRequest, certificate: tuple[Path, Path]) -> Iterator[int]:
+    """The port of a part's server with TLS on 127.0.0.1, built as the part builds it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    cert, key = certificate
-    config = uvicorn.Config(hello, ssl_certfile=str(cert), ssl_keyfile=str(key),
-                            log_level="critical", lifespan="off")  # fmt: skip
-    server = GuardedServer(config, ConnectionSettings())
+    build: Callable[[Path, Path], GuardedServer] = request.param
+    server = build(*certificate)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -120,7 +141,7 @@ def handshake(port: int, version: ssl.TLSVersion, cipher: str | None = None) -> 
         return None
 
 
-def tls12_suites() -> list[dict[str, object]]:
+def tls12_suites() -> list[_Cipher]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
     return [c for c in context.get_ciphers() if c["protocol"] != "TLSv1.3"]

@@ -31,6 +31,7 @@ rather than hundreds in one callback.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import logging
 import math
@@ -38,9 +39,10 @@ import resource
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -334,6 +336,64 @@ class GuardedServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         self.guard.sweep(self.server_state.connections, asyncio.get_running_loop().time())
         return await super().on_tick(counter)
+
+
+class Listener(Protocol):
+    """Where a server listens, and its certificate: the serving, gateway and control
+    settings each have these."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def tls_cert_file(self) -> Path | None: ...
+    @property
+    def tls_key_file(self) -> Path | None: ...
+
+
+App = Callable[..., Awaitable[None]]
+"""An ASGI application: ``await app(scope, receive, send)``."""
+
+
+def server_config(
+    app: App,
+    listener: Listener,
+    *,
+    graceful_timeout_s: float | None = None,
+    log_level: str | None = None,
+) -> uvicorn.Config:
+    """The one uvicorn configuration of the replica, the gateway and the control plane.
+
+    It listens where ``listener`` says, over HTTPS when it names a certificate and key;
+    uvloop when installed; the app's lifespan runs; no ``server`` header; the client's
+    address is the peer's, never one from ``X-Forwarded-For``; no access log, and uvicorn's
+    own records go to the handlers Ferryman configured (``log_level``: the least level of
+    them; None: as configured). A
+    :class:`GuardedServer` over it checks the bind and sets the TLS profile.
+    ``graceful_timeout_s`` bounds the wait for requests in flight at shutdown (rounded up to
+    whole seconds; None: no bound).
+    """
+    cert, key = listener.tls_cert_file, listener.tls_key_file
+    if (cert is None) != (key is None):
+        raise InvalidInput("TLS needs both tls_cert_file and tls_key_file")
+    return uvicorn.Config(
+        app,
+        host=listener.host,
+        port=listener.port,
+        ssl_certfile=None if cert is None else str(cert),
+        ssl_keyfile=None if key is None else str(key),
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=(
+            None if graceful_timeout_s is None else math.ceil(graceful_timeout_s)
+        ),
+    )
 
 
 def port_is_free(host: str, port: int) -> bool:

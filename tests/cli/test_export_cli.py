@@ -90,7 +90,9 @@ def test_the_rules_fire_as_ferrymans_own_alerts_do(run: Run, tmp_path: Path) -> 
     ]
     values = {"p99_ms": "497.5", "error_rate": "0.09091", "input_drift_psi": "0.3",
               "accuracy": "0.8", "restarts_10m": "4"}  # fmt: skip
-    checks = [{"eval_time": "2m", "alertname": "FerrymanP99Latency", "exp_alerts": []}]
+    checks: list[dict[str, object]] = [
+        {"eval_time": "2m", "alertname": "FerrymanP99Latency", "exp_alerts": []}
+    ]
     for rule in DEFAULT_RULES:
         bound = f"{rule.comparison} {rule.threshold:g}"
         expected = {

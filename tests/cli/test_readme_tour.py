@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -114,7 +115,7 @@ class Tour:
         shown = self._json(["versions", "show", "digits", "production", "--json"])
         return str(shown["signature"]["inputs"][0]["name"])
 
-    def _json(self, args: list[str]) -> object:
+    def _json(self, args: list[str]) -> Any:  # whatever JSON the command printed
         code, out, err = self.cli(args)
         assert code == 0, err
         return json.loads(out)

@@ -18,12 +18,14 @@ import pytest
 from sqlalchemy import event, text
 
 from ferryman.config import ControlSettings, load_settings
-from ferryman.control.fleet import Fleet, check_fleet, running_fleet
+from ferryman.control.fleet import check_fleet, running_fleet
 from ferryman.control.server import open_registry
 from ferryman.errors import Conflict, StorageFull, Unavailable
 from ferryman.registry import Registry
 from ferryman.registry.database import Database
-from ferryman.runtimes.local.processes import STATE_DIR, process_start
+from ferryman.runtimes import Fleet
+from ferryman.runtimes.local.children import process_start
+from ferryman.runtimes.local.processes import STATE_DIR
 from tests.control.api.conftest import start_server
 
 

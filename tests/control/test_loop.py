@@ -62,13 +62,16 @@ def test_a_registered_version_is_canaried_to_production_with_no_process(
     try:
         loop.tick()
         loop.tick()
-        assert [v.name for v in loop.reconciler.state.table.endpoints["digits"].variants] == ["v1"]
+        table = loop.reconciler.state.table
+        assert table is not None
+        assert [v.name for v in table.endpoints["digits"].variants] == ["v1"]
         registry.register("digits", onnx_bytes(seed_value=1.0), "alice")
         weights_seen = []
         for _ in range(40):
             clock.now_s += 1.0
             loop.tick()
             table = loop.reconciler.state.table
+            assert table is not None
             weights_seen.append({v.name: v.weight for v in table.endpoints["digits"].variants})
             rollouts = registry.rollouts.list()
             if rollouts and rollouts[0].status is RolloutStatus.PROMOTED:
@@ -77,7 +80,9 @@ def test_a_registered_version_is_canaried_to_production_with_no_process(
         assert rollout.status is RolloutStatus.PROMOTED, rollout
         assert {"v1": 90, "v2": 10} in weights_seen
         assert {"v1": 50, "v2": 50} in weights_seen
-        final = loop.reconciler.state.table.endpoints["digits"].variants
+        table = loop.reconciler.state.table
+        assert table is not None
+        final = table.endpoints["digits"].variants
         assert [(v.name, v.weight) for v in final] == [("v2", 100)]
         assert registry.get_version("digits", "production").version == 2
         for _ in range(3):  # the route grace passes, then v1's replica is drained and stopped

@@ -24,12 +24,14 @@ def linear_softmax(weights: np.ndarray) -> bytes:
         initializer=[helper.make_tensor("w", TensorProto.FLOAT, [rows, cols], weights.ravel())],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+    probabilities: np.ndarray = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+    return probabilities
 
 
 @pytest.fixture

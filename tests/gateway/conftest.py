@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -46,7 +46,7 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def serving(app: Any, lifespan: str = "off") -> AsyncIterator[str]:
+async def serving(app: Any, lifespan: Literal["auto", "on", "off"] = "off") -> AsyncIterator[str]:
     """Serve an ASGI app on this loop; yields its base URL. A gateway is served with its own
     protocol (model requests take its fast lane, as under ``ferryman gateway``)."""
     sock = listening_socket()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped,unused-ignore]  # as src/ferryman/serving/grpc.py
 import httpx
 import pytest
 

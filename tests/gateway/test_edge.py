@@ -7,7 +7,7 @@ import json
 import os
 import random
 import string
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -100,7 +100,9 @@ async def test_oversized_bodies_are_413(
     assert reply.status == 413
     assert "limit of 4096 bytes" in reply.json()["error"]
 
-    async def chunks():  # no Content-Length: the limit applies as the chunks arrive
+    async def chunks() -> AsyncIterator[
+        bytes
+    ]:  # no Content-Length: the limit applies as the chunks arrive
         for _ in range(100):
             yield b"x" * 100
 

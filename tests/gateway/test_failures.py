@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
 import aiohttp
@@ -14,7 +14,9 @@ from ferryman.config import GatewaySettings, Settings
 from ferryman.errors import Forbidden
 from ferryman.gateway import Gateway
 from ferryman.gateway.health import BackendHealth
+from ferryman.gateway.messages import Answer
 from ferryman.gateway.server import build_server
+from ferryman.gateway.transport import Upstream
 from tests.figures import Figures
 from tests.gateway.conftest import (
     INFER,
@@ -111,7 +113,7 @@ async def test_a_request_that_crashes_its_replica_fails_alone_and_the_replica_is
         serving(gateway, "on") as gw,
     ):
         gateway.set_routes(table(endpoint(variant("v1", 100, a, b))))
-        statuses = []
+        statuses: list[int] = []
         while crashing.received == 0 and len(statuses) < 10:
             statuses.append((await call(session, gw + INFER.format("digits"))).status)
         assert statuses[-1] == 502
@@ -171,13 +173,13 @@ def test_a_non_loopback_bind_is_refused_without_the_insecure_flag(host: str) -> 
 class Exploding:
     """A transport with a bug in it: the gateway must still answer ``{"error": ...}``."""
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
 
-    async def send(self, backend: str, request: object) -> object:
+    async def send(self, backend: str, request: Upstream) -> Answer:
         raise RuntimeError("a bug")
 
-    def retain(self, backends: object) -> None:
+    def retain(self, backends: Collection[str]) -> None:
         return None
 
     async def close(self) -> None:

@@ -67,7 +67,9 @@ def test_choose_outputs_binary_by_default_or_per_output() -> None:
 
 
 def test_response_documents_omit_what_is_absent() -> None:
-    arrays = {"y": np.array([1.5, 2.5], dtype=np.float32), "z": np.array([[1]], dtype=np.int8)}
+    arrays: dict[str, np.ndarray] = {
+        "y": np.array([1.5, 2.5], dtype=np.float32), "z": np.array([[1]], dtype=np.int8)
+    }  # fmt: skip
     choices = [codecs.OutputChoice("y", False), codecs.OutputChoice("z", True)]
     response, tail = codecs.build_response(("m", "1", "r"), arrays, choices)
     document = json.loads(codecs.encode_response(response))

@@ -33,7 +33,7 @@ def png(mode: str, color: tuple[int, ...]) -> bytes:
 def test_layouts(
     shape: tuple[int, ...], datatype: str, expected_shape: tuple[int, ...], expected_value: float
 ) -> None:
-    spec = TensorSpec(name="image", datatype=datatype, shape=shape)  # type: ignore[arg-type]
+    spec = TensorSpec(name="image", datatype=datatype, shape=shape)
     array = image_to_array(png("RGB", (255, 255, 255)), spec)
     assert array.shape == expected_shape
     assert array.dtype == np.dtype(

@@ -43,7 +43,11 @@ def test_nested_json_strings_are_read_in_row_major_order() -> None:
 
 def test_binary_elements_become_a_text_array() -> None:
     body = packed(*(word.encode() for word in WORDS))
-    item = {"shape": [4], "datatype": "BYTES", "parameters": {"binary_data_size": len(body)}}
+    item: dict[str, object] = {
+        "shape": [4],
+        "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(body)},
+    }
     assert decode(item, body).tolist() == WORDS
 
 
@@ -86,7 +90,11 @@ BAD_BINARY = [
 def test_bad_binary_elements_are_refused(
     case: str, shape: list[int], body: bytes, message: str
 ) -> None:
-    item = {"shape": shape, "datatype": "BYTES", "parameters": {"binary_data_size": len(body)}}
+    item: dict[str, object] = {
+        "shape": shape,
+        "datatype": "BYTES",
+        "parameters": {"binary_data_size": len(body)},
+    }
     with pytest.raises(InvalidInput, match=re.escape(message)) as caught:
         decode(item, body)
     assert "input 'text'" in caught.value.message
@@ -110,7 +118,11 @@ def test_bad_json_elements_are_refused(case: str, item: dict[str, object], messa
 
 
 def test_declared_count_is_checked_before_anything_is_allocated() -> None:
-    item = {"shape": [2**62], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}
+    item: dict[str, object] = {
+        "shape": [2**62],
+        "datatype": "BYTES",
+        "parameters": {"binary_data_size": 8},
+    }
     with pytest.raises(InvalidInput, match="more than the 4 elements"):
         decode(item, packed(b"abcd"))
 

@@ -68,7 +68,7 @@ def test_only_deployable_variants_are_accepted(two_versions: Registry) -> None:
     deployments = two_versions.deployments
 
     def spec(**variant: object) -> DeploymentSpec:
-        return DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", **variant),))  # type: ignore[arg-type]
+        return DeploymentSpec(endpoint="digits", variants=(VariantSpec(model="digits", **variant),))
 
     with pytest.raises(InvalidInput, match=r"rejected \(accuracy dropped 2.1 pp"):
         deployments.put(spec(version=1, kind="onnx-int8"), "alice")

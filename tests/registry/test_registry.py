@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 
 from ferryman.artifacts import LocalArtifactStore
@@ -302,11 +302,11 @@ def test_the_audit_log_and_versions_resist_tampering(
     registry.register("digits", onnx_bytes(), "alice")
     tampering = [
         update(EventRow).values(actor="mallory"),
-        EventRow.__table__.delete(),
+        delete(EventRow),
         update(VersionRow).values(artifact_digest="0" * 64),
         update(VersionRow).values(metrics={"accuracy": 1.0}),
-        VersionRow.__table__.delete(),
-        ModelRow.__table__.delete(),
+        delete(VersionRow),
+        delete(ModelRow),
     ]
     for statement in tampering:
         with pytest.raises(DatabaseError), database.engine.begin() as connection:

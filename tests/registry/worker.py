@@ -25,7 +25,9 @@ def model_bytes(salt: int) -> bytes:
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "c"], ["y"])], "g", [x], [y], [weights]
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def main() -> None:

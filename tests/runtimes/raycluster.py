@@ -44,13 +44,13 @@ class RayCluster:
     temp_dir: Path
 
     def node_ip(self, node_id: str) -> str:
-        for node in ray.nodes():
+        for node in ray.nodes():  # type: ignore[no-untyped-call]  # ray leaves it unannotated
             if node["NodeID"] == node_id:
                 return str(node["NodeManagerAddress"])
         raise AssertionError(f"no node {node_id}")
 
     def alive_ips(self) -> set[str]:
-        return {str(n["NodeManagerAddress"]) for n in ray.nodes() if n["Alive"]}
+        return {str(n["NodeManagerAddress"]) for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
 
     def worker_raylet_pid(self) -> int:
         """The raylet that ``ray start`` started for the worker node."""

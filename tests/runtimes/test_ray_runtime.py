@@ -15,6 +15,7 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -60,7 +61,8 @@ class RayStack(Stack):
     def gateway_urls(self) -> list[str]:
         names = sorted(name for name in self.actors() if name.startswith("gateway:"))
         actors = [ray.get_actor(name, namespace=self.namespace) for name in names]
-        return [str(url) for url in ray.get([a.ensure_running.remote() for a in actors])]
+        urls: list[object] = ray.get([a.ensure_running.remote() for a in actors])
+        return [str(url) for url in urls]
 
     def down(self) -> None:
         super().down()
@@ -126,7 +128,7 @@ def test_a_fleet_on_two_ray_nodes_spreads_serves_restarts_loses_a_node_and_stops
     gateways = stack.gateway_urls()
     assert _hosts(gateways) == [HEAD_IP, WORKER_IP]
     for gateway in gateways:
-        wait_for(lambda gateway=gateway: _serves(gateway), 20, f"inference through {gateway}")
+        wait_for(partial(_serves, gateway), 20, f"inference through {gateway}")
     answer = httpx.post(f"{gateways[1]}/v2/models/m/infer", content=BODY).json()
     assert answer["outputs"][0]["data"] == [1.0, 0.0, 3.0, 0.0]
 

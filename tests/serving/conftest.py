@@ -51,7 +51,8 @@ def affine_model(features: int = 4, batch: int | str = "N") -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def text_model() -> bytes:
@@ -63,12 +64,13 @@ def text_model() -> bytes:
         helper.make_node("StringConcat", ["text", "bang"], ["shout"]),
         helper.make_node("Identity", ["text"], ["same"]),
     ]
-    bang = helper.make_tensor("bang", TensorProto.STRING, [], [b"!"])
+    bang = helper.make_tensor("bang", TensorProto.STRING, [], [b"!"])  # type: ignore[list-item]  # onnx's annotation omits the bytes of STRING tensors
     graph = helper.make_graph(nodes, "text", [text], [shout, same], initializer=[bang])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 9
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def golden(x: list[float], scale: float = 2.0) -> GoldenRequest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,10 @@ class CountingModel:
 
 @pytest.mark.parametrize("backend", ["lru", "redis"])
 async def test_repeated_requests_are_answered_from_the_cache(backend: str) -> None:
-    serving = {"lru": {"cache_entries": 16}, "redis": {"cache_redis_url": _redis_url()}}[backend]
+    backends: dict[str, dict[str, Any]] = {  # ServingSettings' keyword arguments
+        "lru": {"cache_entries": 16}, "redis": {"cache_redis_url": _redis_url()}
+    }  # fmt: skip
+    serving = backends[backend]
     model = CountingModel()
     identity = ReplicaIdentity("tiny", str(uuid.uuid4().int % 10**9), "onnx-fp32")
     app = create_app(

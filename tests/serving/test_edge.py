@@ -36,7 +36,7 @@ async def test_the_hot_path_and_the_starlette_route_answer_the_bad_corpus_alike(
     routed = ExceptionMiddleware(app.router, handlers=app.exception_handlers)
 
     async def route_only(scope: Scope, receive: Receive, send: Send) -> None:
-        await routed(scope | {"app": app}, receive, send)  # the app without its edge
+        await routed({**scope, "app": app}, receive, send)  # the app without its edge
 
     async with running(app) as edge:
         transport = httpx.ASGITransport(app=route_only)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped,unused-ignore]  # as src/ferryman/serving/grpc.py
 import numpy as np
 import pytest
 

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -28,11 +29,14 @@ from ferryman.serving.metrics import ReplicaIdentity
 from ferryman.serving.openai import create_generation_app
 from tests.gateway.conftest import endpoint, serving, table
 
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI  # the module itself is imported by importorskip below
+
 openai = pytest.importorskip("openai")
 
 pytestmark = pytest.mark.anyio
 PIECES = ("Hel", "lo ", "wor", "ld", "!")
-Stack = tuple["openai.AsyncOpenAI", "ScriptedEngine", GenerationPlane]
+Stack = tuple["AsyncOpenAI", "ScriptedEngine", GenerationPlane]
 
 
 class ScriptedEngine:
@@ -94,8 +98,11 @@ async def _gateway(replica_url: str, settings: GatewaySettings | None = None) ->
         yield url
 
 
-def _client(base_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=10)
+def _client(base_url: str) -> AsyncOpenAI:
+    client: AsyncOpenAI = openai.AsyncOpenAI(
+        base_url=base_url, api_key="unused", max_retries=0, timeout=10
+    )
+    return client
 
 
 async def test_stream_sends_the_first_token_before_the_last_exists(
@@ -137,7 +144,7 @@ async def test_a_second_stream_gets_429_and_a_disconnect_frees_the_slot(
         with pytest.raises(openai.RateLimitError) as refused:
             await client.completions.create(model="scripted", prompt="hi", max_tokens=5)
         assert refused.value.status_code == 429
-        assert refused.value.body["type"] == "rate_limit_error"  # type: ignore[index]
+        assert refused.value.body["type"] == "rate_limit_error"
         await first.close()  # the client goes away mid-stream; the gate never opens
         while plane.open_streams:  # the replica sees the disconnect on its own time
             await anyio.sleep(0.01)
@@ -154,8 +161,8 @@ async def test_limits_answer_400_in_openai_shape(
     with pytest.raises(openai.BadRequestError) as long_prompt:
         await client.completions.create(model="scripted", prompt="a " * 20, max_tokens=2)
     error = long_prompt.value.body
-    assert error["type"] == "invalid_request_error"  # type: ignore[index]
-    assert "20 tokens" in error["message"]  # type: ignore[index]
+    assert error["type"] == "invalid_request_error"
+    assert "20 tokens" in error["message"]
     with pytest.raises(openai.BadRequestError, match="max_tokens 11 is over"):
         await client.completions.create(model="scripted", prompt="hi", max_tokens=11)
     with pytest.raises(openai.BadRequestError, match="temperature"):

@@ -41,7 +41,8 @@ def brightness_model() -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def png(value: int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> bytes:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -23,12 +24,19 @@ from ferryman.gateway.routes import VariantRoute
 from tests.gateway.conftest import endpoint, table
 from tests.support import free_port
 
+if TYPE_CHECKING:
+    # the module itself is imported by importorskip below
+    from openai import OpenAI
+    from openai.types.chat import ChatCompletionMessageParam
+
 openai = pytest.importorskip("openai")
 pytest.importorskip("onnxruntime_genai")
 
 pytestmark = pytest.mark.e2e
 FERRYMAN = str(Path(sys.executable).parent / "ferryman")
-CHAT = [{"role": "user", "content": "What does the assert statement do?"}]
+CHAT: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What does the assert statement do?"}
+]
 
 
 def wait_for_gateway(url: str) -> None:
@@ -100,13 +108,13 @@ def stack(tiny_lm_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(params=["replica", "gateway"])
-def client(request: pytest.FixtureRequest, stack: Stack) -> Iterator[openai.OpenAI]:
+def client(request: pytest.FixtureRequest, stack: Stack) -> Iterator[OpenAI]:
     base_url = stack.replica if request.param == "replica" else stack.gateway
     with openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=60) as made:
         yield made
 
 
-def test_chat_and_completion_answer_with_usage(client: openai.OpenAI) -> None:
+def test_chat_and_completion_answer_with_usage(client: OpenAI) -> None:
     chat = client.chat.completions.create(model="tiny-lm", messages=CHAT, max_tokens=12)
     assert chat.object == "chat.completion"
     assert chat.choices[0].message.role == "assistant"
@@ -121,7 +129,7 @@ def test_chat_and_completion_answer_with_usage(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny-lm"]
 
 
-def test_seeded_sampling_is_reproducible(client: openai.OpenAI) -> None:
+def test_seeded_sampling_is_reproducible(client: OpenAI) -> None:
     def sample(seed: int) -> str:
         answer = client.completions.create(
             model="tiny-lm", prompt="A class definition", max_tokens=24, temperature=1.0,
@@ -134,7 +142,7 @@ def test_seeded_sampling_is_reproducible(client: openai.OpenAI) -> None:
     assert {sample(seed) for seed in (8, 9, 10)} != {first}
 
 
-def test_stream_is_the_same_text_in_pieces(client: openai.OpenAI) -> None:
+def test_stream_is_the_same_text_in_pieces(client: OpenAI) -> None:
     prompt = "The for statement"
     whole = client.completions.create(model="tiny-lm", prompt=prompt, max_tokens=20, temperature=0)
     pieces = [
@@ -148,7 +156,7 @@ def test_stream_is_the_same_text_in_pieces(client: openai.OpenAI) -> None:
     assert "".join(pieces) == whole.choices[0].text
 
 
-def test_stop_sequence_cuts_the_text(client: openai.OpenAI) -> None:
+def test_stop_sequence_cuts_the_text(client: OpenAI) -> None:
     def sample(stop: list[str] | None) -> tuple[str, str]:
         choice = client.completions.create(
             model="tiny-lm", prompt="The if statement", max_tokens=30, seed=3, stop=stop
@@ -165,7 +173,7 @@ def test_stop_sequence_cuts_the_text(client: openai.OpenAI) -> None:
     assert sample([text[at : at + 2]]) == (text[:at], "stop")
 
 
-def test_a_prompt_over_the_limit_is_400_in_openai_shape(client: openai.OpenAI) -> None:
+def test_a_prompt_over_the_limit_is_400_in_openai_shape(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.completions.create(model="tiny-lm", prompt="while True: pass\n" * 40, max_tokens=4)
     error = refused.value.body

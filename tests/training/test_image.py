@@ -15,6 +15,7 @@ from ferryman.errors import InvalidInput
 from ferryman.export import EvaluationSet, GatePolicy, QuantizationMode, plan_variants
 from ferryman.export.variants import INT8, export_variants
 from ferryman.registry import Registry, RunStatus, VariantStatus
+from ferryman.registry.records import ParamValue
 from ferryman.serving.app import create_app
 from ferryman.serving.replica import from_registry
 from ferryman.training import RunEnvironment, RunOutcome, TrainingRequest, start_run
@@ -90,7 +91,9 @@ def test_reference_data_replays_on_every_servable_variant(
             feed = {"pixels": np.asarray(pixels.data, np.float32).reshape(pixels.shape)}
             expected = golden.outputs["probabilities"]
             got = session.run(["probabilities"], feed)[0]
-            np.testing.assert_allclose(got.ravel(), expected.data, rtol=0, atol=golden.atol)
+            np.testing.assert_allclose(
+                got.ravel(), np.asarray(expected.data, np.float64), rtol=0, atol=golden.atol
+            )
     if {v.kind for v in servable} == {"onnx-fp32"}:
         assert all(golden.atol == 1e-4 for golden in reference.golden)
 
@@ -143,7 +146,7 @@ def test_resnet_option_trains_and_registers(registry: Registry) -> None:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_on_the_cpu_still_exports_fp32(registry: Registry, precision: str) -> None:
-    params = {"epochs": 1, "width": 4, "precision": precision, "int8": "off"}
+    params: dict[str, ParamValue] = {"epochs": 1, "width": 4, "precision": precision, "int8": "off"}
     request = TrainingRequest("digits", "digits", params)
     outcome = start_run(train_image_classifier, request, RunEnvironment(registry, "ci"))
     assert outcome.registration is not None

@@ -19,35 +19,14 @@ policy_app = typer.Typer(
 
 
 @policy_app.command("set")
+@plans.plan_options
 def set_policy(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model whose new versions roll out.")],
+    *,
     endpoint: Annotated[str | None, typer.Option(help="Endpoint [the model's name].")] = None,
     on: Annotated[str, typer.Option(help="'registered', or 'alias:NAME'.")] = "registered",
-    strategy: plans.StrategyOption = "canary",
-    steps: plans.Steps = None,
-    interval_s: plans.Interval = None,
-    threshold: plans.Threshold = None,
-    min_success_rate: plans.MinSuccessRate = None,
-    max_p99_ms: plans.MaxP99 = None,
-    min_requests: plans.MinRequests = None,
-    max_prediction_drift: plans.MaxDrift = None,
-    min_predictions: plans.MinPredictions = None,
-    bake_s: plans.Bake = None,
-    warmup_timeout_s: plans.Warmup = None,
-    split: plans.Split = None,
-    sticky_header: plans.StickyHeader = None,
-    metric: plans.Metric = None,
-    alpha: plans.Alpha = None,
-    power: plans.Power = None,
-    min_effect: plans.MinEffect = None,
-    min_samples: plans.MinSamples = None,
-    max_duration_s: plans.MaxDuration = None,
-    promote_winner: plans.PromoteWinner = None,
-    duration_s: plans.Duration = None,
-    min_agreement: plans.MinAgreement = None,
-    min_compared: plans.MinCompared = None,
-    then_canary: plans.ThenCanary = False,
+    planned: plans.Planned,
     offline_metric: Annotated[
         str | None,
         typer.Option(help="Roll out only versions whose offline metric (e.g. accuracy) passes."),
@@ -62,17 +41,7 @@ def set_policy(
     json_output: JsonOption = False,
 ) -> None:
     """Every new version of MODEL is rolled out to ENDPOINT by STRATEGY, gated, by itself."""
-    options = plans.PlanOptions(
-        steps=steps, interval_s=interval_s, threshold=threshold,
-        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms, min_requests=min_requests,
-        max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
-        bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
-        sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,
-        min_effect=min_effect, min_samples=min_samples, max_duration_s=max_duration_s,
-        promote_winner=promote_winner, duration_s=duration_s, min_agreement=min_agreement,
-        min_compared=min_compared, then_canary=then_canary,
-    )  # fmt: skip
-    kind, plan = plans.build_plan(strategy, options)
+    kind, plan = planned
     gate = offline_gate(offline_metric, max_offline_drop, min_offline)
     state = cli_context(ctx)
     record = state.registry().policies.put(

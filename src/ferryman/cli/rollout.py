@@ -27,39 +27,12 @@ SKIPS_SHOWN = 5
 
 
 @rollout_app.command("start")
+@plans.plan_options
 def start(
     ctx: typer.Context,
     endpoint: Annotated[str, typer.Argument(help="Endpoint to roll out on.")],
     to: Annotated[int, typer.Option("--to", help="Candidate version number.")],
-    strategy: plans.StrategyOption = "canary",
-    steps: plans.Steps = None,
-    interval_s: plans.Interval = None,
-    threshold: plans.Threshold = None,
-    min_success_rate: plans.MinSuccessRate = None,
-    max_p99_ms: plans.MaxP99 = None,
-    max_ttft_p99_ms: plans.MaxTtftP99 = None,
-    max_inter_token_p99_ms: plans.MaxInterTokenP99 = None,
-    min_thumbs_up_rate: plans.MinThumbsUpRate = None,
-    max_thumbs_up_drop: plans.MaxThumbsUpDrop = None,
-    min_rated: plans.MinRated = None,
-    min_requests: plans.MinRequests = None,
-    max_prediction_drift: plans.MaxDrift = None,
-    min_predictions: plans.MinPredictions = None,
-    bake_s: plans.Bake = None,
-    warmup_timeout_s: plans.Warmup = None,
-    split: plans.Split = None,
-    sticky_header: plans.StickyHeader = None,
-    metric: plans.Metric = None,
-    alpha: plans.Alpha = None,
-    power: plans.Power = None,
-    min_effect: plans.MinEffect = None,
-    min_samples: plans.MinSamples = None,
-    max_duration_s: plans.MaxDuration = None,
-    promote_winner: plans.PromoteWinner = None,
-    duration_s: plans.Duration = None,
-    min_agreement: plans.MinAgreement = None,
-    min_compared: plans.MinCompared = None,
-    then_canary: plans.ThenCanary = False,
+    planned: plans.Planned,
     force: Annotated[
         bool,
         typer.Option(help="Start even when the serving version's clients could not call TO."),
@@ -67,21 +40,7 @@ def start(
     json_output: JsonOption = False,
 ) -> None:
     """Roll version TO out on ENDPOINT; the control plane moves it on by its gates."""
-    options = plans.PlanOptions(
-        steps=steps, interval_s=interval_s, threshold=threshold,
-        min_success_rate=min_success_rate, max_p99_ms=max_p99_ms,
-        max_ttft_p99_ms=max_ttft_p99_ms, max_inter_token_p99_ms=max_inter_token_p99_ms,
-        min_thumbs_up_rate=min_thumbs_up_rate, max_thumbs_up_drop=max_thumbs_up_drop,
-        min_rated=min_rated,
-        min_requests=min_requests,
-        max_prediction_drift=max_prediction_drift, min_predictions=min_predictions,
-        bake_s=bake_s, warmup_timeout_s=warmup_timeout_s, split=split,
-        sticky_header=sticky_header, metric=metric, alpha=alpha, power=power,
-        min_effect=min_effect, min_samples=min_samples, max_duration_s=max_duration_s,
-        promote_winner=promote_winner, duration_s=duration_s, min_agreement=min_agreement,
-        min_compared=min_compared, then_canary=then_canary,
-    )  # fmt: skip
-    kind, plan = plans.build_plan(strategy, options)
+    kind, plan = planned
     state = cli_context(ctx)
     record = steering.start_rollout(
         state.registry(), endpoint, to,

@@ -5,18 +5,16 @@ Connections keep the shared deadlines and cap of :mod:`ferryman.connection_limit
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 
 import httpx
 import uvicorn
-from fastapi import FastAPI
 
 from ferryman.capacity.jobs import CapacityJobs
 from ferryman.config import Settings
-from ferryman.connection_limits import GuardedServer, port_is_free
+from ferryman.connection_limits import App, GuardedServer, is_loopback, port_is_free, server_config
 from ferryman.control.api.app import create_app
 from ferryman.control.api.security import Token, load_or_create_token
 from ferryman.control.fleet import check_fleet, running_fleet
@@ -25,15 +23,6 @@ from ferryman.errors import InvalidInput, Unavailable
 from ferryman.registry import Registry
 
 logger = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(settings: Settings) -> None:
@@ -134,7 +123,7 @@ def run_control_plane(settings: Settings, token: Token, registry: Registry) -> N
         fleet_stop=fleet_stop,
         routes=loop.routes,
     )
-    server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
+    server = build_server(settings, app)
     fleet_stop.server = server
     loop.start()
     server.run()
@@ -143,17 +132,12 @@ def run_control_plane(settings: Settings, token: Token, registry: Registry) -> N
     registry.close()
 
 
-def _uvicorn_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
-    control = settings.control
-    return uvicorn.Config(
-        app,
-        host=control.host,
-        port=control.port,
-        ssl_certfile=str(control.tls_cert_file) if control.tls_cert_file else None,
-        ssl_keyfile=str(control.tls_key_file) if control.tls_key_file else None,
-        log_level="warning",
-        server_header=False,
-    )
+def build_server(settings: Settings, app: App) -> GuardedServer:
+    """The API's server over ``app`` on the control settings' host and port, over HTTPS
+    with their certificate and key (not started): the one ``ferryman up`` and
+    :class:`BackgroundControlPlane` (the demo's) both run."""
+    return GuardedServer(server_config(app, settings.control, log_level="warning"),
+                         settings.connections)  # fmt: skip
 
 
 class BackgroundControlPlane:
@@ -181,7 +165,7 @@ class BackgroundControlPlane:
             fleet_stop=self.fleet_stop,
             routes=self.loop.routes,
         )
-        self._server = GuardedServer(_uvicorn_config(app, settings), settings.connections)
+        self._server = build_server(settings, app)
         self._capacity_jobs: CapacityJobs = app.state.capacity_jobs
         self.fleet_stop.server = self._server
         self._thread = threading.Thread(target=self._server.run, name="ferryman-api", daemon=True)

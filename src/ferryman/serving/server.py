@@ -10,10 +10,7 @@ lets in-flight requests finish within ``drain_timeout_s`` and exits 0.
 from __future__ import annotations
 
 import gc
-import importlib.util
-import ipaddress
 import logging
-import math
 import signal
 from socket import socket
 from types import FrameType
@@ -23,7 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ferryman.config import ConnectionSettings, Settings
-from ferryman.connection_limits import GuardedServer
+from ferryman.connection_limits import GuardedServer, is_loopback, server_config
 from ferryman.errors import Forbidden
 from ferryman.serving.metrics import ReplicaIdentity
 
@@ -70,31 +67,14 @@ def build_server(settings: Settings, app: Starlette) -> DrainingServer:
     """A server for ``app`` on the settings' host and port (not started)."""
     serving = settings.serving
     check_bind(serving.host, serving.is_remote_without_auth_allowed)
-    config = uvicorn.Config(
-        app,
-        host=serving.host,
-        port=serving.port,
-        ssl_certfile=str(serving.tls_cert_file) if serving.tls_cert_file else None,
-        ssl_keyfile=str(serving.tls_key_file) if serving.tls_key_file else None,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=math.ceil(serving.drain_timeout_s),  # whole seconds
-        server_header=False,
-        proxy_headers=False,  # nothing here reads the client address; skip its rewriting
-    )
+    config = server_config(app, serving, graceful_timeout_s=serving.drain_timeout_s)
     plane: Drainable = app.state.plane
     return DrainingServer(config, plane, settings.connections)
 
 
 def check_bind(host: str, is_remote_allowed: bool) -> None:
     """Refuse a non-loopback bind unless it was explicitly allowed (no data-plane auth yet)."""
-    try:
-        is_loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        is_loopback = False
-    if not is_loopback and not is_remote_allowed:
+    if not (is_loopback(host) or is_remote_allowed):
         raise Forbidden(
             f"refusing to listen on {host!r}: replicas have no token auth yet, so they bind "
             "loopback only; set FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED=true (behind "

@@ -21,8 +21,8 @@ def test_f1_of_a_known_confusion_matrix() -> None:
     assert scores.labelled == 10
     assert scores.accuracy == pytest.approx(0.7)
     cat, dog = scores.per_class["cat"], scores.per_class["dog"]
-    assert (cat.precision, cat.recall) == (pytest.approx(5 / 7), pytest.approx(5 / 6))
-    assert (dog.precision, dog.recall, dog.support) == (pytest.approx(2 / 3), 0.5, 4)
+    assert (cat.precision, cat.recall) == pytest.approx((5 / 7, 5 / 6))
+    assert (dog.precision, dog.recall, dog.support) == pytest.approx((2 / 3, 0.5, 4))
     cat_f1 = 2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6)
     dog_f1 = 2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)
     assert scores.f1 == pytest.approx((cat_f1 + dog_f1) / 2)

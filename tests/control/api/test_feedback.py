@@ -31,7 +31,8 @@ def argmax_classifier() -> bytes:
     graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["p"], axis=1)], "c", [x], [p])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,8 +26,9 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis import Case, GenerationMode
+from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -98,6 +100,7 @@ def fuzz(running: RunningServer, real: dict[str, str], examples: int) -> Figures
     figures = Figures()
     with requests.Session() as session:
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), result  # narrows Ok | Err for the type checker
             operation = result.ok()
             named = {p.name: real[p.name] for p in operation.path_parameters}
             strategies = [
@@ -111,7 +114,7 @@ def fuzz(running: RunningServer, real: dict[str, str], examples: int) -> Figures
                 phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
             )  # fmt: skip
             @given(case=st.one_of(strategies))
-            def call(case: Case) -> None:
+            def call(case: Case[APIOperation[Any, Any, Any, Any]]) -> None:
                 label = case.operation.label
                 figures.examples[label] += 1
                 try:

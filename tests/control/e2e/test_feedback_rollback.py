@@ -33,7 +33,8 @@ def classifier(sign: float) -> bytes:
     graph = helper.make_graph(nodes, "classifier", [x], [p], initializer=[sign_tensor])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def row_body() -> bytes:

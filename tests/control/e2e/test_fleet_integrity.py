@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ferryman.runtimes.local.processes import process_start
+from ferryman.runtimes.local.children import process_start
 from tests.control.e2e.harness import BODY, Load, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,7 @@ def test_a_control_plane_on_a_wrong_or_new_registry_leaves_the_fleet_alone(
     wait_for(lambda: len(stack.ready_backends("m")) == 2, 60, "two ready replicas")
     with stack.reading() as registry:
         owner = registry.identity()
-    wait_for(lambda: (stack.routes() or None) and stack.routes().registry == owner, 10, "stamp")  # type: ignore[union-attr]
+    wait_for(lambda: (held := stack.routes()) is not None and held.registry == owner, 10, "stamp")
     before, table = stack.replica_pids(), stack.routes()
     moved = tmp_path / "moved"
     moved.mkdir()

@@ -261,7 +261,7 @@ def test_scale_from_zero_holds_a_burst_then_returns_to_zero(stack: Stack) -> Non
     wait_for(lambda: stack.routes() is not None and "m" in stack.routes().endpoints, 10, "route")  # type: ignore[union-attr]
     assert stack.replica_pids() == {}
     written = stack.routes().generation  # type: ignore[union-attr]
-    held = lambda: httpx.get(f"{stack.gateway}/-/healthz").json()["generation"]  # noqa: E731
+    held: Callable[[], int] = lambda: httpx.get(f"{stack.gateway}/-/healthz").json()["generation"]  # noqa: E731
     wait_for(lambda: held() >= written, 10, "the gateway holding the table with the endpoint")
 
     started = time.monotonic()
@@ -294,7 +294,7 @@ def test_a_version_that_cannot_load_never_takes_traffic(stack: Stack, tmp_path: 
     with Load(infer_url(stack), rate=40, max_s=40).running() as load:
         with Client.local(data_dir=stack.data_dir) as client:
             client.deploy(canary)
-        events = lambda: stack.ferryman("events", "--limit", "200", "--json")  # noqa: E731
+        events: Callable[[], str] = lambda: stack.ferryman("events", "--limit", "200", "--json")  # noqa: E731
         waited_s = wait_for(lambda: "failed to load" in events(), 30, "v2 reported failed")
         time.sleep(2)
     assert waited_s < 45  # well before the 60 s startup timeout: the replica said it cannot load

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from ferryman.control.metrics.promql import PrometheusTraffic
-from ferryman.control.metrics.traffic import traffic_by_variant
+from ferryman.control.metrics.traffic import Traffic, traffic_by_variant
+from ferryman.types import Slot
 from tests.conftest import make_onnx
 from tests.control.e2e.harness import BODY, Stack, wait_for
 from tests.support import free_port
@@ -126,9 +127,14 @@ def test_a_real_prometheus_scrapes_ferryman(stack: Stack, tmp_path: Path) -> Non
         # control.prometheus_url: rollout analysis reads the same totals through Prometheus
         with httpx.Client(timeout=5) as http:
             through = PrometheusTraffic(f"http://127.0.0.1:{port}", http)
-            direct = lambda: traffic_by_variant(http.get(f"{stack.gateway}/metrics").text)  # noqa: E731
+
+            def direct() -> dict[Slot, Traffic]:
+                return traffic_by_variant(http.get(f"{stack.gateway}/metrics").text)
+
             wait_for(lambda: through() == direct(), 15, "Prometheus caught up with the gateway")
-            assert through()[("m", "v1")].requests >= 20
+            traffic = through()
+            assert traffic is not None
+            assert traffic[("m", "v1")].requests >= 20
     finally:
         server.terminate()
         server.wait(timeout=10)

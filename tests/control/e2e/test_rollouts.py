@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ def failing_on_30_percent() -> bytes:
     ]
     graph = helper.make_graph(nodes, "flaky", [x], [y], initializer=[table])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def digit_body() -> bytes:
@@ -198,7 +200,10 @@ def slow_model(seconds: float = 1.0, size: int = 128) -> bytes:
         ]
         graph = helper.make_graph(nodes, "slow", [x], [y], initializer=constants)
         opsets = [helper.make_opsetid("", 17)]
-        return helper.make_model(graph, opset_imports=opsets, ir_version=9).SerializeToString()
+        serialized: bytes = helper.make_model(
+            graph, opset_imports=opsets, ir_version=9
+        ).SerializeToString()
+        return serialized
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -283,7 +288,7 @@ def test_five_versions_in_a_row_roll_out_by_policy_with_nothing_failed(
             model = tmp_path / f"v{version}.onnx"
             model.write_bytes(make_onnx(seed_value=float(version)))
             stack.ferryman("register", str(model), "--model", "m")
-            wait_for(lambda v=version: _promoted_in(registry, v), 60, f"v{version} promoted")
+            wait_for(partial(_promoted_in, registry, version), 60, f"v{version} promoted")
             finished.append((version, load.now_s()))
             wait_for(lambda: len(stack.replica_pids()) == 2, 30, f"v{version - 1} stopped")
         time.sleep(1)
@@ -342,7 +347,7 @@ def test_control_plane_killed_at_random_transitions_resumes_without_double_promo
             "--interval", "2", "--min-requests", "5",
         )  # fmt: skip
         for weight in kills:
-            wait_for(lambda w=weight: registry.rollouts.list("m")[-1].weight >= w, 60, f"{weight}%")
+            wait_for(partial(_weight_reached, registry, weight), 60, f"{weight}%")
             kill_and_restart(stack, rng.uniform(0, 2))
             assert registry.rollouts.list("m")[-1].weight >= weight  # resumed, never back
         wait_for(lambda: registry.rollouts.list("m")[-1].status.is_final, 60, "the end")
@@ -380,16 +385,20 @@ def test_control_plane_killed_at_twenty_random_transitions(stack: Stack, tmp_pat
             model.write_bytes(make_onnx(seed_value=float(version)))
             stack.ferryman("register", str(model), "--model", "m")
             for weight in sorted(rng.sample([0, 30, 60, 100], rng.randint(1, 3))):
-                wait_for(lambda v=version, w=weight: reached(v, w), 90, f"v{version} {weight}%")
+                wait_for(partial(reached, version, weight), 90, f"v{version} {weight}%")
                 kill_and_restart(stack, rng.uniform(0, 2))
                 kills += 1
-            wait_for(lambda v=version: _promoted_in(registry, v), 90, f"v{version} promoted")
+            wait_for(partial(_promoted_in, registry, version), 90, f"v{version} promoted")
         wait_for(lambda: len(stack.replica_pids()) == 1, 30, "old replicas gone")
         time.sleep(1)
         promotions = [e for e in registry.list_events("m", 5000) if e.action == "rollout.promoted"]
     assert load.failures() == [], f"seed {SEED}"
     assert len(promotions) == version - 1  # each version once
     assert_no_orphans(stack)
+
+
+def _weight_reached(registry: Registry, weight: int) -> bool:
+    return registry.rollouts.list("m")[-1].weight >= weight
 
 
 def _promoted_in(registry: Registry, version: int) -> bool:
@@ -436,7 +445,8 @@ def always_class_3() -> bytes:
     nodes = [helper.make_node("Add", ["x", "shift"], ["s"]), helper.make_node("Relu", ["s"], ["y"])]
     graph = helper.make_graph(nodes, "drifted", [x], [y], initializer=[shift])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def test_a_canary_whose_predictions_drift_is_held_never_promoted(

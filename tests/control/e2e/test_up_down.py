@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from ferryman.runtimes.local.processes import process_start
+from ferryman.runtimes.local.children import process_start
 from tests.control.e2e.harness import Stack, wait_for
 from tests.support import free_port
 

@@ -131,7 +131,7 @@ def test_rules_apply_per_variant_and_to_their_endpoint_only() -> None:
      (">", 1.5, True), ("<", 0.5, True)],
 )  # fmt: skip
 def test_comparisons(comparison: str, value: float, holds: bool) -> None:
-    rule = AlertRule(name="r", series="qps", comparison=comparison, threshold=1.0)  # type: ignore[arg-type]
+    rule = AlertRule(name="r", series="qps", comparison=comparison, threshold=1.0)
     assert bool(evaluate([rule], [at(0, qps=value)], AlertState(), 0.0).fired) is holds
 
 
@@ -139,7 +139,7 @@ def test_a_restart_keeps_firing_alerts_without_firing_them_again() -> None:
     record = AlertRecord(
         id=7, rule="error-rate", level=AlertLevel.CRITICAL, endpoint="digits", variant="v2",
         state=AlertStatus.FIRING, value=0.05, threshold=0.01, message="m",
-        started_at="2026-12-09T00:00:00Z", resolved_at=None,  # type: ignore[arg-type]
+        started_at="2026-12-09T00:00:00Z", resolved_at=None,
     )  # fmt: skip
     state = AlertState.of_firing([record])
     still = evaluate(list(DEFAULT_RULES), [at(0, error_rate=0.05)], state, 0.0)

@@ -143,7 +143,10 @@ def test_variant_readings_from_the_route_table_and_the_deployment() -> None:
         VariantSpec(model="digits", version=1, weight=90, replicas=3),
         VariantSpec(model="digits", version=2, weight=10, replicas=1),
     ))  # fmt: skip
-    record = DeploymentRecord.model_construct(endpoint="digits", spec=spec)
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    record = DeploymentRecord.model_construct(endpoint="digits", spec=spec, generation=1,
+                                              created_by="alice", created_at=at,
+                                              updated_by="alice", updated_at=at)  # fmt: skip
     route = EndpointRoute(endpoint="digits", variants=(
         VariantRoute(name="v1", model="digits", version=1, weight=100,
                      backends=("http://127.0.0.1:1", "http://127.0.0.1:2")),

@@ -160,6 +160,7 @@ def test_forecast_scales_ahead_of_a_daily_peak_and_reactive_lags() -> None:
     shortfall = {}
     for use_forecast in (False, True):
         model, forecast = SeasonalModel(season_length=minutes_per_day), ForecastState()
+        pending: list[int]
         state, pending, ready = ScalerState(), [], 1
         missing_minutes = 0
         for minute in range(3 * minutes_per_day):

@@ -123,7 +123,11 @@ class CanaryPlan(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    steps: tuple[int, ...] = Field(default=(10, 50, 100), min_length=1)
+    steps: tuple[int, ...] = Field(
+        default=(10, 50, 100),
+        min_length=1,
+        description="Candidate weights, percent, rising to 100.",
+    )
     interval_s: float = Field(default=30.0, gt=0, description="Length of each analysis window.")
     threshold: int = Field(default=3, ge=1, description="Failed checks that roll back.")
     gates: Gates = Field(default_factory=Gates)
