@@ -268,25 +268,7 @@ class SleepyModel:
         return {"y": inputs["x"] + 1}
 
 
-@pytest.mark.parametrize(
-    "warmed",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "Known gap: once fast calls have timed the model under INLINE_BELOW_S the "
-                    "batcher runs it on the event loop, so a call that then takes 5 s blocks "
-                    "the replica: 200 after 5 s instead of 504 at 2 s, no 503 meanwhile. "
-                    "Strict: it fails once fixed, so this mark goes with the fix."
-                ),
-            ),
-        ),
-    ],
-    ids=["cold", "after-fast-calls"],
-)
+@pytest.mark.parametrize("warmed", [False, True], ids=["cold", "after-fast-calls"])
 def test_f4_a_model_that_sleeps_5_s_gets_504_at_the_2_s_deadline_and_the_queue_is_bounded(
     warmed: bool, request: pytest.FixtureRequest
 ) -> None:
