@@ -137,8 +137,8 @@ async def test_a_model_error_fails_only_the_poison_request() -> None:
     assert model.batches == [1, 2, 1, 1, 1]
 
 
-async def test_a_fast_model_run_on_the_loop_isolates_the_poison_request_too() -> None:
-    """The inline path (a model timed below INLINE_BELOW_S) retries alone like the other."""
+async def test_a_fast_model_isolates_the_poison_request_too() -> None:
+    """A model seen to be fast (it once ran on the event loop) retries alone like any other."""
     model = GatedModel()
     model.gate.set()
     app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=8, max_delay_ms=50)
