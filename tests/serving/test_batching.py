@@ -137,8 +137,8 @@ async def test_a_model_error_fails_only_the_poison_request() -> None:
     assert model.batches == [1, 2, 1, 1, 1]
 
 
-async def test_a_fast_model_run_on_the_loop_isolates_the_poison_request_too() -> None:
-    """The inline path (a model timed below INLINE_BELOW_S) retries alone like the other."""
+async def test_a_fast_model_isolates_the_poison_request_too() -> None:
+    """A model seen to be fast (it once ran on the event loop) retries alone like any other."""
     model = GatedModel()
     model.gate.set()
     app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=8, max_delay_ms=50)
@@ -268,25 +268,7 @@ class SleepyModel:
         return {"y": inputs["x"] + 1}
 
 
-@pytest.mark.parametrize(
-    "warmed",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "Known gap: once fast calls have timed the model under INLINE_BELOW_S the "
-                    "batcher runs it on the event loop, so a call that then takes 5 s blocks "
-                    "the replica: 200 after 5 s instead of 504 at 2 s, no 503 meanwhile. "
-                    "Strict: it fails once fixed, so this mark goes with the fix."
-                ),
-            ),
-        ),
-    ],
-    ids=["cold", "after-fast-calls"],
-)
+@pytest.mark.parametrize("warmed", [False, True], ids=["cold", "after-fast-calls"])
 def test_f4_a_model_that_sleeps_5_s_gets_504_at_the_2_s_deadline_and_the_queue_is_bounded(
     warmed: bool, request: pytest.FixtureRequest
 ) -> None:

@@ -11,11 +11,21 @@ succeeds costs nothing more.
 
 The batcher is driven by event-loop callbacks, not by a task of its own: the first request
 into an empty queue schedules a cut for the loop's next turn (so the requests that arrive
-in the same turn join it), and a fast model runs right in that callback; only a slow
-model's batch becomes a task, which awaits the executor. Deadlines share one timer, set
-for the earliest deadline among the requests still waiting. Measured (callgrind, digits
-model): a timer set and cancelled per request cost ~6,000 instructions of a ~390,000
-instruction request, and the batcher's own task ~10,000 more at concurrency 1.
+in the same turn join it). Deadlines share one timer, set for the earliest deadline among
+the requests still waiting. Measured (callgrind, digits model): a timer set and cancelled per
+request cost ~6,000 instructions of a ~390,000 instruction request, and a task of the
+batcher's own ~10,000 more at concurrency 1.
+
+Every model call runs on the executor's thread, never on the event loop, however fast the
+model has been (RELIABILITY F4): a call cannot be stopped once it runs, so a call on the loop
+that turns slow (one input in a thousand, a page fault, a lock inside the model) would hold
+every request of the replica past its deadline: no 504, no 503, no health answer. On the
+executor the loop keeps answering while the call runs: 504 at each deadline, 503 over the
+queue. A batch goes to the executor with one ``submit`` and comes back with one
+``call_soon_threadsafe`` (no task, no asyncio future per batch); poison isolation's retries
+run on the same thread, and results are delivered on the loop (asyncio futures and the
+metrics are the loop's alone). bench/serving/hop.py measures what the hop costs against the
+former inline path.
 """
 
 from __future__ import annotations
@@ -25,8 +35,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
-from concurrent.futures import Executor
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +48,6 @@ from ferryman.serving.metrics import ReplicaMetrics
 logger = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
-
-INLINE_BELOW_S = 0.0005
-"""Model calls that typically take less than this run on the event loop itself: for tiny
-models the hop to the executor thread and back costs several times the call. Slower models
-(and any model until its first call was timed) run on the executor."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,8 @@ class Batcher:
         """The scheduled cut of the next batch, if any."""
         self._cut_waits = False
         """True when that cut is the end of a wait for company (``max_delay_s``)."""
-        self._running: asyncio.Task[None] | None = None
-        """A batch on the executor; no other batch is cut until it is done."""
-        self._typical_call_s = math.inf  # unknown until a call was timed
         self._in_model: list[_Pending] = []
-        """The requests of the batch on the executor, if any (the queue holds the rest)."""
+        """The requests of the batch on the executor; no other batch is cut while it runs."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.outstanding = 0
@@ -117,17 +119,15 @@ class Batcher:
     async def stop(self) -> None:
         """Stop cutting batches; requests not yet answered fail with 503."""
         unanswered = [*self._in_model, *self._queue]
-        self._loop = None
+        self._loop = None  # a call still running is not waited for; its answers are dropped
         if self._cut is not None:
             self._cut.cancel()
             self._cut = None
-        if self._running is not None:
-            self._running.cancel()
-            await asyncio.gather(self._running, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
         _fail(unanswered, Unavailable("the replica is shutting down", 1))
+        self._in_model = []
         self._queue.clear()
         self._queued_rows = 0
 
@@ -146,7 +146,7 @@ class Batcher:
         self._queued_rows += pending.rows
         self.outstanding += 1
         loop = self._loop
-        if loop is not None and self._running is None:
+        if loop is not None and not self._in_model:
             if self._cut is None:
                 self._cut_soon(loop)  # the loop's next turn decides whether to wait for company
             elif self._cut_waits and not self._should_wait():
@@ -167,7 +167,7 @@ class Batcher:
         """Cut a batch and run it, or first wait once for company (a loop callback)."""
         self._cut = None
         loop = self._loop
-        if not self._queue or self._running is not None or loop is None:
+        if not self._queue or self._in_model or loop is None:
             return
         if not has_waited and self._should_wait():
             cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
@@ -175,22 +175,40 @@ class Batcher:
             self._cut_waits = True
             return
         batch = self._take()
-        if batch and self._typical_call_s < INLINE_BELOW_S:
-            try:
-                self._run_here(batch)
-            except Exception:  # a bug here must not strand every request of the batch
-                logger.exception("batching failed for %d request(s)", len(batch))
-                _fail(batch, FerrymanError("internal error while batching; see the replica log"))
-        elif batch:
-            self._in_model = batch
-            self._running = loop.create_task(self._run_off_loop(batch), name="batch")
-            self._running.add_done_callback(self._ran)
+        if not batch:  # every request taken had passed its deadline
+            if self._queue:
+                self._cut_soon(loop)
             return
-        if self._queue:
-            self._cut_soon(loop)
+        self._in_model = batch
+        groups = self._groups(batch)
+        work = self._executor.submit(self._run_groups, groups)
+        work.add_done_callback(lambda done: _call_soon(loop, self._ran, batch, groups, done))
 
-    def _ran(self, task: asyncio.Task[None]) -> None:
-        self._running, self._in_model = None, []
+    def _ran(
+        self,
+        batch: list[_Pending],
+        groups: list[list[_Pending]],
+        work: Future[tuple[list[Sequence[Arrays | Exception]], float]],
+    ) -> None:
+        """Deliver a batch's answers (a loop callback, once the executor has run it)."""
+        if batch is not self._in_model:  # stopped meanwhile: its requests were failed
+            return
+        self._in_model = []
+        try:
+            answers, compute_s = work.result()
+            for items, outcome in zip(groups, answers, strict=True):
+                self._metrics.batch_size.observe(len(items))
+                for pending, answer in zip(items, outcome, strict=True):
+                    if pending.future.done():  # its deadline passed during the call
+                        continue
+                    if isinstance(answer, Exception):
+                        pending.future.set_exception(_failure(self.subject, 1, answer))
+                    else:
+                        pending.future.set_result(answer)
+            self._metrics.compute_s.observe(compute_s)
+        except Exception:  # a bug here must not strand every request of the batch
+            logger.exception("batching failed for %d request(s)", len(batch))
+            _fail(batch, FerrymanError("internal error while batching; see the replica log"))
         if self._queue and self._loop is not None:
             self._cut_soon(self._loop)
 
@@ -205,9 +223,9 @@ class Batcher:
     def _expire_due(self) -> None:
         """Fail the waiting requests whose deadline passed; set the timer for the next one.
 
-        A request that waits is in the queue or in the batch on the executor (a batch run on
-        the loop is over before the timer can fire). Under steady traffic the timer fires
-        about once per request deadline, armed for the oldest request of its time.
+        A request that waits is in the queue or in the batch on the executor. Under steady
+        traffic the timer fires about once per request deadline, armed for the oldest request
+        of its time.
         """
         self._timer, self._timer_at = None, math.inf
         now = time.monotonic()
@@ -266,65 +284,39 @@ class Batcher:
             groups.setdefault(pending.group, []).append(pending)
         return list(groups.values())
 
-    def _run_here(self, batch: list[_Pending]) -> None:
-        """Run a fast model's batch on the loop, in the cut's callback."""
+    def _run_groups(
+        self, groups: list[list[_Pending]]
+    ) -> tuple[list[Sequence[Arrays | Exception]], float]:
+        """Run a batch's groups (on the executor's thread): each request's outputs or error,
+        and the seconds it took. Touches no future and no metric: those are the loop's."""
         started = time.monotonic()
-        for items in self._groups(batch):
-            self._metrics.batch_size.observe(len(items))
+        answers: list[Sequence[Arrays | Exception]] = []
+        for items in groups:
             try:
-                outputs = self._predict(items)
+                answers.append(self._predict(items))
             except Exception as exc:
                 if len(items) == 1:
-                    _fail(items, _failure(self.subject, 1, exc))
+                    answers.append([exc])
                     continue
                 _log_isolating(self.subject, len(items), exc)
+                alone: list[Arrays | Exception] = []
                 for pending in items:  # alone, so only the poison input fails
-                    try:
-                        _deliver([pending], self._predict([pending]))
-                    except Exception as alone:
-                        _fail([pending], _failure(self.subject, 1, alone))
-            else:
-                _deliver(items, outputs)
-        self._metrics.compute_s.observe(time.monotonic() - started)
-
-    async def _run_off_loop(self, batch: list[_Pending]) -> None:
-        """Run a slow (or not yet timed) model's batch on the executor, group by group."""
-        started = time.monotonic()
-        loop = asyncio.get_running_loop()
-        try:
-            for items in self._groups(batch):
-                self._metrics.batch_size.observe(len(items))
-                try:
-                    outputs = await loop.run_in_executor(self._executor, self._predict, items)
-                except Exception as exc:
-                    if len(items) == 1:
-                        _fail(items, _failure(self.subject, 1, exc))
+                    if pending.future.done():  # its deadline passed (a read across threads:
+                        alone.append(exc)  # at worst one more call, whose answer is dropped)
                         continue
-                    _log_isolating(self.subject, len(items), exc)
-                    for pending in items:  # alone, so only the poison input fails
-                        if pending.future.done():  # its deadline passed meanwhile
-                            continue
-                        try:
-                            alone = await loop.run_in_executor(
-                                self._executor, self._predict, [pending]
-                            )
-                        except Exception as error:
-                            _fail([pending], _failure(self.subject, 1, error))
-                        else:
-                            _deliver([pending], alone)
-                else:
-                    _deliver(items, outputs)
-        except Exception:  # a bug here must not strand every request of the batch
-            logger.exception("batching failed for %d request(s)", len(batch))
-            _fail(batch, FerrymanError("internal error while batching; see the replica log"))
-        self._metrics.compute_s.observe(time.monotonic() - started)
+                    try:
+                        alone.append(self._predict([pending])[0])
+                    except Exception as error:
+                        alone.append(error)
+                answers.append(alone)
+        return answers, time.monotonic() - started
 
     def _predict(self, items: list[_Pending]) -> list[Arrays]:
         if len(items) == 1:
-            return [self._timed_predict(items[0].inputs)]
+            return [self._runtime.predict(items[0].inputs)]
         names = items[0].inputs.keys()
         stacked = {name: np.concatenate([p.inputs[name] for p in items]) for name in names}
-        outputs = self._timed_predict(stacked)
+        outputs = self._runtime.predict(stacked)
         total = sum(p.rows for p in items)
         for name, array in outputs.items():
             if array.ndim == 0 or array.shape[0] != total:
@@ -340,12 +332,15 @@ class Batcher:
             start = end
         return answers
 
-    def _timed_predict(self, inputs: Arrays) -> Arrays:
-        started = time.perf_counter()
-        outputs = self._runtime.predict(inputs)
-        elapsed_s = time.perf_counter() - started
-        self._typical_call_s = min(self._typical_call_s, elapsed_s * 4) * 0.8 + elapsed_s * 0.2
-        return outputs
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: object
+) -> None:
+    """``callback(*args)`` on ``loop`` (from any thread); nothing once the loop is closed."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the replica stopped and its loop closed while the model ran
+        logger.debug("a model call ended after its event loop closed")
 
 
 def _failure(subject: str, count: int, exc: Exception) -> FerrymanError:
@@ -378,9 +373,3 @@ def _fail(items: list[_Pending], error: FerrymanError) -> None:
     for pending in items:
         if not pending.future.done():
             pending.future.set_exception(error)
-
-
-def _deliver(items: list[_Pending], outputs: list[Arrays]) -> None:
-    for pending, result in zip(items, outputs, strict=True):
-        if not pending.future.done():
-            pending.future.set_result(result)
