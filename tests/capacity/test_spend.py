@@ -7,13 +7,16 @@ every 10 s, so gaps over 30 s are not counted).
 
 from __future__ import annotations
 
+import doctest
 import json
 import math
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from ferryman.capacity import savings, spend
 from ferryman.capacity.cost import CostHistory, fleet_spend
 from ferryman.capacity.spend import day_of
 from ferryman.config import Settings
@@ -183,3 +186,10 @@ def test_cost_command_prints_days_and_savings(
     code, _, err = run("cost", "--days", "0")
     assert code != 0
     assert "--days" in err
+
+
+@pytest.mark.parametrize("module", [spend, savings])
+def test_the_worked_examples_in_the_docstrings_hold(module: ModuleType) -> None:
+    outcome = doctest.testmod(module)
+    assert outcome.attempted > 0
+    assert outcome.failed == 0
