@@ -249,6 +249,8 @@ def recommend_command(
             verdict = {"is_carried": checked.is_carried, "why_not": checked.why_not}
             shown["verification"] = {**checked.model_dump(mode="json"), **verdict}
         print_json(shown)
+        if checked is not None and not checked.is_carried:
+            raise typer.Exit(1)
         return
     if bounds is not None:
         console.print(
