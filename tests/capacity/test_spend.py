@@ -61,9 +61,10 @@ def write_history(registry: Registry, affine: str) -> float:
         *(sample(m + t, "shop", "v1", replicas=r, replicas_desired=d)
           for t, r, d in ((100, 1, 1), (110, 0, 0), (120, 0, 0), (130, 0, 0), (140, 0, 1),
                           (150, 1, 1))),
-        # INT8: 30 qps on 1 replica for 10 s, 90 qps on 3 for 10 s (40 replica-s).
-        sample(m, "shop", INT8, replicas=1, replicas_desired=1, qps=30),
-        sample(m + 10, "shop", INT8, replicas=3, replicas_desired=3, qps=90),
+        # INT8: 1 replica for 10 s, then 3 for 10 s (40 replica-s); a sample's rate was
+        # measured over the 10 s before it: 30 qps over the first span, 90 over the second.
+        sample(m, "shop", INT8, replicas=1, replicas_desired=1, qps=5),
+        sample(m + 10, "shop", INT8, replicas=3, replicas_desired=3, qps=30),
         sample(m + 20, "shop", INT8, replicas=3, replicas_desired=3, qps=90),
         # An endpoint no longer deployed: its cost still counts (10 replica-s).
         sample(m, "gone", "v2", replicas=1), sample(m + 10, "gone", "v2", replicas=1),

@@ -53,7 +53,11 @@ class Tally:
 
 @dataclass(frozen=True)
 class Span:
-    """A held interval of one variant: ``replicas`` (and ``qps``) from ``start_s`` to ``end_s``."""
+    """A held interval of one variant: ``replicas`` from ``start_s`` to ``end_s``.
+
+    ``replicas`` is the count read at ``start_s``, held; ``qps`` is the rate of the sample at
+    ``end_s``, which the monitor measured over exactly this interval.
+    """
 
     endpoint: str
     variant: str
@@ -89,7 +93,7 @@ def spans(samples: Iterable[MetricSample], max_gap_s: float) -> Iterator[Span]:
             replicas = this.values["replicas"]
             is_zero = replicas <= 0 and this.values.get("replicas_desired", replicas) <= 0
             for start_s, end_s in _split_at_midnight(this.time_s, after.time_s):
-                yield Span(endpoint, variant, start_s, end_s, replicas, this.values.get("qps"),
+                yield Span(endpoint, variant, start_s, end_s, replicas, after.values.get("qps"),
                            is_zero)  # fmt: skip
 
 
