@@ -19,6 +19,8 @@ from ferryman.capacity.verify import (
 )
 from ferryman.cli.context import CliContext
 from ferryman.cli.output import errors
+from ferryman.control.data_dir_lock import running_on
+from ferryman.errors import InvalidInput
 from ferryman.registry import VariantSpec
 from ferryman.runtimes import create_runtime
 
@@ -40,6 +42,12 @@ def verify_recommendation(
 ) -> Verification:
     """Deploy ``answer.best`` to an endpoint of its own, send the asked rate through the
     gateway for ``duration_s``, and undeploy it again unless ``is_kept``."""
+    settings = state.settings
+    if settings.control.runtime == "local" and running_on(settings.data_dir) is None:
+        raise InvalidInput(
+            f"no control plane runs on {settings.data_dir}; --verify deploys through it: "
+            "start it with `ferryman up` (same --data-dir), then verify again"
+        )
     registry = state.registry()
     client = state.client()
     bodies = golden_bodies(registry.get_reference(main.model, main.version), main.model,
