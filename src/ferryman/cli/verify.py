@@ -94,10 +94,10 @@ def verification_table(found: Verification) -> Table:
         "",
         "promised",
         "achieved",
-        title=f"Verify on {found.endpoint}: {found.configuration} x {found.replicas} "
-        f"({'kept deployed' if found.is_kept else 'removed'})",
+        title=f"Verify on {found.endpoint} ({'kept deployed' if found.is_kept else 'removed'})",
         caption=f"promise {verdict}",
     )
+    table.add_row("configuration", f"{found.configuration} x {found.replicas}", "")
     table.add_row("rate", f"{found.promised_qps:g} qps", f"{step.achieved_qps:.1f} qps")
     p99 = "-" if step.p99_ms is None else f"{step.p99_ms:.1f} ms"
     table.add_row("p99", f"≤ {found.promised_p99_ms:g} ms", p99)
