@@ -18,7 +18,15 @@ from ferryman.capacity.savings import (
     matched_capacities,
     scale_to_zero_saved,
 )
-from ferryman.capacity.spend import DAY_S, DailySpend, Span, daily_spend, spans, totals
+from ferryman.capacity.spend import (
+    DAY_S,
+    SPEND_SERIES,
+    DailySpend,
+    Span,
+    daily_spend,
+    spans,
+    totals,
+)
 from ferryman.config import Settings
 from ferryman.errors import InvalidInput
 from ferryman.registry import Registry, VariantSpec
@@ -155,7 +163,8 @@ def fleet_spend(
                            since_s=since_s, max_gap_s=max_gap_s, days=(), savings=(),
                            total_cost=0.0)  # fmt: skip
     shape = find_shape(load_catalogue(settings.cost.catalogue), settings.cost.instance)
-    held = list(spans(registry.history.since(since_s, endpoint), max_gap_s))
+    samples = registry.history.since(since_s, endpoint, SPEND_SERIES)
+    held = list(spans(samples, max_gap_s))
     daily = daily_spend(held, shape.price_per_hour)
     variants = {
         (record.endpoint, v.name): v for record in registry.deployments.list()

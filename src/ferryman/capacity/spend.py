@@ -25,6 +25,8 @@ from ferryman.registry import MetricSample
 from ferryman.registry.records import Record
 
 DAY_S = 86400.0
+SPEND_SERIES = ("replicas", "replicas_desired", "qps")
+"""The series the cost and the savings are computed from."""
 
 
 class DailySpend(Record):

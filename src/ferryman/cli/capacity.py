@@ -266,7 +266,7 @@ def recommend_command(
 def endpoint_rates(registry: Registry, endpoint: str, since_s: float) -> list[float]:
     """The endpoint's rate at each sample time: its variants' rates summed."""
     totals: dict[float, float] = {}
-    for sample in registry.history.since(since_s, endpoint):
+    for sample in registry.history.since(since_s, endpoint, ("qps",)):
         if "qps" in sample.values:
             totals[sample.time_s] = totals.get(sample.time_s, 0.0) + sample.values["qps"]
     return [totals[at] for at in sorted(totals)]
