@@ -11,7 +11,7 @@ import pytest
 
 from ferryman.config import CostSettings, load_settings
 from ferryman.reference import ReferenceData
-from ferryman.registry import DeploymentSpec, MetricSample, VariantSpec
+from ferryman.registry import DeploymentSpec, MetricSample, TokenRole, VariantSpec
 from tests.control.api.conftest import RunningServer, start_server
 from tests.serving.conftest import affine_model, golden
 
@@ -119,3 +119,35 @@ def test_costs_say_how_to_turn_them_on(control: RunningServer) -> None:
         report = client.get("/api/v1/costs").json()
     assert report["endpoints"] == []
     assert "FERRYMAN_COST__INSTANCE" in report["note"]
+
+
+def test_daily_costs_for_a_viewer_and_bad_days_refused(priced: RunningServer) -> None:
+    registry = priced.registry
+    registry.register("affine", affine_model(), "tester")
+    spec = DeploymentSpec(endpoint="shop", variants=(VariantSpec(model="affine", version=1),))
+    registry.deployments.put(spec, "t")
+    now = time.time()
+    # 2 replicas held for 10 s, then 3 for 10 s: 50 replica-seconds.
+    registry.history.add(
+        [
+            MetricSample(time_s=now - 30 + t, endpoint="shop", variant="v1", values={"replicas": r})
+            for t, r in ((0, 2.0), (10, 3.0), (20, 3.0))
+        ],
+        3600,
+    )
+    viewer = registry.tokens.create("watcher", TokenRole.VIEWER, "test").token
+    headers = {"authorization": f"Bearer {viewer}"}
+    deadline = time.monotonic() + 10  # the server reloads its tokens every few seconds
+    while (answer := httpx.get(priced.url + "/api/v1/costs/daily?days=1", headers=headers))\
+            .status_code == 401 and time.monotonic() < deadline:  # fmt: skip
+        time.sleep(0.2)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    days = [d for d in report["days"] if d["endpoint"] == "shop"]
+    assert sum(d["replica_seconds"] for d in days) == pytest.approx(50)
+    assert report["total_cost"] == pytest.approx(50 / 3600 * report["price_per_hour"])
+    with api(priced) as client:
+        refused = client.get("/api/v1/costs/daily", params={"days": 0})
+        assert refused.status_code in {400, 422}
+        assert "days" in refused.text
+        assert client.get("/api/v1/costs/daily", params={"endpoint": "../x"}).status_code == 400

@@ -104,3 +104,16 @@ def test_recommend_from_stored_results(
     )
     assert code == 1
     assert "no capacity was measured at a p99 target of 10 ms or stricter" in err
+
+
+def test_verify_needs_a_running_control_plane_and_deploys_nothing_without_one(
+    run: Run, registry: Registry, affine: str
+) -> None:
+    stored(registry, affine, "onnx", 8, 120)
+    spec = DeploymentSpec(endpoint="shop", variants=(VariantSpec(model=affine, version=1),))
+    registry.deployments.put(spec, "t")
+    code, _, err = run("recommend", "shop", "--qps", "10", "--p99-ms", "50", "--verify")
+    assert code == 1
+    assert "no control plane runs on" in err
+    assert "ferryman up" in err
+    assert [d.endpoint for d in registry.deployments.list()] == ["shop"]

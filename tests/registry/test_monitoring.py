@@ -41,6 +41,10 @@ def test_history_keeps_samples_and_forgets_past_the_retention(database: Database
     ]  # fmt: skip
     assert found[0].time_s == pytest.approx((now - timedelta(seconds=20)).timestamp())
     assert history.since(0, endpoint="other") == []
+    only = history.since((now - timedelta(hours=1)).timestamp(), series=("p99_ms", "accuracy"))
+    assert [(s.variant, s.values) for s in only] == [
+        ("v1", {"p99_ms": 30.5}), ("v1", {}), ("v2", {"accuracy": 0.97}),
+    ]  # fmt: skip
     latest = history.latest()
     assert [(s.variant, s.values) for s in latest] == [
         ("v1", {"qps": 3.0}), ("v2", {"qps": 0.5, "accuracy": 0.97}),

@@ -27,6 +27,7 @@ from ferryman.capacity.sweep import SweepPlan, SweepRequest, sweep_version, vari
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, errors, print_json
 from ferryman.cli.serve import parse_target
+from ferryman.cli.verify import verification_table, verify_recommendation
 from ferryman.config import Settings
 from ferryman.registry import CapacityResult, LoadStep, Registry, ServingConfig
 
@@ -198,10 +199,28 @@ def recommend_command(
     autoscale: Annotated[
         bool, typer.Option("--autoscale", help="Size min/max from the last 7 days' traffic.")
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Deploy the recommendation to an endpoint of its own (ENDPOINT-verify), send "
+            "QPS through the gateway, report rate and p99 against the promise, remove it.",
+        ),
+    ] = False,
+    verify_seconds: Annotated[
+        float, typer.Option(help="Seconds of load of --verify (at most 600).")
+    ] = 60.0,
+    verify_endpoint: Annotated[
+        str | None, typer.Option(help="Endpoint --verify deploys to (must not exist).")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the --verify deployment running.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """The cheapest variant x batching x replicas x instance shape that carries QPS at p99 ≤
-    the target with headroom, from stored capacity results; the two runners-up and why."""
+    the target with headroom, from stored capacity results; the two runners-up and why.
+    With --verify, checked on a real deployment through the gateway."""
     state = cli_context(ctx)
     registry = state.registry()
     spec = registry.deployments.get(endpoint).spec
@@ -214,24 +233,40 @@ def recommend_command(
         since_s = time.time() - HISTORY_DAYS * 86400
         rates = endpoint_rates(registry, endpoint, since_s)
         bounds = autoscale_bounds(rates, answer.best.replica_qps, headroom)
+    if not json_output:
+        console.print(recommendation_table(answer, f"{endpoint} ({main.model} v{main.version})"))
+    checked = None
+    if verify:
+        checked = verify_recommendation(
+            state, answer, main, endpoint,
+            name=verify_endpoint, duration_s=verify_seconds, is_kept=keep,
+        )  # fmt: skip
     if json_output:
         shown = answer.model_dump(mode="json")
         if bounds is not None:
             shown["autoscaling"] = bounds.model_dump(mode="json")
+        if checked is not None:
+            verdict = {"is_carried": checked.is_carried, "why_not": checked.why_not}
+            shown["verification"] = {**checked.model_dump(mode="json"), **verdict}
         print_json(shown)
+        if checked is not None and not checked.is_carried:
+            raise typer.Exit(1)
         return
-    console.print(recommendation_table(answer, f"{endpoint} ({main.model} v{main.version})"))
     if bounds is not None:
         console.print(
             f"autoscaling: min {bounds.min_replicas} (p95 {bounds.p95_qps:.1f} qps), max "
             f"{bounds.max_replicas} (peak {bounds.peak_qps:.1f} qps) over {HISTORY_DAYS} days"
         )
+    if checked is not None:
+        console.print(verification_table(checked))
+        if not checked.is_carried:
+            raise typer.Exit(1)
 
 
 def endpoint_rates(registry: Registry, endpoint: str, since_s: float) -> list[float]:
     """The endpoint's rate at each sample time: its variants' rates summed."""
     totals: dict[float, float] = {}
-    for sample in registry.history.since(since_s, endpoint):
+    for sample in registry.history.since(since_s, endpoint, ("qps",)):
         if "qps" in sample.values:
             totals[sample.time_s] = totals.get(sample.time_s, 0.0) + sample.values["qps"]
     return [totals[at] for at in sorted(totals)]

@@ -14,6 +14,7 @@ from ferryman import __version__
 from ferryman.cli import (
     alerts,
     capacity,
+    cost,
     demo,
     deploy,
     down,
@@ -69,6 +70,7 @@ app.add_typer(export.export_app, name="export")
 app.add_typer(tokens.tokens_app, name="tokens")
 app.command("capacity")(capacity.capacity)
 app.command("recommend")(capacity.recommend_command)
+app.command("cost")(cost.cost)
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 GLOBAL_FLAGS = ("--insecure-http",)

@@ -92,20 +92,24 @@ class MetricHistory:
 
         return self._db.write(work)
 
-    def since(self, since_s: float, endpoint: str | None = None) -> list[MetricSample]:
-        """Samples from ``since_s`` (unix seconds) on, oldest first.
+    def since(
+        self, since_s: float, endpoint: str | None = None, series: Sequence[str] | None = None
+    ) -> list[MetricSample]:
+        """Samples from ``since_s`` (unix seconds) on, oldest first; of ``series`` only when
+        given (a week of costs needs two columns, not sixteen).
 
         Rows are read as plain tuples (no ORM objects): a restart reloads a whole day.
         """
         row = MetricSampleRow
-        columns = [getattr(row, name) for name in SERIES]
+        names = list(SERIES) if series is None else [n for n in SERIES if n in series]
+        columns = [getattr(row, name) for name in names]
         query = select(row.at, row.endpoint, row.variant, *columns).where(row.at >= _at(since_s))
         if endpoint is not None:
             query = query.where(row.endpoint == endpoint)
         with self._db.reading() as session:
             found = session.execute(query.order_by(row.at, row.id)).all()
-        return [_from_columns(at, endpoint_, variant, values) for at, endpoint_, variant, *values
-                in found]  # fmt: skip
+        return [_from_columns(names, at, endpoint_, variant, values)
+                for at, endpoint_, variant, *values in found]  # fmt: skip
 
     def latest(self, endpoint: str | None = None) -> list[MetricSample]:
         """The newest sample of every (endpoint, variant)."""
@@ -132,10 +136,10 @@ def _at(time_s: float) -> datetime:
 
 
 def _from_columns(
-    at: datetime, endpoint: str, variant: str, values: list[float | None]
+    names: Sequence[str], at: datetime, endpoint: str, variant: str, values: list[float | None]
 ) -> MetricSample:
     """A sample of stored values, which were checked when they were written."""
-    present = {name: value for name, value in zip(SERIES, values, strict=True) if value is not None}
+    present = {name: value for name, value in zip(names, values, strict=True) if value is not None}
     return MetricSample.model_construct(
         time_s=at.timestamp(), endpoint=endpoint, variant=variant, values=present
     )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferryman.capacity.cost import CostReport, fleet_costs
+from ferryman.capacity.cost import MAX_DAYS, CostHistory, CostReport, fleet_costs, fleet_spend
 from ferryman.capacity.jobs import CapacityJob, CapacityJobs
 from ferryman.capacity.sweep import SweepPlan, SweepRequest, golden_bodies, variants_to_measure
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
+from ferryman.names import validate_name
 from ferryman.registry import CapacityResult
 
 router = APIRouter(prefix="/api/v1")
@@ -96,6 +97,22 @@ def get_capacity_job(job_id: str, request: Request) -> CapacityJob:
 def get_costs(registry: RegistryDep, request: Request) -> CostReport:
     """Every endpoint's cost per hour and per 1,000 requests, from the latest samples."""
     return fleet_costs(registry, request.app.state.settings, time.time())
+
+
+@router.get("/costs/daily")
+def get_daily_costs(
+    registry: RegistryDep,
+    request: Request,
+    days: Annotated[
+        int, Query(ge=1, le=MAX_DAYS, description="UTC days back, today included.")
+    ] = 7,
+    endpoint: Annotated[str | None, Query(description="One endpoint; all if absent.")] = None,
+) -> CostHistory:
+    """Each variant's replica-seconds and cost per UTC day, from the metric history, and what
+    scale-to-zero and INT8 saved over the window."""
+    if endpoint is not None:
+        validate_name(endpoint, "endpoint name")
+    return fleet_spend(registry, request.app.state.settings, time.time(), days, endpoint)
 
 
 def jobs_of(request: Request) -> CapacityJobs:

@@ -75,6 +75,7 @@ CONTROL_ROUTES: MappingProxyType[tuple[str, str], Access] = MappingProxyType({
     ("POST", "/api/v1/models/{model}/versions/{version}/capacity"): _O,
     ("GET", "/api/v1/capacity/jobs/{job_id}"): _R,
     ("GET", "/api/v1/costs"): _R,
+    ("GET", "/api/v1/costs/daily"): _R,
     ("PUT", "/api/v1/models/{model}/aliases/{alias}"): _O,
     ("DELETE", "/api/v1/models/{model}/aliases/{alias}"): _O,
     ("GET", "/api/v1/runs"): _R,

@@ -1,6 +1,7 @@
 // Capacity and cost panels: what each serving configuration of a version carried within its
-// p99 target (GET …/versions/{v}/capacity, measured by `ferryman capacity`), and what an
-// endpoint costs now (GET /api/v1/costs, priced by the fleet's instance shape).
+// p99 target (GET …/versions/{v}/capacity, measured by `ferryman capacity`), what an
+// endpoint costs now (GET /api/v1/costs, priced by the fleet's instance shape), and what
+// its variants cost per day and saved (GET /api/v1/costs/daily, from the metric history).
 
 import { api, path } from './api.js';
 import { h, replace } from './dom.js';
@@ -43,9 +44,9 @@ export function capacityPanel(model, version) {
 }
 
 /** What one endpoint costs now: per hour and per 1,000 requests, or how to turn costs on. */
-export function costPanel(endpoint) {
+export function costPanel(endpoint, costs = api.get(path('costs'))) {
   const box = h('div', { class: 'card pad', dataset: { testid: 'cost' } }, notice('Loading cost…'));
-  api.get(path('costs')).then((report) => {
+  costs.then((report) => {
     const mine = report.endpoints.find((c) => c.endpoint === endpoint);
     if (!report.instance || !mine) {
       replace(box, notice(report.note));
@@ -55,6 +56,30 @@ export function costPanel(endpoint) {
     replace(box, h('div', {},
       h('div', {}, h('b', number(mine.cost_per_hour, 4)), ' per hour · ', h('b', perK), ' per 1,000 requests'),
       h('div', { class: 'muted' }, `${number(mine.replicas, 2)} replicas × ${number(report.price_per_hour, 4)}/h (${report.note}); rate ${qps(mine.qps)} qps`)));
+  }).catch((error) => replace(box, notice(error.message, 'error')));
+  return box;
+}
+
+/** One endpoint's cost per variant and UTC day over the last week, and what was saved. */
+export function dailyCostPanel(endpoint, days = 7) {
+  const box = h('div', { class: 'card', dataset: { testid: 'daily-cost' } }, notice('Loading daily cost…'));
+  api.get(path('costs', 'daily', { endpoint, days })).then((report) => {
+    if (!report.instance) {
+      replace(box, notice(report.note));
+      return;
+    }
+    const saved = new Map(report.savings.map((s) => [s.variant, s]));
+    replace(box, table([
+      { label: 'Day (UTC)', render: (d) => d.day },
+      { label: 'Variant', render: (d) => d.variant },
+      { label: 'Replica-hours', num: true, render: (d) => number(d.replica_seconds / 3600, 3) },
+      { label: 'Hours at zero', num: true, render: (d) => number(d.zero_s / 3600, 3) },
+      { label: 'Cost', num: true, render: (d) => number(d.cost, 4) },
+    ], [...report.days].reverse(), { testid: 'daily-cost-table', empty: 'No samples in the last week: does the control plane run?' }),
+    h('div', { class: 'muted', style: { padding: '8px 12px' }, dataset: { testid: 'savings' } },
+      [...saved.values()].map((s) => h('div', {}, h('b', s.variant), `: scale-to-zero saved ${number(s.scale_to_zero_saved, 4)}`,
+        ` (${number(s.scaled_to_zero_s / 3600, 3)} h at zero); INT8 saved ${s.int8_saved == null ? '—' : number(s.int8_saved, 4)} (${s.int8_note})`)),
+      h('div', {}, `${report.note}.`)));
   }).catch((error) => replace(box, notice(error.message, 'error')));
   return box;
 }

@@ -7,6 +7,8 @@ import { bytes, ms, number, pct, qps, toDate } from './format.js';
 
 export const LIVE_CHARTS = [
   { key: 'qps', title: 'Requests', unit: 'req/s', format: qps },
+  // Not a recorded series: the replicas series × the fleet's instance price (see withCost).
+  { key: 'cost', title: 'Cost', unit: 'per hour: replicas × instance price', format: (v) => number(v, 4) },
   { key: 'p99_ms', title: 'Latency p99 (dashed: p50)', unit: 'ms', format: ms, also: 'p50_ms', gate: 'p99' },
   { key: 'error_rate', title: 'Errors (5xx)', unit: '% of requests', format: (v) => pct(v), gate: 'errors', minTop: 0.01 },
   { key: 'client_error_rate', title: 'Refused (4xx)', unit: '% of requests', format: (v) => pct(v), minTop: 0.01 },
@@ -35,6 +37,16 @@ export const LLM_CHARTS = [
 ];
 
 const ALSO_LABELS = { p50_ms: 'p50', replicas_desired: 'desired', ttft_p50_ms: 'p50', tpot_p50_ms: 'p50' };
+
+/**
+ * byName with a 'cost' series per variant: its replicas (ready) × the price per hour of the
+ * fleet's instance shape, the rate at which it cost at each point; none when unpriced.
+ */
+export function withCost(byName, pricePerHour) {
+  if (pricePerHour === null || pricePerHour === undefined) return byName;
+  const cost = (byName.replicas ?? []).map((one) => ({ ...one, name: 'cost', points: one.points.map(([t, r]) => [t, r * pricePerHour]) }));
+  return { ...byName, cost };
+}
 
 /** The steps, promotion and rollback of a rollout's timeline, as chart markers. */
 export function rolloutMarkers(events) {

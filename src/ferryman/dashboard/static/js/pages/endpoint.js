@@ -2,12 +2,12 @@
 // buttons, live charts, quality and drift, alerts, the deployment, and the payload log.
 
 import { api, ApiError, path } from '../api.js';
-import { costPanel } from '../capacity.js';
+import { costPanel, dailyCostPanel } from '../capacity.js';
 import { capabilities, endpointsNow, history, timeDomain, totals, variantName } from '../data.js';
 import { h, replace } from '../dom.js';
 import { ago, datetime, duration, iso, ms, number, pct, qps, toDate } from '../format.js';
 import { poll } from '../live.js';
-import { ChartGrid, LIVE_CHARTS, LLM_CHARTS, QUALITY_CHARTS, rolloutGates, rolloutMarkers } from '../metrics.js';
+import { ChartGrid, LIVE_CHARTS, LLM_CHARTS, QUALITY_CHARTS, rolloutGates, rolloutMarkers, withCost } from '../metrics.js';
 import { change, rolloutCard, timeline } from '../rollout.js';
 import {
   Colors, badge, dialog, levelBadge, notAvailable, notice, pageHead, rolloutBadge, section, segmented, table, tile, toast, weightCell,
@@ -208,6 +208,10 @@ export async function render(main, [name], ctx) {
   const deploymentBox = h('div', { class: 'card' });
   const historyBox = h('div', { class: 'card' });
   ctx.onLeave(() => { live.destroy(); qual.destroy(); llm.destroy(); });
+  // The fleet's price per hour of one replica, read once: it feeds the cost chart.
+  const costs = api.get(path('costs'));
+  let pricePerHour = null;
+  costs.then((report) => { pricePerHour = report.price_per_hour; }).catch(() => {});
 
   main.append(
     pageHead({ crumbs: [h('a', { href: '/ui/' }, 'Overview'), 'Endpoints'], title: name, badges: [badges], actions: [scale],
@@ -215,7 +219,8 @@ export async function render(main, [name], ctx) {
     tiles,
     section('Rollout', { id: 'rollout' }, caps.rollouts ? h('div', { class: 'grid two' }, rolloutBox, timelineBox) : notAvailable('Rollouts', 'GET /api/v1/rollouts')),
     section('Variants', {}, variantsBox),
-    section('Cost', { hint: 'replicas × the instance price set for the fleet' }, costPanel(name)),
+    section('Cost', { hint: 'replicas × the instance price set for the fleet; per day from the metric history' },
+      h('div', { class: 'grid two' }, costPanel(name, costs), dailyCostPanel(name))),
     section('Live metrics', { right: segmented(RANGES, rangeS, (value) => { rangeS = value; historyAt = 0; refreshing.now(); }) },
       caps.history ? live.el : notAvailable('Live charts', 'GET /api/v1/endpoints/{e}/history')),
     llmSection,
@@ -268,7 +273,8 @@ export async function render(main, [name], ctx) {
     const everyMs = rangeS <= 900 ? 0 : rangeS <= 3600 ? 5000 : 20000;
     if (!force && Date.now() - historyAt < everyMs) return;
     historyAt = Date.now();
-    const byName = await history(name, rangeS);
+    await costs.catch(() => null);
+    const byName = withCost(await history(name, rangeS), pricePerHour);
     const domain = timeDomain(byName, rangeS);
     live.draw(byName, domain, colors, { markers, gates });
     llmSection.hidden = !LLM_CHARTS.some((spec) => byName[spec.key]?.length);
