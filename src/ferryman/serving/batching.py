@@ -56,6 +56,11 @@ class BatchPolicy:
     """True when every input has a dynamic first axis, so requests can be stacked."""
     subject: str = "the model"
     """How messages name the model: ``digits v3 (onnx-fp32)``."""
+    max_calls: int = 1
+    """Model calls that may run at once, each on its own executor thread (a slow model's;
+    a fast one runs on the event loop, one call at a time). The queue is shared among them
+    evenly: a batch takes at most its share of what waits, so no thread idles while
+    another works through a long batch."""
 
 
 @dataclass(slots=True)
@@ -92,11 +97,9 @@ class Batcher:
         """The scheduled cut of the next batch, if any."""
         self._cut_waits = False
         """True when that cut is the end of a wait for company (``max_delay_s``)."""
-        self._running: asyncio.Task[None] | None = None
-        """A batch on the executor; no other batch is cut until it is done."""
+        self._running: dict[asyncio.Task[None], list[_Pending]] = {}
+        """The batches on the executor, by their task: at most ``max_calls`` at once."""
         self._typical_call_s = math.inf  # unknown until a call was timed
-        self._in_model: list[_Pending] = []
-        """The requests of the batch on the executor, if any (the queue holds the rest)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.outstanding = 0
@@ -116,14 +119,15 @@ class Batcher:
 
     async def stop(self) -> None:
         """Stop cutting batches; requests not yet answered fail with 503."""
-        unanswered = [*self._in_model, *self._queue]
+        unanswered = [*self._in_model(), *self._queue]
         self._loop = None
         if self._cut is not None:
             self._cut.cancel()
             self._cut = None
-        if self._running is not None:
-            self._running.cancel()
-            await asyncio.gather(self._running, return_exceptions=True)
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
@@ -146,7 +150,7 @@ class Batcher:
         self._queued_rows += pending.rows
         self.outstanding += 1
         loop = self._loop
-        if loop is not None and self._running is None:
+        if loop is not None and len(self._running) < self._policy.max_calls:
             if self._cut is None:
                 self._cut_soon(loop)  # the loop's next turn decides whether to wait for company
             elif self._cut_waits and not self._should_wait():
@@ -167,32 +171,38 @@ class Batcher:
         """Cut a batch and run it, or first wait once for company (a loop callback)."""
         self._cut = None
         loop = self._loop
-        if not self._queue or self._running is not None or loop is None:
+        if not self._queue or len(self._running) >= self._policy.max_calls or loop is None:
             return
         if not has_waited and self._should_wait():
             cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
             self._cut = loop.call_later(max(cut_in_s, 0.0), self._cut_batch, True)
             self._cut_waits = True
             return
-        batch = self._take()
-        if batch and self._typical_call_s < INLINE_BELOW_S:
+        is_fast = self._typical_call_s < INLINE_BELOW_S
+        batch = self._take(is_fast)
+        if batch and is_fast:
             try:
                 self._run_here(batch)
             except Exception:  # a bug here must not strand every request of the batch
                 logger.exception("batching failed for %d request(s)", len(batch))
                 _fail(batch, FerrymanError("internal error while batching; see the replica log"))
         elif batch:
-            self._in_model = batch
-            self._running = loop.create_task(self._run_off_loop(batch), name="batch")
-            self._running.add_done_callback(self._ran)
-            return
+            task = loop.create_task(self._run_off_loop(batch), name="batch")
+            self._running[task] = batch
+            task.add_done_callback(self._ran)
+            if len(self._running) >= self._policy.max_calls:
+                return
         if self._queue:
             self._cut_soon(loop)
 
     def _ran(self, task: asyncio.Task[None]) -> None:
-        self._running, self._in_model = None, []
-        if self._queue and self._loop is not None:
+        self._running.pop(task, None)
+        if self._queue and self._loop is not None and self._cut is None:
             self._cut_soon(self._loop)
+
+    def _in_model(self) -> list[_Pending]:
+        """The requests of the batches on the executor (the queue holds the rest)."""
+        return [pending for batch in self._running.values() for pending in batch]
 
     def _arm(self, deadline: float) -> None:
         """Set the deadline timer for ``deadline`` (it only ever moves earlier, or re-arms)."""
@@ -212,7 +222,7 @@ class Batcher:
         self._timer, self._timer_at = None, math.inf
         now = time.monotonic()
         next_deadline = math.inf
-        for pending in (*self._in_model, *self._queue):
+        for pending in (*self._in_model(), *self._queue):
             if pending.future.done():
                 continue
             if pending.deadline <= now:  # the batcher skips it, or drops its late answer
@@ -239,12 +249,18 @@ class Batcher:
             return False
         return self._arrivals() > self.outstanding
 
-    def _take(self) -> list[_Pending]:
+    def _take(self, is_whole: bool = True) -> list[_Pending]:
+        """The next batch: up to ``max_batch_size`` rows, or (``is_whole`` False) up to its
+        share of the waiting rows among the ``max_calls`` calls."""
         batch: list[_Pending] = []
         rows = 0
+        limit = self._policy.max_batch_size
+        calls = self._policy.max_calls
+        if not is_whole and calls > 1:
+            limit = min(limit, -(-self._queued_rows // calls))
         while self._queue:
             pending = self._queue[0]
-            if batch and rows + pending.rows > self._policy.max_batch_size:
+            if batch and rows + pending.rows > limit:
                 break
             self._queue.popleft()
             self._queued_rows -= pending.rows
