@@ -53,7 +53,6 @@ def serve(
     # The data plane needs the "serve" extra; the rest of the CLI works without it.
     from ferryman.serving.app import create_app  # noqa: PLC0415
     from ferryman.serving.cpus import fit  # noqa: PLC0415
-    from ferryman.serving.openai import create_generation_app  # noqa: PLC0415
     from ferryman.serving.replica import (  # noqa: PLC0415
         from_file,
         from_registry,
@@ -74,6 +73,8 @@ def serve(
         model, ref = parse_target(target)
         registry = state.registry()
         if is_generative(registry, model, ref):
+            from ferryman.serving.openai import create_generation_app  # noqa: PLC0415
+
             generation = generation_from_registry(registry, model, ref, settings.bundles_dir)
             state.close()
             errors.print(

@@ -53,7 +53,7 @@ def split_request(body: bytes) -> tuple[dict[str, Any], dict[int, Any]] | None:
     simdjson = _simdjson
     try:
         root = parser.parse(body)
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError, RuntimeError):  # invalid, too deep: the strict one says
         return None
     if not isinstance(root, simdjson.Object) or _has_duplicates(root):
         return None
@@ -115,7 +115,7 @@ def split_request_strictly(body: bytes) -> tuple[dict[str, Any], dict[int, Any]]
         return None
     try:
         return split_request(body)
-    except _Duplicate:
+    except (_Duplicate, RecursionError):  # deep nesting: the strict parser names it
         return None
 
 
