@@ -55,9 +55,17 @@ class Side:
 
     name: str
     src: Path
+    overrides: tuple[tuple[str, str], ...] = ()
+    """Serving settings set through the environment (none: the default deployment)."""
 
     def env(self) -> dict[str, str]:
-        return os.environ | {"PYTHONPATH": str(self.src)}
+        return os.environ | {"PYTHONPATH": str(self.src)} | dict(self.overrides)
+
+
+PER_CORE = (("FERRYMAN_SERVING__MODEL_CALLS", "1"), ("FERRYMAN_SERVING__INTRA_OP_THREADS", "1"))
+"""The other way to use every core: one single-threaded replica per core, the load split
+evenly between them (what a perfectly balancing gateway, or worker processes sharing a
+port, could at best do), measured as ``per-core``."""
 
 
 def ferryman(side: Side, data_dir: Path, *args: str) -> list[str]:
@@ -102,6 +110,27 @@ def post(port: int, body: bytes, path: str, timeout_s: float = 5.0) -> int:
     except OSError:
         return 0
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def load(
+    ports: list[int], workload: Workload, concurrency: int, seconds: int, lua: Path
+) -> tuple[float, float | None, int]:
+    """wrk against every port at once, the connections split evenly: total req/s, the
+    highest p99 (ms) and the errors."""
+    results: list[tuple[float, float | None, float | None, int]] = []
+    share = max(concurrency // len(ports), 1)
+
+    def one(port: int) -> None:
+        url = f"http://127.0.0.1:{port}/v2/models/{workload.name}/infer"
+        results.append(wrk(url, workload, share, seconds, lua))
+
+    threads = [threading.Thread(target=one, args=(port,)) for port in ports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    p99s = [r[2] for r in results if r[2] is not None]
+    return sum(r[0] for r in results), max(p99s, default=None), sum(r[3] for r in results)
 
 
 def spawn(side: Side, data_dir: Path, target: str, port: int) -> subprocess.Popen[bytes]:
@@ -202,13 +231,16 @@ def register(side: Side, data_dir: Path, model: Path) -> None:
     subprocess.run(command, env=side.env(), check=True, capture_output=True)
 
 
-def main() -> None:  # noqa: PLR0915 (one run, told in order)
+def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration-s", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--baseline-src", type=Path, help="another checkout's src, side by side")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-per-core", action="store_true", help="skip the one-replica-per-core comparison"
+    )
     args = parser.parse_args()
     sides = [Side("new", SRC)]
     if args.baseline_src:
@@ -224,15 +256,22 @@ def main() -> None:  # noqa: PLR0915 (one run, told in order)
         digits_body = workloads["digits"].body_path.read_bytes()
         for side in sides:
             register(side, work / f"data-{side.name}", workloads["digits"].model_path)
-        servers: dict[str, int] = {}
-        for side in sides:  # the ResNet replicas stay up through every round
-            port = free_port()
-            process = spawn(side, work / "files", str(workloads["resnet json"].model_path), port)
-            stack.callback(stop, process)
-            servers[side.name] = port
-        for side in sides:
-            wait_ready(servers[side.name])
-        cells = len(sides) * (3 + 2 * len(args.concurrency)) + 1
+        servers: dict[str, list[int]] = {}
+        resnet_sides = [*sides]
+        if not args.no_per_core:
+            resnet_sides.append(Side("per-core", SRC, PER_CORE))
+        for side in resnet_sides:  # the ResNet replicas stay up through every round
+            count = len(os.sched_getaffinity(0)) if side.name == "per-core" else 1
+            for _ in range(count):
+                port = free_port()
+                model = str(workloads["resnet json"].model_path)
+                process = spawn(side, work / "files", model, port)
+                stack.callback(stop, process)
+                servers.setdefault(side.name, []).append(port)
+        for ports in servers.values():
+            for port in ports:
+                wait_ready(port)
+        cells = len(sides) * 3 + len(resnet_sides) * 2 * len(args.concurrency) + 1
         task = progress.add_task("rounds", total=args.rounds * cells)
         for index in range(args.rounds):
             order = sides if index % 2 == 0 else sides[::-1]
@@ -260,14 +299,14 @@ def main() -> None:  # noqa: PLR0915 (one run, told in order)
             progress.advance(task)
             for concurrency in args.concurrency:
                 for body in ("resnet json", "resnet binary"):
-                    for side in order:
-                        port = servers[side.name]
-                        url = f"http://127.0.0.1:{port}/v2/models/resnet18/infer"
-                        found, _, _p99, errors = wrk(
-                            url, workloads[body], concurrency, args.duration_s, lua
+                    for side in resnet_sides if index % 2 == 0 else resnet_sides[::-1]:
+                        found, p99, errors = load(
+                            servers[side.name], workloads[body], concurrency, args.duration_s, lua
                         )
                         name = f"{side.name} {body} c{concurrency}"
                         figures[f"{name} (req/s)"].append(found)
+                        if p99 is not None:
+                            figures[f"{name} p99 ms"].append(p99)
                         figures[f"{name} / ORT best"].append(found / rate)
                         if errors:
                             figures[f"{name} errors"].append(errors)
@@ -278,28 +317,31 @@ def main() -> None:  # noqa: PLR0915 (one run, told in order)
 def report(
     figures: dict[str, list[float]], sides: list[Side], args: argparse.Namespace, console: Console
 ) -> None:
+    """One row per figure, one column per side, and the ratios of ``new`` to the others
+    (medians of per-round ratios)."""
+    names = [side.name for side in sides]
+    if any(name.startswith("per-core ") for name in figures):
+        names.append("per-core")
     table = Table(title=f"Replica benchmark ({os.cpu_count()} CPUs, median of {args.rounds})")
     table.add_column("figure")
-    for side in sides:
-        table.add_column(side.name, justify="right")
-    if len(sides) == 2:
-        table.add_column("new / old", justify="right")
-    table.add_column("rounds (new)", justify="right")
-    names = sorted({name.split(" ", 1)[1] for name in figures if name.startswith("new ")})
     for name in names:
-        values = [figures.get(f"{side.name} {name}") for side in sides]
-        medians = [statistics.median(v) if v else None for v in values]
-        row = [name, *(f"{m:.3g}" if m is not None else "" for m in medians)]
-        if len(sides) == 2:
-            new, old = values
-            ratio = statistics.median(a / b for a, b in zip(new, old, strict=False)) if (
-                new and old and all(old)) else None  # fmt: skip
-            row.append(f"{ratio:.2f}" if ratio is not None else "")
-        row.append(", ".join(f"{v:.3g}" for v in values[0] or []))
+        table.add_column(name, justify="right")
+    for name in names[1:]:
+        table.add_column(f"new / {name}", justify="right")
+    table.add_column("rounds (new)", justify="right")
+    rows = sorted({name.split(" ", 1)[1] for name in figures if name.startswith("new ")})
+    for row_name in rows:
+        values = [figures.get(f"{name} {row_name}") or [] for name in names]
+        row = [row_name, *(f"{statistics.median(v):.3g}" if v else "" for v in values)]
+        for other in values[1:]:
+            pairs = [(a, b) for a, b in zip(values[0], other, strict=False) if b]
+            row.append(f"{statistics.median(a / b for a, b in pairs):.2f}" if pairs else "")
+        row.append(", ".join(f"{v:.3g}" for v in values[0]))
         table.add_row(*row)
+    blank = [""] * (2 * len(names) - 1)
     for name, values in figures.items():
         if name.startswith("ORT"):
-            table.add_row(name, f"{statistics.median(values):.3g}", *[""] * len(sides))
+            table.add_row(name, f"{statistics.median(values):.3g}", *blank)
     console.print(table)
     console.print(f"load after: {os.getloadavg()[0]:.1f} (other work on the machine skews it)")
     if args.json:
