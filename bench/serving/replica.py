@@ -6,6 +6,9 @@ In one run, interleaved round by round so a burst of other load hits every side 
   binary tensors, against ONNX Runtime called in process at its best batch size (the best of
   one session with its default threads and of one session called from one thread per core
   with one intra-op thread each), measured in the same round;
+* the replicas' CPU time per answered request (all their threads): what a request costs,
+  which a busy machine skews far less than the rates (on a quiet machine the rate of a
+  replica that keeps every core busy is the cores over this cost);
 * the digits-sized model: resident memory (RSS) at ready and after sustained load (wrk,
   concurrency 64), and the time from spawning ``ferryman serve`` to its first answer, served
   from a file and from a registry (what a deployment's replica does).
@@ -44,7 +47,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from models import digits_mlp, resnet18
-from run import LUA, Workload, free_port, wrk
+from run import LUA, Workload, cpu_s, free_port, wrk
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -186,11 +189,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def ort_best(model: Path, seconds: float) -> tuple[float, str]:
-    """ONNX Runtime in process at its best: rows/s and how (threads, batch)."""
+def ort_best(model: Path, seconds: float) -> tuple[float, str, float]:
+    """ONNX Runtime in process at its best: rows/s, how (threads, batch), CPU ms per row."""
     cores = len(os.sched_getaffinity(0))
     image = np.random.default_rng(0).random((16, 3, 224, 224), dtype=np.float32)
-    best = (0.0, "")
+    best = (0.0, "", 0.0)
     default = onnxruntime.InferenceSession(model.read_bytes(), providers=["CPUExecutionProvider"])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
@@ -199,10 +202,14 @@ def ort_best(model: Path, seconds: float) -> tuple[float, str]:
     )
     for batch in (1, 4, 8):
         x = {"image": image[:batch]}
-        rate = _rate(lambda x=x: default.run(None, x), 1, seconds) * batch  # type: ignore[misc]
-        best = max(best, (rate, f"1 call at a time, default threads, batch {batch}"))
-        rate = _rate(lambda x=x: single.run(None, x), cores, seconds) * batch  # type: ignore[misc]
-        best = max(best, (rate, f"{cores} calls at once, 1 thread each, batch {batch}"))
+        for session, threads, how in (
+            (default, 1, f"1 call at a time, default threads, batch {batch}"),
+            (single, cores, f"{cores} calls at once, 1 thread each, batch {batch}"),
+        ):
+            used = time.process_time()
+            calls = _rate(lambda s=session, x=x: s.run(None, x), threads, seconds)  # type: ignore[misc]
+            cpu_ms = 1000 * (time.process_time() - used) / max(calls * seconds * batch, 1)
+            best = max(best, (calls * batch, how, cpu_ms))
     return best
 
 
@@ -257,6 +264,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
         for side in sides:
             register(side, work / f"data-{side.name}", workloads["digits"].model_path)
         servers: dict[str, list[int]] = {}
+        pids: dict[str, list[int]] = defaultdict(list)
         resnet_sides = [*sides]
         if not args.no_per_core:
             resnet_sides.append(Side("per-core", SRC, PER_CORE))
@@ -268,6 +276,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
                 process = spawn(side, work / "files", model, port)
                 stack.callback(stop, process)
                 servers.setdefault(side.name, []).append(port)
+                pids[side.name].append(process.pid)
         for ports in servers.values():
             for port in ports:
                 wait_ready(port)
@@ -293,18 +302,24 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
                         progress.advance(task)
                     stop(process)
                     progress.advance(task)
-            rate, how = ort_best(workloads["resnet json"].model_path, 3)
+            rate, how, ort_cpu_ms = ort_best(workloads["resnet json"].model_path, 3)
             figures["ORT in process, best (img/s)"].append(rate)
+            figures["ORT in process, best: CPU ms/img"].append(ort_cpu_ms)
             figures[f"ORT best: {how}"].append(rate)
             progress.advance(task)
             for concurrency in args.concurrency:
                 for body in ("resnet json", "resnet binary"):
                     for side in resnet_sides if index % 2 == 0 else resnet_sides[::-1]:
+                        before = sum(cpu_s(pid) for pid in pids[side.name])
                         found, p99, errors = load(
                             servers[side.name], workloads[body], concurrency, args.duration_s, lua
                         )
+                        used_s = sum(cpu_s(pid) for pid in pids[side.name]) - before
                         name = f"{side.name} {body} c{concurrency}"
                         figures[f"{name} (req/s)"].append(found)
+                        if found:
+                            answered = found * args.duration_s
+                            figures[f"{name} CPU ms/req"].append(1000 * used_s / answered)
                         if p99 is not None:
                             figures[f"{name} p99 ms"].append(p99)
                         figures[f"{name} / ORT best"].append(found / rate)
