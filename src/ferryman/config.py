@@ -92,7 +92,17 @@ class ServingSettings(BaseModel):
         default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish."
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime intra-op threads; 0: its own default."
+        default=0,
+        ge=0,
+        description="ONNX Runtime intra-op threads per model call; 0: the usable cores over "
+        "model_calls (1 when neither is set).",
+    )
+    model_calls: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Model calls that may run at once, each on a thread of its own; 0: the "
+        "usable cores over intra_op_threads (one per core when neither is set).",
     )
     cache_entries: int = Field(
         default=0, ge=0, description="Response cache size in entries; 0: no cache."

@@ -112,3 +112,73 @@ def test_colons_in_strings_do_not_hide_or_fake_a_duplicate() -> None:
     assert (inference.id, inference.inputs[0].name) == ("a:b:c", "x:y")
     with pytest.raises(InvalidInput, match="key 'id' twice"):
         codecs.parse_inference_request(text.replace('"id"', '"id": "q", "id"', 1).encode(), None)
+
+
+LARGE = TensorSpec(name="image", datatype="FP32", shape=(-1, 3, 32, 32))
+LARGE_SPECS = {"image": LARGE}
+LARGE_LIMITS = codecs.TensorLimits(max_elements=1 << 20, max_string_elements=100)
+
+
+def _large_body(data: object, **extra: object) -> bytes:
+    return json.dumps({"id": "r1", "inputs": [{"name": "image", "shape": [8, 3, 32, 32],
+                       "datatype": "FP32", "data": data}], **extra}).encode()  # fmt: skip
+
+
+def _both_ways(body: bytes) -> tuple[object, object]:
+    """What the set-aside path and the plain path make of ``body``: arrays or the error."""
+    outcomes: list[object] = []
+    for read in (codecs.read_inference_request, _plain_read):
+        try:
+            inference, binary, large = read(body, None)
+            arrays = codecs.decode_inputs(inference, binary, LARGE_SPECS, LARGE_LIMITS, large)
+            outcomes.append(arrays["image"])
+        except InvalidInput as exc:
+            outcomes.append(exc.message)
+    return outcomes[0], outcomes[1]
+
+
+def _plain_read(
+    body: bytes, header_length: int | None
+) -> tuple[InferenceRequest, memoryview, dict[int, object]]:
+    inference, binary = codecs.parse_inference_request(body, header_length)
+    return inference, binary, {}
+
+
+def test_a_large_json_tensor_is_read_straight_into_numpy_alike() -> None:
+    values = np.random.default_rng(3).random((8, 3, 32, 32), dtype=np.float32)
+    body = _large_body(values.ravel().tolist())
+    inference, _, large = codecs.read_inference_request(body, None)
+    assert set(large) == {0}  # set aside: no Python float per element
+    assert inference.id == "r1"
+    fast, plain = _both_ways(body)
+    assert isinstance(fast, np.ndarray)
+    assert isinstance(plain, np.ndarray)
+    assert fast.dtype == np.float32
+    assert fast.shape == (8, 3, 32, 32)
+    np.testing.assert_array_equal(fast, values)
+    np.testing.assert_array_equal(fast, plain)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["0.5"] * 24576,  # strings in an FP32 tensor
+        [True] * 24576,  # booleans
+        [0.5] * 24575 + [None],  # a null
+        [0.5] * 24575,  # one value short of the shape
+        [0.5] * 24574 + [[0.5, 0.5]],  # ragged
+        [1e39] * 24576,  # beyond float32
+    ],
+)
+def test_bad_large_json_tensors_are_refused_as_before(data: list[object]) -> None:
+    fast, plain = _both_ways(_large_body(data))
+    assert isinstance(fast, str)
+    assert fast == plain
+
+
+def test_a_duplicate_key_in_a_large_body_is_refused_as_before() -> None:
+    body = _large_body([0.5] * 24576).replace(b'"id": "r1"', b'"id": "r1", "id": "r2"')
+    fast, plain = _both_ways(body)
+    assert isinstance(fast, str)
+    assert "twice" in fast
+    assert fast == plain

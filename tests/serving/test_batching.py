@@ -76,7 +76,9 @@ async def test_every_response_matches_its_request_under_concurrency() -> None:
 
 async def test_full_queue_answers_503_with_retry_after_at_once() -> None:
     model = GatedModel()
-    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=1, queue_capacity=2)
+    app = replica(
+        FunctionEngine(SIGNATURE, model), max_batch_size=1, queue_capacity=2, model_calls=1
+    )
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app) as client:
         first = asyncio.ensure_future(client.post(URL, json=body(x)))
@@ -117,7 +119,7 @@ async def test_deadline_gives_504_and_the_replica_recovers() -> None:
 async def test_a_model_error_fails_only_the_poison_request() -> None:
     """RELIABILITY F3a: the batch [13, 1] fails, each runs again alone, only 13 fails."""
     model = GatedModel()
-    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=2)
+    app = replica(FunctionEngine(SIGNATURE, model), max_batch_size=2, model_calls=1)
     values = [0, 13, 1, 2]  # batches: [0], [13, 1] (fails), [13] (fails), [1], then [2]
     async with running(app) as client:
         first = asyncio.ensure_future(client.post(URL, json=body(np.full((1, 4), 0, "f4"))))
@@ -209,7 +211,7 @@ async def test_batches_never_exceed_max_batch_size() -> None:
 
 async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
     model = GatedModel()
-    app = replica(FunctionEngine(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model), model_calls=1)
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app):
         plane = app.state.plane
@@ -232,7 +234,7 @@ async def test_one_timer_expires_each_request_at_its_own_deadline() -> None:
 
 async def test_stopping_fails_the_running_and_the_queued_requests_at_once() -> None:
     model = GatedModel()
-    app = replica(FunctionEngine(SIGNATURE, model))
+    app = replica(FunctionEngine(SIGNATURE, model), model_calls=1)
     x = np.zeros((1, 4), dtype=np.float32)
     async with running(app):
         plane = app.state.plane
@@ -280,7 +282,7 @@ def test_f4_a_model_that_sleeps_5_s_gets_504_at_the_2_s_deadline_and_the_queue_i
     model = SleepyModel(5.0)
     app = replica(
         FunctionEngine(SIGNATURE, model), request_timeout_s=2.0, queue_capacity=3,
-        max_batch_size=1,
+        max_batch_size=1, model_calls=1,  # one call at a time: the queue fills behind it
     )  # fmt: skip
     figures = Figures("F4", request.node.nodeid)
     with (
@@ -324,3 +326,52 @@ def test_f4_a_model_that_sleeps_5_s_gets_504_at_the_2_s_deadline_and_the_queue_i
         f"{sum(right)} of {len(right)} right ({[r.status_code for r in after]})", all(right),
     )  # fmt: skip
     figures.verify()
+
+
+class CountingModel:
+    """y = x + 1, holding each call until ``gate`` opens; counts the calls inside at once."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.most_inside = 0
+        self.batches: list[int] = []
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self.lock:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+            self.batches.append(len(inputs["x"]))
+        self.gate.wait(timeout=10)
+        with self.lock:
+            self.inside -= 1
+        return {"y": inputs["x"] + 1}
+
+
+async def test_model_calls_run_at_once_and_share_the_queue() -> None:
+    """With model_calls=2 a second call starts while the first runs, and what waits is
+    split between the calls rather than all taken by the first to come free."""
+    model = CountingModel()
+    app = replica(FunctionEngine(SIGNATURE, model), model_calls=2, max_batch_size=32)
+    async with running(app) as client:
+        plane = app.state.plane
+        deadline = time.monotonic() + 30
+        x = np.zeros((1, 4), dtype=np.float32)
+        calls = [asyncio.ensure_future(plane.infer({"x": x}, deadline)) for _ in range(2)]
+        for _ in range(1000):  # both calls enter the model, neither waits for the other
+            if model.inside == 2:
+                break
+            await asyncio.sleep(0.005)
+        assert model.inside == 2
+        calls += [asyncio.ensure_future(plane.infer({"x": x}, deadline)) for _ in range(6)]
+        await queued(plane, 6)
+        model.gate.set()
+        answers = await asyncio.gather(*calls)
+        metrics = (await client.get("/metrics")).text
+    assert all(np.array_equal(answer["y"], x + 1) for answer in answers)
+    assert model.most_inside == 2
+    assert model.batches[:2] == [1, 1]
+    assert max(model.batches[2:]) <= 3  # a share of the 6 waiting, not all of them
+    assert sum(model.batches) == 8
+    assert "ferryman_batch_size_count" in metrics

@@ -116,6 +116,9 @@ def replica_environment(settings: Settings, config: ServingConfig) -> dict[str, 
             "FERRYMAN_SERVING__MAX_BATCH_SIZE": str(config.max_batch_size),
             "FERRYMAN_SERVING__MAX_DELAY_MS": str(config.max_delay_ms),
             "FERRYMAN_SERVING__INTRA_OP_THREADS": str(config.intra_op_threads),
+            # One call at a time: a configuration's threads are the cores it takes, as the
+            # planner packs replicas onto instances (replicas now run a call per core).
+            "FERRYMAN_SERVING__MODEL_CALLS": "1",
         }
     )
     if settings.database_url:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from ferryman.cli.data_dir import resolve_data_dir
 from ferryman.cli.output import errors
 from ferryman.config import Settings
 from ferryman.registry import Registry
-from ferryman.sdk import Client, LocalBackend
+
+if TYPE_CHECKING:
+    from ferryman.sdk import Client
 
 
 class CliContext:
@@ -33,6 +37,8 @@ class CliContext:
         return self._registry
 
     def client(self) -> Client:
+        from ferryman.sdk import Client, LocalBackend  # noqa: PLC0415 (not on a replica's path)
+
         return Client(LocalBackend(self.registry(), self.settings.user))
 
     def close(self) -> None:

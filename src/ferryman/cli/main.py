@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -10,67 +11,82 @@ from typing import Annotated, Literal, NoReturn
 import typer
 from pydantic import ValidationError
 
-from ferryman import __version__
-from ferryman.cli import (
-    alerts,
-    capacity,
-    cost,
-    demo,
-    deploy,
-    down,
-    export,
-    gateway,
-    payloads,
-    policy,
-    registry,
-    rollout,
-    serve,
-    tokens,
-    train,
-    up,
-)
 from ferryman.cli.context import CliContext
 from ferryman.cli.logs import configure_logging
 from ferryman.cli.output import errors
 from ferryman.config import load_settings
 from ferryman.errors import FerrymanError, describe_problem
+from ferryman.version import __version__
 
-app = typer.Typer(
-    rich_markup_mode=None,
-    name="ferryman",
-    help="Take models from training to production and keep them current there.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=True,
+COMMANDS: tuple[tuple[str, str, str], ...] = (  # (name on the line, module, attribute)
+    ("register", "registry", "register"),
+    ("models", "registry", "models_app"),
+    ("versions", "registry", "versions_app"),
+    ("alias", "registry", "alias_app"),
+    ("events", "registry", "events"),
+    ("train", "train", "train"),
+    ("tune", "train", "tune"),
+    ("runs", "train", "runs_app"),
+    ("demo", "demo", "demo"),
+    ("up", "up", "up"),
+    ("down", "down", "down"),
+    ("deploy", "deploy", "deploy"),
+    ("scale", "deploy", "scale"),
+    ("undeploy", "deploy", "undeploy"),
+    ("endpoints", "deploy", "endpoints_app"),
+    ("rollout", "rollout", "rollout_app"),
+    ("policy", "policy", "policy_app"),
+    ("serve", "serve", "serve"),
+    ("gateway", "gateway", "gateway"),
+    ("payloads", "payloads", "payloads"),
+    ("feedback", "payloads", "feedback"),
+    ("quality", "payloads", "quality"),
+    ("alerts", "alerts", "alerts_app"),
+    ("export", "export", "export_app"),
+    ("tokens", "tokens", "tokens_app"),
+    ("capacity", "capacity", "capacity"),
+    ("recommend", "capacity", "recommend_command"),
+    ("cost", "cost", "cost"),
 )
-app.command("register")(registry.register)
-app.add_typer(registry.models_app, name="models")
-app.add_typer(registry.versions_app, name="versions")
-app.add_typer(registry.alias_app, name="alias")
-app.command("events")(registry.events)
-app.command("train")(train.train)
-app.command("tune")(train.tune)
-app.add_typer(train.runs_app, name="runs")
-app.command("demo")(demo.demo)
-app.command("up")(up.up)
-app.command("down")(down.down)
-app.command("deploy")(deploy.deploy)
-app.command("scale")(deploy.scale)
-app.command("undeploy")(deploy.undeploy)
-app.add_typer(deploy.endpoints_app, name="endpoints")
-app.add_typer(rollout.rollout_app, name="rollout")
-app.add_typer(policy.policy_app, name="policy")
-app.command("serve")(serve.serve)
-app.command("gateway")(gateway.gateway)
-app.command("payloads")(payloads.payloads)
-app.command("feedback")(payloads.feedback)
-app.command("quality")(payloads.quality)
-app.add_typer(alerts.alerts_app, name="alerts")
-app.add_typer(export.export_app, name="export")
-app.add_typer(tokens.tokens_app, name="tokens")
-app.command("capacity")(capacity.capacity)
-app.command("recommend")(capacity.recommend_command)
-app.command("cost")(cost.cost)
+"""The command tree. Each command's module is imported only when the tree is built with it:
+a replica (``ferryman serve``) starts without the modules of the other commands (measured:
+half its start-up time and a third of its memory were the control plane, dashboard and SDK
+it never uses)."""
+LEAN_COMMANDS = frozenset({"serve", "gateway"})
+"""Commands that run as long-lived processes of the data plane: the line builds only them."""
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The ``ferryman`` command with every command, or with ``only`` that one."""
+    app = typer.Typer(
+        rich_markup_mode=None,
+        name="ferryman",
+        help="Take models from training to production and keep them current there.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=True,
+    )
+    app.callback()(root)
+    for name, module_name, attribute in COMMANDS:
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"ferryman.cli.{module_name}")
+        value = getattr(module, attribute)
+        if isinstance(value, typer.Typer):
+            app.add_typer(value, name=name)
+        else:
+            app.command(name)(value)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the whole command tree, built on first use (tests and documentation)."""
+    if name == "app":
+        app = build_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 GLOBAL_OPTIONS = ("--data-dir", "--database-url", "--log-level", "--log-format")
 GLOBAL_FLAGS = ("--insecure-http",)
@@ -82,7 +98,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     data_dir: Annotated[
@@ -155,6 +170,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: errors become one line on stderr and exit 1."""
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    command = _command_of(args)
+    app = build_app(command if command in LEAN_COMMANDS else None)
     try:
         app(args=args, prog_name="ferryman")
     except FerrymanError as exc:
@@ -166,3 +183,17 @@ def main(argv: list[str] | None = None) -> None:
 def _fail(message: str) -> NoReturn:
     errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(1)
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command named on a hoisted line (global options come first), if any."""
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in GLOBAL_OPTIONS:
+            index += 2
+        elif arg.startswith("-"):
+            index += 1
+        else:
+            return arg
+    return None

@@ -52,7 +52,7 @@ def serve(
     """Serve one variant over the Open Inference Protocol V2 until SIGTERM, then drain."""
     # The data plane needs the "serve" extra; the rest of the CLI works without it.
     from ferryman.serving.app import create_app  # noqa: PLC0415
-    from ferryman.serving.openai import create_generation_app  # noqa: PLC0415
+    from ferryman.serving.cpus import fit  # noqa: PLC0415
     from ferryman.serving.replica import (  # noqa: PLC0415
         from_file,
         from_registry,
@@ -66,13 +66,15 @@ def serve(
     given = state.given_settings if is_file else state.settings  # a file needs no data dir
     secret = SecretStr(token) if token is not None else None
     settings = _with_serving(given, port=port, host=host, grpc_port=grpc_port, token=secret)
-    threads = settings.serving.intra_op_threads
+    threads = fit(settings.serving).intra_op_threads
     if is_file:
         source = from_file(Path(target), name, threads)
     else:
         model, ref = parse_target(target)
         registry = state.registry()
         if is_generative(registry, model, ref):
+            from ferryman.serving.openai import create_generation_app  # noqa: PLC0415
+
             generation = generation_from_registry(registry, model, ref, settings.bundles_dir)
             state.close()
             errors.print(

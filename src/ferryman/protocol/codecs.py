@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from ferryman.errors import FerrymanError, InvalidInput
-from ferryman.protocol import strings
+from ferryman.protocol import json_tensors, strings
 from ferryman.protocol.strict_json import parse_json
 from ferryman.protocol.v2 import (
     InferenceRequest,
@@ -92,6 +92,22 @@ def parse_inference_request(
     body: bytes, header_length: int | None
 ) -> tuple[InferenceRequest, memoryview]:
     """Split a V2 body into its JSON header and binary tail, and validate the header."""
+    request, tail, _ = _parse(body, header_length, may_set_aside=False)
+    return request, tail
+
+
+def read_inference_request(
+    body: bytes, header_length: int | None
+) -> tuple[InferenceRequest, memoryview, dict[int, Any]]:
+    """:func:`parse_inference_request`, with the large JSON ``data`` arrays of a large body
+    set aside (by input index) for :func:`decode_inputs` to read straight into numpy (see
+    :mod:`ferryman.protocol.json_tensors`); their ``data`` in the request is empty."""
+    return _parse(body, header_length, may_set_aside=True)
+
+
+def _parse(
+    body: bytes, header_length: int | None, *, may_set_aside: bool
+) -> tuple[InferenceRequest, memoryview, dict[int, Any]]:
     view = memoryview(body)
     header: bytes | memoryview
     if header_length is None:
@@ -103,9 +119,16 @@ def parse_inference_request(
             f"Inference-Header-Content-Length is {header_length} but the body has "
             f"{len(view)} bytes; it must be the length of the JSON part"
         )
-    document = parse_json(header, some_keys=_inference_request_keys)
+    split = None
+    if may_set_aside and header_length is None:
+        split = json_tensors.split_request_strictly(body)
+    large: dict[int, Any] = {}
+    if split is None:
+        document = parse_json(header, some_keys=_inference_request_keys)
+    else:
+        document, large = split
     try:
-        return InferenceRequest.model_validate(document), tail
+        return InferenceRequest.model_validate(document), tail, large
     except ValidationError as exc:
         raise InvalidInput(f"not a V2 inference request: {_first_error(exc)}") from None
 
@@ -127,12 +150,14 @@ def decode_inputs(
     binary: memoryview,
     specs: Mapping[str, TensorSpec],
     limits: TensorLimits,
+    large: Mapping[int, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Turn the request's inputs into arrays, refusing anything the inputs (``specs``, from
-    :func:`input_specs`) do not allow."""
+    :func:`input_specs`) do not allow. ``large``: the ``data`` arrays that
+    :func:`read_inference_request` set aside."""
     arrays: dict[str, np.ndarray] = {}
     offset = 0
-    for item in request.inputs:
+    for index, item in enumerate(request.inputs):
         name = item.name
         spec = specs.get(name)
         if spec is None:
@@ -144,7 +169,10 @@ def decode_inputs(
             raise InvalidInput(f"input {name!r} appears twice; send each input once")
         count = check_tensor(name, item.datatype, item.shape, spec, limits)
         size = None if item.parameters is None else item.parameters.get("binary_data_size")
-        if size is None:
+        aside = None if large is None else large.get(index)
+        if aside is not None and size is None:
+            arrays[name] = _set_aside_array(name, aside, spec, item.shape, count)
+        elif size is None:
             if item.data is None:
                 raise InvalidInput(
                     f"input {name!r} has neither data nor a binary_data_size parameter"
@@ -223,6 +251,18 @@ def coerce_array(
             f"input {name!r} is {spec.datatype} and needs {_KIND_WORDS[dtype.kind]}; "
             f"got values like {str(raw.flat[0])[:32]!r}"
         )
+    return _checked(name, raw, spec.datatype, dtype).reshape(shape)
+
+
+def _set_aside_array(
+    name: str, data: Any, spec: TensorSpec, shape: list[int], count: int
+) -> np.ndarray:
+    """A set-aside JSON array as the input's array: straight from its buffer when it holds
+    numbers of the datatype's kind, else converted as any JSON data (which names a fault)."""
+    dtype = NUMPY_DTYPES.get(spec.datatype)
+    raw = None if dtype is None else json_tensors.numeric_array(data, dtype, count)
+    if raw is None or dtype is None:
+        return coerce_array(name, data.as_list(), spec, shape, count)
     return _checked(name, raw, spec.datatype, dtype).reshape(shape)
 
 

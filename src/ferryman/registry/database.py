@@ -23,18 +23,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ferryman.errors import FerrymanError, InvalidInput, StorageFull, Unavailable
 from ferryman.redaction import redact_url
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +104,16 @@ class Database:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to call from many processes."""
+        """Bring the schema to the newest migration; safe to call from many processes.
+
+        A database already at the newest migration is told by one query, without Alembic
+        (importing it and reading its scripts took a replica a third of a second and 11 MiB).
+        """
+        if self._is_at(shipped_head()):
+            return
+        from alembic import command  # noqa: PLC0415 (see above)
+        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
         config = _alembic_config()
         head = head_revision()
         with self._connected() as connection, connection.begin():
@@ -134,7 +142,20 @@ class Database:
             except DBAPIError as exc:
                 raise database_failure(exc, self.shown) from None
 
+    def _is_at(self, revision: str | None) -> bool:
+        """True when the schema is known to be at ``revision`` (False when unsure)."""
+        if revision is None:
+            return False
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(text("SELECT version_num FROM alembic_version"))
+                return [row[0] for row in found] == [revision]
+        except DBAPIError:  # no such table yet, or unreachable: the full path says which
+            return False
+
     def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 (see migrate)
+
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
@@ -234,10 +255,27 @@ def _guard_sqlite_file(engine: Engine, path: Path, shown: str) -> None:
 
 def head_revision() -> str | None:
     """The newest migration this package ships (what ``migrate`` brings a database to)."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 (see Database.migrate)
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def shipped_head() -> str | None:
+    """:func:`head_revision` read from the script names alone: each migration's revision is
+    the number its file name starts with (``0013_capacity.py`` is ``"0013"``; a test holds
+    every script to it), so the newest is the highest number; None when none is found."""
+    folder = resources.files("ferryman.registry") / "migrations" / "versions"
+    numbers = [
+        entry.name.split("_", 1)[0]
+        for entry in folder.iterdir()
+        if entry.name.endswith(".py") and entry.name[:4].isdigit() and "_" in entry.name
+    ]
+    return max(numbers) if numbers else None
+
+
 def _alembic_config() -> Config:
+    from alembic.config import Config  # noqa: PLC0415 (see Database.migrate)
+
     config = Config()
     location = resources.files("ferryman.registry") / "migrations"
     config.set_main_option("script_location", str(location))

@@ -17,7 +17,6 @@ from ferryman.reference import ReferenceData
 from ferryman.serving.cache import LruCache, ResponseCache
 from ferryman.serving.dataplane import DataPlane
 from ferryman.serving.edge import Edge
-from ferryman.serving.grpc import build_grpc_server
 from ferryman.serving.http import ROUTES, render_error
 from ferryman.serving.metrics import ReplicaIdentity
 
@@ -43,6 +42,9 @@ def create_app(
         await plane.load()
         grpc_server = None
         if serving.grpc_port is not None:
+            # gRPC only when asked for: importing grpcio costs a replica 17 MiB.
+            from ferryman.serving.grpc import build_grpc_server  # noqa: PLC0415
+
             grpc_server = build_grpc_server(plane, serving.host, serving.grpc_port)
             await grpc_server.start()
         try:

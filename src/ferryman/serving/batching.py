@@ -26,6 +26,12 @@ queue. A batch goes to the executor with one ``submit`` and comes back with one
 run on the same thread, and results are delivered on the loop (asyncio futures and the
 metrics are the loop's alone). bench/serving/hop.py measures what the hop costs against the
 former inline path.
+
+Up to ``max_calls`` batches run at once, each on its own executor thread (ONNX Runtime
+releases the GIL while it runs, so single-threaded calls in parallel use every core with one
+copy of the model; ``serving/cpus.py`` fits the number to the cores). A batch then takes at
+most its share of the waiting rows, so no thread idles while another works through a long
+batch.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ class BatchPolicy:
     """True when every input has a dynamic first axis, so requests can be stacked."""
     subject: str = "the model"
     """How messages name the model: ``digits v3 (onnx-fp32)``."""
+    max_calls: int = 1
+    """Model calls that may run at once, each on its own executor thread."""
 
 
 @dataclass(slots=True)
@@ -74,7 +82,7 @@ class _Pending:
 
 
 class Batcher:
-    """Runs a runtime's ``predict`` on batches, one model call at a time on ``executor``."""
+    """Runs a runtime's ``predict`` on batches, up to ``max_calls`` at once on ``executor``."""
 
     def __init__(
         self,
@@ -97,8 +105,8 @@ class Batcher:
         """The scheduled cut of the next batch, if any."""
         self._cut_waits = False
         """True when that cut is the end of a wait for company (``max_delay_s``)."""
-        self._in_model: list[_Pending] = []
-        """The requests of the batch on the executor; no other batch is cut while it runs."""
+        self._running: dict[int, list[_Pending]] = {}
+        """The batches on the executor, by their identity: at most ``max_calls`` at once."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self.outstanding = 0
@@ -118,7 +126,7 @@ class Batcher:
 
     async def stop(self) -> None:
         """Stop cutting batches; requests not yet answered fail with 503."""
-        unanswered = [*self._in_model, *self._queue]
+        unanswered = [*self._in_model(), *self._queue]
         self._loop = None  # a call still running is not waited for; its answers are dropped
         if self._cut is not None:
             self._cut.cancel()
@@ -127,7 +135,7 @@ class Batcher:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
         _fail(unanswered, Unavailable("the replica is shutting down", 1))
-        self._in_model = []
+        self._running.clear()
         self._queue.clear()
         self._queued_rows = 0
 
@@ -146,7 +154,7 @@ class Batcher:
         self._queued_rows += pending.rows
         self.outstanding += 1
         loop = self._loop
-        if loop is not None and not self._in_model:
+        if loop is not None and len(self._running) < self._policy.max_calls:
             if self._cut is None:
                 self._cut_soon(loop)  # the loop's next turn decides whether to wait for company
             elif self._cut_waits and not self._should_wait():
@@ -167,7 +175,7 @@ class Batcher:
         """Cut a batch and run it, or first wait once for company (a loop callback)."""
         self._cut = None
         loop = self._loop
-        if not self._queue or self._in_model or loop is None:
+        if not self._queue or len(self._running) >= self._policy.max_calls or loop is None:
             return
         if not has_waited and self._should_wait():
             cut_in_s = self._queue[0].enqueued_at + self._policy.max_delay_s - time.monotonic()
@@ -179,10 +187,12 @@ class Batcher:
             if self._queue:
                 self._cut_soon(loop)
             return
-        self._in_model = batch
+        self._running[id(batch)] = batch
         groups = self._groups(batch)
         work = self._executor.submit(self._run_groups, groups)
         work.add_done_callback(lambda done: _call_soon(loop, self._ran, batch, groups, done))
+        if self._queue and len(self._running) < self._policy.max_calls:
+            self._cut_soon(loop)  # another thread is free: its share of what waits
 
     def _ran(
         self,
@@ -191,9 +201,8 @@ class Batcher:
         work: Future[tuple[list[Sequence[Arrays | Exception]], float]],
     ) -> None:
         """Deliver a batch's answers (a loop callback, once the executor has run it)."""
-        if batch is not self._in_model:  # stopped meanwhile: its requests were failed
+        if self._running.pop(id(batch), None) is not batch:  # stopped meanwhile: failed
             return
-        self._in_model = []
         try:
             answers, compute_s = work.result()
             for items, outcome in zip(groups, answers, strict=True):
@@ -209,8 +218,12 @@ class Batcher:
         except Exception:  # a bug here must not strand every request of the batch
             logger.exception("batching failed for %d request(s)", len(batch))
             _fail(batch, FerrymanError("internal error while batching; see the replica log"))
-        if self._queue and self._loop is not None:
+        if self._queue and self._loop is not None and self._cut is None:
             self._cut_soon(self._loop)
+
+    def _in_model(self) -> list[_Pending]:
+        """The requests of the batches on the executor (the queue holds the rest)."""
+        return [pending for batch in self._running.values() for pending in batch]
 
     def _arm(self, deadline: float) -> None:
         """Set the deadline timer for ``deadline`` (it only ever moves earlier, or re-arms)."""
@@ -230,7 +243,7 @@ class Batcher:
         self._timer, self._timer_at = None, math.inf
         now = time.monotonic()
         next_deadline = math.inf
-        for pending in (*self._in_model, *self._queue):
+        for pending in (*self._in_model(), *self._queue):
             if pending.future.done():
                 continue
             if pending.deadline <= now:  # the batcher skips it, or drops its late answer
@@ -258,11 +271,16 @@ class Batcher:
         return self._arrivals() > self.outstanding
 
     def _take(self) -> list[_Pending]:
+        """The next batch: up to ``max_batch_size`` rows and, with several calls, up to its
+        share of the waiting rows among them."""
         batch: list[_Pending] = []
         rows = 0
+        limit = self._policy.max_batch_size
+        if self._policy.max_calls > 1:
+            limit = min(limit, -(-self._queued_rows // self._policy.max_calls))
         while self._queue:
             pending = self._queue[0]
-            if batch and rows + pending.rows > self._policy.max_batch_size:
+            if batch and rows + pending.rows > limit:
                 break
             self._queue.popleft()
             self._queued_rows -= pending.rows

@@ -24,6 +24,7 @@ from ferryman.reference import ReferenceData, input_guide
 from ferryman.serving.batching import Arrays, Batcher, BatchPolicy
 from ferryman.serving.cache import ResponseCache, tensor_key
 from ferryman.serving.classes import Reading, class_outputs
+from ferryman.serving.cpus import fit
 from ferryman.serving.metrics import ReplicaIdentity, ReplicaMetrics
 from ferryman.serving.payloads import Payload, PayloadLog, PayloadPolicy
 from ferryman.serving.readiness import replay_golden
@@ -61,7 +62,11 @@ class DataPlane:
         self._reference = reference
         self._cache = cache
         self._cache_scope = f"{identity.model}/{identity.version}/{identity.variant}"
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.threads = fit(settings)
+        """Model calls at once and intra-op threads per call (see :mod:`.cpus`)."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.threads.calls, thread_name_prefix="model"
+        )
         self._admitted = 0
         self._is_batchable = is_batchable(self.signature)
         self.input_specs = input_specs(self.signature)
@@ -77,6 +82,7 @@ class DataPlane:
             queue_capacity=settings.queue_capacity,
             is_batchable=self._is_batchable,
             subject=identity.describe(),
+            max_calls=self.threads.calls,
         )
         self._batcher = Batcher(runtime, self._executor, policy, self.metrics, self._arrivals)
         self.classes = class_outputs(

@@ -126,8 +126,12 @@ async def infer_v2(
     # a body still arriving (slowly, perhaps) must not make every batch wait for company.
     body = await read_body(content_length, receive, plane.settings.max_body_bytes)
     with plane.admit() as deadline:
-        inference, binary = codecs.parse_inference_request(body, _header_length(header_length))
-        inputs = codecs.decode_inputs(inference, binary, plane.input_specs, plane.tensor_limits)
+        inference, binary, large = codecs.read_inference_request(
+            body, _header_length(header_length)
+        )
+        inputs = codecs.decode_inputs(
+            inference, binary, plane.input_specs, plane.tensor_limits, large
+        )
         choices = codecs.choose_outputs(inference, plane.signature)
         outputs = await plane.infer(inputs, deadline, payload)
     request_id = inference.id or (payload.request_id if payload is not None else "")

@@ -259,6 +259,12 @@ class RayRuntime:
         # use a passwordless URL there (PGPASSFILE, or the server's trust of the nodes).
         env = fleet.settings_environment(self._settings, fleet.REPLICA_SECTIONS)
         env["FERRYMAN_DATABASE_URL"] = self._settings.resolved_database_url
+        # The cores Ray reserves for the replica are the ones it fills (serving/cpus.py);
+        # unbounded, it would count every core of its node.
+        threads = spec.intra_op_threads or 1
+        given = max(1, int(self._settings.ray.replica_num_cpus))
+        env["FERRYMAN_SERVING__MODEL_CALLS"] = str(max(1, given // threads))
+        env["FERRYMAN_SERVING__INTRA_OP_THREADS"] = str(threads)
         return {**env, **spec.serving_environment()}
 
     # -- gateways ------------------------------------------------------------------------
