@@ -317,6 +317,8 @@ async def test_a_replica_with_a_token_answers_its_holders_only(tmp_path: Path) -
         assert (await http.get(f"{replica_url}/metrics", headers=held)).status_code == 200
         gateway_settings = GatewaySettings(replica_token=SecretStr("fleet-secret"))
         async with _gateway(replica_url, gateway_settings) as gateway_url:
-            client = _client(f"{gateway_url}/endpoints/chat/v1")
-            answer = await client.completions.create(model="scripted", prompt="hi", max_tokens=2)
+            async with _client(f"{gateway_url}/endpoints/chat/v1") as client:
+                answer = await client.completions.create(
+                    model="scripted", prompt="hi", max_tokens=2
+                )
             assert answer.choices[0].text == "Hello "
