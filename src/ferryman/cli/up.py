@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -17,6 +17,8 @@ from ferryman.control.server import (
     open_registry,
     run_control_plane,
 )
+from ferryman.errors import InvalidInput
+from ferryman.runtimes import check_runtime
 
 
 def up(
@@ -32,16 +34,37 @@ def up(
         bool,
         typer.Option(help="Take over a running fleet that another registry's control plane ran."),
     ] = False,
+    runtime: Annotated[
+        Literal["local", "ray"] | None,
+        typer.Option(
+            help="Where replicas run: processes on this machine, or actors on a Ray cluster "
+            "[env FERRYMAN_CONTROL__RUNTIME; default local]."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="The Ray cluster's head, HOST:PORT of its GCS (with --runtime ray) "
+            "[env FERRYMAN_RAY__ADDRESS; default auto].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the control plane: the API (bearer token, created on first start), the control
-    loop, and the gateway. One per data dir; `ferryman down` stops it and its fleet."""
+    loop, and the gateway. One per data dir; `ferryman down` stops it and its fleet.
+
+    With --runtime ray, replicas and a gateway per node run as actors on the Ray cluster at
+    --ray-address; a cluster of several nodes needs --database-url postgresql+psycopg://…
+    and artifacts on S3 (FERRYMAN_ARTIFACTS__URL=s3://BUCKET/PREFIX)."""
     settings = _with_ports(cli_context(ctx).settings, host, port, gateway_port)
+    settings = _with_runtime(settings, runtime, ray_address)
     check_bind(settings)
     scheme = "https" if settings.control.tls_cert_file else "http"
     url = f"{scheme}://{settings.control.host}:{settings.control.port}"
     lock = DataDirLock(settings.data_dir, settings.state_dir, url)
     try:
         check_ports(settings)
+        check_runtime(settings)  # a Ray cluster of several nodes: PostgreSQL and S3
         registry = open_registry(settings, adopt=adopt)  # one line and exit 1 if unusable
         token = load_or_create_token(settings.data_dir)
         gateway = settings.gateway
@@ -69,3 +92,17 @@ def _with_ports(
     if gateway_port is not None:
         changes["gateway"] = settings.gateway.model_copy(update={"port": gateway_port})
     return settings.model_copy(update=changes) if changes else settings
+
+
+def _with_runtime(
+    settings: Settings, runtime: Literal["local", "ray"] | None, ray_address: str | None
+) -> Settings:
+    control = settings.control
+    if runtime is not None:
+        control = control.model_copy(update={"runtime": runtime})
+    ray = settings.ray
+    if ray_address is not None:
+        if control.runtime != "ray":
+            raise InvalidInput("--ray-address is for the Ray runtime: add --runtime ray")
+        ray = ray.model_copy(update={"address": ray_address})
+    return settings.model_copy(update={"control": control, "ray": ray})
