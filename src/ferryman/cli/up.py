@@ -76,7 +76,15 @@ def up(
                 f"  API token (shown once; kept in {settings.data_dir}/control-token, mode 0600):"
             )
             console.print(f"  [bold]{token.value}[/]")
-        console.print(f"  Gateway: http://{gateway.host}:{gateway.port}/v2/models/ENDPOINT/infer")
+        if settings.control.runtime == "ray":
+            console.print(
+                f"  Gateways: http://NODE_ADDRESS:{gateway.port}/v2/models/ENDPOINT/infer, on "
+                f"every node of the Ray cluster at {settings.ray.address}"
+            )
+        else:
+            console.print(
+                f"  Gateway: http://{gateway.host}:{gateway.port}/v2/models/ENDPOINT/infer"
+            )
         run_control_plane(settings, token, registry)
     finally:
         lock.release()

@@ -48,7 +48,9 @@ class Labeller:
     def __init__(self, api: str, token: str) -> None:
         self._pending: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._http = httpx.Client(base_url=api, headers={"authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=api, headers={"authorization": f"Bearer {token}"}, timeout=30
+        )
         self.sent = 0
 
     def answered(self, body: bytes, answer: httpx.Response) -> None:
@@ -63,10 +65,16 @@ class Labeller:
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
-        if batch:
+        if not batch:
+            return
+        try:
             reply = self._http.post("/api/v1/feedback", json=batch)
-            assert reply.status_code == 200, reply.text
-            self.sent += len(batch)
+        except httpx.HTTPError:  # a control plane slow on a loaded machine: again next time
+            with self._lock:
+                self._pending = batch + self._pending
+            return
+        assert reply.status_code == 200, reply.text
+        self.sent += len(batch)
 
     @staticmethod
     def every(seconds: float, work: Callable[[], None], stop: threading.Event) -> threading.Thread:

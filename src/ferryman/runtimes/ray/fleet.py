@@ -2,7 +2,8 @@
 
 Every actor of a fleet lives in the fleet's namespace (``ray.namespace``), detached, so it
 outlives the control plane that created it. A replica actor is named by its replica id; a
-gateway actor by ``gateway:<node id>``, one per node, pinned to it. Listing the namespace's
+gateway actor by ``gateway:<node id>``, one per node, pinned to it, listening on the node's
+address and the gateway port (``gateway.port``). Listing the namespace's
 names is how a restarted control plane finds (re-adopts) what it started.
 """
 
@@ -110,7 +111,8 @@ def gateway_on(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     )
     env = settings_environment(settings, GATEWAY_SECTIONS) | env
-    return actor.remote(feed, str(settings.data_dir.absolute()), env, identity)
+    data_dir = str(settings.data_dir.absolute())
+    return actor.remote(feed, data_dir, env, identity, settings.gateway.port)
 
 
 def alive_nodes() -> list[str]:

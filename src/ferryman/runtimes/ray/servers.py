@@ -43,10 +43,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ChildServer:
     """One server process on this node: started, watched, drained."""
 
-    def __init__(self, work_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, work_dir: Path, env: dict[str, str], port: int | None = None) -> None:
+        """``port``: where it listens on the node's address; None: a free port."""
         self.node_ip = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
         self.node_id = str(ray.get_runtime_context().get_node_id())
-        self.port = _free_port(self.node_ip)
+        self.port = port or _free_port(self.node_ip)
         self.url = f"http://{self.node_ip}:{self.port}"
         self._dir = work_dir
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -119,13 +120,19 @@ class GatewayServer:
     good table while the control plane is away."""
 
     def __init__(
-        self, feed: RouteFeed, data_dir: str, env: dict[str, str], identity: dict[str, str]
+        self,
+        feed: RouteFeed,
+        data_dir: str,
+        env: dict[str, str],
+        identity: dict[str, str],
+        port: int,
     ) -> None:
         """``identity``: ``registry`` (the control plane's registry) and ``secret`` (the
-        fingerprint of the fleet secret in ``env``)."""
+        fingerprint of the fleet secret in ``env``); ``port``: the gateway port, the same on
+        every node, so that clients (or a load balancer) reach any node's gateway by it."""
         name = str(ray.get_runtime_context().get_actor_name()).replace(":", "-")
         self._identity = identity
-        self._server = ChildServer(Path(data_dir) / "ray" / name, env)
+        self._server = ChildServer(Path(data_dir) / "ray" / name, env, port)
         self._routes = Path(data_dir) / "ray" / name / "routes.json"
         self._watch = RouteWatch(feed, self._routes)
         self._stop = threading.Event()
