@@ -44,6 +44,8 @@ class Stack:
     """More environment for ``ferryman up`` only (e.g. libfaketime's)."""
     up_args: list[str] = field(default_factory=list)
     """Options of ``ferryman up`` (e.g. ``--runtime ray``)."""
+    up_timeout_s: float = 30.0
+    """How long ``ferryman up`` may take to answer (joining a Ray cluster takes longer)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -80,7 +82,8 @@ class Stack:
                 [str(Path(sys.executable).with_name("ferryman")), "up", *self.up_args],
                 env={**self.env, **self.up_env}, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
+        healthz = f"http://127.0.0.1:{self.api_port}/healthz"
+        wait_for(lambda: _answers(healthz), self.up_timeout_s, "control plane")
 
     @contextmanager
     def reading(self) -> Iterator[Registry]:

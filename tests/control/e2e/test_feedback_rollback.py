@@ -63,8 +63,8 @@ class Labeller:
                                   "label": truth})  # fmt: skip
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
+        with self._lock:  # at most a thousand a post: a backlog goes in several
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
         if not batch:
             return
         try:
