@@ -381,10 +381,18 @@ def _rollout(stack: RayStack, registry: Registry, version: int) -> str:
 
 
 def _story(registry: Registry, rollout_id: int) -> str:
-    """Where a rollout is, and the newest events of m: what a timeout needs to say."""
+    """Where a rollout is, what the registry collected and labelled, and the newest events
+    of m: what a timeout needs to say."""
     record = registry.rollouts.get(rollout_id)
-    events = [f"{e.action} {e.details}" for e in registry.list_events("m", 8)]
-    return f"{record.status.value} at {record.weight}% ({record.reason}); events: {events}"
+    payloads = registry.payloads
+    collected = {name: len(payloads.search("m", variant=name, limit=1000))
+                 for name, _, _ in payloads.variants("m")}  # fmt: skip
+    labelled = {name: len(payloads.labelled("m", name).actual) for name in collected}
+    events = [f"{e.action} {e.details}" for e in registry.list_events("m", 3)]
+    return (
+        f"{record.status.value} at {record.weight}% ({record.reason}); payload rows collected "
+        f"{collected}, labelled {labelled}; events: {events}"
+    )
 
 
 def _canary_back_then_forward(stack: RayStack, gateways: list[str], tmp_path: Path) -> None:
@@ -393,8 +401,11 @@ def _canary_back_then_forward(stack: RayStack, gateways: list[str], tmp_path: Pa
     labeller = Labeller(f"http://127.0.0.1:{stack.api_port}", stack.api_headers()["authorization"]
                         .removeprefix("Bearer "))  # fmt: skip
     with stack.reading() as registry, loaded(gateways, labeller, max_s=400) as loads:
-        v2 = _rollout(stack, registry, 2)
-        v3 = _rollout(stack, registry, 3)
+        try:
+            v2 = _rollout(stack, registry, 2)
+            v3 = _rollout(stack, registry, 3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; labels sent {labeller.sent}") from None
         wait_for(lambda: _only_version(stack, 3), 30, "v3 alone")
     assert v2.startswith("rolled_back"), v2
     assert "accuracy" in v2, v2
