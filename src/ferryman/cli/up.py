@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import console
+from ferryman.cli.runtime_options import RayAddressOption, RuntimeOption, with_runtime
 from ferryman.config import Settings
 from ferryman.control.data_dir_lock import DataDirLock
 from ferryman.control.server import (
@@ -17,7 +18,6 @@ from ferryman.control.server import (
     open_registry,
     run_control_plane,
 )
-from ferryman.errors import InvalidInput
 from ferryman.runtimes import check_runtime
 
 
@@ -34,21 +34,8 @@ def up(
         bool,
         typer.Option(help="Take over a running fleet that another registry's control plane ran."),
     ] = False,
-    runtime: Annotated[
-        Literal["local", "ray"] | None,
-        typer.Option(
-            help="Where replicas run: processes on this machine, or actors on a Ray cluster "
-            "[env FERRYMAN_CONTROL__RUNTIME; default local]."
-        ),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="The Ray cluster's head, HOST:PORT of its GCS (with --runtime ray) "
-            "[env FERRYMAN_RAY__ADDRESS; default auto].",
-            show_default=False,
-        ),
-    ] = None,
+    runtime: RuntimeOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Start the control plane: the API (bearer token, created on first start), the control
     loop, and the gateway. One per data dir; `ferryman down` stops it and its fleet.
@@ -57,7 +44,7 @@ def up(
     --ray-address; a cluster of several nodes needs --database-url postgresql+psycopg://…
     and artifacts on S3 (FERRYMAN_ARTIFACTS__URL=s3://BUCKET/PREFIX)."""
     settings = _with_ports(cli_context(ctx).settings, host, port, gateway_port)
-    settings = _with_runtime(settings, runtime, ray_address)
+    settings = with_runtime(settings, runtime, ray_address)
     check_bind(settings)
     scheme = "https" if settings.control.tls_cert_file else "http"
     url = f"{scheme}://{settings.control.host}:{settings.control.port}"
@@ -100,17 +87,3 @@ def _with_ports(
     if gateway_port is not None:
         changes["gateway"] = settings.gateway.model_copy(update={"port": gateway_port})
     return settings.model_copy(update=changes) if changes else settings
-
-
-def _with_runtime(
-    settings: Settings, runtime: Literal["local", "ray"] | None, ray_address: str | None
-) -> Settings:
-    control = settings.control
-    if runtime is not None:
-        control = control.model_copy(update={"runtime": runtime})
-    ray = settings.ray
-    if ray_address is not None:
-        if control.runtime != "ray":
-            raise InvalidInput("--ray-address is for the Ray runtime: add --runtime ray")
-        ray = ray.model_copy(update={"address": ray_address})
-    return settings.model_copy(update={"control": control, "ray": ray})

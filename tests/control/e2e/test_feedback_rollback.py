@@ -45,7 +45,10 @@ def row_body() -> bytes:
 class Labeller:
     """Learns the truth of each answered request and reports it later, in batches."""
 
-    def __init__(self, api: str, token: str) -> None:
+    def __init__(self, api: str, token: str, newest: int | None = None) -> None:
+        """``newest``: label only the newest this many answers of each flush (a sample that
+        keeps up with a fast load on a slow control plane); None: every answer."""
+        self._newest = newest
         self._pending: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._http = httpx.Client(
@@ -64,6 +67,8 @@ class Labeller:
 
     def flush(self) -> None:
         with self._lock:  # at most a thousand a post: a backlog goes in several
+            if self._newest is not None:
+                self._pending = self._pending[-self._newest :]
             batch, self._pending = self._pending[:1000], self._pending[1000:]
         if not batch:
             return
