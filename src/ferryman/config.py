@@ -135,8 +135,8 @@ class ServingSettings(BaseModel):
     )
     is_remote_without_auth_allowed: bool = Field(
         default=False,
-        description="Allow binding a non-loopback host although the data plane has no token "
-        "auth yet; off, such a bind refuses to start (RELIABILITY S2).",
+        description="Allow binding a non-loopback host without a token (one with `token` "
+        "may always); off, such a bind refuses to start (RELIABILITY S2).",
     )
 
 

@@ -33,3 +33,12 @@ def test_a_child_on_another_node_gets_the_settings_sections_of_its_parent(
         assert getattr(child, section) == getattr(parent, section)
     assert child.log_level == "INFO"
     assert "FERRYMAN_DATABASE_URL" not in env  # the runtime adds it for replicas only
+
+
+def test_secrets_of_the_parent_are_not_passed_on_as_settings() -> None:
+    """A dumped secret reads '**********'; the runtime adds the fleet secret itself."""
+    parent = load_settings(serving={"token": "s3cret"}, gateway={"replica_token": "s3cret"})
+    env = settings_environment(parent, (*REPLICA_SECTIONS, *GATEWAY_SECTIONS))
+    assert "FERRYMAN_SERVING__TOKEN" not in env
+    assert "FERRYMAN_GATEWAY__REPLICA_TOKEN" not in env
+    assert not any("*****" in value or "s3cret" in value for value in env.values())

@@ -8,10 +8,12 @@ import threading
 import httpx
 import numpy as np
 import pytest
+from starlette.applications import Starlette
 
+from ferryman.config import load_settings
 from ferryman.engines.function import FunctionEngine
 from ferryman.errors import Forbidden
-from ferryman.serving.server import check_bind
+from ferryman.serving.server import build_server, check_bind
 from tests.serving.conftest import replica, running, serving_in_thread
 from tests.serving.test_batching import SIGNATURE, GatedModel, body
 
@@ -68,3 +70,20 @@ def test_only_loopback_binds_without_an_explicit_allowance(
             check_bind(host, is_allowed)
     else:
         check_bind(host, is_allowed)
+
+
+@pytest.mark.parametrize(("token", "refused"), [(None, True), ("fleet-secret", False)])
+def test_a_replica_with_a_token_may_listen_on_its_nodes_address(
+    token: str | None, refused: bool
+) -> None:
+    """The Ray runtime's replicas bind their node's address, behind the fleet secret."""
+    settings = load_settings(
+        serving={"host": "10.1.2.3", "token": token}, connections={"insecure_http": True}
+    )
+    app = Starlette()
+    app.state.plane = None
+    if refused:
+        with pytest.raises(Forbidden, match="without a token"):
+            build_server(settings, app)
+    else:
+        assert build_server(settings, app).config.host == "10.1.2.3"  # built, not started

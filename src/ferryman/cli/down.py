@@ -14,6 +14,7 @@ import typer
 
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import console
+from ferryman.cli.runtime_options import RayAddressOption, RuntimeOption, with_runtime
 from ferryman.config import Settings
 from ferryman.control.api.security import TOKEN_FILE
 from ferryman.control.data_dir_lock import RunningControlPlane, running_on
@@ -24,17 +25,22 @@ STOP_TIMEOUT_S = 120.0
 """Replicas drain first (``serving.drain_timeout_s``), so a stop may take a while."""
 
 
-def down(ctx: typer.Context) -> None:
-    """Stop every replica and the gateway, and the control plane running on the data dir."""
+def down(
+    ctx: typer.Context, runtime: RuntimeOption = None, ray_address: RayAddressOption = None
+) -> None:
+    """Stop every replica and the gateway, and the control plane running on the data dir.
+
+    With no control plane running, the runtime stops what it left: name the one `up` was
+    given (--runtime ray --ray-address ADDR) if it is not in the settings."""
     state = cli_context(ctx)
-    settings = state.settings
+    settings = with_runtime(state.settings, runtime, ray_address)
     running = running_on(settings.data_dir)
     if running is None:  # no control plane: the runtime stops what it left running
-        runtime = create_runtime(settings)
+        fleet_runtime = create_runtime(settings)
         try:
-            stopped = runtime.stop_fleet()
+            stopped = fleet_runtime.stop_fleet()
         finally:
-            runtime.close()
+            fleet_runtime.close()
         console.print(f"Stopped {stopped} replicas and the gateway")
         return
     stopped = _ask_to_stop(running, settings)

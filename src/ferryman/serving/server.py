@@ -66,19 +66,22 @@ class DrainingServer(GuardedServer):
 def build_server(settings: Settings, app: Starlette) -> DrainingServer:
     """A server for ``app`` on the settings' host and port (not started)."""
     serving = settings.serving
-    check_bind(serving.host, serving.is_remote_without_auth_allowed)
+    # A replica with a token (the fleet secret) refuses everyone but the gateway and the
+    # control plane, so it may listen on its node's address (the Ray runtime's replicas).
+    check_bind(serving.host, serving.is_remote_without_auth_allowed or serving.token is not None)
     config = server_config(app, serving, graceful_timeout_s=serving.drain_timeout_s)
     plane: Drainable = app.state.plane
     return DrainingServer(config, plane, settings.connections)
 
 
 def check_bind(host: str, is_remote_allowed: bool) -> None:
-    """Refuse a non-loopback bind unless it was explicitly allowed (no data-plane auth yet)."""
+    """Refuse a non-loopback bind unless it was allowed (a token, or explicitly)."""
     if not (is_loopback(host) or is_remote_allowed):
         raise Forbidden(
-            f"refusing to listen on {host!r}: replicas have no token auth yet, so they bind "
-            "loopback only; set FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED=true (behind "
-            "a gateway or firewall you trust) to listen there anyway"
+            f"refusing to listen on {host!r} without a token: set FERRYMAN_SERVING__TOKEN "
+            "(`ferryman up` gives its replicas the fleet secret), or "
+            "FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED=true (behind a gateway or "
+            "firewall you trust) to listen there without one"
         )
 
 

@@ -46,6 +46,10 @@ class Stack:
     """Settings of this stack beyond the short intervals below (FERRYMAN_… variables)."""
     up_env: dict[str, str] = field(default_factory=dict)
     """More environment for ``ferryman up`` only (e.g. libfaketime's)."""
+    up_args: list[str] = field(default_factory=list)
+    """Options of ``ferryman up`` (e.g. ``--runtime ray``)."""
+    up_timeout_s: float = 30.0
+    """How long ``ferryman up`` may take to answer (joining a Ray cluster takes longer)."""
 
     @property
     def env(self) -> dict[str, str]:
@@ -79,10 +83,11 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with (self.data_dir / "up.log").open("ab") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("ferryman")), "up"],
+                [str(Path(sys.executable).with_name("ferryman")), "up", *self.up_args],
                 env={**self.env, **self.up_env}, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        wait_for(lambda: _answers(f"http://127.0.0.1:{self.api_port}/healthz"), 30, "control plane")
+        healthz = f"http://127.0.0.1:{self.api_port}/healthz"
+        wait_for(lambda: _answers(healthz), self.up_timeout_s, "control plane")
 
     @contextmanager
     def reading(self) -> Iterator[Registry]:

@@ -46,10 +46,15 @@ def row_body() -> bytes:
 class Labeller:
     """Learns the truth of each answered request and reports it later, in batches."""
 
-    def __init__(self, api: str, token: str) -> None:
+    def __init__(self, api: str, token: str, newest: int | None = None) -> None:
+        """``newest``: label only the newest this many answers of each flush (a sample that
+        keeps up with a fast load on a slow control plane); None: every answer."""
+        self._newest = newest
         self._pending: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._http = httpx.Client(base_url=api, headers={"authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=api, headers={"authorization": f"Bearer {token}"}, timeout=30
+        )
         self.sent = 0
 
     def answered(self, body: bytes, answer: httpx.Response) -> None:
@@ -62,12 +67,20 @@ class Labeller:
                                   "label": truth})  # fmt: skip
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
+        with self._lock:  # at most a thousand a post: a backlog goes in several
+            if self._newest is not None:
+                self._pending = self._pending[-self._newest :]
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+        if not batch:
+            return
+        try:
             reply = self._http.post("/api/v1/feedback", json=batch)
-            assert reply.status_code == 200, reply.text
-            self.sent += len(batch)
+        except httpx.HTTPError:  # a control plane slow on a loaded machine: again next time
+            with self._lock:
+                self._pending = batch + self._pending
+            return
+        assert reply.status_code == 200, reply.text
+        self.sent += len(batch)
 
     @staticmethod
     def every(seconds: float, work: Callable[[], None], stop: threading.Event) -> threading.Thread:

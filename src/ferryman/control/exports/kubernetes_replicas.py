@@ -45,7 +45,8 @@ def replica_env(spec: DeploymentSpec, hosts: list[str]) -> tuple[k.Object, ...]:
         k.env("FERRYMAN_SERVING__ALLOWED_HOSTS", json.dumps(hosts)),
         k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
         k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
-        # Replicas have no token auth yet: the NetworkPolicy admits only Ferryman's callers.
+        # These manifests do not hand replicas the fleet secret (the local and Ray runtimes
+        # do): here the NetworkPolicy is what admits only Ferryman's callers.
         k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
         k.env("FERRYMAN_LOG_FORMAT", "json"),
         k.PLAIN_HTTP,

@@ -4,6 +4,6 @@ Needs the ``ray`` extra (``pip install 'ferryman[ray]'``); chosen by
 ``control.runtime = "ray"`` with ``ray.address`` and a ``ray.namespace`` per fleet.
 """
 
-from ferryman.runtimes.ray.runtime import RayRuntime
+from ferryman.runtimes.ray.runtime import RayRuntime, check_cluster
 
-__all__ = ["RayRuntime"]
+__all__ = ["RayRuntime", "check_cluster"]

@@ -2,7 +2,8 @@
 
 Every actor of a fleet lives in the fleet's namespace (``ray.namespace``), detached, so it
 outlives the control plane that created it. A replica actor is named by its replica id; a
-gateway actor by ``gateway:<node id>``, one per node, pinned to it. Listing the namespace's
+gateway actor by ``gateway:<node id>``, one per node, pinned to it, listening on the node's
+address and the gateway port (``gateway.port``). Listing the namespace's
 names is how a restarted control plane finds (re-adopts) what it started.
 """
 
@@ -13,6 +14,7 @@ import logging
 from typing import Any
 
 import ray
+from pydantic import SecretStr
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ferryman.config import RaySettings, Settings
@@ -47,22 +49,28 @@ def connect(settings: RaySettings) -> bool:
 
 def settings_environment(settings: Settings, sections: tuple[str, ...]) -> dict[str, str]:
     """``FERRYMAN_…`` variables that give a child on another node these settings sections
-    (its own environment's Ferryman settings are dropped), plus the log settings."""
+    (its own environment's Ferryman settings are dropped), plus the log settings. Secrets are
+    left out (they would read '**********'): the runtime adds the ones a child needs."""
     env: dict[str, str] = {
         "FERRYMAN_LOG_LEVEL": settings.log_level,
         "FERRYMAN_LOG_FORMAT": settings.log_format,
     }
     for section in sections:
-        values = getattr(settings, section).model_dump(mode="json")
+        model = getattr(settings, section)
+        values = model.model_dump(mode="json")
         for name, value in values.items():
-            if value is not None:
+            if value is not None and not isinstance(getattr(model, name), SecretStr):
                 text = value if isinstance(value, str) else json.dumps(value)
                 env[f"FERRYMAN_{section.upper()}__{name.upper()}"] = text
     return env
 
 
 def start_replica(
-    settings: Settings, replica_id: str, spec: dict[str, object], env: dict[str, str]
+    settings: Settings,
+    replica_id: str,
+    spec: dict[str, object],
+    env: dict[str, str],
+    registry: str,
 ) -> ActorHandle:
     """Create the replica's actor; Ray places it (spread, or near ``replica_node_id``)."""
     config = settings.ray
@@ -81,11 +89,18 @@ def start_replica(
     if config.replica_memory_bytes:
         options["memory"] = config.replica_memory_bytes
     actor = ray.remote(ReplicaServer).options(**options)
-    return actor.remote(spec, str(settings.data_dir.absolute()), env)
+    return actor.remote(spec, str(settings.data_dir.absolute()), env, registry)
 
 
-def gateway_on(settings: Settings, node_id: str, feed: RouteFeed) -> ActorHandle:
-    """The gateway actor of ``node_id``: the one that runs, or a new one pinned to the node."""
+def gateway_on(
+    settings: Settings,
+    node_id: str,
+    feed: RouteFeed,
+    env: dict[str, str],
+    identity: dict[str, str],
+) -> ActorHandle:
+    """The gateway actor of ``node_id``: the one that runs, or a new one pinned to the node
+    (``env`` beyond the gateway's settings sections; ``identity`` see GatewayServer)."""
     actor = ray.remote(GatewayServer).options(
         name=f"{GATEWAY_PREFIX}{node_id}",
         namespace=settings.ray.namespace,
@@ -95,8 +110,9 @@ def gateway_on(settings: Settings, node_id: str, feed: RouteFeed) -> ActorHandle
         num_cpus=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     )
-    env = settings_environment(settings, GATEWAY_SECTIONS)
-    return actor.remote(feed, str(settings.data_dir.absolute()), env)
+    env = settings_environment(settings, GATEWAY_SECTIONS) | env
+    data_dir = str(settings.data_dir.absolute())
+    return actor.remote(feed, data_dir, env, identity, settings.gateway.port)
 
 
 def alive_nodes() -> list[str]:

@@ -15,10 +15,20 @@ from the actor itself: no duplicates, no orphans.
 ``publish`` keeps one gateway actor on every live node; gateways read the route table from
 the control plane's API (``GET /api/v1/routes``, a long poll with the route token derived
 from the control token), not from Ray, and ``published`` asks them for the table they hold.
+
+As on the local runtime, every replica takes the fleet secret as its token and every gateway
+shows it to replicas (:mod:`ferryman.fleet_secret`), so nothing on a node reaches a replica
+around the gateway; the control plane's own probes carry it too. Both travel in the actor's
+arguments, which Ray keeps in its GCS: whoever can reach the GCS can run code on every node
+anyway (Ray has no authentication of its own), and nobody else can read them, whereas a
+process's arguments are readable by every user of its node. Every actor records the
+registry identity of its control plane, and ``running_fleet`` reports them, so a control
+plane on another registry refuses the running fleet (:mod:`ferryman.control.fleet`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -30,6 +40,7 @@ import ray
 from pydantic import ValidationError
 
 from ferryman.config import Settings
+from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
 from ferryman.gateway.routewatch import RouteFeed, route_token
 from ferryman.runtimes.base import Fleet, Replica, ReplicaSpec, ReplicaState, lasting_failure
@@ -69,13 +80,47 @@ Answer = Any
 """What the actor's method returned, a :class:`Dead`, or None (no answer in time)."""
 
 
+def check_cluster(settings: Settings) -> int:
+    """Join the cluster and count its live nodes; refuse (:class:`InvalidInput`) a cluster
+    of several nodes without a registry and artifacts that every node reaches.
+
+    The process stays joined: the control plane's runtime goes on with this connection.
+    """
+    fleet.connect(settings.ray)
+    nodes = len(fleet.alive_nodes())
+    if nodes < 2:
+        return nodes
+    missing = []
+    if not settings.resolved_database_url.startswith("postgresql"):
+        missing.append("the registry on PostgreSQL (--database-url postgresql+psycopg://…)")
+    if settings.artifacts.url is None:
+        missing.append("artifacts on S3 (FERRYMAN_ARTIFACTS__URL=s3://BUCKET/PREFIX)")
+    if missing:
+        raise InvalidInput(
+            f"the Ray cluster at {settings.ray.address} has {nodes} nodes, which share no "
+            f"disk: run it with {' and '.join(missing)}"
+        )
+    return nodes
+
+
 class RayRuntime:
     """A :class:`~ferryman.runtimes.base.Runtime` of Ray actors."""
 
     def __init__(
-        self, settings: Settings, control_token: str | None, clock: Clock = time.monotonic
+        self,
+        settings: Settings,
+        control_token: str | None,
+        registry_id: str = "",
+        fleet_secret: str | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``registry_id``: the registry whose control plane this is; ``fleet_secret``: the
+        replicas' token (None: replicas without auth, as in a runtime opened only to look)."""
         self._settings = settings
+        self._registry_id = registry_id
+        self._fleet_secret = fleet_secret
+        fingerprint = hashlib.sha256((fleet_secret or "").encode()).hexdigest()[:16]
+        self._identity = {"registry": registry_id, "secret": fingerprint}
         self._config = settings.ray
         self._clock = clock
         self._owns_ray = fleet.connect(settings.ray)
@@ -91,7 +136,8 @@ class RayRuntime:
             route_token(control_token) if control_token else None,
             settings.gateway.backend_hosts,
         )
-        self._http = httpx.Client(timeout=1.0)
+        headers = {"authorization": f"Bearer {fleet_secret}"} if fleet_secret else None
+        self._http = httpx.Client(timeout=1.0, headers=headers)
 
     # -- replicas ------------------------------------------------------------------------
 
@@ -117,7 +163,9 @@ class RayRuntime:
 
     def start(self, spec: ReplicaSpec) -> Replica:
         replica_id = f"{spec.endpoint}-{spec.variant}-{uuid.uuid4().hex[:8]}"
-        actor = fleet.start_replica(self._settings, replica_id, asdict(spec), self._env(spec))
+        actor = fleet.start_replica(
+            self._settings, replica_id, asdict(spec), self._env(spec), self._registry_id
+        )
         entry = Tracked(replica_id, actor, self._clock(), spec)
         self._replicas[replica_id] = entry
         logger.info("started replica actor %s", replica_id)
@@ -131,14 +179,23 @@ class RayRuntime:
         entry.actor.drain.remote()  # fire and forget: observe finishes the stop
 
     def running_fleet(self) -> Fleet:
-        """The fleet's named actors; they do not record a registry (''): a control plane on
-        a new registry is still refused, one on the same or an older one is let in."""
+        """The fleet's named actors and the registries they record ('' for an actor that did
+        not answer, or was created before actors recorded one), and the held table's."""
         self._adopt()
-        gateways = [
-            n for n in fleet.named_actors(self._config.namespace) if n.startswith("gateway:")
-        ]
-        registries = frozenset({""}) if self._replicas or gateways else frozenset()
-        return Fleet(len(self._replicas), bool(gateways), registries)
+        namespace = self._config.namespace
+        names = [n for n in fleet.named_actors(namespace) if n.startswith(fleet.GATEWAY_PREFIX)]
+        gateways = [a for a in (fleet.actor_named(n, namespace) for n in names) if a is not None]
+        actors = [entry.actor for entry in self._replicas.values()] + gateways
+        answers = self._ask([actor.status for actor in actors])
+        registries = {
+            str(answer.get("registry", "")) if isinstance(answer, dict) else ""
+            for answer in answers
+            if not isinstance(answer, Dead)
+        }
+        table = self.published() if gateways else None
+        if table is not None:
+            registries.add(table.registry)
+        return Fleet(len(self._replicas), bool(gateways), frozenset(registries))
 
     def stop_fleet(self) -> int:
         self._adopt()
@@ -177,9 +234,9 @@ class RayRuntime:
                 self._replicas[name] = Tracked(name, actor, self._clock())
                 logger.info("re-adopted replica actor %s", name)
 
-    def _ask(self, methods: list[Any]) -> list[Answer]:
+    def _ask(self, methods: list[Any], *args: object) -> list[Answer]:
         """Call each actor method, awaiting all answers together for call_timeout_s."""
-        refs = [method.remote() for method in methods]
+        refs = [method.remote(*args) for method in methods]
         if refs:
             ray.wait(refs, num_returns=len(refs), timeout=self._config.call_timeout_s)
         return [_answer(ref) for ref in refs]
@@ -265,7 +322,15 @@ class RayRuntime:
         given = max(1, int(self._settings.ray.replica_num_cpus))
         env["FERRYMAN_SERVING__MODEL_CALLS"] = str(max(1, given // threads))
         env["FERRYMAN_SERVING__INTRA_OP_THREADS"] = str(threads)
+        env["FERRYMAN_REGISTRY_ID"] = self._registry_id
+        if self._fleet_secret is not None:  # the replica's token: see ferryman.fleet_secret
+            env["FERRYMAN_SERVING__TOKEN"] = self._fleet_secret
         return {**env, **spec.serving_environment()}
+
+    def _gateway_env(self) -> dict[str, str]:
+        if self._fleet_secret is None:
+            return {}
+        return {"FERRYMAN_GATEWAY__REPLICA_TOKEN": self._fleet_secret}
 
     # -- gateways ------------------------------------------------------------------------
 
@@ -278,15 +343,22 @@ class RayRuntime:
         alive = fleet.alive_nodes()
         for node_id in alive:
             if node_id not in self._gateways:
-                self._gateways[node_id] = fleet.gateway_on(self._settings, node_id, self._feed)
+                self._gateways[node_id] = fleet.gateway_on(
+                    self._settings, node_id, self._feed, self._gateway_env(), self._identity
+                )
         for node_id in set(self._gateways) - set(alive):
             del self._gateways[node_id]
         nodes = list(self._gateways)
-        answers = self._ask([self._gateways[node].ensure_running for node in nodes])
+        running = [self._gateways[node].ensure_running for node in nodes]
+        answers = self._ask(running, self._identity)
         for node_id, answer in zip(nodes, answers, strict=True):
             if isinstance(answer, Dead):  # a new one next time
                 logger.warning("the gateway actor on node %s died: %s", node_id, answer.reason)
                 del self._gateways[node_id]
+                self._gateway_urls.pop(node_id, None)
+            elif answer == "":  # another registry's or fleet secret's: replaced
+                logger.warning("replacing the gateway on node %s (another fleet's)", node_id)
+                fleet.kill(self._gateways.pop(node_id))
                 self._gateway_urls.pop(node_id, None)
             elif answer is not None:
                 self._gateway_urls[node_id] = str(answer)

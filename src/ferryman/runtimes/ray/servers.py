@@ -7,6 +7,11 @@ none of which fit inside a Ray worker (uvicorn installs its signal handlers only
 thread, and a worker's asyncio loop belongs to Ray). The child is told to die with its
 actor (``PR_SET_PDEATHSIG``), so a killed actor, or a lost node, leaves no orphan server.
 
+Each actor records whose fleet it is: the registry identity of the control plane that
+created it (what ``ferryman up`` on another registry is refused by), and a gateway the
+fingerprint of the fleet secret it shows replicas (so a control plane with another secret
+replaces it rather than route through a gateway every replica refuses).
+
 These classes are plain: :mod:`.fleet` makes them Ray actors (named, detached, placed).
 """
 
@@ -38,10 +43,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ChildServer:
     """One server process on this node: started, watched, drained."""
 
-    def __init__(self, work_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, work_dir: Path, env: dict[str, str], port: int | None = None) -> None:
+        """``port``: where it listens on the node's address; None: a free port."""
         self.node_ip = str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
         self.node_id = str(ray.get_runtime_context().get_node_id())
-        self.port = _free_port(self.node_ip)
+        self.port = port or _free_port(self.node_ip)
         self.url = f"http://{self.node_ip}:{self.port}"
         self._dir = work_dir
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -87,9 +93,12 @@ class ReplicaServer:
     """A replica actor: ``ferryman serve MODEL:VERSION`` on this node; it keeps its spec, so
     a restarted control plane learns what it serves from the actor itself."""
 
-    def __init__(self, spec: dict[str, object], data_dir: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, spec: dict[str, object], data_dir: str, env: dict[str, str], registry: str
+    ) -> None:
         name = str(ray.get_runtime_context().get_actor_name())
         self._spec = spec
+        self._registry = registry
         self._server = ChildServer(Path(data_dir) / "ray" / name, env)
         arguments = [
             "--data-dir", data_dir, "serve", f"{spec['model']}:{spec['version']}",
@@ -99,7 +108,7 @@ class ReplicaServer:
         self._server.run(arguments + (["--variant", str(kind)] if kind else []))
 
     def status(self) -> dict[str, object]:
-        return {**self._server.status(), "spec": self._spec}
+        return {**self._server.status(), "spec": self._spec, "registry": self._registry}
 
     def drain(self) -> None:
         self._server.drain()
@@ -110,9 +119,20 @@ class GatewayServer:
     long-polls the control plane and writes the node's route file; the file keeps the last
     good table while the control plane is away."""
 
-    def __init__(self, feed: RouteFeed, data_dir: str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        feed: RouteFeed,
+        data_dir: str,
+        env: dict[str, str],
+        identity: dict[str, str],
+        port: int,
+    ) -> None:
+        """``identity``: ``registry`` (the control plane's registry) and ``secret`` (the
+        fingerprint of the fleet secret in ``env``); ``port``: the gateway port, the same on
+        every node, so that clients (or a load balancer) reach any node's gateway by it."""
         name = str(ray.get_runtime_context().get_actor_name()).replace(":", "-")
-        self._server = ChildServer(Path(data_dir) / "ray" / name, env)
+        self._identity = identity
+        self._server = ChildServer(Path(data_dir) / "ray" / name, env, port)
         self._routes = Path(data_dir) / "ray" / name / "routes.json"
         self._watch = RouteWatch(feed, self._routes)
         self._stop = threading.Event()
@@ -127,10 +147,16 @@ class GatewayServer:
             "--port", str(self._server.port), "--routes-file", str(self._routes),
         ])  # fmt: skip
 
-    def ensure_running(self) -> str:
-        """Its URL; a gateway process that exited is started again on the same port."""
+    def ensure_running(self, identity: dict[str, str]) -> str:
+        """Its URL; a gateway process that exited is started again on the same port.
+        '' if it belongs to another ``identity`` (registry, secret): it is to be replaced."""
+        if identity != self._identity:
+            return ""
         if self._server.exit_code() is not None:
             self._start()
+        return self._server.url
+
+    def url(self) -> str:
         return self._server.url
 
     def table(self) -> str | None:
@@ -144,7 +170,7 @@ class GatewayServer:
         self._server.drain()
 
     def status(self) -> dict[str, object]:
-        return self._server.status()
+        return {**self._server.status(), "registry": self._identity.get("registry", "")}
 
 
 def _free_port(host: str) -> int:
