@@ -37,3 +37,6 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    # Alembic names each of its built-in plugins at INFO when it is first imported, which
+    # (imported lazily now) would come before the line a user needs: not worth a line.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
