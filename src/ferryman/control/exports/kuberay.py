@@ -36,6 +36,8 @@ def ray_cluster(deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
                 "securityContext": k.container_security(),
             },
             "headGroupSpec": {
+                # The pod's address, for KubeRay's probes and the autoscaler; the
+                # NetworkPolicy below admits only the control plane to the head's ports.
                 "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # noqa: S104
                 "template": _head_pod(),
             },

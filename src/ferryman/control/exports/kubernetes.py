@@ -195,6 +195,7 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
     allowed = [spec.host, *k.service_hosts(name, spec.namespace)]
     container = k.container(
         "gateway",
+        # In a pod: the Service and the Ingress reach it on the pod's address.
         ["gateway", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT[1]),  # noqa: S104
          "--routes-file", f"{ROUTES_DIR}/routes.json"],
         GATEWAY_PORT,
