@@ -11,8 +11,13 @@ from collections.abc import Generator
 
 import pytest
 
-MISSING_SERVICE = ("NO POSTGRESQL", "no Redis", "needs root")
-"""Words in the skip reasons of tests that need a service CI must have."""
+MISSING_SERVICE = (
+    "NO POSTGRESQL", "no Redis", "needs root",
+    # the Debian programs scripts/system-deps.sh installs before every run
+    "NO CHROMIUM", "NO libfaketime", "PROMETHEUS MISSING", "PROMTOOL MISSING",
+    "slowhttptest is not installed",
+)  # fmt: skip
+"""Words in the skip reasons of tests that need a service or program CI must have."""
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,4 +1,5 @@
-"""With CI=true a test skipped for lack of PostgreSQL, Redis or root fails the run."""
+"""With CI=true a test skipped for lack of PostgreSQL, Redis, root or a Debian program that
+scripts/system-deps.sh installs fails the run."""
 
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ import pytest
 def test_needs_postgres():
     pytest.skip("NO POSTGRESQL at postgresql://127.0.0.1:5432/test - NOT tested")
 
+def test_needs_a_browser():
+    pytest.skip("NO CHROMIUM at /usr/bin/chromium - the dashboard is NOT tested in a browser")
+
 def test_is_slow():
     pytest.skip("a soak test: run it with -m soak")
 """
 
 
 @pytest.mark.parametrize(("ci", "code", "summary"), [
-    ("true", 1, "1 failed, 1 skipped"),
-    ("", 0, "2 skipped"),
+    ("true", 1, "2 failed, 1 skipped"),
+    ("", 0, "3 skipped"),
 ])  # fmt: skip
 def test_a_missing_service_fails_under_ci_and_skips_elsewhere(
     tmp_path: Path, ci: str, code: int, summary: str
