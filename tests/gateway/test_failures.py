@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
@@ -32,15 +37,41 @@ from tests.gateway.standin import StandIn
 
 
 class Breaking:
-    """A replica process that reads a request, then dies without an answer (raw TCP)."""
+    """A replica process that reads a whole request (as a replica does before it runs the
+    model), then dies without an answer (raw TCP)."""
 
     def __init__(self) -> None:
         self.received = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+        await reader.readexactly(int(length.group(1)) if length else 0)
         self.received += 1
         writer.close()
+
+
+# A replica process that takes connections but never reads them, as one being killed does
+# (its sockets stay open until the kernel has torn the process down); it says when a
+# request is waiting unread in a socket, so the test can kill it at that moment.
+NEVER_READS = """
+import select, socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+print(listener.getsockname()[1], flush=True)
+poller, held = select.poll(), {}
+poller.register(listener, select.POLLIN)
+while True:
+    for fd, _ in poller.poll():
+        if fd == listener.fileno():
+            connection, _ = listener.accept()
+            held[connection.fileno()] = connection
+            poller.register(connection, select.POLLIN)
+        else:
+            print("unread", flush=True)
+            poller.unregister(fd)
+"""
 
 
 @asynccontextmanager
@@ -122,6 +153,41 @@ async def test_a_request_that_crashes_its_replica_fails_alone_and_the_replica_is
         assert after == [200] * 10
         assert crashing.received == 1
         assert len(healthy.received) == served_before + 10  # the crash was not retried there
+
+
+@pytest.mark.anyio
+async def test_a_request_unread_by_a_killed_replica_is_served_by_another(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    """RELIABILITY F1 at the gateway: a replica `kill -9`ed while a request waits unread in
+    its socket (or arrives as it is torn down) never processed it; its kernel resets the
+    connection, and the request goes to the other replica: no failure."""
+    gateway = make_gateway(backend_recheck_s=30)
+    killed = subprocess.Popen(
+        [sys.executable, "-c", NEVER_READS], stdout=subprocess.PIPE, text=True
+    )  # fmt: skip
+    try:
+        assert killed.stdout is not None
+        port = int(killed.stdout.readline())
+        healthy = StandIn("healthy")
+        async with standins(healthy) as (b,), serving(gateway, "on") as gw:
+            gateway.set_routes(table(endpoint(variant("v1", 100, f"http://127.0.0.1:{port}", b))))
+            pending = []
+            while True:  # replicas take turns: until one request waits unread in the killed
+                pending.append(asyncio.ensure_future(call(session, gw + INFER.format("digits"))))
+                await asyncio.wait({pending[-1]}, timeout=0.3)
+                if not pending[-1].done():
+                    break
+                assert len(pending) < 10, "no request reached the replica that never reads"
+            line = await asyncio.to_thread(killed.stdout.readline)
+            assert line.strip() == "unread"
+            os.kill(killed.pid, signal.SIGKILL)
+            replies = await asyncio.gather(*pending)
+        assert [reply.status for reply in replies] == [200] * len(replies)
+        assert len(healthy.received) == len(replies)  # the unread one included
+    finally:
+        killed.kill()
+        killed.wait()
 
 
 @pytest.mark.anyio

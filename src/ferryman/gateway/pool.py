@@ -3,12 +3,23 @@
 The gateway's replica path is one request line, a few headers and a body out, and a whole
 answer back, so a small client on the same parser uvicorn uses costs far less per request
 than a general-purpose one (bench/gateway measures this one against aiohttp and httpx).
-A send fails in one of three ways, and only the first is safe to retry:
+A send fails in one of four ways, and only the first two are safe to retry:
 
     NotReached (503)        no connection could be made (refused, connect timeout)
-    BadGateway (502)        the connection broke or the answer was malformed after the
+    Unread (503)            the replica's kernel reset the connection before any answer:
+                            the request was still unread in its socket (see below)
+    BadGateway (502)        the connection closed or the answer was malformed after the
                             request was written: the replica may have processed it
     DeadlineExceeded (504)  no whole answer within try_timeout_s (default request_timeout_s)
+
+Unread and BadGateway are told apart by how the connection ended. A replica that read the
+request and then died (a poison input that crashes it, RELIABILITY F3b) leaves its receive
+buffer empty, and the kernel ends the connection with a FIN: end of file, maybe processed.
+A replica killed before it read the request (``kill -9`` while the request was on its way,
+or its process still being torn down when the request arrived: RELIABILITY F1) has the
+request in its receive buffer when the kernel closes the socket, and a socket closed with
+unread data is reset (RFC 9293 3.6.1; Linux does so), as is one written after it closed.
+A reset with no answer byte therefore means the replica never had the whole request.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from ferryman.gateway.messages import Answer, RawHeaders
 from ferryman.gateway.transport import (
     RESPONSE_DROPPED,
     NotReached,
+    Unread,
     Upstream,
 )
 from ferryman.types import Clock
@@ -48,6 +60,7 @@ class Connection(asyncio.Protocol):
         self._answer: asyncio.Future[Answer] | None = None
         self._headers: RawHeaders = []
         self._body: list[bytes] = []
+        self._is_answering = False  # a byte of the current answer has arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream connection's transport
@@ -57,6 +70,7 @@ class Connection(asyncio.Protocol):
             self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
+        self._is_answering = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -65,7 +79,10 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_closed = True
-        self._fail(BadGateway("the replica closed the connection mid-request"))
+        if isinstance(exc, ConnectionError) and not self._is_answering:
+            self._fail(Unread("the replica reset the connection before reading the request"))
+        else:
+            self._fail(BadGateway("the replica closed the connection mid-request"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
@@ -87,6 +104,7 @@ class Connection(asyncio.Protocol):
         if self.transport is None or self.is_closed:
             raise BadGateway("the connection to the replica is closed")
         self._answer = asyncio.get_running_loop().create_future()
+        self._is_answering = False
         self.transport.write(data)
         return self._answer
 

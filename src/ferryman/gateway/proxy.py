@@ -1,10 +1,12 @@
 """Forward one request to a ready replica of a variant; retry only what never reached one.
 
 A replica is chosen by fewest requests in flight (ties go round the list). A connection
-that is refused never reached the replica, so the replica is marked down at once and the
-request goes to the next live replica of the same variant. Any failure after the connection
-was made is returned as it is, never retried: the replica may have processed the request
-(a poison input is not sent to a second replica). A replica that missed the per-try
+that is refused never reached the replica, and one reset before any answer left the request
+unread in the replica's socket (:mod:`~ferryman.gateway.pool` says how that is known), so
+the replica is marked down at once and the request goes to the next live replica of the
+same variant. Any other failure after the request was written is returned as it is, never
+retried: the replica may have processed the request (a poison input is not sent to a second
+replica). A replica that missed the per-try
 deadline (frozen, overloaded) or broke the connection (crashed) is marked down too, so new
 requests go to the others at once.
 """
@@ -20,7 +22,7 @@ from ferryman.gateway.health import BackendHealth
 from ferryman.gateway.messages import Answer
 from ferryman.gateway.metrics import GatewayMetrics
 from ferryman.gateway.routes import VariantRoute
-from ferryman.gateway.transport import NotReached, Transport, Upstream
+from ferryman.gateway.transport import NotReached, Transport, Unread, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,10 @@ class Proxy:
         while (backend := self._choose(variant, refused)) is not None:
             try:
                 return await self._send(backend, request)
-            except NotReached:
+            except NotReached as exc:
                 refused.add(backend)
-                self._mark_down(endpoint, variant, backend, "refused")
+                why = "reset before reading the request" if isinstance(exc, Unread) else "refused"
+                self._mark_down(endpoint, variant, backend, why)
             except (DeadlineExceeded, BadGateway) as exc:
                 self._mark_down(endpoint, variant, backend, exc.message)
                 raise

@@ -43,7 +43,7 @@ from ferryman.gateway.paths import Target, parse_target
 from ferryman.gateway.pool import credentials_line
 from ferryman.gateway.proxy import NoLiveBackend
 from ferryman.gateway.routes import EndpointRoute, VariantRoute, pick_variant
-from ferryman.gateway.transport import REQUEST_DROPPED, RESPONSE_DROPPED, NotReached
+from ferryman.gateway.transport import REQUEST_DROPPED, RESPONSE_DROPPED, NotReached, Unread
 from ferryman.protocol.openai import error_body
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,9 @@ class StreamRelay:
                 host = urlsplit(backend).netloc.encode("ascii")
                 writer.write(request.encode(host, self._credentials))
                 return await _stream_answer(reader, response, self._settings.request_timeout_s)
+            except Unread:  # never processed (see ferryman.gateway.pool): the next replica
+                self._health.mark_down(backend)
+                continue
             finally:
                 writer.close()
                 self._streams[backend] -= 1
@@ -269,11 +272,18 @@ async def _stream_answer(
     callbacks = _Parser()
     parser = httptools.HttpResponseParser(callbacks)
     loop = asyncio.get_running_loop()
+    is_answering = False  # a byte of the answer has arrived (see ferryman.gateway.pool)
     try:
         async with asyncio.timeout(None) as deadline:  # one for the whole answer
             while not callbacks.is_complete:
                 deadline.reschedule(loop.time() + timeout_s)
-                data = await reader.read(READ_BYTES)
+                try:
+                    data = await reader.read(READ_BYTES)
+                except ConnectionError as exc:
+                    if is_answering:
+                        raise BadGateway("the replica reset the connection mid-answer") from exc
+                    raise Unread("the replica reset the connection before reading it") from exc
+                is_answering = True
                 deadline.reschedule(None)  # a slow client is not a silent replica
                 if not data:
                     raise BadGateway("the replica closed the connection mid-answer")

@@ -4,7 +4,8 @@ The implementation is :class:`~ferryman.gateway.pool.ConnectionPool`. A transpor
 tells apart the ways a send can fail, because only one of them is safe to retry:
 
     NotReached (503)    the connection was never made: refused, or connect timed out
-    BadGateway (502)    bytes may have reached the replica: never retried
+    Unread (503)        the replica reset the connection before reading the request
+    BadGateway (502)    the replica may have processed the request: never retried
     DeadlineExceeded    no whole answer within request_timeout_s (504)
 """
 
@@ -40,6 +41,12 @@ RESPONSE_DROPPED = HOP_BY_HOP | {b"date", b"server"}
 
 class NotReached(Unavailable):
     """No connection to the replica was made, so it cannot have seen the request."""
+
+
+class Unread(NotReached):
+    """The replica's kernel reset the connection before any answer: the request was still
+    unread in its socket when the replica died (or arrived after), so it cannot have been
+    processed and is safe to send to another replica."""
 
 
 @dataclass(frozen=True, slots=True)
