@@ -15,7 +15,7 @@ MISSING_SERVICE = (
     "NO POSTGRESQL", "no Redis", "needs root",
     # the Debian programs scripts/system-deps.sh installs before every run
     "NO CHROMIUM", "NO libfaketime", "PROMETHEUS MISSING", "PROMTOOL MISSING",
-    "slowhttptest is not installed",
+    "slowhttptest is not installed", "WRK MISSING",
 )  # fmt: skip
 """Words in the skip reasons of tests that need a service or program CI must have."""
 

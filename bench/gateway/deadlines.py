@@ -44,8 +44,8 @@ from run import (
     Result,
     cpu_s,
     free_port,
+    load_path,
     median,
-    run_wrk,
     running,
     start_replica,
     wait_ready,
@@ -86,7 +86,7 @@ def main() -> None:
             wait_ready(url)
             if shared:
                 stack.enter_context(probing(url))
-            run_wrk(url, 1, 2)  # warm the pools and the model
+            load_path(url, 1, 2)  # warm the pools and the model
         console.print(f"replica: {kind}; {os.cpu_count()} cores")
         rounds: dict[str, list[Result]] = {label: [] for label in paths}
         with console.status("interleaved rounds") as status:
@@ -160,7 +160,7 @@ def probing(url: str) -> Iterator[None]:
 def measure(url: str, args: argparse.Namespace, label: str, pids: list[int]) -> Result:
     """One wrk run, with the CPU time the replica and the gateways spent per request."""
     before = [cpu_s(pid) for pid in pids]
-    result = run_wrk(url, args.duration_s, args.concurrency, label)
+    result = load_path(url, args.duration_s, args.concurrency, label)
     spent = [cpu_s(pid) - start for pid, start in zip(pids, before, strict=True)]
     count = max(result.requests_per_s * args.duration_s, 1)
     result.replica_cpu_us = 1e6 * spent[0] / count
@@ -175,8 +175,8 @@ def at_once(before_url: str, after_url: str, args: argparse.Namespace) -> list[f
     ratios = []
     for _ in range(args.rounds):
         with ThreadPoolExecutor(2) as pool:
-            old = pool.submit(run_wrk, before_url, args.duration_s, half, "before")
-            new = pool.submit(run_wrk, after_url, args.duration_s, half, "after")
+            old = pool.submit(load_path, before_url, args.duration_s, half, "before")
+            new = pool.submit(load_path, after_url, args.duration_s, half, "after")
             ratios.append(new.result().requests_per_s / old.result().requests_per_s)
     return sorted(ratios)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -45,20 +44,13 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "serving"))
+from bench.wrk import Load, WrkError, run_wrk  # noqa: E402 - the benches' load generator
 from models import GraphBuilder  # noqa: E402 - the serving bench's model builder
 
 FLEET_SECRET = "bench-fleet-secret"
 CONCURRENCIES = (1, 8, 64)
-LUA = """
-wrk.method = "POST"
-local f = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-local auth = os.getenv("BENCH_AUTH")
-if auth ~= nil and auth ~= "" then wrk.headers["Authorization"] = auth end
-"""
 
 
 @dataclass
@@ -147,17 +139,15 @@ def main() -> None:
         gateways = {"gateway": start_gateway(stack, work, routes, ROOT / "src")}
         if args.baseline_src is not None:
             gateways["baseline"] = start_gateway(stack, work, routes, args.baseline_src.resolve())
-        paths: dict[tuple[str, str], tuple[str, int, str]] = {}
+        paths: dict[tuple[str, str], tuple[str, int, bytes]] = {}
         for model in chosen:
-            body = work / f"{model.name}.json"
-            body.write_bytes(model.body)
             url, pid = replicas[model.name]
-            paths[model.name, "replica"] = (url, pid, str(body))
+            paths[model.name, "replica"] = (url, pid, model.body)
             for label, (gateway_url, gateway_pid) in gateways.items():
-                paths[model.name, label] = (gateway_url, gateway_pid, str(body))
+                paths[model.name, label] = (gateway_url, gateway_pid, model.body)
         for (model_name, label), (url, _, body) in paths.items():
-            wait_ready(url, model_name, Path(body).read_bytes(), label == "replica")
-            run_wrk(url, model_name, body, 1, 2, label == "replica")  # warm pools, the model
+            wait_ready(url, model_name, body, label == "replica")
+            load_path(url, model_name, body, 1, 2, label == "replica")  # warm pools, the model
         results: dict[tuple[str, str, int], list[Result]] = defaultdict(list)
         total = args.rounds * len(chosen) * len(args.concurrency) * len(paths) // len(chosen)
         done = 0
@@ -168,7 +158,7 @@ def main() -> None:
                         url, pid, body = paths[model.name, label]
                         direct = label == "replica"
                         before = cpu_s(pid)
-                        result = run_wrk(
+                        result = load_path(
                             url, model.name, body, args.duration_s, concurrency, direct
                         )
                         answered = max(result.requests_per_s * args.duration_s, 1)
@@ -314,33 +304,19 @@ def wait_ready(url: str, model: str, body: bytes, direct: bool, timeout_s: float
     sys.exit(f"{url} did not answer {infer_path(model)} within {timeout_s} s: {detail}")
 
 
-def run_wrk(  # noqa: PLR0917 - one load run, all of it
-    url: str, model: str, body: str, duration_s: int, concurrency: int, direct: bool
+def load_path(  # noqa: PLR0917 - one load run, all of it
+    url: str, model: str, body: bytes, duration_s: int, concurrency: int, direct: bool
 ) -> Result:
-    env = {**os.environ, "BENCH_BODY": body,
-           "BENCH_AUTH": f"Bearer {FLEET_SECRET}" if direct else ""}  # fmt: skip
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA)
-    command = ["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{duration_s}s", "--latency",
-               "-s", script.name, url + infer_path(model)]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    os.unlink(script.name)
-    if done.returncode != 0:
-        sys.exit(f"wrk failed on {url}: {done.stderr.strip()[-500:]}")
-    return parse_wrk(done.stdout)
-
-
-def parse_wrk(output: str) -> Result:
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors += int(non2xx.group(1)) if non2xx else 0
-    return Result(rate, latency_ms(output, "50%"), latency_ms(output, "99%"), errors)
-
-
-def latency_ms(output: str, percentile: str) -> float:
-    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """One wrk run, one thread, of ``body`` to ``model``'s infer path; ``direct``: straight
+    to a replica, which asks for the fleet secret."""
+    headers = {"Content-Type": "application/json"}
+    if direct:
+        headers["Authorization"] = f"Bearer {FLEET_SECRET}"
+    try:
+        found = run_wrk(url + infer_path(model), body, headers, Load(duration_s, concurrency))
+    except WrkError as error:
+        sys.exit(str(error))
+    return Result(found.requests_per_s, found.p50_ms, found.p99_ms, found.errors)
 
 
 def cpu_s(pid: int) -> float:

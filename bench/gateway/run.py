@@ -29,7 +29,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -53,7 +52,9 @@ from ferryman.gateway.server import build_server
 from ferryman.registry import token_digest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
+from bench.wrk import Load, WrkError, run_wrk  # noqa: E402 - the benches' load generator
 from transports import AiohttpTransport, HttpxTransport  # noqa: E402 - the bench's own module
 
 PATH = "/v2/models/digits/infer"
@@ -61,12 +62,6 @@ BODY = {
     "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 1, 8, 8], "data": [0.5] * 64}]
 }
 TRANSPORTS = ("httptools", "aiohttp", "httpx")
-LUA = """
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-if os.getenv("BENCH_AUTH") then wrk.headers["Authorization"] = os.getenv("BENCH_AUTH") end
-"""
 FLEET_SECRET = "bench-fleet-secret"
 INFER_TOKEN = "fm_bench-inference-token"
 OTHER_TOKENS = 999
@@ -115,7 +110,7 @@ def main() -> None:
         )
         for url, _, auth in paths.values():
             wait_ready(url, auth)
-            run_wrk(url, 1, 2, auth=auth)  # warm the pools and the model
+            load_path(url, 1, 2, auth=auth)  # warm the pools and the model
         rounds: dict[str, list[Result]] = {label: [] for label in paths}
         for _ in range(args.rounds):  # interleaved, so a burst of other load hits all paths
             for label, (url, gateway_pid, auth) in paths.items():
@@ -149,8 +144,8 @@ def together(paths: dict[str, Path_], args: argparse.Namespace) -> list[float]:
     ratios = []
     for _ in range(args.rounds):
         with ThreadPoolExecutor(2) as pool:
-            off = pool.submit(run_wrk, off_url, args.duration_s, half, "off", off_auth)
-            on = pool.submit(run_wrk, on_url, args.duration_s, half, "on", on_auth)
+            off = pool.submit(load_path, off_url, args.duration_s, half, "off", off_auth)
+            on = pool.submit(load_path, on_url, args.duration_s, half, "on", on_auth)
             ratios.append(on.result().requests_per_s / off.result().requests_per_s)
     return sorted(ratios)
 
@@ -194,7 +189,7 @@ def measure(
 ) -> Result:
     """One wrk run, with the CPU time the replica and the gateway spent per request."""
     before = [cpu_s(pid) for pid in pids]
-    result = run_wrk(url, args.duration_s, args.concurrency, label, auth)
+    result = load_path(url, args.duration_s, args.concurrency, label, auth)
     spent = [cpu_s(pid) - start for pid, start in zip(pids, before, strict=True)]
     count = max(result.requests_per_s * args.duration_s, 1)
     result.replica_cpu_us, result.gateway_cpu_us = (1e6 * s / count for s in spent)
@@ -305,44 +300,17 @@ def wait_ready(url: str, auth: str | None = None, timeout_s: float = 60) -> None
     sys.exit(f"{url} did not answer {PATH} within {timeout_s} s")
 
 
-def run_wrk(
+def load_path(
     url: str, duration_s: int, concurrency: int, label: str = "", auth: str | None = None
 ) -> Result:
-    env = {**os.environ, "BENCH_BODY": json.dumps(BODY), **({"BENCH_AUTH": auth} if auth else {})}
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA)
-    threads = min(2, concurrency)
-    command = [
-        "wrk",
-        "-t",
-        str(threads),
-        "-c",
-        str(concurrency),
-        "-d",
-        f"{duration_s}s",
-        "--latency",
-        "-s",
-        script.name,
-        url + PATH,
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    os.unlink(script.name)
-    if done.returncode != 0:
-        sys.exit(f"wrk failed on {url}: {done.stderr.strip()[-500:]}")
-    return parse_wrk(label, done.stdout)
-
-
-def parse_wrk(label: str, output: str) -> Result:
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    errors += int(non2xx.group(1)) if non2xx else 0
-    return Result(label, rate, latency_ms(output, "50%"), latency_ms(output, "99%"), errors)
-
-
-def latency_ms(output: str, percentile: str) -> float:
-    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """One wrk run of the measured path ``label``: BODY posted to ``url``, up to 2 threads."""
+    headers = {"Content-Type": "application/json", **({"Authorization": auth} if auth else {})}
+    load = Load(duration_s, concurrency, threads=min(2, concurrency))
+    try:
+        found = run_wrk(url + PATH, json.dumps(BODY).encode(), headers, load)
+    except WrkError as error:
+        sys.exit(str(error))
+    return Result(label, found.requests_per_s, found.p50_ms, found.p99_ms, found.errors)
 
 
 def show(console: Console, results: list[Result], kind: str, args: argparse.Namespace) -> None:

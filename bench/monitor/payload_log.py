@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -30,7 +29,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).parents[1] / "peers"))
+from bench.wrk import Load, run_wrk
 from models import build
 
 from ferryman.artifacts import LocalArtifactStore
@@ -38,14 +39,6 @@ from ferryman.control.monitor.collector import PayloadCollector, Retention
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from ferryman.registry import Database, Registry
 from ferryman.registry.tables import PayloadRow
-
-LUA = """
-wrk.method = "POST"
-local f = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-"""
 
 
 def free_port() -> int:
@@ -99,7 +92,7 @@ def start_replica(
 
 
 def drive(
-    args: argparse.Namespace, url: str, registry: Registry, body: Path, lua: Path
+    args: argparse.Namespace, url: str, registry: Registry, body: bytes
 ) -> tuple[float, float]:
     """wrk against the replica while the collector runs: (req/s, the collector's CPU s)."""
     variant = VariantRoute(name="v1", model="m", version=1, weight=100, backends=(url,))
@@ -111,15 +104,11 @@ def drive(
             PayloadCollector(registry, http, Retention()), table, args.interval_s
         )
         collecting.start()
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{args.concurrency}", f"-d{args.seconds}s", "-s", str(lua),
-             f"{url}/v2/models/m/infer"],
-            env=os.environ | {"BENCH_BODY": str(body)}, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+        found = run_wrk(f"{url}/v2/models/m/infer", body, {"Content-Type": "application/json"},
+                        Load(args.seconds, args.concurrency))  # fmt: skip
         collecting.stopping.set()
         collecting.join()
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, collecting.cpu_s
+    return found.requests_per_s, collecting.cpu_s
 
 
 def main() -> None:
@@ -135,15 +124,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="payload-log-"))
     (model,) = [m for m in build(Path(__file__).parents[1] / "peers" / ".work" / "models")
                 if m.name == "digits"]  # fmt: skip
-    body, lua = work / "body.json", work / "post.lua"
-    body.write_bytes(model.body())
-    lua.write_text(LUA)
     database = Database(f"sqlite:///{work / 'registry.db'}")
     database.migrate()
     registry = Registry(database, LocalArtifactStore(work / "artifacts"))
     replica, url = start_replica(args, model.path, work)
     try:
-        rate, cpu_s = drive(args, url, registry, body, lua)
+        rate, cpu_s = drive(args, url, registry, model.body())
     finally:
         replica.terminate()
         replica.wait(timeout=30)

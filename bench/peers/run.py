@@ -46,20 +46,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).parent))
+from bench.wrk import Load, run_wrk
 from models import BenchModel, build
 
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 
 HERE = Path(__file__).parent
 SERVERS_DIR = HERE / "servers"
-LUA = """
-wrk.method = "POST"
-local f = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-"""
+JSON_HEADERS = {"Content-Type": "application/json"}
 FERRYMAN = ("ferryman-replica", "ferryman-gateway")
 PEERS = ("fastapi", "pytriton", "mlserver", "bentoml")
 START_TIMEOUT_S = 180.0
@@ -262,19 +258,11 @@ def stop(running: Running) -> None:
             process.wait()
 
 
-def wrk(url: str, body: Path, concurrency: int, seconds: int, lua: Path) -> Cell:
-    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "30s",
-               "-s", str(lua), url]  # fmt: skip
-    out = subprocess.run(command, env=os.environ | {"BENCH_BODY": str(body)},
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    match = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-    p99 = None
-    if match is not None and rate > 0:
-        p99 = float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-    return Cell(rate, p99, errors)
+def wrk(url: str, body: bytes, concurrency: int, seconds: int) -> Cell:
+    """One cell: wrk, one thread, 30 s before a request counts as timed out."""
+    found = run_wrk(url, body, JSON_HEADERS, Load(seconds, concurrency, timeout_s=30))
+    p99 = found.p99_ms if found.requests_per_s > 0 else None  # no answer: wrk prints 0 us
+    return Cell(found.requests_per_s, p99, found.errors)
 
 
 Results = dict[tuple[str, str, int], list[Cell]]
@@ -283,8 +271,6 @@ Results = dict[tuple[str, str, int], list[Cell]]
 def measure(
     args: argparse.Namespace, models: list[BenchModel], work: Path
 ) -> tuple[Results, dict[str, str]]:
-    lua = work / "post.lua"
-    lua.write_text(LUA)
     results: Results = {}
     skipped: dict[str, str] = {}
     cells = len(models) * len(args.servers) * len(args.concurrency) * args.rounds
@@ -292,8 +278,8 @@ def measure(
         task = progress.add_task("cells", total=cells)
         for model in models:
             seconds = max(args.seconds, model.min_seconds)
-            body = work / f"{model.name}.json"
-            body.write_bytes(model.body())
+            body = model.body()
+            (work / f"{model.name}.json").write_bytes(body)
             running: list[Running] = []
             for name in args.servers:
                 if name in skipped:
@@ -308,7 +294,7 @@ def measure(
                     progress.advance(task, len(args.concurrency) * args.rounds)
             try:
                 for server in running:  # warm-up: caches, lazy imports, the first batches
-                    wrk(server.url, body, 8, 1, lua)
+                    wrk(server.url, body, 8, 1)
                 for round_ in range(args.rounds):
                     order = running if round_ % 2 == 0 else running[::-1]
                     for concurrency in args.concurrency:
@@ -316,7 +302,7 @@ def measure(
                             progress.update(
                                 task, description=f"{model.name} c={concurrency}: {server.name}"
                             )
-                            cell = wrk(server.url, body, concurrency, seconds, lua)
+                            cell = wrk(server.url, body, concurrency, seconds)
                             results.setdefault((model.name, server.name, concurrency), []).append(
                                 cell
                             )

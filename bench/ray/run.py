@@ -125,12 +125,12 @@ def main() -> None:
             starts = {fleet.name: replica_starts(fleet, args.starts) for fleet in fleets}
         for fleet in fleets:
             gateway_bench.wait_ready(fleet.gateway)
-            gateway_bench.run_wrk(fleet.gateway, 1, 2)  # warm the pools and the model
+            gateway_bench.load_path(fleet.gateway, 1, 2)  # warm the pools and the model
         rounds: dict[str, list[Result]] = {fleet.name: [] for fleet in fleets}
         with console.status("interleaved rounds"):
             for _ in range(args.rounds):
                 for fleet in fleets:
-                    run = gateway_bench.run_wrk(
+                    run = gateway_bench.load_path(
                         fleet.gateway, args.duration_s, args.concurrency, fleet.name
                     )
                     rounds[fleet.name].append(run)
@@ -186,7 +186,7 @@ def both_at_once(fleets: list[Fleet], args: argparse.Namespace) -> list[tuple[Re
     for _ in range(args.rounds):
         with ThreadPoolExecutor(2) as pool:
             runs = [
-                pool.submit(gateway_bench.run_wrk, f.gateway, args.duration_s, half, f.name)
+                pool.submit(gateway_bench.load_path, f.gateway, args.duration_s, half, f.name)
                 for f in fleets
             ]
             pairs.append((runs[0].result(), runs[1].result()))

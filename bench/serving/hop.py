@@ -37,7 +37,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from models import digits_mlp
-from run import LUA, Result, Workload, _load, _stop, cpu_s, free_port, median, wrk
+from run import Result, Workload, _load, _stop, cpu_s, free_port, median, wrk
 
 HERE = Path(__file__).parent
 SOURCE = HERE.parent.parent / "src"
@@ -84,8 +84,6 @@ def workloads(directory: Path) -> list[Workload]:
 def measure(
     workload: Workload, sources: dict[str, Path], args: argparse.Namespace, work: Path
 ) -> list[list[Result]]:
-    lua = work / "post.lua"
-    lua.write_text(LUA)
     rounds: list[list[Result]] = []
     with ExitStack() as stack:
         urls: dict[str, tuple[str, int]] = {}
@@ -94,7 +92,7 @@ def measure(
             process = start_replica(workload, port, source)
             stack.callback(_stop, process)
             urls[kind] = (f"http://127.0.0.1:{port}/v2/models/{workload.name}/infer", process.pid)
-            wrk(urls[kind][0], workload, 8, 1, lua)  # warm-up
+            wrk(urls[kind][0], workload, 8, 1)  # warm-up
         for index in range(args.rounds):
             order = list(urls)[index % len(urls) :] + list(urls)[: index % len(urls)]
             results = []
@@ -102,10 +100,12 @@ def measure(
                 for kind in order:
                     url, pid = urls[kind]
                     before = cpu_s(pid)
-                    rate, p50, p99, errors = wrk(url, workload, concurrency, args.duration_s, lua)
-                    cpu_us = 1e6 * (cpu_s(pid) - before) / max(rate * args.duration_s, 1)
-                    results.append(Result(workload.name, kind, concurrency, rate, p50, p99,
-                                          errors, cpu_us))  # fmt: skip
+                    found = wrk(url, workload, concurrency, args.duration_s)
+                    answered = max(found.requests_per_s * args.duration_s, 1)
+                    cpu_us = 1e6 * (cpu_s(pid) - before) / answered
+                    results.append(Result(workload.name, kind, concurrency, found.requests_per_s,
+                                          found.p50_ms, found.p99_ms, found.errors,
+                                          cpu_us))  # fmt: skip
             rounds.append(results)
     return rounds
 
@@ -149,13 +149,9 @@ def report(rounds: list[list[Result]], kinds: list[str], console: Console) -> No
                 ratios.append(mine.requests_per_s / base.requests_per_s)
         ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
         table.add_row(model, str(concurrency), kind, f"{result.requests_per_s:,.0f}", ratio,
-                      _ms(result.p50_ms), _ms(result.p99_ms), f"{result.cpu_us:,.0f}",
+                      f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}", f"{result.cpu_us:,.0f}",
                       str(sum(r.errors for r in same)))  # fmt: skip
     console.print(table)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> None:

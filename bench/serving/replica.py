@@ -45,9 +45,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).parent))
+from bench.wrk import WrkResult
 from models import digits_mlp, resnet18
-from run import LUA, Workload, cpu_s, free_port, wrk
+from run import Workload, cpu_s, free_port, wrk
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -116,24 +118,24 @@ def post(port: int, body: bytes, path: str, timeout_s: float = 5.0) -> int:
 
 
 def load(
-    ports: list[int], workload: Workload, concurrency: int, seconds: int, lua: Path
+    ports: list[int], workload: Workload, concurrency: int, seconds: int
 ) -> tuple[float, float | None, int]:
     """wrk against every port at once, the connections split evenly: total req/s, the
     highest p99 (ms) and the errors."""
-    results: list[tuple[float, float | None, float | None, int]] = []
+    results: list[WrkResult] = []
     share = max(concurrency // len(ports), 1)
 
     def one(port: int) -> None:
         url = f"http://127.0.0.1:{port}/v2/models/{workload.name}/infer"
-        results.append(wrk(url, workload, share, seconds, lua))
+        results.append(wrk(url, workload, share, seconds))
 
     threads = [threading.Thread(target=one, args=(port,)) for port in ports]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    p99s = [r[2] for r in results if r[2] is not None]
-    return sum(r[0] for r in results), max(p99s, default=None), sum(r[3] for r in results)
+    p99 = max((r.p99_ms for r in results), default=None)  # None: every run failed
+    return sum(r.requests_per_s for r in results), p99, sum(r.errors for r in results)
 
 
 def spawn(side: Side, data_dir: Path, target: str, port: int) -> subprocess.Popen[bytes]:
@@ -258,8 +260,6 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
     with tempfile.TemporaryDirectory() as directory, ExitStack() as stack, Progress() as progress:
         work = Path(directory)
         workloads = write_inputs(work)
-        lua = work / "post.lua"
-        lua.write_text(LUA)
         digits_body = workloads["digits"].body_path.read_bytes()
         for side in sides:
             register(side, work / f"data-{side.name}", workloads["digits"].model_path)
@@ -295,7 +295,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
                             rss_mib(process.pid)
                         )
                         url = f"http://127.0.0.1:{port}/v2/models/digits/infer"
-                        wrk(url, workloads["digits"], 64, args.duration_s, lua)
+                        wrk(url, workloads["digits"], 64, args.duration_s)
                         figures[f"{side.name} RSS MiB after load (registry)"].append(
                             rss_mib(process.pid)
                         )
@@ -312,7 +312,7 @@ def main() -> None:  # noqa: PLR0912, PLR0915 (one run, told in order)
                     for side in resnet_sides if index % 2 == 0 else resnet_sides[::-1]:
                         before = sum(cpu_s(pid) for pid in pids[side.name])
                         found, p99, errors = load(
-                            servers[side.name], workloads[body], concurrency, args.duration_s, lua
+                            servers[side.name], workloads[body], concurrency, args.duration_s
                         )
                         used_s = sum(cpu_s(pid) for pid in pids[side.name]) - before
                         name = f"{side.name} {body} c{concurrency}"

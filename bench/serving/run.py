@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -48,21 +47,12 @@ import onnxruntime
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).parent))
+from bench.wrk import Load, WrkResult, run_wrk
 from models import digits_mlp, resnet18
 
 HERE = Path(__file__).parent
-LUA = """
-wrk.method = "POST"
-local f = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
-local length = os.getenv("BENCH_HEADER_LENGTH")
-if length ~= nil and length ~= "" then
-  wrk.headers["Inference-Header-Content-Length"] = length
-end
-"""
 
 
 @dataclass
@@ -71,8 +61,8 @@ class Result:
     server: str
     concurrency: int
     requests_per_s: float
-    p50_ms: float | None
-    p99_ms: float | None
+    p50_ms: float
+    p99_ms: float
     errors: int
     cpu_us: float = 0.0
     """Server CPU time (user + system, all threads) per answered request, in µs."""
@@ -165,28 +155,13 @@ def start(
     raise RuntimeError(f"{kind} server did not start")
 
 
-def wrk(
-    url: str, workload: Workload, concurrency: int, seconds: float, lua: Path
-) -> tuple[float, float | None, float | None, int]:
-    env = os.environ | {"BENCH_BODY": str(workload.body_path),
-                        "BENCH_CONTENT_TYPE": workload.content_type,
-                        "BENCH_HEADER_LENGTH": workload.header_length}  # fmt: skip
-    threads = min(concurrency, 2)
-    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(int(seconds), 1)}s", "--latency",
-               "--timeout", "30s", "-s", str(lua), url]  # fmt: skip
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
-    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return rate, _percentile(out, "50"), _percentile(out, "99"), errors
-
-
-def _percentile(out: str, which: str) -> float | None:
-    match = re.search(rf"^\s+{which}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-    if match is None:
-        return None
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-    return float(match.group(1)) * scale
+def wrk(url: str, workload: Workload, concurrency: int, seconds: int) -> WrkResult:
+    """One wrk run of ``workload``'s body: up to 2 threads, 30 s before a request times out."""
+    headers = {"Content-Type": workload.content_type}
+    if workload.header_length:
+        headers["Inference-Header-Content-Length"] = workload.header_length
+    load = Load(max(seconds, 1), concurrency, threads=min(concurrency, 2), timeout_s=30)
+    return run_wrk(url, workload.body_path.read_bytes(), headers, load)
 
 
 def cpu_s(pid: int) -> float:
@@ -202,8 +177,6 @@ def measure_servers(
     workload: Workload, args: argparse.Namespace, work: Path
 ) -> tuple[list[Result], list[list[Result]]]:
     """Every server of ``workload`` in interleaved rounds: (median results, all rounds)."""
-    lua = work / "post.lua"
-    lua.write_text(LUA)
     seconds = max(args.duration_s, workload.min_duration_s)
     concurrencies = args.concurrency
     if args.quick and workload.name == "resnet18":  # its figure is at the top concurrency
@@ -217,7 +190,7 @@ def measure_servers(
             process = start(kind, workload, port, work / f"data-{kind}", args.baseline_src)
             stack.callback(_stop, process)
             urls[kind] = (f"http://127.0.0.1:{port}/v2/models/{workload.name}/infer", process.pid)
-            wrk(urls[kind][0], workload, 8, 1, lua)  # warm-up
+            wrk(urls[kind][0], workload, 8, 1)  # warm-up
         for index in range(args.rounds):
             results = []
             order = list(urls)[index % len(urls) :] + list(urls)[: index % len(urls)]
@@ -225,10 +198,11 @@ def measure_servers(
                 for kind in order:  # who goes first rotates, so no server always follows another
                     url, pid = urls[kind]
                     before = cpu_s(pid)
-                    rate, p50, p99, errors = wrk(url, workload, concurrency, seconds, lua)
-                    cpu_us = 1e6 * (cpu_s(pid) - before) / max(rate * seconds, 1)
-                    results.append(Result(workload.name, kind, concurrency, rate, p50, p99,
-                                          errors, cpu_us))  # fmt: skip
+                    found = wrk(url, workload, concurrency, seconds)
+                    cpu_us = 1e6 * (cpu_s(pid) - before) / max(found.requests_per_s * seconds, 1)
+                    results.append(Result(workload.name, kind, concurrency, found.requests_per_s,
+                                          found.p50_ms, found.p99_ms, found.errors,
+                                          cpu_us))  # fmt: skip
             rounds.append(results)
     runs: dict[tuple[str, int], list[Result]] = defaultdict(list)
     for result in (result for results in rounds for result in results):
@@ -267,13 +241,10 @@ def report(
                       "", "", "", "")  # fmt: skip
     for r in sorted(results, key=lambda r: (r.model, r.concurrency)):
         table.add_row(r.model, r.server, str(r.concurrency), f"{r.requests_per_s:.0f}",
-                      _ms(r.p50_ms), _ms(r.p99_ms), f"{r.cpu_us:.0f}", str(r.errors))  # fmt: skip
+                      f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.cpu_us:.0f}",
+                      str(r.errors))  # fmt: skip
     console.print(table)
     return ratios(rounds, ceilings, console)
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
 
 
 def ratios(
@@ -338,10 +309,10 @@ def round_figures(results: list[Result], ceilings: dict[str, dict[int, float]]) 
                     new.cpu_us / old.cpu_us
                 )
     one = by.get(("digits", "ferryman", 1))
-    if one and one.p99_ms is not None:
+    if one:
         figures["digits c1: ferryman p99 ms (target < 3)"] = one.p99_ms
     floor = by.get(("digits", "bare", 1))
-    if floor and floor.p99_ms is not None:
+    if floor:
         figures["digits c1: bare ASGI p99 ms (the floor)"] = floor.p99_ms
     return figures
 
