@@ -98,3 +98,29 @@ def test_search_by_variant_status_and_time_range(run: Run, tmp_path: Path) -> No
     code, _, err = run("payloads", "m", "--since", "yesterday")
     assert code == 1
     assert "--since 'yesterday' is not a time" in err
+
+
+def test_quality_shows_a_language_models_votes(run: Run, tmp_path: Path) -> None:
+    collected(tmp_path)  # endpoint m: a classifier's answers
+    registry = Registry.open(load_settings(data_dir=tmp_path / "ferryman-data"))
+    completions = [
+        CollectedPayload(seq=n, request_id=f"cmpl-{n}", time=time.time(), status=200,
+                         latency_ms=20.0, kind="completion")
+        for n in range(1, 5)
+    ]  # fmt: skip
+    registry.payloads.add("chat", "v1", ("lm", 1), "replica-lm", completions)
+    registry.close()
+    for completion, vote in (("cmpl-1", "up"), ("cmpl-2", "up"), ("cmpl-3", "down")):
+        assert run("feedback", completion, vote)[0] == 0
+    code, out, _ = run("quality", "chat", "--json")
+    assert code == 0
+    scores = json.loads(out)["v1"]
+    assert (scores["thumbs_up"], scores["thumbs_down"], scores["thumbs_up_rate"]) == (2, 1, 2 / 3)
+    code, out, _ = run("quality", "chat")
+    assert "up / down" in out
+    assert "2 / 1" in out
+    assert "0.667" in out
+    code, out, err = run("quality", "m")
+    assert code == 0, err
+    assert "accuracy" in out
+    assert "up / down" not in out  # no votes on a classifier: no such columns

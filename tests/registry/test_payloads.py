@@ -156,3 +156,27 @@ def test_a_label_for_a_sampled_out_request_says_so(registry: Registry) -> None:
     (result,) = payloads.give_feedback([Feedback(request_id=fresh, label="1")], "bob")
     assert result.status is FeedbackStatus.SAMPLED_OUT
     assert "rate 0.5" in result.detail
+
+
+def completion(seq: int, *, age_s: float = 0) -> CollectedPayload:
+    return CollectedPayload(
+        seq=seq, request_id=f"cmpl-{seq}", time=time.time() - age_s, status=200,
+        latency_ms=40.0, kind="completion",
+    )  # fmt: skip
+
+
+def test_ratings_count_votes_up_and_down_and_nothing_else(registry: Registry) -> None:
+    """Only ``up`` and ``down`` are votes: a label kept for an id before its completion was
+    collected (checked against nothing then) is no vote if it is anything else."""
+    payloads = registry.payloads
+    payloads.give_feedback([Feedback(request_id="cmpl-5", label="great")], "bob")  # early
+    payloads.add("chat", "v1", ("lm", 1), "i", [completion(1, age_s=3600), completion(2)])
+    payloads.add("chat", "v1", ("lm", 1), "i", [completion(n) for n in (3, 4, 5)])
+    votes = [("cmpl-1", "up"), ("cmpl-2", "down"), ("cmpl-3", "up"), ("cmpl-4", "up")]
+    payloads.give_feedback([Feedback(request_id=i, label=v) for i, v in votes], "bob")
+    rated = payloads.rated("chat", "v1")
+    assert (rated.rated, rated.up, rated.down, rated.up_rate) == (4, 3, 1, 0.75)
+    recent = payloads.rated("chat", "v1", since=datetime.now(UTC) - timedelta(minutes=5))
+    assert (recent.up, recent.down) == (2, 1)
+    unrated = payloads.rated("chat", "v2")
+    assert (unrated.rated, unrated.down, unrated.up_rate) == (0, 0, None)

@@ -89,7 +89,8 @@ def set_rule(
         int,
         typer.Option(
             help="Fewest observations behind the value (labelled rows for accuracy and f1, "
-            "input rows for input_drift_psi, requests for qps, error_rate, p50_ms, p99_ms)."
+            "rated completions for thumbs_up_rate, input rows for input_drift_psi, requests "
+            "for qps, error_rate, p50_ms, p99_ms)."
         ),
     ] = 0,
     level: Annotated[AlertLevel, typer.Option(help="warning or critical.")] = AlertLevel.WARNING,

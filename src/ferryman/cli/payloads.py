@@ -14,9 +14,9 @@ from rich.table import Table
 from ferryman.cli.context import cli_context
 from ferryman.cli.output import JsonOption, console, print_json, when
 from ferryman.control.api.feedback_routes import feedback_answer
-from ferryman.control.metrics.feedback import FeedbackSignals
+from ferryman.control.metrics.feedback import FeedbackSignals, thumbs
 from ferryman.errors import InvalidInput
-from ferryman.registry import Feedback, FeedbackStatus, PayloadTally
+from ferryman.registry import Feedback, FeedbackStatus, PayloadTally, Rated
 
 Endpoint = Annotated[str, typer.Argument(help="Endpoint name.")]
 TIME_HELP = "ISO 8601, e.g. 2026-12-02T14:30; local time unless it has an offset"
@@ -96,24 +96,36 @@ def quality(
     last_s: Annotated[float | None, typer.Option("--last", help="Only the last N seconds.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Accuracy, precision, recall and F1 from feedback, per variant of the endpoint."""
+    """Accuracy, precision, recall and F1 from feedback, per variant of the endpoint; and a
+    language model's votes (completions rated up and down, the thumbs-up rate)."""
     registry = cli_context(ctx).registry()
     since = None if last_s is None else datetime.now(UTC) - timedelta(seconds=last_s)
-    by_variant = FeedbackSignals(registry).by_variant(endpoint, since)
-    scored = {name: scores for name, (_, _, scores) in by_variant.items()}
+    signals = FeedbackSignals(registry)
+    scored = {name: scores for name, (_, _, scores) in signals.by_variant(endpoint, since).items()}
+    votes = {name: signals.rated(endpoint, name, since) for name in scored}
     logs = {tally.variant: tally for tally in registry.payloads.tallies(endpoint)}
     if json_output:
-        print_json({name: {**q.as_json(), "payload_log": _log_json(logs.get(name))}
+        print_json({name: {**q.as_json(), **thumbs(votes[name]),
+                           "payload_log": _log_json(logs.get(name))}
                     for name, q in scored.items()})  # fmt: skip
         return
+    is_rated = any(rated.rated for rated in votes.values())
     table = Table("variant", "labelled", "accuracy", "precision", "recall", "F1 (macro)",
+                  *(("up / down", "thumbs up") if is_rated else ()),
                   "logged / answered", "sample rate", "sampled out", "dropped",
                   title=f"Quality of {endpoint} from feedback")  # fmt: skip
     for name, q in scored.items():
-        log = logs.get(name)
         table.add_row(name, str(q.labelled), *(f"{x:.3f}" if q.labelled else "" for x in
-                      (q.accuracy, q.precision, q.recall, q.f1)), *_log_cells(log))  # fmt: skip
+                      (q.accuracy, q.precision, q.recall, q.f1)),
+                      *(_vote_cells(votes[name]) if is_rated else ()),
+                      *_log_cells(logs.get(name)))  # fmt: skip
     console.print(table)
+
+
+def _vote_cells(rated: Rated) -> tuple[str, str]:
+    """Completions rated up / down, and the share up (empty without votes)."""
+    rate = "" if rated.up_rate is None else f"{rated.up_rate:.3f}"
+    return f"{rated.up} / {rated.down}", rate
 
 
 def _log_json(log: PayloadTally | None) -> dict[str, object] | None:

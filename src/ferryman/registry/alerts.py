@@ -60,8 +60,9 @@ class RuleSpec(BaseModel):
     min_samples: int = Field(
         default=0, ge=0, le=10_000_000,
         description="The fewest observations behind the value for the rule to hold: labelled "
-        "rows (accuracy, f1), input rows (input_drift_psi) or requests in the interval (qps, "
-        "error_rate, p50_ms, p99_ms); other series have none and ignore it.",
+        "rows (accuracy, f1), rated completions (thumbs_up_rate), input rows (input_drift_psi) "
+        "or requests in the interval (qps, error_rate, p50_ms, p99_ms); other series have none "
+        "and ignore it.",
     )  # fmt: skip
     level: AlertLevel = AlertLevel.WARNING
     endpoint: str | None = Field(default=None, description="Only this endpoint; None: all.")

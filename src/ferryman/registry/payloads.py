@@ -183,6 +183,10 @@ class Rated(Record):
     up: int
 
     @property
+    def down(self) -> int:
+        return self.rated - self.up
+
+    @property
     def up_rate(self) -> float | None:
         return self.up / self.rated if self.rated else None
 
@@ -455,7 +459,11 @@ class Payloads:
     def rated(
         self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
     ) -> Rated:
-        """The newest ``limit`` rated completions a variant answered, and how many were up."""
+        """The newest ``limit`` rated completions a variant answered, and how many were up.
+
+        Only ``up`` and ``down`` count: a label kept for an id before its completion was
+        collected was checked against nothing, and is no rating if it is something else.
+        """
         query = (
             select(PayloadRow.request_id, PayloadRow.version, FeedbackRow.labels)
             .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
@@ -470,8 +478,9 @@ class Payloads:
         with self._db.reading() as session:
             for _, row_version, labels in session.execute(query):
                 version = version or row_version
-                rated += 1
-                up += labels == ["up"]
+                if len(labels) == 1 and labels[0] in RATINGS:
+                    rated += 1
+                    up += labels == ["up"]
         return Rated(variant=variant, version=version, rated=rated, up=up)
 
     def summaries(self, endpoint: str, variant: str, limit: int = 2_000) -> dict[str, list[float]]:

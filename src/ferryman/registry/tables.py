@@ -308,6 +308,7 @@ class MetricSampleRow(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Float)
     prompt_tokens_per_s: Mapped[float | None] = mapped_column(Float)
     in_flight: Mapped[float | None] = mapped_column(Float)
+    thumbs_up_rate: Mapped[float | None] = mapped_column(Float)
 
 
 class AlertRuleRow(Base):

@@ -1,5 +1,6 @@
 """The monitor end to end over a scripted world: samples kept (in memory and in the
-registry, on SQLite and PostgreSQL), alerts fired and resolved, webhooks called for real."""
+registry, on SQLite and PostgreSQL), alerts fired and resolved, webhooks called for real,
+and the thumbs-up rate of a language model's rated completions sampled from the registry."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from ferryman.control.metrics.feedback import FeedbackSignals
+from ferryman.control.metrics.source import FleetMetrics
 from ferryman.control.metrics.traffic import traffic_by_variant
-from ferryman.control.monitor.monitor import Monitor
+from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.monitor.sampling import Reading, VariantReading
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.gateway.metrics import GatewayMetrics
-from ferryman.registry import AlertStatus, Registry
+from ferryman.registry import (
+    AlertStatus,
+    CollectedPayload,
+    DeploymentSpec,
+    Feedback,
+    Registry,
+    VariantSpec,
+)
+from tests.conftest import make_onnx
 from tests.control.webhook_receiver import Receiver, loopback_transport, receiving
 
 SECRET = "canary-secret-0123456789"
@@ -133,3 +144,52 @@ def test_a_restart_reloads_the_history_and_does_not_fire_twice(
     assert len(requests) == 2
     assert len(registry.alerts.find()) == 1
     assert len(registry.history.since(0)) == 3
+
+
+def rate(registry: Registry, votes: dict[str, str]) -> None:
+    registry.payloads.give_feedback(
+        [Feedback(request_id=i, label=v) for i, v in votes.items()], "user"
+    )
+
+
+def test_the_thumbs_up_rate_of_rated_completions_is_sampled_into_the_history(
+    registry: Registry, sender: WebhookSender
+) -> None:
+    """Votes on a language model's completions reach the history as accuracy from feedback
+    labels does: ``FeedbackSignals.series`` read by the monitor's own reading source, a
+    series with the votes it stands on as its size, kept in memory and in the registry."""
+    registry.register("lm", make_onnx(), "test")
+    registry.register("lm", make_onnx(seed_value=1.0), "test")
+    variants = (VariantSpec(model="lm", version=1, weight=90),
+                VariantSpec(model="lm", version=2, weight=10))  # fmt: skip
+    spec = DeploymentSpec(endpoint="chat", variants=variants)
+    registry.deployments.put(spec, "test")
+    completions = [
+        CollectedPayload(seq=n, request_id=f"cmpl-{n}", time=time.time(), status=200,
+                         latency_ms=30.0, kind="completion")
+        for n in range(1, 6)
+    ]  # fmt: skip
+    registry.payloads.add("chat", "v1", ("lm", 1), "inst-a", completions)
+    rate(registry, {"cmpl-1": "up", "cmpl-2": "up", "cmpl-3": "down", "cmpl-4": "up"})
+    view = LoopView(table=lambda: None, replicas=list, signals=FeedbackSignals(registry).series,
+                    fleet=lambda: FleetMetrics(at_s=0.0))  # fmt: skip
+    clock = Script()
+    watching = Monitor(registry, ScrapedReadings(registry, view), sender, interval_s=10,
+                       retention_s=3600, clock=clock.clock)  # fmt: skip
+    assert watching.tick() == []  # the first reading
+    clock.now_s += 10
+    first = {s.variant: s for s in watching.tick() or []}
+    assert first["v1"].values["thumbs_up_rate"] == 0.75
+    assert first["v1"].sizes["thumbs_up_rate"] == 4  # the votes it stands on
+    assert "thumbs_up_rate" not in first["v2"].values  # no votes: no point, not a zero
+
+    rate(registry, {"cmpl-5": "down", "cmpl-4": "down"})  # a new vote and a change of mind
+    clock.now_s += 10
+    watching.tick()
+    points = watching.history.points("chat", 0, ["thumbs_up_rate"])
+    assert [v for _, v in points[("v1", "thumbs_up_rate")]] == [0.75, 0.4]
+    assert points[("v2", "thumbs_up_rate")] == []
+    stored = registry.history.since(0, "chat", ["thumbs_up_rate"])
+    assert [s.values for s in stored if s.variant == "v1"] == [
+        {"thumbs_up_rate": 0.75}, {"thumbs_up_rate": 0.4},
+    ]  # fmt: skip

@@ -118,12 +118,16 @@ def test_an_unanswered_scrape_is_unknown_not_a_reset() -> None:
 
 def test_signals_and_restarts_are_carried_as_read() -> None:
     later = reading(10.0, None, signals={V2: {"accuracy": 0.8, "f1": 0.7, "labelled": 12,
-                    "input_drift_psi": 0.3, "input_rows": 40}}, restarts={V2: 4})  # fmt: skip
+                    "input_drift_psi": 0.3, "input_rows": 40, "thumbs_up_rate": 0.75,
+                    "rated": 8}}, restarts={V2: 4})  # fmt: skip
     _, v2 = sample(reading(0.0, None), later)
-    assert {k: v2.values[k] for k in ("accuracy", "f1", "input_drift_psi", "restarts_10m")} == {
+    shown = ("accuracy", "f1", "input_drift_psi", "restarts_10m", "thumbs_up_rate")
+    assert {k: v2.values[k] for k in shown} == {
         "accuracy": 0.8, "f1": 0.7, "input_drift_psi": 0.3, "restarts_10m": 4,
+        "thumbs_up_rate": 0.75,
     }  # fmt: skip
-    assert v2.sizes == {"accuracy": 12, "f1": 12, "input_drift_psi": 40}  # not series
+    assert v2.sizes == {"accuracy": 12, "f1": 12, "input_drift_psi": 40, "thumbs_up_rate": 8}
+    assert not {"labelled", "input_rows", "rated"} & set(v2.values)  # sizes, not series
 
 
 def test_replica_counters_from_a_real_replica_exposition() -> None:

@@ -5,7 +5,8 @@
 different label), unchanged, kept for an answer not collected yet, or refused with the
 reason (not a class of the model, not one label per row, no classes to label);
 ``GET /endpoints/{e}/payloads`` searches the collected requests;
-``GET /endpoints/{e}/quality`` gives accuracy, precision, recall and F1 per variant.
+``GET /endpoints/{e}/quality`` gives accuracy, precision, recall and F1 per variant, and a
+language model's votes: completions rated up and down, and the thumbs-up rate.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
-from ferryman.control.metrics.feedback import FeedbackSignals
+from ferryman.control.metrics.feedback import FeedbackSignals, thumbs
 from ferryman.errors import InvalidInput
 from ferryman.registry import (
     MAX_VERSION,
@@ -117,11 +118,17 @@ def endpoint_quality(
     registry: RegistryDep,
     window_s: Annotated[float | None, Query(gt=0, le=366 * 24 * 3600)] = None,
 ) -> dict[str, Any]:
+    """Per variant: what feedback labels say (accuracy, precision, recall, F1), what ratings
+    of completions say (``thumbs_up``, ``thumbs_down``, ``thumbs_up_rate``: null without
+    votes), each of the newest 2,000 answered in the last ``window_s`` (default: all kept),
+    and what the payload log kept."""
     since = None if window_s is None else datetime.now(UTC) - timedelta(seconds=window_s)
-    scored = FeedbackSignals(registry).by_variant(endpoint, since)
+    signals = FeedbackSignals(registry)
+    scored = signals.by_variant(endpoint, since)
     logs = {tally.variant: tally.model_dump(exclude={"variant"})
             for tally in registry.payloads.tallies(endpoint)}  # fmt: skip
     variants = {name: {"model": model, "version": version, **scores.as_json(),
+                       **thumbs(signals.rated(endpoint, name, since)),
                        "payload_log": logs.get(name)}
                 for name, (model, version, scores) in scored.items()}  # fmt: skip
     return {"endpoint": endpoint, "variants": variants}

@@ -55,6 +55,7 @@ _PANELS: tuple[tuple[str, str, Queries], ...] = (
     ("Quality from feedback", "percentunit", (
         (f"ferryman_variant_accuracy{ONLY}", "{{endpoint}}/{{variant}} accuracy"),
         (f"ferryman_variant_f1{ONLY}", "{{endpoint}}/{{variant}} F1"),
+        (f"ferryman_variant_thumbs_up_rate{ONLY}", "{{endpoint}}/{{variant}} thumbs up"),
     )),
     ("CPU (% of one core)", "percent", ((f"ferryman_variant_cpu_pct{ONLY}", LEGEND),)),
     ("Memory (RSS)", "bytes", ((f"ferryman_variant_rss_bytes{ONLY}", LEGEND),)),

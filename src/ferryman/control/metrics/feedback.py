@@ -25,11 +25,14 @@ from ferryman.types import Slot
 logger = logging.getLogger(__name__)
 
 LABELLED_WINDOW = 2_000
+"""Newest labelled rows a variant is judged on."""
 LABELLED = "labelled"
 """The key of a variant's labelled rows among its signals (what accuracy and F1 stand on)."""
 INPUT_ROWS = "input_rows"
 """The key of the input rows its drift stands on."""
-"""Newest labelled rows a variant is judged on."""
+RATED = "rated"
+"""The key of a variant's rated completions among its signals (what its thumbs-up rate
+stands on)."""
 RATED_WINDOW = 2_000
 """Newest rated completions a variant is judged on."""
 SUMMARY_WINDOW = 2_000
@@ -50,6 +53,12 @@ class ModelSignals:
     candidate_thumbs_up_rate: float | None = None
     baseline_rated: int = 0
     baseline_thumbs_up_rate: float | None = None
+
+
+def thumbs(rated: Rated) -> dict[str, int | float | None]:
+    """A variant's votes as the quality route and ``ferryman quality`` show them: up, down,
+    and the share up (None: no votes)."""
+    return {"thumbs_up": rated.up, "thumbs_down": rated.down, "thumbs_up_rate": rated.up_rate}
 
 
 class FeedbackSignals:
@@ -118,8 +127,9 @@ class FeedbackSignals:
         )
 
     def series(self) -> dict[Slot, dict[str, float]]:
-        """Every deployed variant's accuracy and input drift, where there is data, with the
-        sizes they stand on (``labelled`` rows, ``input_rows``; see ``sampling.SIZES``)."""
+        """Every deployed variant's accuracy, thumbs-up rate and input drift, where there is
+        data, with the sizes they stand on (``labelled`` rows, ``rated`` completions,
+        ``input_rows``; see ``sampling.SIZES``)."""
         found: dict[Slot, dict[str, float]] = {}
         for deployment in self._registry.deployments.list():
             for variant in deployment.spec.variants:
@@ -130,6 +140,10 @@ class FeedbackSignals:
                     figures["accuracy"] = scores.accuracy
                     figures["f1"] = scores.f1
                     figures[LABELLED] = scores.labelled
+                rated = self.rated(endpoint, name)
+                if rated.up_rate is not None:
+                    figures["thumbs_up_rate"] = rated.up_rate
+                    figures[RATED] = rated.rated
                 psi, rows = self._input_drift(endpoint, name, variant.model, variant.version)
                 if psi is not None:
                     figures["input_drift_psi"] = psi

@@ -1,9 +1,10 @@
 """The control plane's own Prometheus metrics: the monitor's newest sample as gauges.
 
-Series only Ferryman computes — weights, replicas, accuracy and F1 from feedback, input and
-prediction drift, restarts — become ``ferryman_variant_<series>{endpoint, variant}``, so a
-team's own Prometheus can alert on them (``ferryman export prometheus``). Samples older
-than ``max_age_s`` are left out rather than repeated as if they were current.
+Series only Ferryman computes — weights, replicas, accuracy and F1 from feedback, the
+thumbs-up rate of rated completions, input and prediction drift, restarts — become
+``ferryman_variant_<series>{endpoint, variant}``, so a team's own Prometheus can alert on
+them (``ferryman export prometheus``). Samples older than ``max_age_s`` are left out rather
+than repeated as if they were current.
 """
 
 from __future__ import annotations

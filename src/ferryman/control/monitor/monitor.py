@@ -127,7 +127,8 @@ class LoopView:
     replicas: Callable[[], list[Replica]]
     """The replicas the runtime last observed (with their CPU and memory, where known)."""
     signals: Callable[[], dict[Slot, dict[str, float]]]
-    """Accuracy, F1 and input drift per variant (``FeedbackSignals.series``)."""
+    """Accuracy, F1, the thumbs-up rate and input drift per variant
+    (``FeedbackSignals.series``)."""
     fleet: Callable[[], FleetMetrics]
     """What the gateways and replicas said this tick."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ferryman.control.analysis.drift import Classes, grown, jensen_shannon
-from ferryman.control.metrics.feedback import INPUT_ROWS, LABELLED
+from ferryman.control.metrics.feedback import INPUT_ROWS, LABELLED, RATED
 from ferryman.control.metrics.traffic import Traffic, window
 from ferryman.registry import MetricSample
 from ferryman.types import Slot
@@ -62,12 +62,12 @@ class Reading:
     replicas: Mapping[str, ReplicaReading] = field(default_factory=dict)
     """By replica URL."""
     signals: Mapping[Slot, Mapping[str, float]] = field(default_factory=dict)
-    """Accuracy, F1 and input drift from the payload log."""
+    """Accuracy, F1, the thumbs-up rate and input drift from the payload log."""
     restarts: Mapping[Slot, int] = field(default_factory=dict)
     """Replica restarts in the last 10 minutes."""
 
 
-SIZES = {LABELLED: ("accuracy", "f1"), INPUT_ROWS: ("input_drift_psi",)}
+SIZES = {LABELLED: ("accuracy", "f1"), RATED: ("thumbs_up_rate",), INPUT_ROWS: ("input_drift_psi",)}
 """The sizes a reading's signals carry beside their values, and the series each sizes."""
 TRAFFIC_SERIES = ("qps", "error_rate", "p50_ms", "p99_ms")
 """Series that stand on the requests the gateway answered in the interval."""

@@ -27,13 +27,15 @@ export const QUALITY_CHARTS = [
 ];
 
 // A language model's streams: the gateway's time to first token and between tokens, the
-// replicas' tokens and open streams. Shown only for endpoints that have them.
+// replicas' tokens and open streams, and its users' votes on completions (the share rated
+// up). Shown only for endpoints that have them.
 export const LLM_CHARTS = [
   { key: 'ttft_p99_ms', title: 'Time to first token p99 (dashed: p50)', unit: 'ms', format: ms, also: 'ttft_p50_ms', gate: 'ttft' },
   { key: 'tpot_p99_ms', title: 'Time per output token p99 (dashed: p50)', unit: 'ms', format: ms, also: 'tpot_p50_ms', gate: 'tpot' },
   { key: 'tokens_per_s', title: 'Output tokens', unit: 'tokens/s', format: qps },
   { key: 'prompt_tokens_per_s', title: 'Prompt tokens', unit: 'tokens/s', format: qps },
   { key: 'in_flight', title: 'Concurrent streams', unit: 'open on the replicas', format: number },
+  { key: 'thumbs_up_rate', title: 'Thumbs up', unit: 'share of rated completions, from feedback', format: (v) => pct(v), min0: false, gate: 'thumbs' },
 ];
 
 const ALSO_LABELS = { p50_ms: 'p50', replicas_desired: 'desired', ttft_p50_ms: 'p50', tpot_p50_ms: 'p50' };
@@ -66,6 +68,7 @@ export function rolloutGates(rollout) {
     errors: gates.min_success_rate === undefined ? undefined : 1 - gates.min_success_rate,
     ttft: gates.max_ttft_p99_ms ?? undefined,
     tpot: gates.max_inter_token_p99_ms ?? undefined,
+    thumbs: gates.min_thumbs_up_rate ?? undefined,
   };
 }
 

@@ -144,9 +144,16 @@ function payloadLog(log) {
   return h('span', { class: log.dropped > 0 ? 'bad-text' : '', title }, `${number(kept)} / ${number(log.answered)}`, lost ? h('span', { class: 'faint' }, ` (rate ${log.sample_rate}, ${number(log.dropped)} dropped)`) : null);
 }
 
+// A language model's votes: rated up / down, and the share up ('—' without votes).
+const VOTE_COLUMNS = [
+  { label: 'Up / down', num: true, render: (q) => `${number(q.thumbs_up ?? 0)} / ${number(q.thumbs_down ?? 0)}` },
+  { label: 'Thumbs up', num: true, render: (q) => (q.thumbs_up_rate === null || q.thumbs_up_rate === undefined ? '—' : pct(q.thumbs_up_rate)) },
+];
+
 function qualityTable(quality, colors) {
   const rows = Object.entries(quality?.variants ?? {}).map(([name, q]) => ({ name, ...q }));
   const score = (q, key) => (q.labelled ? pct(q[key]) : '—');
+  const isRated = rows.some((q) => q.thumbs_up || q.thumbs_down);
   return table([
     { label: 'Variant', render: (q) => h('span', {}, h('i', { class: 'swatch', style: { background: colors.of(q.name) } }), q.name) },
     { label: 'Model', render: (q) => `${q.model} v${q.version}` },
@@ -155,6 +162,7 @@ function qualityTable(quality, colors) {
     { label: 'Precision', num: true, render: (q) => score(q, 'precision') },
     { label: 'Recall', num: true, render: (q) => score(q, 'recall') },
     { label: 'F1', num: true, render: (q) => score(q, 'f1') },
+    ...(isRated ? VOTE_COLUMNS : []),
     { label: 'Payload log', num: true, render: (q) => payloadLog(q.payload_log) },
   ], rows, { empty: 'No feedback labels yet: POST /api/v1/feedback, or ferryman feedback.', testid: 'quality' });
 }
@@ -200,7 +208,7 @@ export async function render(main, [name], ctx) {
   const live = new ChartGrid(LIVE_CHARTS);
   const qual = new ChartGrid(QUALITY_CHARTS);
   const llm = new ChartGrid(LLM_CHARTS);
-  const llmSection = section('Language model', { hint: 'streams: first token and per-token latency at the gateway, tokens and open streams on the replicas' }, llm.el);
+  const llmSection = section('Language model', { hint: 'streams: first token and per-token latency at the gateway, tokens and open streams on the replicas; thumbs up from feedback' }, llm.el);
   llmSection.hidden = true; // until the endpoint has a stream's figures
   llmSection.dataset.testid = 'llm-charts';
   const qualityBox = h('div', { class: 'card' });
