@@ -21,6 +21,7 @@ from ferryman.cli.main import app
 from ferryman.config import Settings
 from ferryman.connection_limits import check_tls_bind
 from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
+from ferryman.control.exports.kubernetes_replicas import ready_command
 from ferryman.control.monitor.alerts import DEFAULT_RULES
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
@@ -257,7 +258,12 @@ def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
         for host in callers:
             assert policy.refusal([(b"host", host.encode())], "POST", "http") is None, host
         assert policy.refusal([(b"host", b"evil.example")], "GET", "http") is not None
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probes = ["startupProbe", "livenessProbe"]
+        if section == "gateway":
+            probes.append("readinessProbe")
+        else:  # the token from the Secret: an exec probe
+            assert container["readinessProbe"]["exec"]["command"] == ready_command(port)
+        for probe in probes:
             headers = container[probe]["httpGet"]["httpHeaders"]
             assert headers == [{"name": "Host", "value": "localhost"}]
         checked += 1
@@ -298,7 +304,7 @@ def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, A
                 and o["kind"] == "Deployment")  # fmt: skip
     container = containers(int8)[0]
     assert container["args"][:4] == ["serve", "digits:4", "--variant", "onnx-int8"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert "/v2/health/ready" in container["readinessProbe"]["exec"]["command"][-1]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert {"name": "FERRYMAN_SERVING__MAX_BATCH_SIZE", "value": "16"} in container["env"]
     # Artifacts on S3: the optional Secret's FERRYMAN_ARTIFACTS__URL and AWS_* keys, and a

@@ -10,7 +10,8 @@
 
 Rendering is a pure function of :class:`ClusterSpec`, the endpoints' deployments and the
 alert rules: the same inputs give the same bytes. The registry is PostgreSQL (the URL in
-the Secret ``ferryman-secrets``, with the API token); the data dir is a ReadWriteMany claim
+the Secret ``ferryman-secrets``, with the API token and the replicas' token, which the
+gateway shows them); the data dir is a ReadWriteMany claim
 the control plane writes and replicas read (artifacts), and optional S3 credentials come
 from the Secret ``ferryman-s3``. The gateway reads its route table from a ConfigMap.
 """
@@ -207,6 +208,7 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
             k.env("FERRYMAN_GATEWAY__ALLOW_INSECURE_BIND", "true"),
             k.env("FERRYMAN_GATEWAY__ALLOWED_HOSTS", json.dumps(allowed)),
             k.env("FERRYMAN_GATEWAY__BACKEND_HOSTS", json.dumps(hosts)),
+            k.secret_env("FERRYMAN_GATEWAY__REPLICA_TOKEN", k.REPLICA_TOKEN),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
             k.PLAIN_HTTP,
         ),
@@ -280,7 +282,13 @@ def _monitoring(rules: Sequence[AlertRule]) -> list[k.Object]:
         "path": "/metrics",
         "authorization": {"type": "Bearer", "credentials": {"name": k.SECRET, "key": "api-token"}},
     }
-    replicas = {"port": REPLICA_PORT[0], "path": "/metrics", "relabelings": relabel}
+    replicas = {
+        "port": REPLICA_PORT[0],
+        "path": "/metrics",
+        "relabelings": relabel,
+        "authorization": {"type": "Bearer",
+                          "credentials": {"name": k.SECRET, "key": k.REPLICA_TOKEN}},
+    }  # fmt: skip
     return [
         _service_monitor("ferryman-control", CONTROL, control_endpoint),
         _service_monitor("ferryman-gateway", GATEWAY, {"port": "http", "path": "/metrics"}),
