@@ -242,7 +242,12 @@ def service_hosts(name: str, namespace: str) -> list[str]:
     """The Host values a Service's pods are called by: its DNS names and the pod's IP (the
     DNS-rebinding guard of every Ferryman server refuses any other; Kubernetes expands
     ``$(POD_IP)`` from :data:`POD_IP`, which must come first in the environment)."""
-    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", "$(POD_IP)"]
+    return [*service_names(name, namespace), "$(POD_IP)"]
+
+
+def service_names(name: str, namespace: str) -> list[str]:
+    """The DNS names of a Service in its cluster."""
+    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
 
 
 PLAIN_HTTP = {"name": "FERRYMAN_CONNECTIONS__INSECURE_HTTP", "value": "true"}
