@@ -92,7 +92,7 @@ def selected_target(items: list[dict[str, Any]], name: str, port: str | int) -> 
 def port_number(template: dict[str, Any], port: str | int) -> int:
     if isinstance(port, int):
         return port
-    return next(p["containerPort"] for c in template["spec"]["containers"]
+    return next(int(p["containerPort"]) for c in template["spec"]["containers"]
                 for p in c.get("ports", []) if p["name"] == port)  # fmt: skip
 
 
