@@ -29,7 +29,9 @@ CLUSTER = "ferryman"
 HEAD_SERVICE = f"{CLUSTER}-head-svc"
 """The head's Service, which KubeRay creates and names after the cluster."""
 REPLICA = "replica"
-HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", 10001))
+CLIENT_PORT = 10001
+"""The head's Ray Client port, where the control plane (no Ray node) joins as a driver."""
+HEAD_PORTS = (("gcs-server", 6379), ("dashboard", 8265), ("client", CLIENT_PORT))
 NODE_LABEL = "ferryman.dev/ray-node"
 """``head`` or ``worker``: the gateway Service selects the workers by it."""
 
@@ -58,7 +60,7 @@ def ray_cluster(deployments: Sequence[DeploymentSpec], gateway_port: int) -> lis
             },
             "headGroupSpec": {
                 # The pod's address, for KubeRay's probes and the autoscaler; the
-                # NetworkPolicy below admits only the control plane to the head's ports.
+                # NetworkPolicy below admits only Ray's pods and the control plane to it.
                 "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # noqa: S104
                 "template": _head_pod(),
             },
@@ -88,7 +90,7 @@ def control_plane_patch(
     port, hosts = gateway
     env = [
         k.env("FERRYMAN_CONTROL__RUNTIME", "ray"),
-        k.env("FERRYMAN_RAY__ADDRESS", f"ray://{HEAD_SERVICE}.{namespace}.svc:{HEAD_PORTS[2][1]}"),
+        k.env("FERRYMAN_RAY__ADDRESS", f"ray://{HEAD_SERVICE}.{namespace}.svc:{CLIENT_PORT}"),
         k.env("FERRYMAN_RAY__CONTROL_URL", f"http://{name}.{namespace}.svc:{control_port}"),
         k.env("FERRYMAN_GATEWAY__PORT", str(port)),
         # On a node's address: the Service of the workers and the Ingress are in front.
