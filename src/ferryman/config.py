@@ -9,11 +9,12 @@ then the defaults below.
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -309,7 +310,9 @@ class GatewaySettings(BaseModel):
         default=0.15, gt=0, le=10, description="How often the route file is checked for changes."
     )
     backend_hosts: tuple[str, ...] = Field(
-        default=(), description="Backend hosts allowed besides loopback in the route table."
+        default=(),
+        description="Backend hosts allowed besides loopback in the route table: names, IP "
+        "addresses, or networks (CIDR, e.g. 10.244.0.0/16, for replicas on pods' addresses).",
     )
     replica_token: SecretStr | None = Field(
         default=None,
@@ -361,6 +364,18 @@ class GatewaySettings(BaseModel):
     shadow_tolerance: float = Field(
         default=1e-3, ge=0, description="Relative (and absolute) difference of outputs that match."
     )
+
+    @field_validator("backend_hosts")
+    @classmethod
+    def _check_networks(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """A network entry (one with '/') must parse now, not at the first route table."""
+        for entry in hosts:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not a network; e.g. 10.244.0.0/16") from None
+        return hosts
 
 
 class ConnectionSettings(BaseModel):
@@ -460,6 +475,14 @@ class RaySettings(BaseModel):
         default="ferryman",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
         description="Ray namespace of this fleet's named actors; one per fleet.",
+    )
+    control_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+$",
+        description="Base URL at which the gateway actors on the Ray nodes reach the control "
+        "plane's API (e.g. its Kubernetes Service, http://ferryman-control.ferryman.svc:7070); "
+        "None: http(s)://control.host:control.port, which must then be an address the nodes "
+        "reach (not 0.0.0.0).",
     )
     node_ip_address: str | None = Field(
         default=None,

@@ -26,7 +26,8 @@ def test_export_renders_the_deployed_endpoint(
     out = tmp_path / "k8s"
     image = "registry.example.com/ferryman:0.1.0"
     code, stdout, err = run(*data, "export", "kubernetes", str(out), "--image", image,
-                            "--route", "httproute")  # fmt: skip
+                            "--route", "httproute", "--pod-network", "10.244.0.0/16",
+                            "--pod-network", "fd00:10::/56")  # fmt: skip
     assert code == 0, err
     assert "kubectl apply -k" in stdout
     assert KUBECTL is not None
@@ -38,6 +39,10 @@ def test_export_renders_the_deployed_endpoint(
                   and o["metadata"]["name"] == "ferryman-shop-v1")  # fmt: skip
     assert (scaler["spec"]["minReplicas"], scaler["spec"]["maxReplicas"]) == (1, 5)
     assert "HTTPRoute" in {o["kind"] for o in items}
+    # The KubeRay flavour's gateways accept replicas on the cluster's pod networks only.
+    patch = yaml.safe_load((out / "overlays" / "kuberay" / "control-plane-ray.yaml").read_text())
+    env = {e["name"]: e["value"] for e in patch["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FERRYMAN_GATEWAY__BACKEND_HOSTS"] == '["10.244.0.0/16", "fd00:10::/56"]'
 
 
 @pytest.mark.parametrize(
@@ -47,6 +52,7 @@ def test_export_renders_the_deployed_endpoint(
         (["--image", "ferryman"], "has no tag"),
         (["--namespace", "Bad_NS"], "namespace 'Bad_NS' is not allowed"),
         (["--host", "ml.example.com/x"], "host 'ml.example.com/x' is not a DNS name"),
+        (["--pod-network", "10.244.0.0/33"], "pod network '10.244.0.0/33' is not a network"),
     ],
 )
 def test_export_refuses_bad_values_with_the_fix(

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ferryman.config import GatewaySettings
 from ferryman.gateway.routes import (
     EndpointRoute,
     HeaderRule,
@@ -121,6 +122,25 @@ def test_configured_hosts_are_allowed_only_through_the_table_loader() -> None:
     assert raw.endpoints["digits"].variants[0].backends == ("http://replica-1:8080",)
     with pytest.raises(ValidationError, match="neither loopback"):
         RouteTable.model_validate(body)
+
+
+def test_an_allowed_network_admits_the_addresses_inside_it_only() -> None:
+    """Replicas on pods' addresses (a Ray cluster on Kubernetes) are allowed by network."""
+    text = (
+        '{"generation": 1, "endpoints": {"d": {"endpoint": "d", "variants": [{"name": "a", '
+        '"model": "d", "version": 1, "weight": 100, "backends": ["http://HOST:41234"]}]}}}'
+    )
+    allowed = ("10.244.0.0/16", "fd00:10::/64")
+    for host in ("10.244.3.7", "[fd00:10::5]"):
+        RouteTable.from_json(text.replace("HOST", host), allowed)
+    for host in ("10.245.0.1", "[fd00:11::5]", "replica-1", "10.244.3.7.nip.io"):
+        with pytest.raises(ValidationError, match="neither loopback"):
+            RouteTable.from_json(text.replace("HOST", host), allowed)
+
+
+def test_a_backend_network_that_does_not_parse_is_refused_with_the_settings() -> None:
+    with pytest.raises(ValidationError, match="not a network"):
+        GatewaySettings(backend_hosts=("10.244.0.0/33",))
 
 
 def test_loopback_forms_are_accepted() -> None:

@@ -39,6 +39,10 @@ FAST_HEALTH_CHECKS = {
 @dataclass
 class RayCluster:
     address: str
+    """The GCS's HOST:PORT, which a driver on a node of the cluster joins."""
+    client_address: str
+    """``ray://HEAD:PORT``: the head's Ray Client server, which a process that is no node of
+    the cluster joins (as the control plane of the KubeRay export does)."""
     head: subprocess.Popen[bytes]
     worker: subprocess.Popen[bytes]
     temp_dir: Path
@@ -100,11 +104,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def running_cluster(extra_env: dict[str, str]) -> Iterator[RayCluster]:
     temp_dir = Path(tempfile.mkdtemp(prefix="fm-ray-"))  # short: Ray's socket paths
     env = {**os.environ, **FAST_HEALTH_CHECKS, **extra_env}
-    gcs_port = free_port()
+    gcs_port, client_port = free_port(), free_port()
     head = _node(
         ["--head", "--node-ip-address", HEAD_IP, "--port", str(gcs_port),
          "--temp-dir", str(temp_dir), "--include-dashboard", "false",
-         "--ray-client-server-port", str(free_port()), "--dashboard-port", str(free_port())],
+         "--ray-client-server-port", str(client_port), "--dashboard-port", str(free_port())],
         temp_dir / "head.log", env,
     )  # fmt: skip
     address = f"{HEAD_IP}:{gcs_port}"
@@ -112,7 +116,7 @@ def running_cluster(extra_env: dict[str, str]) -> Iterator[RayCluster]:
     try:
         worker = _node(["--address", address, "--node-ip-address", WORKER_IP],
                        temp_dir / "worker.log", env)  # fmt: skip
-        cluster = RayCluster(address, head, worker, temp_dir)
+        cluster = RayCluster(address, f"ray://{HEAD_IP}:{client_port}", head, worker, temp_dir)
         _wait_for_nodes(cluster)
         yield cluster
     finally:

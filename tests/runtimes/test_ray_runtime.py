@@ -232,7 +232,7 @@ def test_a_fleet_on_two_ray_nodes(
     with chapter("a cluster of two nodes refuses a registry on SQLite"):
         _refuses_sqlite(cluster, s3_server, tmp_path)
     with chapter("spread over both nodes, served by both gateways, behind the fleet secret"):
-        gateways = _spread_and_serve(stack)
+        gateways = spread_and_serve(stack)
     with chapter("a control plane on another registry refuses the fleet"):
         _another_registry_refused(stack, cluster, s3_server, tmp_path)
     with chapter("restart re-adopts"):
@@ -267,7 +267,7 @@ def _refuses_sqlite(cluster: RayCluster, s3_server: S3Server, tmp_path: Path) ->
     assert "S3" not in message  # the artifacts are on S3 already
 
 
-def _spread_and_serve(stack: RayStack) -> list[str]:
+def spread_and_serve(stack: RayStack) -> list[str]:
     stack.ferryman("deploy", "m", "--replicas", "2")
     took_s = wait_for(lambda: len(stack.ready_backends("m")) == 2, 90, "two ready replicas")
     print(f"deploy -> two replicas ready on Ray: {took_s:.1f} s")

@@ -16,7 +16,7 @@ from ferryman.config import Settings
 from ferryman.control.api.security import TOKEN_FILE, load_or_create_token
 from ferryman.control.exports import kserve as kserve_export
 from ferryman.control.exports.grafana import DASHBOARD_FILE, dashboard
-from ferryman.control.exports.kubernetes import ClusterSpec, Route, render
+from ferryman.control.exports.kubernetes import PRIVATE_NETWORKS, ClusterSpec, Route, render
 from ferryman.control.exports.prometheus import (
     CONFIG_FILE,
     RULES_FILE,
@@ -91,6 +91,14 @@ def kubernetes(
         str, typer.Option(help="Host name of the Ingress/HTTPRoute.")
     ] = "ferryman.example.com",
     route: Annotated[Route, typer.Option(help="Edge object: ingress or httproute.")] = "ingress",
+    pod_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The cluster's pod network (CIDR; repeat for several), where the KubeRay "
+            "flavour's gateways accept replicas' addresses [default: 10.0.0.0/8, "
+            "172.16.0.0/12, 192.168.0.0/16]."
+        ),
+    ] = None,
 ) -> None:
     """A kustomize base and overlays (deployments, kuberay): kubectl apply -k DIR/overlays/…"""
     state = cli_context(ctx)
@@ -98,7 +106,8 @@ def kubernetes(
     deployments = [record.spec for record in registry.deployments.list()]
     rules = effective_rules(registry.alerts.rules())
     spec = ClusterSpec(image=image, namespace=validate_name(namespace, "namespace"),
-                       host=host, route=route)  # fmt: skip
+                       host=host, route=route,
+                       pod_networks=tuple(pod_network or PRIVATE_NETWORKS))  # fmt: skip
     files = render(spec, deployments, rules)
     for folder in sorted({Path(name).parent for name in files}):
         in_folder = {Path(name).name: text for name, text in files.items()

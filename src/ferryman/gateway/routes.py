@@ -4,7 +4,8 @@ The control plane writes a :class:`RouteTable` (as JSON, atomically) and the gat
 in whole. Each endpoint lists its variants with traffic weights and the base URLs of their
 ready replicas, header-match rules, an optional sticky header and an optional shadow variant.
 Backend URLs come only from this table, never from a client request, and must name a
-loopback host (or one the operator allowed, see :meth:`RouteTable.from_json`).
+loopback host (or one the operator allowed, by name, address or network, see
+:meth:`RouteTable.from_json`).
 
 Weighted choice, sticky hashing and header rules are one pure function, :func:`pick_variant`.
 """
@@ -228,10 +229,10 @@ def check_backend_url(url: str, allowed_hosts: frozenset[str] = frozenset()) -> 
             f"backend {url[:80]!r} is not a base URL; expected http(s)://HOST:PORT with no "
             "path, query or user info, e.g. 'http://127.0.0.1:41234'"
         )
-    if not (_is_loopback(host) or host in allowed_hosts):
+    if not (_is_loopback(host) or host in allowed_hosts or _in_networks(host, allowed_hosts)):
         raise InvalidInput(
             f"backend host {host!r} is neither loopback nor in gateway.backend_hosts; "
-            "add it there to allow it"
+            "add it (or a network holding it, e.g. 10.0.0.0/8) there to allow it"
         )
     return url.rstrip("/")
 
@@ -251,6 +252,20 @@ def _as_value_error(check: Callable[..., str], *args: Any) -> str:
         return check(*args)
     except InvalidInput as exc:
         raise ValueError(exc.message) from exc
+
+
+def _in_networks(host: str, allowed_hosts: frozenset[str]) -> bool:
+    """``host`` is an IP address inside a network (``10.244.0.0/16``) of ``allowed_hosts``:
+    how replicas whose addresses are not known in advance (pods of a Ray cluster on
+    Kubernetes) are allowed without allowing every host."""
+    networks = [entry for entry in allowed_hosts if "/" in entry]
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(entry, strict=False) for entry in networks)
 
 
 def _is_loopback(host: str) -> bool:

@@ -145,7 +145,12 @@ def test_every_container_is_pinned_limited_and_unprivileged() -> None:
     assert security["runAsUser"] != 0
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"] == {"drop": ["ALL"]}
-    assert service["spec"]["predictor"]["securityContext"]["runAsNonRoot"] is True
+    assert security["privileged"] is False
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Pod-level: what reaches the containers KServe and Knative inject without their own.
+    pod = service["spec"]["predictor"]["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
     with pytest.raises(InvalidInput, match="Triton image tag"):
         render(KServeSpec(storage_uri=SPEC.storage_uri, runtime_version="latest"), STEADY)
 

@@ -18,81 +18,51 @@ import pytest
 import typer
 
 from ferryman.cli.main import app
-from ferryman.config import Settings
 from ferryman.connection_limits import check_tls_bind
 from ferryman.control.exports.kubernetes import ClusterSpec, render, split_image
+from ferryman.control.exports.kubernetes_replicas import ready_command
 from ferryman.control.monitor.alerts import DEFAULT_RULES
 from ferryman.errors import InvalidInput
 from ferryman.gateway.routes import RouteTable
 from ferryman.host_policy import HostPolicy
-from ferryman.registry import DeploymentSpec
-from ferryman.registry.deployments import Autoscaling, VariantSpec
 from tests.control.exports.manifests import (
     CRD_RELEASES,
     CRD_SCHEMAS,
-    KUBECTL,
+    DEPLOYMENTS,
     KUBERNETES_VERSIONS,
+    OVERLAYS,
+    POD_IP,
     SCHEMAS,
+    Built,
     check_golden,
+    containers,
     crd_validator,
     kustomize,
+    load_settings_from,
     needs_kubectl,
-    write_files,
+    pod_templates,
+    write,
 )
 
 KUBERNETES_CRDS = {key: file for key, file in CRD_SCHEMAS.items() if key[1] != "InferenceService"}
-DEPLOYMENTS = (
-    DeploymentSpec(
-        endpoint="digits",
-        variants=(
-            VariantSpec(model="digits", version=3, weight=90),
-            VariantSpec(model="digits", version=4, kind="onnx-int8", weight=10),
-        ),
-        autoscaling=Autoscaling(min_replicas=2, max_replicas=6),
-        max_batch_size=16,
-    ),
-    DeploymentSpec(endpoint="iris", variants=(VariantSpec(model="iris", version=1, replicas=3),)),
-)
-OVERLAYS = ("deployments", "kuberay")
 
 
-def write(tmp_path: Path, spec: ClusterSpec, deployments: tuple[DeploymentSpec, ...]) -> Path:
-    return write_files(tmp_path, render(spec, deployments, DEFAULT_RULES))
-
-
-@pytest.fixture(scope="module", params=["ingress", "httproute"])
-def built(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, list[dict[str, Any]]]:
-    """Each overlay as ``kubectl kustomize`` builds it, with either edge object."""
-    if KUBECTL is None:
-        pytest.skip("KUBECTL MISSING: the kustomizations are NOT built")
-    spec = ClusterSpec(image="registry.example.com/ferryman:0.1.0", route=request.param)
-    out = write(tmp_path_factory.mktemp("k8s"), spec, DEPLOYMENTS)
-    return {overlay: kustomize(out / "overlays" / overlay) for overlay in OVERLAYS}
-
-
-def containers(item: dict[str, Any]) -> list[dict[str, Any]]:
-    if item["kind"] == "Deployment":
-        return list(item["spec"]["template"]["spec"]["containers"])
-    if item["kind"] == "RayCluster":
-        groups = [item["spec"]["headGroupSpec"], *item["spec"]["workerGroupSpecs"]]
-        return [c for group in groups for c in group["template"]["spec"]["containers"]]
-    return []
-
-
-def test_overlays_hold_the_parts(built: dict[str, list[dict[str, Any]]]) -> None:
+def test_overlays_hold_the_parts(built: Built) -> None:
     kinds = {overlay: sorted({o["kind"] for o in items}) for overlay, items in built.items()}
     edge = {"Ingress", "HTTPRoute"} & set(kinds["deployments"])
     assert len(edge) == 1
     common = {"Namespace", "ServiceAccount", "PersistentVolumeClaim", "Deployment", "Service",
-              "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap",
-              "ServiceMonitor", "PrometheusRule", *edge}  # fmt: skip
-    assert set(kinds["deployments"]) == common
+              "NetworkPolicy", "ServiceMonitor", "PrometheusRule", *edge}  # fmt: skip
+    # The plain flavour's gateway Deployment (HPA, budget) reads routes from a ConfigMap;
+    # on Ray the runtime's gateway actors serve, on the RayCluster's workers.
+    assert set(kinds["deployments"]) == common | {
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"}  # fmt: skip
     assert set(kinds["kuberay"]) == common | {"RayCluster"}
     names = {o["metadata"]["name"] for o in built["deployments"] if o["kind"] == "Deployment"}
     assert names == {"ferryman-control", "ferryman-gateway", "ferryman-digits-v3",
                      "ferryman-digits-v4-onnx-int8", "ferryman-iris-v1"}  # fmt: skip
+    assert [o["metadata"]["name"] for o in built["kuberay"] if o["kind"] == "Deployment"] == [
+        "ferryman-control"]  # fmt: skip
     for items in built.values():
         assert {o["metadata"].get("namespace") for o in items if o["kind"] != "Namespace"} == {
             "ferryman"
@@ -100,9 +70,7 @@ def test_overlays_hold_the_parts(built: dict[str, list[dict[str, Any]]]) -> None
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_container_is_pinned_limited_and_unprivileged(
-    built: dict[str, list[dict[str, Any]]], overlay: str
-) -> None:
+def test_every_container_is_pinned_limited_and_unprivileged(built: Built, overlay: str) -> None:
     found = [c for item in built[overlay] for c in containers(item)]
     assert len(found) >= 3
     for container in found:
@@ -128,9 +96,7 @@ def test_a_wrong_option_in_a_manifest_would_fail_the_cli_check() -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-def test_built_in_kinds_validate_strictly(
-    built: dict[str, list[dict[str, Any]]], version: str
-) -> None:
+def test_built_in_kinds_validate_strictly(built: Built, version: str) -> None:
     checked = 0
     for items in built.values():
         for item in items:
@@ -151,7 +117,7 @@ def test_strict_validation_catches_a_misspelt_field() -> None:
         kubernetes_validate.validate(namespace, KUBERNETES_VERSIONS[0], strict=True)
 
 
-def test_custom_resources_match_their_crd_schemas(built: dict[str, list[dict[str, Any]]]) -> None:
+def test_custom_resources_match_their_crd_schemas(built: Built) -> None:
     seen = set()
     for items in built.values():
         for item in items:
@@ -185,32 +151,46 @@ def test_every_vendored_schema_names_its_source_and_release() -> None:
 
 
 def test_commands_and_settings_in_the_manifests_are_the_clis(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Each ``ferryman`` command line parses with the Typer app; each FERRYMAN_ variable is a
-    setting, and the settings load from the rendered values."""
+    """Each ``ferryman`` command line parses with the Typer app; each container's FERRYMAN_
+    variables are settings, which the real loader reads from its environment."""
     cli = typer.main.get_command(app)
     subcommands = cli.commands  # type: ignore[attr-defined]  # the root is a group
     commands = set()
     for items in built.values():
         for item in items:
-            if item["kind"] != "Deployment":
-                continue
             for container in containers(item):
+                settings = load_settings_from(container, monkeypatch, tmp_path)
+                if "args" not in container:  # a Ray node: KubeRay runs ray start
+                    continue
                 name, *args = container["args"]
                 command = subcommands.get(name)
                 assert command is not None, f"no ferryman {name}"
                 command.make_context(f"ferryman {name}", list(args))  # raises on a bad option
                 commands.add(name)
-                settings = _check_settings(container["env"])
                 # Off loopback a server refuses plain HTTP unless its settings allow it.
                 host = args[args.index("--host") + 1]
                 check_tls_bind(host, False, settings.connections.insecure_http)
     assert commands == {"up", "gateway", "serve"}
 
 
+def test_an_unknown_variable_would_fail_the_settings_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    known = {"env": [{"name": "FERRYMAN_GATEWAY__PORT", "value": "8000"}]}
+    assert load_settings_from(known, monkeypatch, tmp_path).gateway.port == 8000
+    for name in ("FERRYMAN_GATEWAY__REPLICATOKEN", "FERRYMAN_RAY_ADDRESS"):
+        with pytest.raises(AssertionError, match="no setting"):
+            load_settings_from({"env": [{"name": name, "value": "x"}]}, monkeypatch, tmp_path)
+    nested = {"env": [{"name": "FERRYMAN_RAY__ADDRESS", "value": "ray://head:10001"},
+                      {"name": "FERRYMAN_CONTROL__RUNTIME", "value": "kubernetes"}]}  # fmt: skip
+    with pytest.raises(ValueError, match="runtime"):
+        load_settings_from(nested, monkeypatch, tmp_path)
+
+
 def test_control_plane_accepts_the_host_prometheus_scrapes_it_by(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built,
 ) -> None:
     """Prometheus (and the kubelet) name the pod's IP as Host; the API's allow-list has it."""
     control = next(o for o in built["deployments"] if o["metadata"]["name"] == "ferryman-control"
@@ -225,7 +205,7 @@ def test_control_plane_accepts_the_host_prometheus_scrapes_it_by(
 
 
 def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built,
 ) -> None:
     """Every Ferryman server refuses a Host it does not know (DNS-rebinding guard): the
     gateway is called by the Ingress's host, the replicas by the names in the gateway's route
@@ -234,7 +214,7 @@ def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
     routes = json.loads(next(o for o in items if o["kind"] == "ConfigMap")["data"]["routes.json"])
     backends = {url.split("://")[1]: url for route in routes["endpoints"].values()
                 for variant in route["variants"] for url in variant["backends"]}  # fmt: skip
-    pod_ip = "10.1.2.3"
+    pod_ip = POD_IP
     checked = 0
     for item in items:
         if item["kind"] != "Deployment" or item["metadata"]["name"] == "ferryman-control":
@@ -257,7 +237,12 @@ def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
         for host in callers:
             assert policy.refusal([(b"host", host.encode())], "POST", "http") is None, host
         assert policy.refusal([(b"host", b"evil.example")], "GET", "http") is not None
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probes = ["startupProbe", "livenessProbe"]
+        if section == "gateway":
+            probes.append("readinessProbe")
+        else:  # the token from the Secret: an exec probe (test_kubernetes_wiring.py)
+            assert container["readinessProbe"]["exec"]["command"] == ready_command(port)
+        for probe in probes:
             headers = container[probe]["httpGet"]["httpHeaders"]
             assert headers == [{"name": "Host", "value": "localhost"}]
         checked += 1
@@ -265,7 +250,7 @@ def test_gateway_and_replicas_answer_the_hosts_they_are_called_by(
 
 
 def test_gateway_routes_config_is_a_route_table_of_the_replica_services(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built,
 ) -> None:
     items = built["deployments"]
     routes = next(o for o in items if o["kind"] == "ConfigMap")["data"]["routes.json"]
@@ -283,7 +268,7 @@ def test_gateway_routes_config_is_a_route_table_of_the_replica_services(
             assert host in services
 
 
-def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, Any]]]) -> None:
+def test_replicas_follow_each_variants_scaling(built: Built) -> None:
     items = built["deployments"]
     scalers = {o["metadata"]["name"]: o["spec"] for o in items
                if o["kind"] == "HorizontalPodAutoscaler"}  # fmt: skip
@@ -298,7 +283,7 @@ def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, A
                 and o["kind"] == "Deployment")  # fmt: skip
     container = containers(int8)[0]
     assert container["args"][:4] == ["serve", "digits:4", "--variant", "onnx-int8"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert "/v2/health/ready" in container["readinessProbe"]["exec"]["command"][-1]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert {"name": "FERRYMAN_SERVING__MAX_BATCH_SIZE", "value": "16"} in container["env"]
     # Artifacts on S3: the optional Secret's FERRYMAN_ARTIFACTS__URL and AWS_* keys, and a
@@ -310,7 +295,7 @@ def test_replicas_follow_each_variants_scaling(built: dict[str, list[dict[str, A
 
 
 def test_replicas_admit_only_the_gateway_the_control_plane_and_prometheus(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built,
 ) -> None:
     policy = next(o for o in built["deployments"] if o["kind"] == "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "replica"
@@ -328,7 +313,7 @@ def test_replicas_admit_only_the_gateway_the_control_plane_and_prometheus(
 
 
 def test_prometheus_rule_holds_the_exported_alert_rules(
-    built: dict[str, list[dict[str, Any]]],
+    built: Built,
 ) -> None:
     rule = next(o for o in built["deployments"] if o["kind"] == "PrometheusRule")
     alerts = {r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]}
@@ -368,26 +353,5 @@ def test_an_empty_registry_renders_an_example_endpoint(tmp_path: Path) -> None:
 def _ray_pod_templates(item: dict[str, Any]) -> list[dict[str, Any]]:
     if item["kind"] != "RayCluster":
         return []
-    groups = [item["spec"]["headGroupSpec"], *item["spec"]["workerGroupSpecs"]]
     return [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "ray"},
-             "template": group["template"]} for group in groups]  # fmt: skip
-
-
-def _check_settings(env: list[dict[str, Any]]) -> Settings:
-    """Every FERRYMAN_ variable names a setting; with placeholders for Secrets, they load."""
-    nested: dict[str, Any] = {}
-    for variable in env:
-        name = variable["name"]
-        if not name.startswith("FERRYMAN_"):
-            continue
-        path = name.removeprefix("FERRYMAN_").lower().split("__")
-        value = variable.get("value", "postgresql+psycopg://db/ferryman")
-        model: Any = Settings
-        for part in path:
-            assert part in model.model_fields, f"{name}: no setting {part!r}"
-            model = model.model_fields[part].annotation
-        target = nested
-        for part in path[:-1]:
-            target = target.setdefault(part, {})
-        target[path[-1]] = json.loads(value) if value[:1] in "[{" else value
-    return Settings.model_validate(nested)
+             "template": template} for template in pod_templates(item)]  # fmt: skip

@@ -2,29 +2,35 @@
 
 ``ferryman export kubernetes DIR`` writes::
 
-    base/                    control plane, gateway, NetworkPolicy, ServiceMonitor, rules
+    base/                    control plane, NetworkPolicy, ServiceMonitors, rules
     components/ingress/      the gateway behind an Ingress (the overlays' default) ...
     components/httproute/    ... or a Gateway API HTTPRoute (``--route httproute``)
-    overlays/deployments/    replicas as one Deployment + Service (+ HPA) per variant
-    overlays/kuberay/        replicas as a KubeRay RayCluster (the Ray runtime's)
+    overlays/deployments/    the gateway (Deployment, Service, HPA, PodDisruptionBudget) and
+                             replicas as one Deployment + Service (+ HPA) per variant
+    overlays/kuberay/        replicas and gateways as Ray actors on a KubeRay RayCluster:
+                             the control plane on the Ray runtime, the gateway Service on
+                             the Ray workers (where the runtime's gateways listen)
 
 Rendering is a pure function of :class:`ClusterSpec`, the endpoints' deployments and the
 alert rules: the same inputs give the same bytes. The registry is PostgreSQL (the URL in
-the Secret ``ferryman-secrets``, with the API token); the data dir is a ReadWriteMany claim
-the control plane writes and replicas read (artifacts), and optional S3 credentials come
-from the Secret ``ferryman-s3``. The gateway reads its route table from a ConfigMap.
+the Secret ``ferryman-secrets``, with the API token and the replicas' token, which the
+gateway shows them); the data dir is a ReadWriteMany claim the control plane writes and
+replicas read (artifacts), and optional S3 credentials come from the Secret
+``ferryman-s3``. The plain flavour's gateway reads its route table from a ConfigMap; the
+KubeRay flavour's gateways read it from the control plane, which runs the Ray runtime.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ferryman.control.exports import kuberay
 from ferryman.control.exports import kubernetes_objects as k
-from ferryman.control.exports.kuberay import ray_cluster
 from ferryman.control.exports.kubernetes_replicas import (
     REPLICA_PORT,
     replica_objects,
@@ -39,11 +45,15 @@ GATEWAY = "gateway"
 REPLICA = "replica"
 CONTROL_PORT = ("http", 7070)
 GATEWAY_PORT = ("http", 8000)
+CONTROL_NAME = "ferryman-control"
+GATEWAY_NAME = "ferryman-gateway"
 ROUTES_DIR = "/etc/ferryman/routes"
 HOST_NAME = re.compile(
     r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
 )
 Route = Literal["ingress", "httproute"]
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+"""Where a cluster's pod addresses are unless told (RFC 1918)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class ClusterSpec:
     """Namespace of Prometheus: may scrape replicas past their NetworkPolicy."""
     gateway_min_replicas: int = 2
     gateway_max_replicas: int = 10
+    pod_networks: tuple[str, ...] = PRIVATE_NETWORKS
+    """The cluster's pod networks (CIDR): in the KubeRay flavour, replicas listen on Ray
+    pods' addresses, which the gateways accept as backends inside these networks."""
 
 
 def render(
@@ -72,6 +85,12 @@ def render(
             f"host {spec.host!r} is not a DNS name; use lowercase labels of letters, digits "
             "and '-' joined by dots, e.g. ml.example.com"
         )
+    for network in spec.pod_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise InvalidInput(f"pod network {network!r} is not a network; e.g. "
+                               "10.244.0.0/16 (your cluster's pod CIDR)") from None  # fmt: skip
     # Each kustomization sets the image of its own resources (transformers do not reach up).
     images = [
         {"name": k.IMAGE, "newName": image_name, **image_tag},
@@ -79,14 +98,13 @@ def render(
     ]
     files = {
         "base/kustomization.yaml": _kustomization(
-            resources=["namespace.yaml", "control-plane.yaml", "gateway.yaml",
-                       "network-policy.yaml", "monitoring.yaml"],
+            resources=["namespace.yaml", "control-plane.yaml", "network-policy.yaml",
+                       "monitoring.yaml"],
             namespace=spec.namespace,
             images=images,
         ),
         "base/namespace.yaml": _documents([_namespace(spec.namespace)]),
         "base/control-plane.yaml": _documents(_control_plane(spec)),
-        "base/gateway.yaml": _documents(_gateway(spec, deployments)),
         "base/network-policy.yaml": _documents(_network_policies(spec)),
         "base/monitoring.yaml": _documents(_monitoring(rules)),
         "components/ingress/kustomization.yaml": _component(["ingress.yaml"]),
@@ -94,22 +112,31 @@ def render(
         "components/httproute/kustomization.yaml": _component(["httproute.yaml"]),
         "components/httproute/httproute.yaml": _documents([_httproute(spec)]),
         "overlays/deployments/kustomization.yaml": _kustomization(
-            resources=["../../base", "replicas.yaml"],
+            resources=["../../base", "gateway.yaml", "replicas.yaml"],
             namespace=spec.namespace,
             components=[f"../../components/{spec.route}"],
             images=images,
         ),
+        "overlays/deployments/gateway.yaml": _documents(_gateway(spec, deployments)),
         "overlays/deployments/replicas.yaml": _documents(
             [_routes_config(spec, deployments), *replica_objects(deployments, spec.namespace)]
         ),
         "overlays/kuberay/kustomization.yaml": _kustomization(
-            resources=["../../base", "raycluster.yaml"],
+            resources=["../../base", "gateway.yaml", "raycluster.yaml"],
             namespace=spec.namespace,
             components=[f"../../components/{spec.route}"],
             images=images,
+            patches=["control-plane-ray.yaml"],
         ),
         "overlays/kuberay/raycluster.yaml": _documents(
-            [_routes_config(spec, ()), *ray_cluster(deployments)]
+            kuberay.ray_cluster(deployments, GATEWAY_PORT[1])
+        ),
+        "overlays/kuberay/control-plane-ray.yaml": _documents([kuberay.control_plane_patch(
+            spec.namespace, (CONTROL_NAME, CONTROL_PORT[1]),
+            (GATEWAY_PORT[1], _gateway_hosts(spec)), spec.pod_networks,
+        )]),
+        "overlays/kuberay/gateway.yaml": _documents(
+            [kuberay.gateway_service(GATEWAY_NAME, GATEWAY_PORT)]
         ),
     }  # fmt: skip
     return files
@@ -134,7 +161,7 @@ def split_image(reference: str) -> tuple[str, dict[str, str]]:
 
 
 def _control_plane(spec: ClusterSpec) -> list[k.Object]:
-    name = "ferryman-control"
+    name = CONTROL_NAME
     # The Host allow-list (DNS-rebinding guard) takes the Service's names and the pod's own
     # IP, which Prometheus sends when it scrapes /metrics (Kubernetes expands $(POD_IP)).
     hosts = k.service_hosts(name, spec.namespace)
@@ -185,14 +212,14 @@ def _control_plane(spec: ClusterSpec) -> list[k.Object]:
 
 
 def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k.Object]:
-    name = "ferryman-gateway"
+    name = GATEWAY_NAME
     # The kubelet's probes name the pod's IP as Host; they say localhost, which is always
     # allowed. Callers through the Ingress or HTTPRoute name spec.host.
     ready = k.Probe("/v2/health/ready", 5, host="localhost")
     live = k.Probe("/-/healthz", host="localhost")
     probes = k.Probes(k.Probe("/-/healthz", 2, 30, "localhost"), ready, live)
     hosts = sorted({host for host in _backend_hosts(spec.namespace, deployments)})
-    allowed = [spec.host, *k.service_hosts(name, spec.namespace)]
+    allowed = [*_gateway_hosts(spec), "$(POD_IP)"]
     container = k.container(
         "gateway",
         # In a pod: the Service and the Ingress reach it on the pod's address.
@@ -207,6 +234,7 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
             k.env("FERRYMAN_GATEWAY__ALLOW_INSECURE_BIND", "true"),
             k.env("FERRYMAN_GATEWAY__ALLOWED_HOSTS", json.dumps(allowed)),
             k.env("FERRYMAN_GATEWAY__BACKEND_HOSTS", json.dumps(hosts)),
+            k.secret_env("FERRYMAN_GATEWAY__REPLICA_TOKEN", k.REPLICA_TOKEN),
             k.env("FERRYMAN_LOG_FORMAT", "json"),
             k.PLAIN_HTTP,
         ),
@@ -227,6 +255,11 @@ def _gateway(spec: ClusterSpec, deployments: Sequence[DeploymentSpec]) -> list[k
         k.hpa(name, GATEWAY, spec.gateway_min_replicas, spec.gateway_max_replicas),
         budget,
     ]
+
+
+def _gateway_hosts(spec: ClusterSpec) -> list[str]:
+    """The Host names clients call the gateway by: the edge's, and its Service's."""
+    return [spec.host, *k.service_names(GATEWAY_NAME, spec.namespace)]
 
 
 def _backend_hosts(namespace: str, deployments: Sequence[DeploymentSpec]) -> list[str]:
@@ -280,7 +313,13 @@ def _monitoring(rules: Sequence[AlertRule]) -> list[k.Object]:
         "path": "/metrics",
         "authorization": {"type": "Bearer", "credentials": {"name": k.SECRET, "key": "api-token"}},
     }
-    replicas = {"port": REPLICA_PORT[0], "path": "/metrics", "relabelings": relabel}
+    replicas = {
+        "port": REPLICA_PORT[0],
+        "path": "/metrics",
+        "relabelings": relabel,
+        "authorization": {"type": "Bearer",
+                          "credentials": {"name": k.SECRET, "key": k.REPLICA_TOKEN}},
+    }  # fmt: skip
     return [
         _service_monitor("ferryman-control", CONTROL, control_endpoint),
         _service_monitor("ferryman-gateway", GATEWAY, {"port": "http", "path": "/metrics"}),
@@ -307,7 +346,7 @@ def _service_monitor(name: str, role: str, endpoint: dict[str, Any]) -> k.Object
 
 
 def _ingress(spec: ClusterSpec) -> k.Object:
-    backend = {"service": {"name": "ferryman-gateway", "port": {"name": "http"}}}
+    backend = {"service": {"name": GATEWAY_NAME, "port": {"name": GATEWAY_PORT[0]}}}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
@@ -328,7 +367,7 @@ def _httproute(spec: ClusterSpec) -> k.Object:
             "hostnames": [spec.host],
             "rules": [{
                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "backendRefs": [{"name": "ferryman-gateway", "port": GATEWAY_PORT[1]}],
+                "backendRefs": [{"name": GATEWAY_NAME, "port": GATEWAY_PORT[1]}],
             }],
         },
     }  # fmt: skip
@@ -346,6 +385,7 @@ def _kustomization(
     namespace: str | None = None,
     images: list[dict[str, str]] | None = None,
     components: list[str] | None = None,
+    patches: list[str] | None = None,
 ) -> str:
     document: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -358,6 +398,8 @@ def _kustomization(
         document["components"] = components
     if images:
         document["images"] = images
+    if patches:
+        document["patches"] = [{"path": path} for path in patches]
     return _HEADER + to_yaml(document)
 
 

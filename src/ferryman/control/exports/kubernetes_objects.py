@@ -20,7 +20,10 @@ RAY_IMAGE = "ferryman-ray"
 USER_ID = 10001
 """The Containerfile's user."""
 SECRET = "ferryman-secrets"  # noqa: S105 - the Secret's name, not a secret
-"""Keys: ``database-url`` (PostgreSQL URL of the registry), ``api-token``."""
+"""Keys: ``database-url`` (PostgreSQL URL of the registry), ``api-token``, ``replica-token``."""
+REPLICA_TOKEN = "replica-token"  # noqa: S105 - a key of SECRET, not a secret
+"""The key of the fleet's replica token: replicas take it as ``serving.token``, the gateway
+shows it to them as ``gateway.replica_token``, Prometheus as its bearer token."""
 S3_SECRET = "ferryman-s3"  # noqa: S105 - the Secret's name
 """Optional, for artifacts on S3: ``FERRYMAN_ARTIFACTS__URL`` (``s3://BUCKET/PREFIX``),
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optionally ``AWS_REGION`` and
@@ -239,7 +242,12 @@ def service_hosts(name: str, namespace: str) -> list[str]:
     """The Host values a Service's pods are called by: its DNS names and the pod's IP (the
     DNS-rebinding guard of every Ferryman server refuses any other; Kubernetes expands
     ``$(POD_IP)`` from :data:`POD_IP`, which must come first in the environment)."""
-    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local", "$(POD_IP)"]
+    return [*service_names(name, namespace), "$(POD_IP)"]
+
+
+def service_names(name: str, namespace: str) -> list[str]:
+    """The DNS names of a Service in its cluster."""
+    return [name, f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
 
 
 PLAIN_HTTP = {"name": "FERRYMAN_CONNECTIONS__INSECURE_HTTP", "value": "true"}

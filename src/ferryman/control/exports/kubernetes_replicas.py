@@ -17,6 +17,7 @@ from ferryman.registry import DeploymentSpec, VariantSpec
 
 REPLICA = "replica"
 REPLICA_PORT = ("http", 8080)
+TOKEN_ENV = "FERRYMAN_SERVING__TOKEN"  # noqa: S105 - the variable's name, not a secret
 EXAMPLE = DeploymentSpec(endpoint="example", variants=(VariantSpec(model="example", version=1),))
 
 
@@ -45,9 +46,9 @@ def replica_env(spec: DeploymentSpec, hosts: list[str]) -> tuple[k.Object, ...]:
         k.env("FERRYMAN_SERVING__ALLOWED_HOSTS", json.dumps(hosts)),
         k.env("FERRYMAN_DATA_DIR", k.DATA_DIR),
         k.secret_env("FERRYMAN_DATABASE_URL", "database-url"),
-        # These manifests do not hand replicas the fleet secret (the local and Ray runtimes
-        # do): here the NetworkPolicy is what admits only Ferryman's callers.
-        k.env("FERRYMAN_SERVING__IS_REMOTE_WITHOUT_AUTH_ALLOWED", "true"),
+        # The fleet's secret, as the local and Ray runtimes hand it: the gateway reads the
+        # same key, so only it (and Prometheus, told the key) gets past a replica's auth.
+        k.secret_env(TOKEN_ENV, k.REPLICA_TOKEN),
         k.env("FERRYMAN_LOG_FORMAT", "json"),
         k.PLAIN_HTTP,
         k.env("FERRYMAN_ARTIFACTS__CACHE_DIR", k.CACHE_DIR),  # used with artifacts on S3
@@ -55,10 +56,25 @@ def replica_env(spec: DeploymentSpec, hosts: list[str]) -> tuple[k.Object, ...]:
     )
 
 
+def ready_command(port: int) -> list[str]:
+    """An exec probe of ``/v2/health/ready`` with the replica's token, which the kubelet's
+    HTTP probes cannot carry (their headers are literals; the token is in a Secret). Python,
+    not a shell: the image has none. Exit 0 when ready."""
+    code = (
+        "import http.client, os; "
+        f"c = http.client.HTTPConnection('127.0.0.1', {port}, timeout=4); "
+        "c.request('GET', '/v2/health/ready', "
+        f"headers={{'authorization': 'Bearer ' + os.environ['{TOKEN_ENV}']}}); "
+        "raise SystemExit(c.getresponse().status != 200)"
+    )
+    return ["python", "-c", code]
+
+
 def replica_container(
     spec: DeploymentSpec, variant: VariantSpec, image: str, namespace: str
 ) -> k.Object:
     # The kubelet's probes would name the pod's IP as Host; localhost is always allowed.
+    # Readiness needs the token: an exec probe replaces it below.
     probes = k.Probes(
         startup=k.Probe("/v2/health/live", 2, 60, "localhost"),
         readiness=k.Probe("/v2/health/ready", 5, host="localhost"),
@@ -75,6 +91,12 @@ def replica_container(
         mounts=({"name": "data", "mountPath": k.DATA_DIR, "readOnly": True},),
         image=image,
     )
+    ready = container["readinessProbe"]
+    container["readinessProbe"] = {
+        "exec": {"command": ready_command(REPLICA_PORT[1])},
+        **{key: value for key, value in ready.items() if key != "httpGet"},
+        "timeoutSeconds": 5,  # an interpreter's start, on a busy node
+    }
     container["envFrom"] = k.s3_env_from()
     return container
 

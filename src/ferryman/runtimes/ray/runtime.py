@@ -103,6 +103,17 @@ def check_cluster(settings: Settings) -> int:
     return nodes
 
 
+def control_url(settings: Settings) -> str:
+    """Where the gateway actors read the route table: ``ray.control_url``, else the API's
+    bound address (a gateway actor keeps the URL it was created with, so a restarted control
+    plane at another address needs the stable name, e.g. a Kubernetes Service's)."""
+    if settings.ray.control_url:
+        return settings.ray.control_url
+    control = settings.control
+    scheme = "https" if control.tls_cert_file else "http"
+    return f"{scheme}://{control.host}:{control.port}"
+
+
 class RayRuntime:
     """A :class:`~ferryman.runtimes.base.Runtime` of Ray actors."""
 
@@ -129,10 +140,8 @@ class RayRuntime:
         self._gateways: dict[str, fleet.ActorHandle] = {}
         self._gateway_urls: dict[str, str] = {}
         self._gateways_due_s = 0.0
-        control = settings.control
-        scheme = "https" if control.tls_cert_file else "http"
         self._feed = RouteFeed(
-            f"{scheme}://{control.host}:{control.port}",
+            control_url(settings),
             route_token(control_token) if control_token else None,
             settings.gateway.backend_hosts,
         )
