@@ -29,6 +29,7 @@ from ferryman.registry.lookup import MAX_VERSION, VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.outbox import OutboxEntry, WebhookOutbox
 from ferryman.registry.payloads import (
+    CollectedPage,
     CollectedPayload,
     Feedback,
     FeedbackResult,
@@ -88,6 +89,7 @@ __all__ = [
     "CapacityResult",
     "CapacityResults",
     "Checkpoint",
+    "CollectedPage",
     "CollectedPayload",
     "Database",
     "DeploymentRecord",

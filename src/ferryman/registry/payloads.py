@@ -22,6 +22,7 @@ answered, sampled out at the declared rate, dropped unread) are kept per replica
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, NamedTuple, cast
@@ -40,6 +41,7 @@ from ferryman.registry.database import Database
 from ferryman.registry.records import Record
 from ferryman.registry.tables import FeedbackRow, PayloadRow, PayloadTallyRow
 
+PAYLOADS = PayloadRow.__table__
 MAX_SEARCH = 1_000
 MAX_LABELLED = 20_000
 MAX_LABEL_ROWS = 10_000
@@ -124,6 +126,18 @@ class PayloadTotals(BaseModel):
     dropped: int = Field(default=0, ge=0)
 
 
+@dataclass(frozen=True)
+class CollectedPage:
+    """One page of a replica instance's payload log, as the collector read it."""
+
+    instance: str
+    records: Sequence[CollectedPayload]
+    missed: int = 0
+    """Records after the collector's cursor that were gone before it read them (dropped)."""
+    sample_rate: float = 1.0
+    totals: PayloadTotals = field(default_factory=PayloadTotals)
+
+
 class PayloadTally(Record):
     """What a variant's payload logs did with its requests (summed over its replicas).
 
@@ -205,28 +219,13 @@ class Payloads:
         """Keep ``records`` of one replica ``instance``; those kept already are skipped.
 
         ``missed`` records of the instance were gone before the collector could read them:
-        counted as dropped in its tally, in the same transaction as the records.
+        counted as dropped in its tally, in the same transaction as the records. (The
+        collector keeps whole pages with :meth:`keep`.)
         """
-        model, version = model_version
-        rows = [
-            {
-                "endpoint": endpoint, "variant": variant, "model_name": model,
-                "version": version, "instance": instance[:32], "seq": r.seq,
-                "request_id": r.request_id, "correlation_id": r.correlation_id,
-                "at": _from_unix(r.time), "status": r.status,
-                "latency_ms": r.latency_ms, "predictions": r.predictions,
-                "summaries": r.summaries, "inputs": r.inputs, "kind": r.kind,
-            }
-            for r in records
-        ]  # fmt: skip
+        rows = _rows(endpoint, variant, model_version, instance, records)
 
         def work(session: Session) -> None:
-            if rows:
-                insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
-                statement = insert(PayloadRow).on_conflict_do_nothing(
-                    index_elements=["instance", "seq"]
-                )
-                session.execute(statement, rows)
+            self._insert(session, rows)
             if missed:
                 row = _tally_row(session, endpoint, variant, instance)
                 row.dropped += missed
@@ -236,20 +235,34 @@ class Payloads:
             self._db.write(work)
         return len(rows)
 
-    def tally(
-        self, endpoint: str, variant: str, instance: str, sample_rate: float, totals: PayloadTotals
-    ) -> None:
-        """Keep the latest totals of one replica ``instance`` (requests answered and sampled
-        out, as the replica counts them; dropped is what the collector missed, see
-        :meth:`add`)."""
+    def keep(
+        self, endpoint: str, variant: str, model_version: tuple[str, int], page: CollectedPage
+    ) -> int:
+        """Keep one collected ``page`` in one transaction: its records (those kept already are
+        skipped), the records it says were gone before collection (as dropped) and its
+        totals. A collector that stops mid-page leaves all of it or none, so the counts stay
+        exact and what it did not keep is read again (it resumes at :meth:`last_seq`)."""
+        rows = _rows(endpoint, variant, model_version, page.instance, page.records)
 
         def work(session: Session) -> None:
-            row = _tally_row(session, endpoint, variant, instance)
-            row.sample_rate = sample_rate
-            row.answered, row.sampled_out = totals.answered, totals.sampled_out
+            self._insert(session, rows)
+            row = _tally_row(session, endpoint, variant, page.instance)
+            row.dropped += page.missed
+            row.sample_rate = page.sample_rate
+            row.answered, row.sampled_out = page.totals.answered, page.totals.sampled_out
             row.updated_at = self._clock()
 
         self._db.write(work)
+        return len(rows)
+
+    def _insert(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """One executemany of payload rows through the SQL core (the ORM's bulk path spent
+        a third of the collector's time on bookkeeping these rows do not need)."""
+        if not rows:
+            return
+        insert = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+        statement = insert(PAYLOADS).on_conflict_do_nothing(index_elements=["instance", "seq"])
+        session.connection().execute(statement, rows)
 
     def last_seq(self, instance: str) -> int:
         """The highest sequence kept of a replica ``instance`` (0: none), where a collector
@@ -582,6 +595,27 @@ def _misfit(
             f"{_shown(classes)}); send one of those"
         )
     return None
+
+
+def _rows(
+    endpoint: str,
+    variant: str,
+    model_version: tuple[str, int],
+    instance: str,
+    records: Sequence[CollectedPayload],
+) -> list[dict[str, Any]]:
+    model, version = model_version
+    return [
+        {
+            "endpoint": endpoint, "variant": variant, "model_name": model,
+            "version": version, "instance": instance[:32], "seq": r.seq,
+            "request_id": r.request_id, "correlation_id": r.correlation_id,
+            "at": _from_unix(r.time), "status": r.status,
+            "latency_ms": r.latency_ms, "predictions": r.predictions,
+            "summaries": r.summaries, "inputs": r.inputs, "kind": r.kind,
+        }
+        for r in records
+    ]  # fmt: skip
 
 
 def _tally_row(session: Session, endpoint: str, variant: str, instance: str) -> PayloadTallyRow:
