@@ -24,6 +24,7 @@ from ferryman.registry.deployments import (
     VariantSpec,
     scaled,
 )
+from ferryman.registry.feedback import Feedback, FeedbackResult, FeedbackStatus
 from ferryman.registry.history import SERIES, MetricHistory, MetricSample
 from ferryman.registry.lookup import MAX_VERSION, VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
@@ -31,9 +32,6 @@ from ferryman.registry.outbox import OutboxEntry, WebhookOutbox
 from ferryman.registry.payloads import (
     CollectedPage,
     CollectedPayload,
-    Feedback,
-    FeedbackResult,
-    FeedbackStatus,
     Labelled,
     PayloadRecord,
     Payloads,
