@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import CursorResult, Delete, delete, func, select
+from sqlalchemy import CursorResult, Delete, Table, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ from ferryman.registry.feedback import Feedback, FeedbackResult, Feedbacks
 from ferryman.registry.records import Record
 from ferryman.registry.tables import FeedbackRow, PayloadRow, PayloadTallyRow
 
-PAYLOADS = PayloadRow.__table__
+PAYLOADS = cast(Table, PayloadRow.__table__)
 MAX_SEARCH = 1_000
 MAX_LABELLED = 20_000
 COMPLETION = COMPLETION_KIND
