@@ -2,10 +2,12 @@
 
 A real ``ferryman serve`` replica of the digits CNN (``bench/peers/models.py``) is loaded by
 ``wrk`` (one thread, closed loop, batch-1 JSON) at the given concurrency while the payload
-collector reads it every ``payload_collect_interval_s`` into a registry (SQLite), as the
-control loop does. Afterwards: requests answered (the replica's own count), collected into
-the registry, sampled out at the declared rate, dropped before collection, and what the
-collector spent (its thread's CPU seconds). The counts must add up: nothing silent.
+collection reads it into a registry (SQLite) on its own thread, as the control loop runs
+it (a pass every ``--interval-s``, the next at once while one leaves records unread).
+Afterwards: requests answered (the replica's own count), collected into the registry,
+sampled out at the declared rate, dropped before collection, and what the collector spent
+(this process's CPU seconds: it does nothing else meanwhile). The counts must add up:
+nothing silent.
 
     PYTHONPATH=src python bench/monitor/payload_log.py [--seconds 10] [--concurrency 64]
         [--sample-rate 1.0] [--capacity 10000]
@@ -20,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from bench.wrk import Load, run_wrk
 from models import build
 
 from ferryman.artifacts import LocalArtifactStore
-from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.control.monitor.collector import PayloadCollection, PayloadCollector, Retention
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from ferryman.registry import Database, Registry
 from ferryman.registry.tables import PayloadRow
@@ -45,24 +46,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class Collecting(threading.Thread):
-    """The collector, a pass every ``interval_s``; counts its own CPU time."""
-
-    def __init__(self, collector: PayloadCollector, table: RouteTable, interval_s: float) -> None:
-        super().__init__(daemon=True)
-        self.collector, self.table, self.interval_s = collector, table, interval_s
-        self.stopping = threading.Event()
-        self.cpu_s = 0.0
-
-    def run(self) -> None:
-        started = time.thread_time()
-        while not self.stopping.wait(self.interval_s):
-            self.collector.tick(self.table)
-        while self.collector.tick(self.table):  # what is left in the ring after the load
-            pass
-        self.cpu_s = time.thread_time() - started
 
 
 def start_replica(
@@ -100,15 +83,17 @@ def drive(
         generation=1, endpoints={"m": EndpointRoute(endpoint="m", variants=(variant,))}
     )
     with httpx.Client(timeout=10) as http:
-        collecting = Collecting(
-            PayloadCollector(registry, http, Retention()), table, args.interval_s
-        )
-        collecting.start()
+        collector = PayloadCollector(registry, http, Retention())
+        collection = PayloadCollection(collector, lambda: table, args.interval_s)
+        started = time.process_time()
+        collection.start()
         found = run_wrk(f"{url}/v2/models/m/infer", body, {"Content-Type": "application/json"},
                         Load(args.seconds, args.concurrency))  # fmt: skip
-        collecting.stopping.set()
-        collecting.join()
-    return found.requests_per_s, collecting.cpu_s
+        collection.stop()
+        while collector.tick(table):  # what is left in the ring after the load
+            pass
+        cpu_s = time.process_time() - started
+    return found.requests_per_s, cpu_s
 
 
 def main() -> None:

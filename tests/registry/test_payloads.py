@@ -9,7 +9,14 @@ import pytest
 
 from ferryman.errors import InvalidInput
 from ferryman.protocol.payload_sampling import is_logged
-from ferryman.registry import CollectedPayload, Feedback, FeedbackStatus, PayloadTotals, Registry
+from ferryman.registry import (
+    CollectedPage,
+    CollectedPayload,
+    Feedback,
+    FeedbackStatus,
+    PayloadTotals,
+    Registry,
+)
 
 
 def record(
@@ -129,10 +136,14 @@ def test_feedback_request_ids_are_validated() -> None:
 
 def test_tallies_count_what_replicas_logged_sampled_out_and_dropped(registry: Registry) -> None:
     payloads = registry.payloads
-    payloads.add("digits", "v1", ("digits", 1), "inst-a", [record(3)], missed=2)
-    payloads.add("digits", "v1", ("digits", 1), "inst-a", [record(4)], missed=1)
-    payloads.tally("digits", "v1", "inst-a", 0.5, PayloadTotals(answered=10, sampled_out=6))
-    payloads.tally("digits", "v1", "inst-b", 1.0, PayloadTotals(answered=7))
+    key = ("digits", 1)
+    payloads.add("digits", "v1", key, "inst-a", [record(3)], missed=2)
+    totals = PayloadTotals(answered=10, sampled_out=6)
+    page = CollectedPage("inst-a", [record(4)], missed=1, sample_rate=0.5, totals=totals)
+    assert payloads.keep("digits", "v1", key, page) == 1
+    payloads.keep(
+        "digits", "v1", key, CollectedPage("inst-b", [], totals=PayloadTotals(answered=7))
+    )
     (tally,) = payloads.tallies("digits")
     assert (tally.variant, tally.sample_rate) == ("v1", 0.5)
     assert (tally.answered, tally.logged, tally.sampled_out, tally.dropped) == (17, 11, 6, 3)
@@ -148,7 +159,8 @@ def test_a_label_for_a_sampled_out_request_says_so(registry: Registry) -> None:
     given = [Feedback(request_id=logged, label="1"), Feedback(request_id=left_out, label="1")]
     before = [r.status for r in payloads.give_feedback(given, "bob")]
     assert before == [FeedbackStatus.UNKNOWN_REQUEST] * 2  # no log has declared a rate yet
-    payloads.tally("digits", "v1", "inst-a", 0.5, PayloadTotals(answered=40, sampled_out=20))
+    totals = PayloadTotals(answered=40, sampled_out=20)
+    payloads.keep("digits", "v1", ("digits", 1), CollectedPage("inst-a", [], 0, 0.5, totals))
     again = [Feedback(request_id=logged, label="2"), Feedback(request_id="req-x", label="1")]
     after = payloads.give_feedback([*again, Feedback(request_id=left_out, label="2")], "bob")
     assert after[2].status is FeedbackStatus.CORRECTED  # a correction stays a correction

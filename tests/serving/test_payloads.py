@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -143,3 +144,21 @@ def test_inputs_above_the_size_cap_are_never_kept() -> None:
     log.describe(large, {"x": np.zeros((1, 5), np.float32)}, None)
     assert small.inputs is not None
     assert large.inputs is None
+
+
+def test_a_full_ring_holds_its_records_at_about_their_encoded_size() -> None:
+    """The ring's memory is what its records' JSON takes, not the encoder's 4 KiB buffers
+    (which made a full ring of 10,000 records 40 MiB of a replica's RSS)."""
+    log = PayloadLog(PayloadPolicy(capacity=1_000, input_sample_rate=0.0))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(1_000):
+            payload = log.begin(f"request-{n}")
+            log.describe(payload, {"x": np.zeros((1, 4), np.float32)}, None)
+            log.finish(payload, 200, 0.001)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    encoded = len(log.page(0, 1_000))
+    assert held < 2 * encoded  # ~200 bytes a record, each a bytes object of its own size

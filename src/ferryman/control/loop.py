@@ -1,9 +1,10 @@
 """The control loop of ``ferryman up``: the reconciler ticking in a thread it owns.
 
 Each pass: reconcile replicas (the runtime keeps the gateways running and holding the
-route table), collect payload logs, step rollouts, and let the monitor sample (every
-``monitor_interval_s``); the webhook sender
-delivers alert events from a thread of its own, so a slow receiver never holds a pass.
+route table), step rollouts, and let the monitor sample (every ``monitor_interval_s``).
+Two parts run on threads of their own, so neither holds a pass nor is held by one: the
+webhook sender delivers alert events (a slow receiver), and the payload collection reads
+the replicas' payload logs into the registry (a busy replica's ring fills in seconds).
 
 Stopping the loop (or killing the process) leaves replicas and the gateway running: they
 serve on while the control plane is away, and the next start re-adopts them.
@@ -25,7 +26,7 @@ from ferryman.control.metrics.feedback import FeedbackSignals
 from ferryman.control.metrics.promql import PrometheusTraffic
 from ferryman.control.metrics.source import FleetMetrics, MetricsSource, ScrapedMetrics
 from ferryman.control.metrics.traffic import Traffic, summed
-from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.control.monitor.collector import PayloadCollection, PayloadCollector, Retention
 from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.control.monitor.webhooks import RetryPolicy, WebhookSender
 from ferryman.control.outbound import OutboundPolicy, PinnedTransport
@@ -70,6 +71,8 @@ class ControlLoop:
         )
         # Replicas (and the gateway) are sent the fleet secret; nothing else is (Prometheus).
         self._http = httpx.Client(timeout=1.0, headers=replica_headers(secret))
+        # The collection's own client: a page of a busy replica's log may take over a second.
+        self._payload_http = httpx.Client(timeout=10.0, headers=replica_headers(secret))
         self.metrics = metrics if metrics is not None else ScrapedMetrics(self._http)
         self.fleet = FleetMetrics(0.0)
         """What the gateways and replicas said this tick (read once, shared by every part)."""
@@ -99,12 +102,14 @@ class ControlLoop:
         )
         self.rollouts = RolloutController(registry, sources, clock)
         control = settings.control
-        self._collector = PayloadCollector(
+        collector = PayloadCollector(
             registry,
-            self._http,
+            self._payload_http,
             Retention(control.payload_retention_s, control.payload_max_rows_per_endpoint),
         )
-        self._collected_at = 0.0
+        self.payload_collection = PayloadCollection(
+            collector, self.routes, control.payload_collect_interval_s
+        )
         self.webhooks = WebhookSender(
             RetryPolicy(
                 max_attempts=control.webhook_max_attempts,
@@ -140,14 +145,17 @@ class ControlLoop:
         logger.info("metric history: %d samples restored", restored)
         self.webhooks.start()
         self._thread.start()
+        self.payload_collection.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():  # a loop never started has nothing to wait for
             self._thread.join(timeout=30)
+        self.payload_collection.stop()
         self.webhooks.stop()
         self.metrics.close()
         self._http.close()
+        self._payload_http.close()
         self._outbound_http.close()
         self.runtime.close()
 
@@ -233,13 +241,6 @@ class ControlLoop:
             found[variant.name] = (float(scores.labelled), float(scores.correct))
         return found
 
-    def _collect(self) -> None:
-        """Read the replicas' payload logs, at most every ``payload_collect_interval_s``."""
-        now = time.monotonic()
-        if now - self._collected_at >= self._settings.control.payload_collect_interval_s:
-            self._collected_at = now
-            self._collector.tick(self.reconciler.state.table)
-
     def tick(self) -> None:
         """One pass: observe (read the fleet's metrics once), then each part decides and acts.
 
@@ -249,7 +250,6 @@ class ControlLoop:
         ready = [r.url for r in self.reconciler.state.observed if r.state is ReplicaState.READY]
         self.fleet = self.metrics.read(self.runtime.gateway_urls(), ready)
         self._load.update(self.fleet)
-        self._collect()
         self.rollouts.tick()
         self.reconciler.tick()
         self.monitor.tick()

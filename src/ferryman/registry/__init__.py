@@ -24,15 +24,14 @@ from ferryman.registry.deployments import (
     VariantSpec,
     scaled,
 )
+from ferryman.registry.feedback import Feedback, FeedbackResult, FeedbackStatus
 from ferryman.registry.history import SERIES, MetricHistory, MetricSample
 from ferryman.registry.lookup import MAX_VERSION, VersionRef
 from ferryman.registry.metadata import VersionMetadata, build_metadata
 from ferryman.registry.outbox import OutboxEntry, WebhookOutbox
 from ferryman.registry.payloads import (
+    CollectedPage,
     CollectedPayload,
-    Feedback,
-    FeedbackResult,
-    FeedbackStatus,
     Labelled,
     PayloadRecord,
     Payloads,
@@ -88,6 +87,7 @@ __all__ = [
     "CapacityResult",
     "CapacityResults",
     "Checkpoint",
+    "CollectedPage",
     "CollectedPayload",
     "Database",
     "DeploymentRecord",

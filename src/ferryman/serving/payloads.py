@@ -87,8 +87,16 @@ class Payload:
         }
 
     def encode(self) -> bytes:
-        """The record as JSON (numpy arrays written by orjson, without a Python list)."""
-        return orjson.dumps(self.as_json(), option=orjson.OPT_SERIALIZE_NUMPY, default=json_default)
+        """The record as JSON (numpy arrays written by orjson, without a Python list).
+
+        Copied into a bytes object of its own size: orjson's answer keeps the 4 KiB buffer
+        it wrote into, so a full ring of ~200-byte records held 40 MiB instead of 2 MiB
+        (``bench/serving/soak_rss.py``: the replica's RSS grew 4 KiB a request until the
+        ring was full).
+        """
+        encoded = orjson.dumps(self.as_json(), option=orjson.OPT_SERIALIZE_NUMPY,
+                               default=json_default)  # fmt: skip
+        return memoryview(encoded).tobytes()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ferryman.control.monitor.collector import PayloadCollector, Retention
+from ferryman.control.monitor.collector import PayloadCollection, PayloadCollector, Retention
 from ferryman.gateway.routes import EndpointRoute, RouteTable, VariantRoute
 from ferryman.protocol.payload_sampling import is_logged
 from ferryman.registry import Feedback, FeedbackStatus, Registry
@@ -115,7 +114,8 @@ async def closed_loop(port: int, seconds: float) -> tuple[list[str], int]:
 
 
 class Collecting:
-    """The collector on its own thread, a pass every ``interval_s`` (as the control loop)."""
+    """The collection on its own thread, a pass every ``interval_s`` (as the control loop
+    runs it)."""
 
     def __init__(self, registry: Registry, url: str, interval_s: float) -> None:
         route = VariantRoute(name="v1", model="tiny", version=1, weight=100, backends=(url,))
@@ -124,21 +124,14 @@ class Collecting:
         )
         self._http = httpx.Client(timeout=10)
         self.collector = PayloadCollector(registry, self._http, Retention())
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            self.collector.tick(self.table)
+        self._collection = PayloadCollection(self.collector, lambda: self.table, interval_s)
 
     def __enter__(self) -> Collecting:
-        self._thread.start()
+        self._collection.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        self._collection.stop()
         self.collector.tick(self.table)  # the last records, after the load
         self._http.close()
 

@@ -28,7 +28,7 @@ from ferryman.registry import (
     FeedbackStatus,
     PayloadRecord,
 )
-from ferryman.registry.payloads import KEPT
+from ferryman.registry.feedback import KEPT
 
 router = APIRouter(prefix="/api/v1")
 

@@ -6,28 +6,37 @@ instance id, so its sequence starts afresh. Storing is idempotent (instance, seq
 a control plane that restarts and reads a ring again keeps nothing twice. Every so often
 it forgets what is past the retention.
 
-A pass reads each replica until it has caught up (pages of ``PAGE``), within a time budget
-per replica, so a busy replica's ring is emptied each pass rather than a fixed few pages of
-it. Each page's totals (answered, sampled out at the declared rate, dropped unread) are
-kept per replica instance beside the records; the records a page says are gone after the
-collector's cursor are counted as dropped in the same transaction as the records it kept
-(exact: the collector knows what it stored), and logged once per ``warn_every_s`` per
-replica. A collector without a cursor for an instance resumes after the highest sequence
-the registry holds of it. Loss is counted and shown, never silent.
+A pass reads each replica until it has caught up (pages of ``page_size``), within a time
+budget per replica, so a busy replica's ring is emptied each pass rather than a fixed few
+pages of it; a pass that ran out of budget leaves the collector ``is_behind``, and
+:class:`PayloadCollection` (the collector on a thread of its own, as the control loop runs
+it) starts the next pass at once instead of after an interval. Each page is kept in one
+transaction (:meth:`~ferryman.registry.Payloads.keep`): its records, the records it says
+are gone after the collector's cursor (counted as dropped, exactly: the collector knows
+what it stored) and the replica's totals (answered, sampled out at the declared rate). The
+cursor moves past a page only once the page is stored, so a control plane that stops or
+dies mid-page reads that page again (from the registry's highest sequence, after a
+restart): nothing it was handed is lost, and nothing is counted twice. Drops are logged once
+per ``warn_every_s`` per replica. A collector without a cursor for an instance resumes
+after the highest sequence the registry holds of it. Loss is counted and shown, never
+silent.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 import orjson
 from pydantic import ValidationError
 
 from ferryman.gateway.routes import RouteTable
-from ferryman.registry import CollectedPayload, PayloadTotals, Registry
+from ferryman.registry import CollectedPage, CollectedPayload, PayloadTotals, Registry
 from ferryman.types import Clock
 
 logger = logging.getLogger(__name__)
@@ -48,16 +57,11 @@ class Retention:
     """Each replica whose log dropped records is logged at most once per this window."""
 
 
-@dataclass(frozen=True)
-class Page:
-    """One answer of a replica's payload log."""
+class Read(NamedTuple):
+    """One answer of a replica's payload log: the page, and the cursor after it."""
 
-    instance: str
     next: int
-    dropped: int
-    records: list[CollectedPayload]
-    sample_rate: float = 1.0
-    totals: PayloadTotals = field(default_factory=PayloadTotals)
+    page: CollectedPage
 
 
 class PayloadCollector:
@@ -67,57 +71,67 @@ class PayloadCollector:
         http: httpx.Client,
         retention: Retention,
         clock: Clock = time.monotonic,
+        *,
+        page_size: int = PAGE,
     ) -> None:
         self._registry = registry
         self._http = http
         self._retention = retention
         self._clock = clock
+        self._page_size = page_size
         self._cursors: dict[str, tuple[str, int]] = {}  # url -> (instance, last seq kept)
         self._pruned_at: float | None = None
         self._warned: dict[str, tuple[float, int]] = {}  # url -> (last line, missed since)
+        self.is_behind = False
+        """Whether the last pass left records unread (a replica's budget ran out)."""
 
-    def tick(self, table: RouteTable | None) -> int:
-        """Collect from every routed replica; returns how many records were kept."""
+    def tick(self, table: RouteTable | None, stopping: threading.Event | None = None) -> int:
+        """Collect from every routed replica; returns how many records were kept. Once
+        ``stopping`` is set, the pass keeps the page in hand and reads no more."""
         kept = 0
+        self.is_behind = False
         routed: set[str] = set()
         for endpoint, route in table.endpoints.items() if table else ():
             for variant in route.variants:
                 for url in variant.backends:
                     routed.add(url)
                     key = (variant.model, variant.version)
-                    kept += self._collect(url, endpoint, variant.name, key)
+                    kept += self._collect(url, endpoint, variant.name, key, stopping)
         for gone in set(self._cursors) - routed:
             del self._cursors[gone]
             self._warned.pop(gone, None)
         self._prune()
         return kept
 
-    def _collect(self, url: str, endpoint: str, variant: str, key: tuple[str, int]) -> int:
+    def _collect(
+        self,
+        url: str,
+        endpoint: str,
+        variant: str,
+        key: tuple[str, int],
+        stopping: threading.Event | None,
+    ) -> int:
         kept = 0
         started = self._clock()
-        page = None
-        while self._clock() - started < BUDGET_S:
+        while not (stopping is not None and stopping.is_set()):
             instance, after = self._cursors.get(url, ("", 0))
-            page = self._read(url, instance, after)
-            if page is None:
+            read = self._read(url, instance, after)
+            if read is None:
                 break
+            page = read.page
             if page.instance != instance:  # a first look, or a new replica process
                 resume = self._registry.payloads.last_seq(page.instance)
                 self._cursors[url] = (page.instance, resume)
                 continue
-            self._registry.payloads.add(
-                endpoint, variant, key, instance, page.records, missed=page.dropped
-            )
-            self._cursors[url] = (instance, page.next)
-            kept += len(page.records)
-            if page.dropped:
-                self._warn_of_drops(url, page.dropped)
-            if len(page.records) < PAGE:
+            kept += self._registry.payloads.keep(endpoint, variant, key, page)
+            self._cursors[url] = (instance, read.next)
+            if page.missed:
+                self._warn_of_drops(url, page.missed)
+            if len(page.records) < self._page_size:
+                break  # caught up
+            if self._clock() - started >= BUDGET_S:
+                self.is_behind = True
                 break
-        if page is not None:
-            self._registry.payloads.tally(
-                endpoint, variant, page.instance, page.sample_rate, page.totals
-            )
         return kept
 
     def _warn_of_drops(self, url: str, missed: int) -> None:
@@ -137,24 +151,24 @@ class PayloadCollector:
             url, count,
         )  # fmt: skip
 
-    def _read(self, url: str, instance: str, after: int) -> Page | None:
+    def _read(self, url: str, instance: str, after: int) -> Read | None:
         """A page after ``after``; asking for it tells the replica the records up to
         ``after`` of ``instance`` are kept (so they no longer count as dropped if pushed out)."""
         try:
             answer = self._http.get(
                 f"{url}/ferryman/v1/payloads",
-                params={"after": after, "limit": PAGE, "instance": instance},
+                params={"after": after, "limit": self._page_size, "instance": instance},
             )
             answer.raise_for_status()
             document = orjson.loads(answer.content)
-            return Page(
+            page = CollectedPage(
                 instance=str(document["instance"]),
-                next=int(document["next"]),
-                dropped=int(document["dropped"]),
                 records=[CollectedPayload.model_validate(r) for r in document["records"]],
+                missed=int(document["dropped"]),
                 sample_rate=float(document.get("sample_rate", 1.0)),
                 totals=PayloadTotals.model_validate(document.get("totals", {})),
             )
+            return Read(int(document["next"]), page)
         except (httpx.HTTPError, ValueError, KeyError, TypeError, ValidationError) as exc:
             logger.debug("payloads of %s not read: %s", url, exc)
             return None
@@ -169,3 +183,45 @@ class PayloadCollector:
         )
         if removed:
             logger.info("payload log: %d records past the retention forgotten", removed)
+
+
+class PayloadCollection:
+    """The collector on a thread of its own: a pass every ``interval_s`` (from the start of
+    the last), and the next at once while a pass leaves records unread.
+
+    Its own thread, so a slow control-loop pass (a rollout step, a migration-sized write)
+    never holds back a busy replica's ring, which at full speed fills in seconds.
+    ``stop`` lets the pass in hand keep the page it read, then returns.
+    """
+
+    def __init__(
+        self,
+        collector: PayloadCollector,
+        table: Callable[[], RouteTable | None],
+        interval_s: float,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._collector = collector
+        self._table = table
+        self._interval_s = interval_s
+        self._clock = clock
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="payload-collection", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            started = self._clock()
+            try:
+                self._collector.tick(self._table(), self._stopping)
+            except Exception:  # the collection must outlive any one failed pass
+                logger.exception("payload collection pass failed; retrying")
+            if not self._collector.is_behind:
+                self._stopping.wait(max(0.0, self._interval_s - (self._clock() - started)))
