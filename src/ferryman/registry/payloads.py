@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from ferryman.errors import InvalidInput
 from ferryman.names import validate_name
-from ferryman.protocol.openai import COMPLETION_KIND
+from ferryman.protocol.openai import COMPLETION_KIND, RATINGS
 from ferryman.registry.database import Database
 from ferryman.registry.feedback import Feedback, FeedbackResult, Feedbacks
 from ferryman.registry.records import Record
