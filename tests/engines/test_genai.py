@@ -63,6 +63,7 @@ def test_streams_at_once_get_what_each_gets_alone(engine: GenaiEngine) -> None:
     assert asyncio.run(at_once()) == one_by_one
     for tokens, (_, params) in zip(one_by_one, ASKED, strict=True):
         assert 0 < len(tokens) <= params.max_tokens  # one text per token, the limit kept
+    assert asyncio.run(complete(engine, "The", SamplingParams(max_tokens=0))) == []
 
 
 def test_a_stream_closed_early_leaves_the_others_as_they_were(engine: GenaiEngine) -> None:

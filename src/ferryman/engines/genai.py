@@ -60,6 +60,8 @@ class GenaiEngine:
 
     async def generate(self, prompt: str, params: SamplingParams) -> AsyncGenerator[str]:
         tokenizer = self._loaded_tokenizer()
+        if params.max_tokens < 1:
+            return
         stream = _Stream(tokenizer.encode(prompt), params)
         self._open.append(stream)
         if self._rounds is None:
