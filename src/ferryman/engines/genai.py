@@ -4,11 +4,14 @@ Concurrent requests: each stream owns an ``og.Generator`` (its own KV cache) and
 advance in rounds: one hop to the engine's one executor thread runs a step of every open
 stream (and the prompt of every new one), and one wake-up of the event loop hands out what
 the round made. A thread hop per token per stream cost more than the step of a small model
-itself; a round pays it once for all. Streams still interleave token by token, a new one
-joins at the next round, and each token is handed over the moment its round ends. ONNX
-Runtime GenAI batches only prompts given together up front (a static batch), not requests
-that arrive while others run, so there is no cross-request batching of the model itself;
-the replica bounds the number of open streams instead (429 beyond).
+itself (the library keeps the GIL during a step, so the loop and the engine thread take
+turns, and every turn is a hand-over); a round pays it once for all. Streams still
+interleave token by token, a new one joins at the next round, and each token is handed over
+the moment its round ends. ``og.Generator`` batches only prompts given together up front (a
+static batch), so the model itself runs one stream per step; the library's ``og.Engine``
+batches requests as they come, but refuses a seed per request unless it is configured for
+dynamic batching (0.18), so it is not used yet. The replica bounds the number of open
+streams (429 beyond).
 """
 
 from __future__ import annotations
