@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny ONNX models, and the registry on SQLite and on PostgreSQL.
+"""Shared fixtures: tiny ONNX models, tiny-lm, and the registry on SQLite and on PostgreSQL.
 
 Registry tests take the ``database_url`` fixture and so run twice: against a SQLite file in
 a temporary directory and against the PostgreSQL server on 127.0.0.1:5432 (database
@@ -8,6 +8,8 @@ a temporary directory and against the PostgreSQL server on 127.0.0.1:5432 (datab
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -134,6 +136,19 @@ def store(tmp_path: Path) -> LocalArtifactStore:
 @pytest.fixture
 def registry(database: Database, store: LocalArtifactStore) -> Registry:
     return Registry(database, store)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir whose registry holds tiny-lm v1, trained by the CLI (40 steps, about 20 s
+    of CPU with the export; once per session for the engine and the end-to-end tests)."""
+    data = tmp_path_factory.mktemp("tiny-lm") / "data"
+    ferryman = str(Path(sys.executable).parent / "ferryman")
+    command = [ferryman, "train", "tiny-lm", "--param", "steps=40", "--json",
+               "--data-dir", str(data)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return data
 
 
 @pytest.fixture(scope="session")

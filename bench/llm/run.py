@@ -1,14 +1,16 @@
 """Streams of tiny-lm through the gateway against the engine called in-process (the ceiling).
 
     python bench/llm/run.py --data-dir DIR [--streams 1,8,32] [--tokens 64] [--rounds 2]
-        [--repeat 4]
+        [--repeat 4] [--direct]
         [--before-src SRC [--before-data-dir DIR2]]
 
 DIR holds a registry with tiny-lm (``ferryman train tiny-lm --data-dir DIR``; trained here
 when absent). For each level of concurrency, each stream asks for ``--tokens`` tokens
 (greedy), ``--repeat`` times in a row; reported: output tokens/s over the level, time to
 first token p50/p99, and the gateway / in-process ratio of tokens/s (medians of the
-interleaved rounds). Same model, same machine, one run.
+interleaved rounds). Same model, same machine, one run. ``--direct`` adds a row of the same
+streams sent to the replica itself, not through the gateway: what the gateway's hop costs,
+apart from the replica's HTTP and the client.
 
 ``--before-src`` names the ``src`` folder of another checkout (an earlier commit): a second
 replica and gateway run from it, measured in the same interleaved rounds, so a change's
@@ -120,6 +122,8 @@ class Stack:
     replica: subprocess.Popen[bytes]
     gateway: subprocess.Popen[bytes]
     url: str
+    direct: str
+    """The replica's own completions URL (the gateway left out)."""
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds each has used (user + system, from /proc; empty where there is none)."""
@@ -132,9 +136,11 @@ class Stack:
             found[role] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return found
 
-    async def measure(self, streams: int, tokens: int, repeat: int) -> Measured:
+    async def measure(
+        self, streams: int, tokens: int, repeat: int, *, is_direct: bool = False
+    ) -> Measured:
         before = self.cpu_s()
-        measured = await through(self.url, streams, tokens, repeat)
+        measured = await through(self.direct if is_direct else self.url, streams, tokens, repeat)
         after = self.cpu_s()
         measured.cpu_s.update({role: after[role] - before[role] for role in after})
         return measured
@@ -168,7 +174,7 @@ def start_stack(data_dir: Path, scratch: Path, src: Path | None = None) -> Stack
             except httpx.TransportError:
                 time.sleep(0.1)
     url = f"http://127.0.0.1:{gateway_port}/endpoints/lm/v1/completions"
-    return Stack(processes[0], processes[1], url)
+    return Stack(processes[0], processes[1], url, f"http://127.0.0.1:{replica_port}/v1/completions")
 
 
 def _free_port() -> int:
@@ -187,6 +193,7 @@ async def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=4, help="generations in a row per stream")
+    parser.add_argument("--direct", action="store_true", help="also straight to the replica")
     parser.add_argument("--before-src", type=Path, help="src folder of the code to compare")
     parser.add_argument("--before-data-dir", type=Path, help="its data dir [--data-dir]")
     args = parser.parse_args()
@@ -221,12 +228,17 @@ async def _level(
     """Interleaved rounds of one level (the machine is shared); medians, and CPU per token
     of each process (less sensitive to the machine's load than tokens/s)."""
     runs: dict[str, list[Measured]] = {"in-process": [], **{where: [] for where in stacks}}
+    if args.direct:
+        runs["direct"] = []
+    level = (streams, args.tokens, args.repeat)
     for _ in range(args.rounds):
         for where, measured in runs.items():
             if where == "in-process":
-                measured.append(await in_process(engine, streams, args.tokens, args.repeat))
+                measured.append(await in_process(engine, *level))
+            elif where == "direct":
+                measured.append(await stacks["gateway"].measure(*level, is_direct=True))
             else:
-                measured.append(await stacks[where].measure(streams, args.tokens, args.repeat))
+                measured.append(await stacks[where].measure(*level))
     print(f"\n{streams} streams: medians of {args.rounds} rounds")
     print("where        tokens/s  ratio  ttft p50 ms  ttft p99 ms   CPU µs/token: "
           "replica  gateway  client/engine")  # fmt: skip

@@ -1,7 +1,7 @@
 """tiny-lm end to end: ``ferryman train tiny-lm``, then ``ferryman serve`` and ``ferryman
 gateway`` as real processes, called with the official ``openai`` client.
 
-Training is session-scoped and small (40 steps, about 20 s of CPU with the export).
+Training is session-scoped and small (``tiny_lm_data`` in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -55,25 +55,6 @@ def wait_for_gateway(url: str) -> None:
 class Stack:
     replica: str
     gateway: str
-
-
-@pytest.fixture(scope="session")
-def tiny_lm_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir whose registry holds tiny-lm v1, trained by the CLI."""
-    data = tmp_path_factory.mktemp("tiny-lm") / "data"
-    command = [
-        FERRYMAN,
-        "train",
-        "tiny-lm",
-        "--param",
-        "steps=40",
-        "--json",
-        "--data-dir",
-        str(data),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return data
 
 
 @pytest.fixture(scope="module")
