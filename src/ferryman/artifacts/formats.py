@@ -92,7 +92,7 @@ def _inspect_bundle(data: bytes) -> InspectedArtifact:
     graph keeps weights only beside it."""
     members = read_bundle(data)
     model = _parse_onnx(members[MODEL_FILE])
-    for tensor in _all_tensors(model.graph):
+    for tensor in _all_tensors(model):
         if onnx.external_data_helper.uses_external_data(tensor):
             location = next(
                 (entry.value for entry in tensor.external_data if entry.key == "location"), "?"
@@ -170,7 +170,7 @@ def _parse_onnx(data: bytes) -> Any:
 
 
 def _refuse_external_data(model: Any) -> None:
-    for tensor in _all_tensors(model.graph):
+    for tensor in _all_tensors(model):
         if onnx.external_data_helper.uses_external_data(tensor):
             location = next(
                 (entry.value for entry in tensor.external_data if entry.key == "location"), "?"
@@ -182,21 +182,23 @@ def _refuse_external_data(model: Any) -> None:
             )
 
 
-def _all_tensors(graph: Any) -> Iterator[Any]:
-    """Every tensor a graph holds: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            if attribute.HasField("g"):
-                yield from _all_tensors(attribute.g)
-            for subgraph in attribute.graphs:
-                yield from _all_tensors(subgraph)
+def _all_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor a model holds, wherever: initializers (dense and sparse), node attributes
+    (dense and sparse, one or many), subgraphs, local functions, training graphs.
+
+    Walks the protobuf itself rather than naming the fields that hold tensors: a list of
+    fields missed ``Constant``'s ``sparse_value`` and the bodies of ``model.functions``, and an
+    external-data tensor there made ONNX Runtime read a file beside the replica (the data
+    dir's ``control-token``) into the model's output.
+    """
+    pending = [model]
+    while pending:
+        message = pending.pop()
+        if message.DESCRIPTOR is onnx.TensorProto.DESCRIPTOR:
+            yield message
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_MESSAGE:
+                pending.extend(value if field.is_repeated else (value,))
 
 
 def _spec(value: Any) -> TensorSpec:
