@@ -76,6 +76,39 @@ def make_unloadable_onnx(width: int = 4) -> bytes:
     return serialized
 
 
+def _external_tensor(name: str, location: str, size: int = 16) -> TensorProto:
+    """A UINT8 tensor whose bytes are ``size`` bytes of the file ``location``."""
+    tensor = TensorProto(name=name, data_type=TensorProto.UINT8, dims=[size])
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(size))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def make_external_data_onnx(where: str, location: str) -> bytes:
+    """A model whose output is x + (16 bytes of the file ``location``), its tensor hidden
+    ``where``: ``sparse-constant`` (a Constant's sparse_value) or ``function`` (a local
+    function's Constant). The format gate must refuse it."""
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, [16])
+    y = helper.make_tensor_value_info("y", TensorProto.UINT8, [16])
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    opsets = [helper.make_opsetid("", 17)]
+    functions = []
+    if where == "sparse-constant":
+        indices = helper.make_tensor("i", TensorProto.INT64, [16], list(range(16)))
+        sparse = helper.make_sparse_tensor(_external_tensor("v", location), indices, [16])
+        nodes = [helper.make_node("Constant", [], ["c"], sparse_value=sparse), add]
+    else:  # a local function's Constant: ONNX Runtime inlines it
+        constant = helper.make_node("Constant", [], ["c"], value=_external_tensor("v", location))
+        body = helper.make_function("local", "F", ["x"], ["y"], [constant, add], opsets)
+        functions, opsets = [body], [*opsets, helper.make_opsetid("local", 1)]
+        nodes = [helper.make_node("F", ["x"], ["y"], domain="local")]
+    graph = helper.make_graph(nodes, "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9, functions=functions)
+    return bytes(model.SerializeToString())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Long variants (``soak``) run only when asked for by name: ``-m soak``."""
     if "soak" in (config.getoption("markexpr") or ""):

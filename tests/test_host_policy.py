@@ -138,3 +138,21 @@ def test_safe_methods_may_come_from_anywhere() -> None:
     headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://evil.example")]
     assert policy.refusal(headers, "GET", "http") is None
     assert policy.refusal(headers, "POST", "http") is not None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")],
+        [(b"origin", b"http://127.0.0.1:8080"), (b"origin", b"http://evil.example")],
+    ],
+    ids=["authorization", "origin"],
+)
+def test_a_second_credential_header_is_refused(headers: list[tuple[bytes, bytes]]) -> None:
+    policy = HostPolicy.for_server("127.0.0.1", 8080)
+    refusal = policy.refusal([(b"host", b"127.0.0.1:8080"), *headers], "GET", "http")
+    assert refusal is not None
+    assert refusal.status_code == 400
+    assert "more than one Authorization or Origin header" in refusal.message
+    one = [(b"host", b"127.0.0.1:8080"), headers[0]]
+    assert policy.refusal(one, "GET", "http") is None

@@ -194,6 +194,12 @@ class ControlSettings(BaseModel):
     max_upload_bytes: int = Field(
         default=2 * 1024**3, ge=1024, description="Largest model upload, in bytes; more gets 413."
     )
+    max_body_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1024,
+        description="Largest request body but a model upload (JSON: feedback batches, plans), "
+        "in bytes; more gets 413. A JSON body is held and parsed whole.",
+    )
     session_ttl_s: float = Field(
         default=12 * 3600.0,
         ge=60,

@@ -35,6 +35,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 DUPLICATE_HOST = InvalidInput(
     "the request has more than one Host header; send exactly one (request smuggling guard)"
 )
+DUPLICATE_CREDENTIAL = InvalidInput(
+    "the request has more than one Authorization or Origin header; send at most one of each "
+    "(servers and proxies could each read a different one)"
+)
 FOREIGN_HOST = Forbidden(
     "the Host header does not name this server; refused (DNS rebinding guard: add the name "
     "to the server's allowed_hosts setting if it is yours)",
@@ -85,16 +89,23 @@ class HostPolicy:
         """None when the request may go on; else why not (400 or 403), to render."""
         host: bytes | None = None
         origin: bytes | None = None
+        has_authorization = False
         for name, value in headers:
             if name == b"host":
                 if host is not None:
                     return DUPLICATE_HOST
                 host = value
             elif name == b"origin":
+                if origin is not None:
+                    return DUPLICATE_CREDENTIAL
                 origin = value
-        if host is None:
-            return FOREIGN_HOST
-        if host not in self._raw and hostname(host.decode("latin-1")) not in self.names:
+            elif name == b"authorization":
+                if has_authorization:
+                    return DUPLICATE_CREDENTIAL
+                has_authorization = True
+        if host is None or (
+            host not in self._raw and hostname(host.decode("latin-1")) not in self.names
+        ):
             return FOREIGN_HOST
         if (
             origin is not None

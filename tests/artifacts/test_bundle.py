@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -92,3 +93,67 @@ def test_unpack_writes_once_and_replaces_a_tampered_copy(tmp_path: Path) -> None
     assert (again / "model.onnx").read_bytes() == make_onnx()
     assert not (again / "extra.json").exists()
     assert sorted(p.name for p in cache.iterdir()) == ["d1"]  # no staging folder left
+
+
+def _bundle_with_config(config: object, *extra: tuple[str, bytes]) -> bytes:
+    return _tar(("model.onnx", ONNX), ("genai_config.json", json.dumps(config).encode()), *extra)
+
+
+def _decoder(**fields: object) -> dict[str, object]:
+    return {"model": {"decoder": {"filename": "model.onnx", **fields}}}
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (_decoder(session_options={"custom_ops_library": "model.onnx.data"}), "custom_ops_library"),
+        (_decoder(session_options={"enable_profiling": True}), "enable_profiling"),
+        (_decoder(session_options={"ep.context_file_path": "out.onnx"}), "ep.context_file_path"),
+        (_decoder(session_options={"provider_options": [{"qnn": {"backend_path": "x.so"}}]}),
+         "provider_options names execution providers"),
+        (_decoder(session_options=["custom_ops_library"]), "not a JSON object"),
+        ({"model": {"decoder": {"filename": "../../other/model.onnx"}}}, "a path"),
+        ({"model": {"decoder": {"filename": "/etc/passwd"}}}, "a path"),
+        ({"model": {"decoder": {"filename": "genai.onnx"}}}, "not a file of the bundle"),
+        ({"model": {"cache_dir": "/tmp/cache"}}, "a path"),
+        ({"model": {"x": [{"y": "..\\\\evil"}]}}, "a path"),
+        ([], "not a JSON object"),
+    ],
+    ids=["custom-ops", "profiling", "ep-context", "provider", "options-list", "filename-dotdot",
+         "filename-absolute", "filename-missing", "any-path",
+         "nested-path", "not-object"],
+)  # fmt: skip
+def test_the_gate_refuses_a_genai_config_that_loads_code_or_names_other_files(
+    config: object, says: str
+) -> None:
+    """genai_config.json is instructions to ONNX Runtime GenAI: a custom_ops_library there
+    is dlopen()ed on load (a shared library packed as model.onnx.data ran its code in the
+    replica), and its file names are joined to the bundle's folder."""
+    bundle = _bundle_with_config(config, ("model.onnx.data", b"\x7fELF"), ("tokenizer.json", b"{}"))
+    with pytest.raises(UnsafeArtifact, match=says):
+        inspect_artifact(bundle)
+
+
+def test_a_stored_bundle_with_a_library_in_its_config_is_not_unpacked(tmp_path: Path) -> None:
+    """A bundle registered before the gate checked configs is refused where it is served."""
+    bundle = _bundle_with_config(_decoder(session_options={"custom_ops_library": "model.onnx"}))
+    with pytest.raises(UnsafeArtifact, match="custom_ops_library"):
+        unpack_bundle(bundle, "d1", tmp_path / "cache")
+    assert not (tmp_path / "cache" / "d1").exists()
+
+
+def test_the_model_builders_cpu_config_passes() -> None:
+    """The config ONNX Runtime GenAI's model builder writes for the CPU (its shape, trimmed)."""
+    config = _decoder(
+        session_options={"log_id": "onnxruntime-genai", "provider_options": []},
+        inputs={"input_ids": "input_ids", "past_key_names": "past_key_values.%d.key"},
+        num_hidden_layers=2,
+    )
+    config["search"] = {"max_length": 64, "do_sample": False, "top_k": 50}
+    assert inspect_artifact(_bundle_with_config(config)).format == ArtifactFormat.GENAI_BUNDLE
+
+
+def test_a_config_nested_too_deep_to_parse_is_refused_as_not_json() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(UnsafeArtifact, match="not JSON"):
+        inspect_artifact(_tar(("model.onnx", ONNX), ("genai_config.json", deep)))

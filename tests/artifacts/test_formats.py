@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 from ferryman.artifacts import ArtifactFormat, inspect_artifact
 from ferryman.errors import UnsafeArtifact
 from ferryman.registry import Registry
+from tests.conftest import make_external_data_onnx
 
 
 class _Canary:
@@ -99,6 +100,20 @@ def test_external_data_is_refused(location: str) -> None:
     model = helper.make_model(graph)
     with pytest.raises(UnsafeArtifact, match="external file"):
         inspect_artifact(model.SerializeToString())
+
+
+@pytest.mark.parametrize("where", ["sparse-constant", "function"])
+def test_external_data_is_refused_wherever_the_tensor_hides(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file beside the server (its cwd holds the default data dir) passes onnx.checker, and
+    ONNX Runtime, loading from bytes, read it into the output: the control token, to anyone
+    who could call the endpoint. The gate walks every tensor, not a list of fields."""
+    (tmp_path / "ferryman-data").mkdir()
+    (tmp_path / "ferryman-data" / "control-token").write_text("secret-token-0123456789")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsafeArtifact, match="external file"):
+        inspect_artifact(make_external_data_onnx(where, "ferryman-data/control-token"))
 
 
 def test_sequence_outputs_are_refused_with_the_zipmap_hint() -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from ferryman.artifacts import ArtifactFormat, InspectedArtifact, inspect_artifact
 from ferryman.engines import ModelEngine
+from ferryman.engines import onnx as onnx_engine
 from ferryman.engines.function import FunctionEngine
 from ferryman.engines.onnx import OnnxEngine
 from ferryman.errors import Unavailable, UnsafeArtifact
+from tests.conftest import make_external_data_onnx, make_onnx
 from tests.serving.conftest import affine_model
 
 
@@ -45,3 +50,19 @@ def test_callable_runtime_is_a_model_runtime() -> None:
     )
     runtime.load()
     assert runtime.predict({"x": np.zeros(1)})["y"].shape == (1,)
+
+
+def test_a_tensor_past_the_gate_reads_no_file_beside_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defense in depth: with the gate out of the way, ONNX Runtime resolves external data in
+    an empty folder, not in the replica's working directory."""
+    (tmp_path / "control-token").write_bytes(b"secret-token-0123456789")
+    monkeypatch.chdir(tmp_path)
+    model = make_external_data_onnx("function", "control-token")
+    signature = inspect_artifact(make_onnx()).signature
+    monkeypatch.setattr(onnx_engine, "inspect_artifact", lambda _: InspectedArtifact(
+        ArtifactFormat.ONNX, signature))  # fmt: skip
+    engine = OnnxEngine(model)
+    with pytest.raises(Exception, match="External data path"):
+        engine.load()

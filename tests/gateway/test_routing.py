@@ -10,6 +10,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
+from ferryman.control.metrics.traffic import traffic_by_variant
 from ferryman.gateway import Gateway
 from ferryman.gateway.routes import HeaderRule
 from tests.gateway.conftest import (
@@ -153,3 +154,32 @@ async def test_an_unknown_version_is_404(
         reply = await call(session, gw + "/v2/models/digits/versions/7/infer")
         assert reply.status == 404
         assert "serves versions [1], not 7" in reply.json()["error"]
+
+
+async def test_requests_pinned_to_a_version_are_no_sample_for_the_gates(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    """A client that names the candidate's version picks its variant: 40 refused requests
+    pinned to a 10% canary made its 4xx share 0.88 against the baseline's 0 and rolled it back
+    at once. Pinned answers are counted apart; the traffic rollouts judge holds the split's."""
+    gateway = make_gateway(draw=random.Random(7).random)
+    async with (
+        standins(StandIn("stable"), StandIn("canary", status=400)) as (a, b),
+        serving(gateway, "on") as gw,
+    ):
+        gateway.set_routes(
+            table(endpoint(variant("stable", 90, a), variant("canary", 10, b, version=2)))
+        )
+        pinned = [await call(session, gw + "/v2/models/digits/versions/2/infer") for _ in range(40)]
+        assert {(reply.status, reply.variant) for reply in pinned} == {(400, "canary")}
+        split = [await call(session, gw + INFER.format("digits")) for _ in range(40)]
+    judged = traffic_by_variant(gateway.metrics.exposition().decode())
+    canary = judged.get(("digits", "canary"))
+    split_canary = sum(reply.variant == "canary" for reply in split)
+    assert (canary.requests if canary else 0) == split_canary
+    assert judged[("digits", "stable")].requests == 40 - split_canary
+    exposition = gateway.metrics.exposition().decode()
+    assert (
+        'ferryman_gateway_pinned_requests_total{code="4xx",endpoint="digits",variant="canary"} 40.0'
+        in exposition
+    )

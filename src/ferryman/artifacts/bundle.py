@@ -7,22 +7,32 @@ name is on an allow-list of non-executable formats (ONNX, JSON, tokenizer text),
 size caps. Nothing in a bundle is ever a path: members are written by their allowed bare
 name into a directory named by the bundle's digest, so ``..``, absolute names, links and
 devices cannot reach the filesystem.
+
+``genai_config.json`` is read by ONNX Runtime GenAI as instructions, not data: its session
+options can load a native library (``custom_ops_library``, an execution provider's
+``backend_path``) or write files (profiles, EP contexts), and its file names are joined to the
+folder. So it is checked too (:func:`check_genai_config`): session options from an allow-list
+of tuning knobs, no execution provider but the CPU, and no string that is a path, so a file it
+names can only be one of the bundle's own members.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ferryman.errors import UnsafeArtifact
 
 MODEL_FILE = "model.onnx"
+CONFIG_FILE = "genai_config.json"
 ALLOWED_FILES = frozenset(
     {
         MODEL_FILE,
@@ -40,6 +50,21 @@ ALLOWED_FILES = frozenset(
 )
 """Bare names a bundle may hold: ONNX, JSON and tokenizer text, never code or pickles."""
 
+SESSION_OPTIONS = frozenset(
+    {
+        "log_id",
+        "log_severity_level",
+        "intra_op_num_threads",
+        "inter_op_num_threads",
+        "enable_cpu_mem_arena",
+        "enable_mem_pattern",
+        "graph_optimization_level",
+        "provider_options",
+    }
+)
+"""``session_options`` keys a bundle's config may set: tuning only. The rest of what ONNX
+Runtime GenAI reads there loads code (``custom_ops_library``), writes files (profiling, EP
+context files) or passes free-form ONNX Runtime config entries."""
 MAX_MEMBER_BYTES = 4 << 30
 MAX_BUNDLE_BYTES = 8 << 30
 _TAR_MAGIC_OFFSET = 257
@@ -86,12 +111,72 @@ def read_bundle(data: bytes) -> dict[str, bytes]:
                 members[info.name] = extracted.read()
     except tarfile.TarError as exc:
         raise UnsafeArtifact(f"refused: the bundle is not a readable tar archive ({exc})") from None
-    if MODEL_FILE not in members or "genai_config.json" not in members:
+    if MODEL_FILE not in members or CONFIG_FILE not in members:
         raise UnsafeArtifact(
-            f"refused: a model bundle needs {MODEL_FILE} and genai_config.json; it holds "
+            f"refused: a model bundle needs {MODEL_FILE} and {CONFIG_FILE}; it holds "
             f"{sorted(members)}"
         )
+    try:
+        config = json.loads(members[CONFIG_FILE])
+    except (ValueError, RecursionError) as exc:
+        raise UnsafeArtifact(f"refused: {CONFIG_FILE} is not JSON ({exc})") from None
+    check_genai_config(config, members)
     return members
+
+
+def check_genai_config(config: Any, members: Mapping[str, bytes]) -> None:
+    """Refuse a ``genai_config.json`` that would make ONNX Runtime GenAI load code, write
+    files, or read a file that is not a member of the bundle (see the module's text)."""
+    if not isinstance(config, dict):
+        raise UnsafeArtifact(f"refused: {CONFIG_FILE} is not a JSON object")
+    for where, key, value in _entries(config, CONFIG_FILE):
+        if key == "session_options":
+            _check_session_options(where, value)
+        if isinstance(value, str) and _is_path(value):
+            raise UnsafeArtifact(
+                f"refused: {where} is {value[:80]!r}, a path; a bundle's config names only "
+                "its own files, by bare name"
+            )
+        if key.endswith("filename") and value not in members:
+            raise UnsafeArtifact(
+                f"refused: {where} names {str(value)[:80]!r}, which is not a file of the "
+                f"bundle ({', '.join(sorted(members))})"
+            )
+
+
+def _entries(document: dict[str, Any], where: str) -> Iterator[tuple[str, str, Any]]:
+    """Every (place, key, value) of a JSON document, nested objects and lists included
+    (walked with a list, not recursion: any depth that parsed is walked)."""
+    pending: list[tuple[str, Any]] = [(where, document)]
+    while pending:
+        place, node = pending.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            inner = f"{place}[{key}]" if isinstance(key, int) else f"{place}.{key}"
+            yield inner, str(key), value
+            if isinstance(value, dict | list):
+                pending.append((inner, value))
+
+
+def _check_session_options(where: str, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise UnsafeArtifact(f"refused: {where} is not a JSON object")
+    unknown = sorted(set(options) - SESSION_OPTIONS)
+    if unknown:
+        raise UnsafeArtifact(
+            f"refused: {where} sets {', '.join(k[:60] for k in unknown)}; a bundle's session "
+            f"options may set only {', '.join(sorted(SESSION_OPTIONS))} (the others load "
+            "libraries or write files)"
+        )
+    if options.get("provider_options", []) != []:
+        raise UnsafeArtifact(
+            f"refused: {where}.provider_options names execution providers; Ferryman serves "
+            "bundles on ONNX Runtime's CPU provider, so leave provider_options empty"
+        )
+
+
+def _is_path(value: str) -> bool:
+    return "/" in value or "\\" in value or value.startswith(("~", ".."))
 
 
 def unpack_bundle(data: bytes, digest: str, cache_root: Path) -> Path:

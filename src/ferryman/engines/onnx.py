@@ -7,6 +7,7 @@ the CPU provider otherwise.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,8 @@ PREFERRED_PROVIDERS = (
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
+"""Where ONNX Runtime looks for a model's external data files when it loads from bytes."""
 
 
 class OnnxEngine:
@@ -54,9 +57,13 @@ class OnnxEngine:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = set(onnxruntime.get_available_providers())
         providers = [name for name in PREFERRED_PROVIDERS if name in available]
-        self._session = onnxruntime.InferenceSession(
-            self._model_bytes, sess_options=options, providers=providers
-        )
+        with tempfile.TemporaryDirectory(prefix="ferryman-no-external-data-") as empty:
+            # The gate refuses external data; should a tensor ever slip past it, ONNX Runtime
+            # resolves its file in this empty folder, never beside the replica (its cwd).
+            options.add_session_config_entry(EXTERNAL_DATA_FOLDER, empty)
+            self._session = onnxruntime.InferenceSession(
+                self._model_bytes, sess_options=options, providers=providers
+            )
         self._output_names = [output.name for output in self._session.get_outputs()]
         logger.info("ONNX model loaded with providers %s", self._session.get_providers())
 

@@ -310,7 +310,8 @@ class Gateway:
         finally:
             in_flight.dec()
         duration_s = self._clock() - request.started
-        self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s)
+        pinned = target.version is not None  # the client's pick: no sample of the split
+        self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s, pinned)
         headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
         return Answer(answer.status, headers_out, answer.body)
 

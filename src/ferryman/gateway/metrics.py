@@ -27,6 +27,15 @@ class GatewayMetrics:
             [*by_variant, "code"],
             registry=self.registry,
         )
+        self.pinned = Counter(
+            "ferryman_gateway_pinned_requests",
+            "Requests that named a version (/versions/N), by the status class of the answer: "
+            "counted here, not in ferryman_gateway_requests, whose traffic rollouts judge. A "
+            "client picks the variant of these, so they are no sample of the split: refused "
+            "ones pinned to a candidate rolled it back at once.",
+            [*by_variant, "code"],
+            registry=self.registry,
+        )
         self.errors = Counter(
             "ferryman_gateway_errors",
             "Requests answered with a 5xx, by kind: bad_gateway, unavailable, timeout.",
@@ -100,8 +109,16 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
-    def answered(self, endpoint: str, variant: str, status: int, duration_s: float) -> None:
-        """Count one answer and observe its latency (labelled children cached: hot path)."""
+    def answered(
+        self, endpoint: str, variant: str, status: int, duration_s: float, pinned: bool = False
+    ) -> None:
+        """Count one answer and observe its latency (labelled children cached: hot path); a
+        ``pinned`` one (the client named the version) only in its own counter."""
+        if pinned:
+            self.pinned.labels(endpoint, variant, f"{status // 100}xx").inc()
+            if status >= 500:
+                self.errors.labels(endpoint, variant, ERROR_KINDS.get(status, "server_error")).inc()
+            return
         key = (endpoint, variant, status // 100)
         children = self._answers.get(key)
         if children is None:

@@ -259,6 +259,30 @@ def test_two_host_headers_are_refused(control: RunningServer) -> None:
     assert b"more than one Host header" in body
 
 
+@pytest.mark.parametrize(
+    ("headers", "path"),
+    [
+        (b"Authorization: Bearer wrong\r\nAuthorization: Bearer {token}\r\n", b"/api/v1/models"),
+        (b"Authorization: Bearer {token}\r\nAuthorization: Bearer wrong\r\n", b"/api/v1/models"),
+        (b"Authorization: Bearer {token}\r\nAuthorization: Bearer {token}\r\n", b"/api/v1/routes"),
+        (b"Authorization: Bearer {token}\r\nOrigin: http://evil.example\r\n"
+         b"Origin: http://127.0.0.1\r\n", b"/api/v1/models"),
+    ],
+    ids=["wrong-first", "wrong-last", "signed-route", "two-origins"],
+)  # fmt: skip
+def test_two_credentials_are_refused(control: RunningServer, headers: bytes, path: bytes) -> None:
+    """Two Authorization headers: the middleware read the last, a route or a proxy in front
+    may read the first (the gateway did), so which token acted depended on who asked."""
+    host, port = control.url.removeprefix("http://").rsplit(":", 1)
+    status, body = raw_exchange(
+        host, int(port),
+        b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + headers.replace(b"{token}", control.token.encode()) + b"Connection: close\r\n\r\n",
+    )  # fmt: skip
+    assert status == 400
+    assert b"more than one Authorization or Origin header" in body
+
+
 def raw_exchange(host: str, port: int, request: bytes) -> tuple[int, bytes]:
     """Send ``request`` as bytes (clients refuse to send two Host headers); status, body."""
     with socket.create_connection((host, port), timeout=10) as sock:

@@ -169,6 +169,40 @@ def test_an_operator_session_acts_until_its_token_is_revoked(control: RunningSer
         assert browser.get(page.headers["location"]).status_code == 200
 
 
+def test_the_audit_log_names_the_scoped_token_that_acted(control: RunningServer) -> None:
+    """The ferryman-actor header is a name the caller picks; an operator token holder who
+    sent 'admin' was recorded as api:admin. The token's id goes beside it, by token and by
+    the session it logged in."""
+    seed(control.registry)
+    created = create(control, name="oncall", role="operator").json()
+    token, token_id = created["token"], created["record"]["id"]
+    scale = control.url + "/api/v1/deployments/digits/scale"
+    spoofed = httpx.post(scale, json={"replicas": 2},
+                         headers={**bearer(token), "ferryman-actor": "admin"})  # fmt: skip
+    assert spoofed.status_code == 200
+    assert spoofed.json()["updated_by"] == f"api:admin:token-{token_id}"
+    assert httpx.post(scale, json={"replicas": 3}, headers=bearer(token)).json()[
+        "updated_by"] == f"api:token-{token_id}"  # fmt: skip
+    with log_in(control.url, token) as browser:
+        by_session = browser.post("/api/v1/deployments/digits/scale", json={"replicas": 1},
+                                  headers={"x-csrf-token": csrf_of(browser)})  # fmt: skip
+        assert by_session.json()["updated_by"] == f"api:token-{token_id}"
+    by_admin = httpx.post(scale, json={"replicas": 2},
+                          headers={**admin(control), "ferryman-actor": "alice"})  # fmt: skip
+    assert by_admin.json()["updated_by"] == "api:alice"
+    actors = [event.actor for event in control.registry.list_events(limit=4)]
+    assert f"api:admin:token-{token_id}" in actors
+
+
+def test_an_actor_name_too_long_for_the_audit_log_is_refused(control: RunningServer) -> None:
+    seed(control.registry)
+    answer = httpx.post(control.url + "/api/v1/deployments/digits/scale", json={"replicas": 2},
+                        headers={**admin(control), "ferryman-actor": "a" * 128})  # fmt: skip
+    assert answer.status_code == 400
+    assert "ferryman-actor header is too long" in answer.json()["error"]
+    assert control.registry.deployments.get("digits").spec.variants[0].replicas == 1
+
+
 def test_an_inference_token_cannot_log_in(control: RunningServer) -> None:
     token = create(control, name="app", role="infer", endpoint="digits").json()["token"]
     with httpx.Client(base_url=control.url) as browser:

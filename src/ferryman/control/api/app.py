@@ -24,6 +24,7 @@ from ferryman.control.api import (
     token_routes,
     webhook_routes,
 )
+from ferryman.control.api.limits import BodyCap
 from ferryman.control.api.responses import ERROR_RESPONSES
 from ferryman.control.api.security import SecurityMiddleware, declare_auth
 from ferryman.control.monitor.history import HistoryView, StoredHistory
@@ -90,7 +91,8 @@ def create_app(
     app.exception_handler(Exception)(_unexpected_error)
     if token is not None:
         declare_auth(app)
-    app.add_middleware(
+    app.add_middleware(BodyCap, limit_bytes=settings.control.max_body_bytes)
+    app.add_middleware(  # added last, so it runs first: nothing unauthenticated is read
         SecurityMiddleware,
         token=token,
         allowed_hosts=settings.control.allowed_hosts,

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ferryman.control.api.security import TOKEN_ID_STATE
 from ferryman.errors import InvalidInput, PayloadTooLarge
-from ferryman.names import validate_key
+from ferryman.names import KEY_MAX_LENGTH, validate_key
 from ferryman.registry import (
     AliasRecord,
     EventRecord,
@@ -37,9 +38,23 @@ def registry_of(request: Request) -> Registry:
     return registry
 
 
-def actor_of(actor: Annotated[str | None, Header(alias=ACTOR_HEADER)] = None) -> str:
-    """The caller, as the token holder names themselves (``api`` when they do not)."""
-    return "api" if actor is None else f"api:{validate_key(actor, 'actor')}"
+def actor_of(
+    request: Request, actor: Annotated[str | None, Header(alias=ACTOR_HEADER)] = None
+) -> str:
+    """The caller for the audit log: ``api``, then the name the caller gives itself, then
+    the id of the scoped token that authenticated (``api:alice:token-3``), which the caller
+    cannot choose: a name alone let one token holder act under another's name."""
+    parts = ["api"] if actor is None else ["api", validate_key(actor, "actor")]
+    token_id = getattr(request.state, TOKEN_ID_STATE, None)
+    if token_id is not None:
+        parts.append(f"token-{token_id}")
+    named = ":".join(parts)
+    if len(named) > KEY_MAX_LENGTH:
+        raise InvalidInput(
+            f"the {ACTOR_HEADER} header is too long: the actor {named[:40]}... has "
+            f"{len(named)} characters, over {KEY_MAX_LENGTH}; send a shorter name"
+        )
+    return named
 
 
 RegistryDep = Annotated[Registry, Depends(registry_of)]

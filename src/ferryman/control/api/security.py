@@ -14,7 +14,8 @@ checked in one middleware, before any route runs:
 5. the signed routes (a webhook from another system, which cannot hold the token) check a
    signature of their own instead and answer 401 without it.
 6. a scoped token (or the session it logged in) gets only what its role may do
-   (:mod:`ferryman.control.api.roles`) → 403 for the rest.
+   (:mod:`ferryman.control.api.roles`) → 403 for the rest; the routes learn its id
+   (``request.state.token_id``), so the audit log names the token that acted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ SIGNED_PATHS = frozenset({"/api/v1/webhooks/mlflow", "/api/v1/routes"})
 """Routes that verify a signature or token of their own (see their modules) instead of the
 control token: the MLflow webhook's signature, the gateways' route token."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_ID_STATE = "token_id"  # noqa: S105 - a request.state key, not a secret
+"""``request.state`` key: the id of the scoped token that authenticated (absent for admin)."""
 
 
 def declare_auth(app: FastAPI) -> None:
@@ -159,6 +162,7 @@ class SecurityMiddleware:
             return None
         scoped = self._book.find(_bearer(headers)) if self._book is not None else None
         if scoped is not None:
+            scope.setdefault("state", {})[TOKEN_ID_STATE] = scoped.id
             return _forbidden(role_refusal(scoped.role, scope["method"], path))
         is_unsafe = scope["method"] not in SAFE_METHODS
         if self._sessions is not None and (cookie := _session_cookie(headers, self._sessions)):
@@ -180,6 +184,7 @@ class SecurityMiddleware:
             if scope["method"] in SAFE_METHODS and (path == "/" or path.startswith(PAGE_PREFIX)):
                 return Refusal(303, "log in again", _login_location(scope))
             return Refusal(401, "the token this session logged in with was revoked; log in again")
+        scope.setdefault("state", {})[TOKEN_ID_STATE] = info.token_id
         return _forbidden(role_refusal(info.role, scope["method"], scope["path"]))
 
 
