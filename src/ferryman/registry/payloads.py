@@ -64,6 +64,8 @@ class CollectedPayload(BaseModel):
     inputs: dict[str, Any] | None = None
     kind: str | None = Field(default=None, max_length=16)
     """``completion`` for a language model's answer; None for a tensor answer."""
+    pinned: bool = False
+    """The client named the version (``/versions/N``); a replica before 0017 never says so."""
 
 
 class PayloadTotals(BaseModel):
@@ -117,6 +119,7 @@ class PayloadRecord(Record):
     labels: list[str] | None
     inputs: dict[str, Any] | None
     kind: str | None = None
+    pinned: bool = False
 
 
 class Labelled(Record):
@@ -279,7 +282,8 @@ class Payloads:
     def labelled(
         self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
     ) -> Labelled:
-        """The newest ``limit`` labelled rows a variant answered (since a time, if given).
+        """The newest ``limit`` labelled rows a variant answered (since a time, if given),
+        but those pinned to the version (their client chose the variant: no sample of it).
 
         A label counts once: where records share a request id (ids clients chose, before
         request ids were the replica's own), only the newest is judged.
@@ -293,7 +297,7 @@ class Payloads:
             )
             .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
             .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
-            .where(PayloadRow.predictions.is_not(None))
+            .where(PayloadRow.predictions.is_not(None), PayloadRow.pinned.is_(False))
             .order_by(PayloadRow.id.desc())
             .limit(min(limit, MAX_LABELLED))
         )
@@ -317,7 +321,8 @@ class Payloads:
     def rated(
         self, endpoint: str, variant: str, *, since: datetime | None = None, limit: int = 5_000
     ) -> Rated:
-        """The newest ``limit`` rated completions a variant answered, and how many were up.
+        """The newest ``limit`` rated completions a variant answered (none pinned), and how
+        many were up.
 
         Only ``up`` and ``down`` count: a label kept for an id before its completion was
         collected was checked against nothing, and is no rating if it is something else.
@@ -326,7 +331,7 @@ class Payloads:
             select(PayloadRow.request_id, PayloadRow.version, FeedbackRow.labels)
             .join(FeedbackRow, FeedbackRow.request_id == PayloadRow.request_id)
             .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
-            .where(PayloadRow.kind == COMPLETION)
+            .where(PayloadRow.kind == COMPLETION, PayloadRow.pinned.is_(False))
             .order_by(PayloadRow.id.desc())
             .limit(min(limit, MAX_LABELLED))
         )
@@ -342,11 +347,12 @@ class Payloads:
         return Rated(variant=variant, version=version, rated=rated, up=up)
 
     def summaries(self, endpoint: str, variant: str, limit: int = 2_000) -> dict[str, list[float]]:
-        """Input summary values of a variant's newest ``limit`` requests, per summary."""
+        """Input summary values of a variant's newest ``limit`` requests, per summary; those
+        pinned to the version are left out (their client chose the variant)."""
         query = (
             select(PayloadRow.summaries)
             .where(PayloadRow.endpoint == endpoint, PayloadRow.variant == variant)
-            .where(PayloadRow.summaries.is_not(None))
+            .where(PayloadRow.summaries.is_not(None), PayloadRow.pinned.is_(False))
             .order_by(PayloadRow.id.desc())
             .limit(limit)
         )
@@ -416,6 +422,7 @@ def _rows(
             "at": _from_unix(r.time), "status": r.status,
             "latency_ms": r.latency_ms, "predictions": r.predictions,
             "summaries": r.summaries, "inputs": r.inputs, "kind": r.kind,
+            "pinned": r.pinned,
         }
         for r in records
     ]  # fmt: skip
@@ -452,7 +459,7 @@ def _record(row: PayloadRow, labels: list[str] | None) -> PayloadRecord:
         request_id=row.request_id, correlation_id=row.correlation_id, time=row.at,
         endpoint=row.endpoint, model=row.model_name, version=row.version, variant=row.variant,
         status=row.status, latency_ms=row.latency_ms, predictions=row.predictions, labels=labels,
-        inputs=row.inputs, kind=row.kind,
+        inputs=row.inputs, kind=row.kind, pinned=row.pinned,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -243,6 +245,9 @@ class PayloadRow(Base):
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     kind: Mapped[str | None] = mapped_column(String(16))
     """``completion`` for a language model's answer (rated up or down); NULL: a tensor answer."""
+    pinned: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    """The client named the version: kept and searchable, but no input drift or accuracy a
+    rollout judges reads it (the client chose the variant; it is no sample of the split)."""
 
 
 class PayloadTallyRow(Base):

@@ -206,7 +206,10 @@ class DataPlane:
         """Run the model on one request's validated inputs; note them in ``payload``.
 
         A classifier's answer is read as classes once (``payload.reading``): the payload
-        log keeps that reading's labels and ``/predict`` answers with it.
+        log keeps that reading's labels and ``/predict`` answers with it. The top-1 classes
+        of a request pinned to the version (``payload.pinned``) are not counted: its client
+        chose this variant, and a flood of them would move the prediction drift a rollout
+        judges.
         """
         if self._is_batchable and len(inputs) > 1:
             rows = {int(array.shape[0]) for array in inputs.values()}
@@ -220,7 +223,8 @@ class DataPlane:
         else:
             outputs = await self._cached_outputs(self._cache, inputs, deadline)
         reading = None if self.classes is None else self.classes.read(outputs)
-        if reading is not None and reading.columns is not None:
+        pinned = payload is not None and payload.pinned
+        if reading is not None and reading.columns is not None and not pinned:
             self._count(reading)
         if payload is not None:
             self.payloads.describe(payload, inputs, reading)

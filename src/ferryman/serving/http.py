@@ -116,6 +116,8 @@ async def infer_v2(
 ) -> Reply:
     """``POST /v2/models/{model}[/versions/{version}]/infer``, straight from ASGI."""
     plane.check_model(*target)
+    if payload is not None and target[1] is not None:
+        payload.pinned = True  # the gateway forwards /versions/N only for a client's pin
     content_length = header_length = None
     for name, value in scope["headers"]:  # names are lower case in ASGI; the first one counts
         if name == CONTENT_LENGTH and content_length is None:

@@ -2,7 +2,8 @@
 
 Every inference request over HTTP leaves one record: its request id, arrival time, status,
 latency, the top-1 prediction of each row (classifiers) and each row's input summaries
-(the values the version's training reference histograms, for input drift). A sampled share
+(the values the version's training reference histograms, for input drift), and whether the
+client pinned the version (such a record is kept, but no rollout gate reads it). A sampled share
 of records also keeps the input tensors, up to a size cap. The log is a ring: the newest
 ``capacity`` records, numbered by a sequence that only grows. The control plane reads it
 with ``GET /ferryman/v1/payloads?after=SEQ`` and keeps what it needs (feedback joins labels
@@ -67,6 +68,9 @@ class Payload:
     """The answer read as classes, whose labels are ``predictions`` (not encoded)."""
     kind: str | None = None
     """``completion`` for a language model's answer (feedback rates it up or down)."""
+    pinned: bool = False
+    """The client named the version (``/versions/N``): it picked this variant, so the
+    request is no sample of the split, and figures a rollout judges leave it out."""
     seq: int = field(default=0)
     is_logged: bool = True
     """Whether the log keeps this request (False: sampled out at the declared rate)."""
@@ -84,6 +88,7 @@ class Payload:
             "summaries": self.summaries,
             "inputs": None if inputs is None else {n: _tensor(a) for n, a in inputs.items()},
             "kind": self.kind,
+            "pinned": self.pinned,
         }
 
     def encode(self) -> bytes:

@@ -68,3 +68,28 @@ def test_series_and_outcomes_per_variant(canary: Registry) -> None:
     assert series[("m", "v1")]["input_rows"] > 0
     assert signals.accuracy_outcomes() == {("m", "v1"): (10, 9), ("m", "v2"): (10, 5)}
     assert set(signals.by_variant("m")) == {"v1", "v2"}
+
+
+def test_requests_pinned_to_the_candidate_move_neither_its_input_drift_nor_its_accuracy(
+    canary: Registry,
+) -> None:
+    """A client that names the candidate's version picks its variant: a flood of pinned
+    requests on shifted inputs, labelled right, made its input drift and its accuracy
+    whatever the client liked. Their records are kept, marked, and judged by no gate."""
+    change = (VariantSpec(model="m", version=1), VariantSpec(model="m", version=2))
+    rollout = canary.rollouts.create("m", change, {}, "t")
+    before = FeedbackSignals(canary).for_rollout(rollout)
+    flood = [
+        answered(n, "b", 0.25 if n % 2 else 0.75).model_copy(update={"pinned": True})
+        for n in range(21, 521)
+    ]
+    canary.payloads.add("m", "v2", ("m", 2), "two", flood)
+    labels = [Feedback(request_id=f"r{n}", label="b") for n in range(21, 521)]
+    canary.payloads.give_feedback(labels, "t")
+    after = FeedbackSignals(canary).for_rollout(rollout)
+    assert (after.candidate_labelled, after.candidate_accuracy) == (10, 0.5)
+    assert after.input_drift_psi == pytest.approx(before.input_drift_psi)
+    assert before.input_drift_psi is not None
+    assert before.input_drift_psi > 2
+    newest = canary.payloads.search("m", variant="v2", limit=1)
+    assert [(r.request_id, r.pinned, r.labels) for r in newest] == [("r520", True, ["b"])]
