@@ -338,6 +338,23 @@ class GatewaySettings(BaseModel):
         "retried (the replica may have processed it), and the replica is skipped for "
         "backend_recheck_s. Default: request_timeout_s.",
     )
+    sticky_judged_per_key: int = Field(
+        default=10,
+        ge=1,
+        description="Requests one sticky key (the route's sticky header, which clients choose) "
+        "adds to the traffic rollouts judge per sticky_window_s; the rest are answered and "
+        "counted apart, so one client cannot outweigh many users.",
+    )
+    sticky_window_s: float = Field(
+        default=10.0, gt=0, le=3600, description="The window of sticky_judged_per_key."
+    )
+    sticky_keys_max: int = Field(
+        default=65_536,
+        ge=1,
+        le=10_000_000,
+        description="Sticky keys counted per window (memory bound); a key beyond them is not "
+        "judged in that window.",
+    )
     backend_recheck_s: float = Field(
         default=2.0,
         gt=0,

@@ -31,6 +31,7 @@ from ferryman.errors import (
 )
 from ferryman.gateway.health import BackendHealth
 from ferryman.gateway.holding import Holding
+from ferryman.gateway.keycap import StickyKeyCap
 from ferryman.gateway.messages import (
     Answer,
     Message,
@@ -101,7 +102,11 @@ class Gateway:
         draw: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = GatewayMetrics()
+        cap = StickyKeyCap(
+            settings.sticky_judged_per_key, settings.sticky_window_s, settings.sticky_keys_max,
+            clock,
+        )  # fmt: skip
+        self.metrics = GatewayMetrics(cap)
         self.routes = RouteTable(generation=0, endpoints={})
         self._token_owners: dict[bytes, str] = {}
         """The table's inference tokens: endpoint by the token's SHA-256 (raw bytes)."""
@@ -311,7 +316,10 @@ class Gateway:
             in_flight.dec()
         duration_s = self._clock() - request.started
         pinned = target.version is not None  # the client's pick: no sample of the split
-        self.metrics.answered(target.endpoint, variant.name, answer.status, duration_s, pinned)
+        key = None if pinned else self._sticky_key(target.endpoint, raw_headers)
+        self.metrics.answered(
+            target.endpoint, variant.name, answer.status, duration_s, pinned=pinned, sticky_key=key
+        )
         headers_out = [*answer.headers, (VARIANT_HEADER, variant.name.encode())]
         return Answer(answer.status, headers_out, answer.body)
 
@@ -390,6 +398,20 @@ class Gateway:
             )
         if owner != endpoint:
             raise Forbidden(f"this token is for endpoint {owner!r}, not {endpoint!r}")
+
+    def _sticky_key(self, endpoint: str, raw_headers: RawHeaders) -> bytes | None:
+        """The request's sticky key on ``endpoint`` (the last such header, as routing reads
+        it), or None where the route has no sticky header or the request sent none."""
+        route = self.routes.endpoints.get(endpoint)
+        name = route.sticky_header if route is not None else None
+        if name is None:
+            return None
+        wanted = name.encode("latin-1")
+        key = None
+        for header, value in raw_headers:
+            if header == wanted:
+                key = value
+        return key
 
     @staticmethod
     def _pick(route: EndpointRoute, request: Request, draw: float) -> VariantRoute:

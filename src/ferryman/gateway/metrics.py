@@ -11,6 +11,8 @@ from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ferryman.gateway.keycap import StickyKeyCap
+
 ERROR_KINDS = MappingProxyType({502: "bad_gateway", 503: "unavailable", 504: "timeout"})
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -18,7 +20,9 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 class GatewayMetrics:
     """Requests, errors, latency, held requests, shadow outcomes and backend health."""
 
-    def __init__(self) -> None:
+    def __init__(self, key_cap: StickyKeyCap | None = None) -> None:
+        self.key_cap = key_cap
+        """Caps each sticky key's share of the judged traffic (None: no cap)."""
         self.registry = CollectorRegistry()
         by_variant = ["endpoint", "variant"]
         self.requests = Counter(
@@ -33,6 +37,14 @@ class GatewayMetrics:
             "counted here, not in ferryman_gateway_requests, whose traffic rollouts judge. A "
             "client picks the variant of these, so they are no sample of the split: refused "
             "ones pinned to a candidate rolled it back at once.",
+            [*by_variant, "code"],
+            registry=self.registry,
+        )
+        self.capped = Counter(
+            "ferryman_gateway_capped_requests",
+            "Requests by a sticky key beyond its share of the traffic rollouts judge "
+            "(gateway.sticky_judged_per_key per sticky_window_s), by the status class of the "
+            "answer: counted here, not in ferryman_gateway_requests.",
             [*by_variant, "code"],
             registry=self.registry,
         )
@@ -102,6 +114,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
         self._answers: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._apart_children: dict[tuple[int, str, str, int], Counter] = {}
         self._in_flight: dict[str, Gauge] = {}
         self.route_reload_errors = Counter(
             "ferryman_gateway_route_reload_errors",
@@ -110,14 +123,24 @@ class GatewayMetrics:
         )
 
     def answered(
-        self, endpoint: str, variant: str, status: int, duration_s: float, pinned: bool = False
+        self,
+        endpoint: str,
+        variant: str,
+        status: int,
+        duration_s: float,
+        *,
+        pinned: bool = False,
+        sticky_key: bytes | None = None,
     ) -> None:
         """Count one answer and observe its latency (labelled children cached: hot path); a
-        ``pinned`` one (the client named the version) only in its own counter."""
+        ``pinned`` one (the client named the version), or one whose ``sticky_key`` had its
+        share of the judged traffic, only in its own counter."""
         if pinned:
-            self.pinned.labels(endpoint, variant, f"{status // 100}xx").inc()
-            if status >= 500:
-                self.errors.labels(endpoint, variant, ERROR_KINDS.get(status, "server_error")).inc()
+            self._apart(self.pinned, endpoint, variant, status)
+            return
+        cap = self.key_cap
+        if sticky_key is not None and cap is not None and not cap.admits(endpoint, sticky_key):
+            self._apart(self.capped, endpoint, variant, status)
             return
         key = (endpoint, variant, status // 100)
         children = self._answers.get(key)
@@ -133,6 +156,18 @@ class GatewayMetrics:
         if status >= 500:
             kind = ERROR_KINDS.get(status, "server_error")
             self.errors.labels(endpoint, variant, kind).inc()
+
+    def _apart(self, counter: Counter, endpoint: str, variant: str, status: int) -> None:
+        """Count an answer outside the judged traffic (its 5xx still in the errors by kind);
+        labelled children cached, as a flood of them is what this counter is for."""
+        key = (id(counter), endpoint, variant, status // 100)
+        child = self._apart_children.get(key)
+        if child is None:
+            child = counter.labels(endpoint, variant, f"{status // 100}xx")
+            self._apart_children[key] = child
+        child.inc()
+        if status >= 500:
+            self.errors.labels(endpoint, variant, ERROR_KINDS.get(status, "server_error")).inc()
 
     def in_flight_of(self, endpoint: str) -> Gauge:
         """The in-flight gauge of one endpoint (cached: hot path)."""

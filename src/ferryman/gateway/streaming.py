@@ -116,7 +116,10 @@ class StreamRelay:
             in_flight.dec()
             if response.variant:
                 duration_s = time.monotonic() - started
-                self._metrics.answered(target.endpoint, response.variant, status, duration_s)
+                self._metrics.answered(
+                    target.endpoint, response.variant, status, duration_s,
+                    sticky_key=response.sticky_key,
+                )  # fmt: skip
                 if status == 200 and response.first_byte_at is not None:
                     first_s = response.first_byte_at - started
                     self._metrics.first_token.labels(target.endpoint, response.variant).observe(
@@ -141,6 +144,8 @@ class StreamRelay:
             route = self._route_of(target.endpoint)
             variant = pick_variant(route, headers, draw)
             response.variant = variant.name
+            key = headers.get(route.sticky_header) if route.sticky_header else None
+            response.sticky_key = None if key is None else key.encode("latin-1")
             response.extra = [(VARIANT_HEADER, variant.name.encode())]
             response.gap = self._metrics.inter_token.labels(target.endpoint, variant.name).observe
             try:
@@ -198,6 +203,8 @@ class _Response:
         self.is_started = False
         self.extra: RawHeaders = []
         self.variant = ""
+        self.sticky_key: bytes | None = None
+        """The sticky key that placed the request (its share of the judged traffic is capped)."""
         self.first_byte_at: float | None = None
         self.last_byte_at = 0.0
         self.is_stream = False
