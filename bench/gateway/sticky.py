@@ -21,6 +21,7 @@ import gc
 import json
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ async def drive(gateway: Gateway, body: bytes, requests: int, keys: int, concurr
     async def receive() -> dict[str, Any]:
         return message
 
-    async def send(reply: dict[str, Any]) -> None:
+    async def send(reply: MutableMapping[str, Any]) -> None:
         if reply["type"] == "http.response.start" and reply["status"] != 200:
             raise RuntimeError(f"status {reply['status']}")
 

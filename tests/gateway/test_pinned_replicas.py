@@ -8,21 +8,23 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from starlette.applications import Starlette
 
 from ferryman.engines.onnx import OnnxEngine
 from ferryman.gateway import Gateway
 from ferryman.gateway.routes import VariantRoute
 from ferryman.reference import ReferenceData
+from ferryman.serving.app import create_app
 from ferryman.serving.metrics import ReplicaIdentity
 from tests.gateway.conftest import call, endpoint, sample, serving, table
-from tests.serving.conftest import affine_model, create_app, settings_with
+from tests.serving.conftest import affine_model, settings_with
 
 pytestmark = pytest.mark.anyio
 
 LABELS = ("a", "b", "c", "d")
 
 
-def replica(version: str) -> object:
+def replica(version: str) -> Starlette:
     identity = ReplicaIdentity("affine", version, "onnx-fp32")
     engine = OnnxEngine(affine_model())
     return create_app(settings_with(), engine, identity, ReferenceData(labels=LABELS))
