@@ -9,9 +9,9 @@ as usual and counted apart (``ferryman_gateway_capped_requests_total``).
 
 Memory is bounded: the counts of the current window only, keyed by the key's hash (a
 Python ``hash``, salted per process, so nobody can craft collisions), at most ``max_keys``
-of them. When the table is full a key it does not hold is not judged in that window: a
-client who mints keys to fill it stalls the judged traffic (the gates hold: no release),
-never lets an uncounted key through.
+of them (65,536 hold 4.7 MiB). When the table is full a key it does not hold is not judged
+in that window: a client who mints keys to fill it stalls the judged traffic (the gates
+hold: no release), never lets an uncounted key through.
 """
 
 from __future__ import annotations
