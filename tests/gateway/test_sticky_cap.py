@@ -94,3 +94,26 @@ def test_a_full_table_judges_no_new_key_but_keeps_counting_those_it_holds() -> N
     assert not cap.admits("e", b"c")
     assert not cap.admits("e", b"c")
     assert [cap.admits("e", b"a") for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.anyio
+async def test_the_openai_relay_caps_a_key_as_the_v2_path_does(
+    make_gateway: Callable[..., Gateway], session: aiohttp.ClientSession
+) -> None:
+    gateway = make_gateway(sticky_judged_per_key=10, sticky_window_s=3600)
+    (flood,) = candidate_keys("flood", 1)
+    async with (
+        serving(StandIn("stable")) as stable,
+        serving(StandIn("canary")) as canary,
+        serving(gateway, "on") as gw,
+    ):
+        split = endpoint(variant("stable", 90, stable), variant("canary", 10, canary, version=2),
+                         sticky_header="x-user-id")  # fmt: skip
+        gateway.set_routes(table(split))
+        url = gw + "/endpoints/digits/v1/completions"
+        for _ in range(30):
+            reply = await call(session, url, data='{"prompt": "hi"}', headers={"x-user-id": flood})
+            assert (reply.status, reply.variant) == (200, "canary")
+    exposition = gateway.metrics.exposition().decode()
+    assert traffic_by_variant(exposition)[("digits", "canary")].requests == 10
+    assert sample(exposition, "ferryman_gateway_capped_requests_total", variant="canary") == 20
