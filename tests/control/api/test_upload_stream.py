@@ -105,6 +105,20 @@ def test_an_upload_is_written_to_the_store_as_it_arrives(control: RunningServer)
     assert control.registry.store.read(version.digest) == model
 
 
+def test_a_client_that_goes_away_mid_upload_leaves_nothing(control: RunningServer) -> None:
+    model = make_onnx(width=750_000)
+    head = (f"POST /api/v1/models/big/versions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            f"content-length: {len(model)}\r\n").encode()  # fmt: skip
+    with _connect(control, head) as raw:
+        raw.sendall(model[: len(model) // 2])
+        _wait_for_part(_tmp_dir(control), 1 << 20)
+    deadline = time.monotonic() + 30
+    while list(_tmp_dir(control).iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(_tmp_dir(control).iterdir()) == []
+    assert control.registry.list_models() == []
+
+
 def test_an_upload_past_the_cap_is_refused_as_it_passes_it(control: RunningServer) -> None:
     """Chunked, so no length is declared: the 413 comes while the client is still sending,
     and neither the temporary nor a row nor an object is left."""
