@@ -234,6 +234,13 @@ class ControlSettings(BaseModel):
     payload_max_rows_per_endpoint: int = Field(
         default=200_000, ge=100, description="Most collected requests kept per endpoint."
     )
+    max_pending_feedback: int = Field(
+        default=100_000,
+        ge=0,
+        description="Most labels kept for request ids no collected answer has yet (waiting to "
+        "be joined; each is forgotten after payload_retention_s). Past it, a new one is not "
+        "kept, and its item in the answer says so.",
+    )
     monitor_interval_s: float = Field(
         default=10.0, gt=0, le=300,
         description="Resolution of the metric history: one sample per variant this often.",

@@ -10,14 +10,15 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from onnx import TensorProto, helper
 
-from ferryman.artifacts import ArtifactFormat, inspect_artifact
+from ferryman.artifacts import ArtifactFormat, InspectedArtifact, inspect_artifact, inspect_file
 from ferryman.errors import UnsafeArtifact
 from ferryman.registry import Registry
-from tests.conftest import make_external_data_onnx
+from tests.conftest import make_external_data_onnx, make_onnx
 
 
 class _Canary:
@@ -134,3 +135,40 @@ def test_models_failing_the_checker_are_refused() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UnsafeArtifact, match=r"onnx\.checker"):
         inspect_artifact(model.SerializeToString())
+
+
+def _no_such_op() -> bytes:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g", [x], [y])
+    return bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                 .SerializeToString())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        make_onnx(width=8),
+        b"",
+        b"\x80\x04" + b"\x00" * 64,
+        b"\x08\x07" * 100,
+        make_external_data_onnx("function", "control-token"),
+        _no_such_op(),
+    ],
+    ids=["onnx", "empty", "pickle", "garbage", "external-data", "checker"],
+)
+def test_a_file_is_judged_as_its_bytes_are(data: bytes, tmp_path: Path) -> None:
+    """inspect_file (an upload, memory-mapped) accepts and refuses what inspect_artifact does;
+    a model naming external data is refused before the checker opens the file's folder."""
+    (tmp_path / "control-token").write_text("secret-token-0123456789")
+    path = tmp_path / "upload.part"
+    path.write_bytes(data)
+    assert _judged(inspect_file, path) == _judged(inspect_artifact, data)
+
+
+def _judged(inspect: Callable[[Any], InspectedArtifact], source: object) -> object:
+    """What ``inspect`` made of ``source``: the inspection, or the refusal's message."""
+    try:
+        return inspect(source)
+    except UnsafeArtifact as exc:
+        return exc.message

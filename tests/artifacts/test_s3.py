@@ -141,3 +141,19 @@ def test_publish_copies_beside_the_objects_and_refuses_a_key_that_climbs(
         with pytest.raises(InvalidInput, match="plain relative key"):
             store.publish({key: "x"}, {})
     assert "ferryman/outside" not in _objects(s3_server, bucket)
+
+
+def test_a_staged_upload_goes_up_from_its_file(s3_server: S3Server, tmp_path: Path) -> None:
+    """An upload staged in the cache's folder is sent from its file, verified, and the
+    temporary is removed locally and in the bucket."""
+    bucket = s3_server.bucket()
+    store = s3_server.store(tmp_path / "cache", bucket)
+    with store.stage(limit_bytes=len(WEIGHTS)) as staged:
+        assert staged.path.parent == store.cache.root / "tmp"
+        staged.write(WEIGHTS)
+        staged.seal()
+        stored = store.put_staged(staged)
+    assert stored == store.put(io.BytesIO(WEIGHTS))
+    assert not staged.path.exists()
+    assert _objects(s3_server, bucket) == [store.key_of(stored.digest)]
+    assert s3_server.store(tmp_path / "other-cache", bucket).read(stored.digest) == WEIGHTS

@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ferryman.artifacts import ArtifactStore, InMemoryArtifactStore, LocalArtifactStore
-from ferryman.errors import ArtifactCorrupt, ArtifactNotFound, FerrymanError, StorageFull
+from ferryman.errors import (
+    ArtifactCorrupt,
+    ArtifactNotFound,
+    FerrymanError,
+    PayloadTooLarge,
+    StorageFull,
+)
 
 SHA_OF_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -159,3 +165,52 @@ def test_a_full_disk_fails_cleanly(tiny_filesystem: Path) -> None:
     objects = [p for p in (store.root / "objects").rglob("*") if p.is_file()]
     assert objects == [store.path_of(small.digest)]
     assert store.read(small.digest) == b"fits"
+
+
+def test_a_staged_upload_is_stored_as_put_stores_it(any_store: ArtifactStore) -> None:
+    expected = any_store.put(io.BytesIO(b"model bytes" * 1000))
+    with any_store.stage(limit_bytes=1 << 20) as staged:
+        for _ in range(1000):
+            staged.write(b"model bytes")
+        assert staged.seal() == expected.digest
+        assert any_store.put_staged(staged) == expected
+    assert not staged.path.exists()
+    assert any_store.read(expected.digest) == b"model bytes" * 1000
+
+
+def test_a_staged_upload_is_moved_into_place_not_copied(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    with store.stage(limit_bytes=1 << 20) as staged:
+        assert staged.path.parent == store.root / "tmp"
+        staged.write(b"weights")
+        staged.seal()
+        inode = staged.path.stat().st_ino
+        stored = store.put_staged(staged)
+    assert store.path_of(stored.digest).stat().st_ino == inode
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_a_staged_upload_past_its_limit_is_refused_and_removed(tmp_path: Path) -> None:
+    store = LocalArtifactStore(tmp_path / "store")
+    with pytest.raises(PayloadTooLarge, match="passed 1024 bytes"):
+        _stage(store, 1024, [b"x" * 1024, b"x"])
+    assert list((store.root / "tmp").iterdir()) == []
+    assert [p for p in (store.root / "objects").rglob("*") if p.is_file()] == []
+
+
+def test_a_full_disk_fails_a_staged_upload_cleanly(tiny_filesystem: Path) -> None:
+    """RELIABILITY F7 for uploads: the disk fills while the upload streams."""
+    store = LocalArtifactStore(tiny_filesystem / "store")
+    with pytest.raises(StorageFull, match="out of space"):
+        _stage(store, 4 << 20, [os.urandom(64 << 10) for _ in range(32)])
+    assert list((store.root / "tmp").iterdir()) == []
+    assert [p for p in (store.root / "objects").rglob("*") if p.is_file()] == []
+
+
+def _stage(store: ArtifactStore, limit_bytes: int, chunks: list[bytes]) -> None:
+    """Stage ``chunks`` as an upload does, and store them."""
+    with store.stage(limit_bytes) as staged:
+        for chunk in chunks:
+            staged.write(chunk)
+        staged.seal()
+        store.put_staged(staged)

@@ -7,7 +7,13 @@ dir's directory, or S3 (:mod:`ferryman.artifacts.s3`, which needs boto3) when
 
 from __future__ import annotations
 
-from ferryman.artifacts.formats import ArtifactFormat, InspectedArtifact, inspect_artifact
+from ferryman.artifacts.formats import (
+    ArtifactFormat,
+    InspectedArtifact,
+    inspect_artifact,
+    inspect_file,
+)
+from ferryman.artifacts.staging import StagedFile
 from ferryman.artifacts.store import (
     ArtifactStore,
     InMemoryArtifactStore,
@@ -48,7 +54,9 @@ __all__ = [
     "InMemoryArtifactStore",
     "InspectedArtifact",
     "LocalArtifactStore",
+    "StagedFile",
     "StoredArtifact",
     "create_store",
     "inspect_artifact",
+    "inspect_file",
 ]

@@ -70,9 +70,9 @@ MAX_BUNDLE_BYTES = 8 << 30
 _TAR_MAGIC_OFFSET = 257
 
 
-def is_bundle(data: bytes) -> bool:
+def is_bundle(data: bytes | memoryview) -> bool:
     """True if ``data`` starts like a POSIX (ustar) tar archive."""
-    return data[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] == b"ustar"
+    return bytes(data[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5]) == b"ustar"
 
 
 def pack_bundle(folder: Path) -> bytes:
@@ -96,7 +96,7 @@ def pack_bundle(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def read_bundle(data: bytes) -> dict[str, bytes]:
+def read_bundle(data: bytes | memoryview) -> dict[str, bytes]:
     """The members of a bundle by name; raise UnsafeArtifact on anything not allowed."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise UnsafeArtifact(f"refused: bundle of {len(data)} bytes is over {MAX_BUNDLE_BYTES}")

@@ -11,10 +11,14 @@ never loaded.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -68,15 +72,56 @@ class InspectedArtifact:
     scikit-learn classifier's ``classes_``, from its ONNX classifier node); () if unknown."""
 
 
-def inspect_artifact(data: bytes) -> InspectedArtifact:
+FileBytes = bytes | memoryview
+"""A file's bytes: in memory, or a view of a memory-mapped file (:func:`inspect_file`)."""
+
+
+def inspect_artifact(data: FileBytes) -> InspectedArtifact:
     """Accept ``data`` if it is a self-contained ONNX model or a model bundle; refuse otherwise."""
     if is_bundle(data):
         return _inspect_bundle(data)
-    looks_like = _sniff_unsafe(data)
-    if looks_like is not None:
-        raise UnsafeArtifact(f"refused: the file looks like {looks_like}; {_PICKLE_ADVICE}")
+    _refuse_pickle(data)
     model = _parse_onnx(data)
     _refuse_external_data(model)
+    _check(model)
+    return _inspected(model)
+
+
+def inspect_file(path: Path) -> InspectedArtifact:
+    """:func:`inspect_artifact` of a file, without ever holding two copies of it in memory.
+
+    The file is parsed through a memory map (not read into memory first), and the checker
+    reads it from the file once the parsed graph is dropped: given a parsed model, it would
+    serialize it and parse that again, four copies of a large model at once.
+    """
+    with path.open("rb") as handle, _mapped(handle) as data:
+        if is_bundle(data):
+            return _inspect_bundle(data)
+        _refuse_pickle(data)
+        model = _parse_onnx(data)
+    _refuse_external_data(model)  # before the checker opens the path and resolves any
+    inspected = _inspected(model)
+    del model
+    _check(str(path))
+    return inspected
+
+
+@contextlib.contextmanager
+def _mapped(handle: BinaryIO) -> Iterator[FileBytes]:
+    """The bytes of an open file as a read-only memory map (b"" for an empty file)."""
+    if os.fstat(handle.fileno()).st_size == 0:
+        yield b""
+        return
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            yield view
+        finally:
+            view.release()
+
+
+def _check(model: Any) -> None:
+    """Run onnx.checker over a parsed model or a file path; refuse what it rejects."""
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -84,10 +129,13 @@ def inspect_artifact(data: bytes) -> InspectedArtifact:
         raise UnsafeArtifact(
             f"refused: the ONNX model does not pass onnx.checker: {first_line}"
         ) from None
+
+
+def _inspected(model: Any) -> InspectedArtifact:
     return InspectedArtifact(ArtifactFormat.ONNX, read_signature(model), class_labels(model))
 
 
-def _inspect_bundle(data: bytes) -> InspectedArtifact:
+def _inspect_bundle(data: FileBytes) -> InspectedArtifact:
     """A bundle's members and config pass the allow-lists (:func:`read_bundle`); its ONNX
     graph keeps weights only beside it."""
     members = read_bundle(data)
@@ -132,8 +180,8 @@ def class_labels(model: Any) -> tuple[str, ...]:
     return found.pop() if len(found) == 1 else ()
 
 
-def _sniff_unsafe(data: bytes) -> str | None:
-    head = data[:8]
+def _sniff_unsafe(data: FileBytes) -> str | None:
+    head = bytes(data[:8])
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return f"a Python pickle (protocol {head[1]}; pickle, joblib or legacy torch.save)"
     if head.startswith(b"PK\x03\x04"):
@@ -156,9 +204,16 @@ def _sniff_unsafe(data: bytes) -> str | None:
     return None
 
 
-def _parse_onnx(data: bytes) -> Any:
+def _refuse_pickle(data: FileBytes) -> None:
+    looks_like = _sniff_unsafe(data)
+    if looks_like is not None:
+        raise UnsafeArtifact(f"refused: the file looks like {looks_like}; {_PICKLE_ADVICE}")
+
+
+def _parse_onnx(data: FileBytes) -> Any:
+    model: Any = onnx.ModelProto()
     try:
-        model = onnx.ModelProto.FromString(data)
+        model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError):
         model = None
     if model is None or model.ir_version <= 0 or not model.graph.node:

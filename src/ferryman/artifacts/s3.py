@@ -24,13 +24,14 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ferryman.artifacts.staging import StagedFile
 from ferryman.artifacts.store import CHUNK_BYTES, LocalArtifactStore, StoredArtifact, _verify
 from ferryman.errors import ArtifactCorrupt, ArtifactNotFound, InvalidInput, Unavailable
 from ferryman.names import validate_digest
@@ -120,21 +121,32 @@ class S3ArtifactStore:
                 hasher.update(chunk)
                 size += len(chunk)
                 spool.write(chunk)
-            digest = hasher.hexdigest()
-            final = self.key_of(digest)
-            if self._has_object(final, size):
-                return StoredArtifact(digest, size)
             spool.seek(0)
-            temporary = f"{self._prefix}tmp/{uuid.uuid4().hex}.part"
-            try:
-                self._call(self._s3.upload_fileobj, spool, self._bucket, temporary,
-                           Config=self._transfer)  # fmt: skip
-                _verify(digest, self._digest_of(temporary))
-                source_ref = {"Bucket": self._bucket, "Key": temporary}
-                self._call(self._s3.copy, source_ref, self._bucket, final, Config=self._transfer)
-            finally:
-                with contextlib.suppress(ClientError, BotoCoreError):
-                    self._s3.delete_object(Bucket=self._bucket, Key=temporary)
+            return self._upload(spool, hasher.hexdigest(), size)
+
+    def stage(self, limit_bytes: int) -> StagedFile:
+        return self._cache.stage(limit_bytes)
+
+    def put_staged(self, staged: StagedFile) -> StoredArtifact:
+        with staged.path.open("rb") as source:
+            return self._upload(source, staged.digest, staged.size_bytes)
+
+    def _upload(self, source: IO[bytes], digest: str, size: int) -> StoredArtifact:
+        """Upload ``source`` (``size`` bytes hashing to ``digest``) to a temporary key, check
+        the object's digest, then copy it to its final key."""
+        final = self.key_of(digest)
+        if self._has_object(final, size):
+            return StoredArtifact(digest, size)
+        temporary = f"{self._prefix}tmp/{uuid.uuid4().hex}.part"
+        try:
+            self._call(self._s3.upload_fileobj, source, self._bucket, temporary,
+                       Config=self._transfer)  # fmt: skip
+            _verify(digest, self._digest_of(temporary))
+            source_ref = {"Bucket": self._bucket, "Key": temporary}
+            self._call(self._s3.copy, source_ref, self._bucket, final, Config=self._transfer)
+        finally:
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self._s3.delete_object(Bucket=self._bucket, Key=temporary)
         logger.debug("stored artifact %s (%d bytes) on S3", digest, size)
         return StoredArtifact(digest, size)
 

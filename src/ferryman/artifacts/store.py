@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ferryman.errors import ArtifactCorrupt, ArtifactNotFound, InvalidInput, StorageFull
+from ferryman.artifacts.staging import NO_SPACE, StagedFile, out_of_space
+from ferryman.errors import ArtifactCorrupt, ArtifactNotFound, InvalidInput
 from ferryman.names import validate_digest
 
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,14 @@ class ArtifactStore(Protocol):
 
     def put(self, source: BinaryIO) -> StoredArtifact:
         """Store the bytes read from ``source``; storing the same bytes twice is a no-op."""
+        ...
+
+    def stage(self, limit_bytes: int) -> StagedFile:
+        """A temporary file for an upload, in the store's own folder (see :meth:`put_staged`)."""
+        ...
+
+    def put_staged(self, staged: StagedFile) -> StoredArtifact:
+        """Store a sealed :class:`StagedFile` under its digest (moved, not copied, if local)."""
         ...
 
     def read(self, digest: str) -> bytes:
@@ -87,15 +95,32 @@ class LocalArtifactStore:
             logger.debug("stored artifact %s (%d bytes)", digest, size)
             return StoredArtifact(digest, size)
         except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise StorageFull(
-                    f"the artifact store at {self._root.name!r} is out of space; "
-                    "free some space or move the data dir, then retry"
-                ) from exc
+            if exc.errno in NO_SPACE:
+                raise out_of_space(self._root.name) from exc
             raise
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp_path.unlink()
+
+    def stage(self, limit_bytes: int) -> StagedFile:
+        return StagedFile(self._tmp, limit_bytes)
+
+    def put_staged(self, staged: StagedFile) -> StoredArtifact:
+        """Rename the sealed temporary into place: it is already on this filesystem, fsynced."""
+        digest, size = staged.digest, staged.size_bytes
+        final = self.path_of(digest)
+        if self._has_intact_copy(final, digest):
+            return StoredArtifact(digest, size)
+        try:
+            final.parent.mkdir(exist_ok=True)
+            os.replace(staged.path, final)
+            _fsync_directory(final.parent)
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise out_of_space(self._root.name) from exc
+            raise
+        logger.debug("stored uploaded artifact %s (%d bytes)", digest, size)
+        return StoredArtifact(digest, size)
 
     def read(self, digest: str) -> bytes:
         with self._open(digest) as handle:
@@ -177,6 +202,13 @@ class InMemoryArtifactStore:
         with self._lock:
             self._blobs[digest] = data
         return StoredArtifact(digest, len(data))
+
+    def stage(self, limit_bytes: int) -> StagedFile:
+        return StagedFile(Path(tempfile.gettempdir()), limit_bytes)
+
+    def put_staged(self, staged: StagedFile) -> StoredArtifact:
+        with staged.path.open("rb") as source:
+            return self.put(source)
 
     def read(self, digest: str) -> bytes:
         validate_digest(digest)

@@ -74,7 +74,10 @@ def feedback(
         raise InvalidInput("nothing to send: give REQUEST_ID LABEL, or --file")
     state = cli_context(ctx)
     registry = state.registry()
-    results = registry.payloads.give_feedback(items, state.settings.user, registry.class_labels)
+    pending = state.settings.control.max_pending_feedback
+    results = registry.payloads.give_feedback(
+        items, state.settings.user, registry.class_labels, pending
+    )
     answer = feedback_answer(results)
     if answer.refused == len(results) == 1:
         raise InvalidInput(f"{results[0].status.value}: {results[0].detail}")
@@ -85,6 +88,7 @@ def feedback(
         f"{answer.stored} stored, {answer.corrected} corrected, {answer.unchanged} unchanged, "
         f"{answer.unknown} kept for requests not collected yet, "
         f"{answer.sampled_out} for requests the payload log sampled out, {answer.refused} refused"
+        + (f" ({answer.not_kept} over control.max_pending_feedback)" if answer.not_kept else "")
     )
     if answer.refused == len(results):
         raise InvalidInput(f"none of the {len(results)} labels was stored; see the lines above")

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Annotated, NamedTuple
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ferryman.protocol.openai import COMPLETION_KIND, RATINGS
@@ -27,6 +27,8 @@ from ferryman.registry.records import Record
 from ferryman.registry.tables import FeedbackRow, PayloadRow, PayloadTallyRow
 
 MAX_LABEL_ROWS = 10_000
+MAX_PENDING = 100_000
+"""The default of ``control.max_pending_feedback``."""
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 """A class name as a model answers it: never empty, never a document."""
@@ -72,6 +74,9 @@ class FeedbackStatus(StrEnum):
     SAMPLED_OUT = "sampled_out"
     """No collected answer has this id, and the declared payload sample rate left it out:
     kept, but it will join nothing and counts in no accuracy."""
+    NOT_KEPT = "not_kept"
+    """Not kept: no collected answer has this id, and as many labels as the cap allows
+    already wait for their answers (``control.max_pending_feedback``)."""
 
 
 KEPT = frozenset({FeedbackStatus.STORED, FeedbackStatus.CORRECTED, FeedbackStatus.UNCHANGED,
@@ -100,6 +105,7 @@ class Feedbacks:
         items: Iterable[Feedback],
         actor: str,
         classes_of: Callable[[str, int], Sequence[str]] = lambda model, version: (),
+        max_pending: int = MAX_PENDING,
     ) -> list[FeedbackResult]:
         """Store labels and say, per item, what was done (see :class:`FeedbackStatus`).
 
@@ -107,8 +113,10 @@ class Feedbacks:
         answer (one label per row; a class of the model, when ``classes_of(model, version)``
         knows its classes) and refused if it does not fit. A label for an id no collected
         answer has yet is kept (the answer may not be collected yet) and joins it once it
-        is. A second, different label for an id replaces the first and counts as a
-        correction; the same label again changes nothing.
+        is, up to ``max_pending`` such labels waiting at once (a client sending labels for
+        ids that never come must not fill the database): past it, one is not kept. A
+        second, different label for an id replaces the first and counts as a correction;
+        the same label again changes nothing.
         """
         items = list(items)
         if not items:
@@ -136,9 +144,15 @@ class Feedbacks:
         def work(session: Session) -> list[FeedbackResult]:
             query = select(FeedbackRow).where(FeedbackRow.request_id.in_(ids))
             labelled = {row.request_id: row for row in session.scalars(query)}
+            room = max_pending - _pending(session) if len(answered) < len(ids) else 0
             results = []
             for item in items:
                 answer = answered.get(item.request_id)
+                if answer is None and item.request_id not in labelled:
+                    if room <= 0:
+                        results.append(_not_kept(item, max_pending))
+                        continue
+                    room -= 1
                 problem = None
                 if answer is not None and answer.kind == COMPLETION_KIND:
                     problem = _misrated(item, f"{answer.model} v{answer.version}")
@@ -251,6 +265,22 @@ def _misfit(
             f"{_shown(classes)}); send one of those"
         )
     return None
+
+
+def _pending(session: Session) -> int:
+    """How many labels wait for an answer that no collected request has yet."""
+    joined = select(PayloadRow.id).where(PayloadRow.request_id == FeedbackRow.request_id)
+    query = select(func.count()).select_from(FeedbackRow).where(~joined.exists())
+    return int(session.scalar(query) or 0)
+
+
+def _not_kept(item: Feedback, max_pending: int) -> FeedbackResult:
+    return FeedbackResult(
+        request_id=item.request_id, status=FeedbackStatus.NOT_KEPT,
+        detail=f"no collected answer has this request id yet, and {max_pending} labels already "
+        "wait for theirs (control.max_pending_feedback); this one is not kept: send it again "
+        "once its answer is collected",
+    )  # fmt: skip
 
 
 def _sampled_out(result: FeedbackResult, rates: set[float]) -> FeedbackResult:

@@ -37,7 +37,7 @@ from ferryman.errors import InvalidInput
 from ferryman.names import validate_name
 from ferryman.protocol.openai import COMPLETION_KIND, RATINGS
 from ferryman.registry.database import Database
-from ferryman.registry.feedback import Feedback, FeedbackResult, Feedbacks
+from ferryman.registry.feedback import MAX_PENDING, Feedback, FeedbackResult, Feedbacks
 from ferryman.registry.records import Record
 from ferryman.registry.tables import FeedbackRow, PayloadRow, PayloadTallyRow
 
@@ -240,10 +240,11 @@ class Payloads:
         items: Iterable[Feedback],
         actor: str,
         classes_of: Callable[[str, int], Sequence[str]] = lambda model, version: (),
+        max_pending: int = MAX_PENDING,
     ) -> list[FeedbackResult]:
         """Store labels of collected (or not yet collected) answers: see
         :meth:`Feedbacks.give <ferryman.registry.feedback.Feedbacks.give>`."""
-        return self._feedback.give(items, actor, classes_of)
+        return self._feedback.give(items, actor, classes_of, max_pending)
 
     def search(
         self,

@@ -15,7 +15,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ferryman.artifacts import ArtifactStore, create_store, inspect_artifact
+from ferryman.artifacts import (
+    ArtifactStore,
+    InspectedArtifact,
+    StagedFile,
+    StoredArtifact,
+    create_store,
+    inspect_artifact,
+    inspect_file,
+)
 from ferryman.config import Settings
 from ferryman.errors import (
     AliasNotFound,
@@ -160,11 +168,35 @@ class Registry:
         are kept as the version's labels, so feedback and answers know its classes.
         """
         validate_name(model, "model name")
-        metadata = metadata or VersionMetadata()
         inspected = inspect_artifact(data)
+        stored = self._store.put(io.BytesIO(data))
+        return self._add_version(model, (inspected, stored), actor, metadata, reference)
+
+    def register_staged(
+        self, model: str, staged: StagedFile, actor: str, metadata: VersionMetadata | None = None
+    ) -> VersionRecord:
+        """:meth:`register` for an upload already written to the store's folder (a sealed
+        :meth:`ArtifactStore.stage` file): inspected through a memory map and moved into
+        place, so its bytes are never held in memory but while the graph is parsed and
+        checked (about twice its size)."""
+        validate_name(model, "model name")
+        inspected = inspect_file(staged.path)
+        stored = self._store.put_staged(staged)
+        return self._add_version(model, (inspected, stored), actor, metadata, None)
+
+    def _add_version(
+        self,
+        model: str,
+        artifact: tuple[InspectedArtifact, StoredArtifact],
+        actor: str,
+        metadata: VersionMetadata | None,
+        reference: ReferenceData | None,
+    ) -> VersionRecord:
+        """The rows of a version whose artifact is stored (with its reference data, if any)."""
+        inspected, stored = artifact
+        metadata = metadata or VersionMetadata()
         if inspected.class_labels:
             reference = with_graph_classes(reference, inspected.class_labels)
-        stored = self._store.put(io.BytesIO(data))
         reference_digest = None
         if reference is not None:
             encoded = reference.model_dump_json().encode()

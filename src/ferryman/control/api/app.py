@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
@@ -72,6 +73,7 @@ def create_app(
     app.state.token = token
     app.state.token_book = book
     app.state.capacity_jobs = CapacityJobs()
+    app.state.registering = asyncio.Lock()  # model uploads are inspected one at a time
     app.include_router(registry_routes.router)
     app.include_router(deployment_routes.router)
     app.include_router(feedback_routes.router)

@@ -11,11 +11,12 @@ language model's votes: completions rated up and down, and the thumbs-up rate.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.control.api.registry_routes import ActorDep, RegistryDep
@@ -29,6 +30,8 @@ from ferryman.registry import (
     PayloadRecord,
 )
 from ferryman.registry.feedback import KEPT
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 
@@ -49,6 +52,11 @@ class FeedbackAnswer(BaseModel):
         description="No collected answer has the id and the declared payload sample rate left "
         "its request out: kept, but counted in no accuracy.",
     )
+    not_kept: int = Field(
+        default=0,
+        description="No collected answer has the id, and control.max_pending_feedback labels "
+        "already wait for theirs: not kept (also counted in refused).",
+    )
     refused: int = Field(description="Not stored: see each item's detail.")
     items: list[FeedbackResult]
 
@@ -62,11 +70,16 @@ def give_feedback(
     body: Feedback | Annotated[list[Feedback], Field(max_length=MAX_FEEDBACK_ITEMS)],
     registry: RegistryDep,
     actor: ActorDep,
+    request: Request,
 ) -> FeedbackAnswer:
     """Store labels; 400 when none of them could be (each item says why)."""
     items = body if isinstance(body, list) else [body]
-    results = registry.payloads.give_feedback(items, actor, registry.class_labels)
+    pending = request.app.state.settings.control.max_pending_feedback
+    results = registry.payloads.give_feedback(items, actor, registry.class_labels, pending)
     answer = feedback_answer(results)
+    if answer.not_kept:
+        logger.warning("feedback: %d labels for unknown request ids not kept (cap %d)",
+                       answer.not_kept, pending)  # fmt: skip
     if items and answer.refused == len(items):
         first = results[0]
         more = f" (and {len(items) - 1} more refused)" if len(items) > 1 else ""
@@ -83,6 +96,7 @@ def feedback_answer(results: list[FeedbackResult]) -> FeedbackAnswer:
         unchanged=counts[FeedbackStatus.UNCHANGED],
         unknown=counts[FeedbackStatus.UNKNOWN_REQUEST],
         sampled_out=counts[FeedbackStatus.SAMPLED_OUT],
+        not_kept=counts[FeedbackStatus.NOT_KEPT],
         refused=sum(n for status, n in counts.items() if status not in KEPT),
         items=results,
     )

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from ferryman.artifacts import StagedFile
 from ferryman.control.api.security import TOKEN_ID_STATE
 from ferryman.errors import InvalidInput, PayloadTooLarge
-from ferryman.names import KEY_MAX_LENGTH, validate_key
+from ferryman.names import KEY_MAX_LENGTH, validate_key, validate_name
 from ferryman.registry import (
     AliasRecord,
     EventRecord,
@@ -31,6 +32,8 @@ router = APIRouter(prefix="/api/v1")
 
 METADATA_HEADER = "ferryman-metadata"
 ACTOR_HEADER = "ferryman-actor"
+STAGE_BATCH_BYTES = 1 << 20
+"""An upload is written to its temporary file this much at a time."""
 
 
 def registry_of(request: Request) -> Registry:
@@ -101,12 +104,24 @@ async def register_version(
     """Register the request body (an ONNX file) as the next version of ``model``.
 
     Metrics, params, tags, aliases and description travel as JSON in the
-    ``Ferryman-Metadata`` header, so the body stays the file's bytes.
+    ``Ferryman-Metadata`` header, so the body stays the file's bytes. The body streams to a
+    temporary file in the artifact store's folder as it arrives (a model can be gigabytes;
+    held in memory, a few at once would exhaust the control plane), refused with 413 as soon
+    as it passes ``control.max_upload_bytes``; any failure removes the temporary.
     """
     fields = _metadata_fields(metadata)
-    data = await read_body(request, request.app.state.settings.control.max_upload_bytes)
-    register = registry_of(request).register
-    return await run_in_threadpool(register, model, data, actor, build_metadata(**fields))
+    validate_name(model, "model name")
+    registry = registry_of(request)
+    limit_bytes = request.app.state.settings.control.max_upload_bytes
+    _check_declared_length(request, limit_bytes)
+    with await run_in_threadpool(registry.store.stage, limit_bytes) as staged:
+        await _stream_to(staged, request, limit_bytes)
+        await run_in_threadpool(staged.seal)
+        register = registry.register_staged
+        # Uploads stream in parallel, but are checked one at a time: parsing and checking a
+        # graph holds about twice its size, and concurrent peaks must not add up.
+        async with request.app.state.registering:
+            return await run_in_threadpool(register, model, staged, actor, build_metadata(**fields))
 
 
 @router.get("/models/{model}/versions/{version}")
@@ -174,11 +189,29 @@ def _metadata_fields(header: str | None) -> dict[str, object]:
     return fields
 
 
-async def read_body(request: Request, limit_bytes: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit_bytes`` (never buffered past)."""
+async def _stream_to(staged: StagedFile, request: Request, limit_bytes: int) -> None:
+    """Write the body to ``staged`` in batches of up to ``STAGE_BATCH_BYTES`` on a worker
+    thread (a slow disk must not stall the event loop), a batch that would pass the limit at
+    once, so the 413 comes as soon as the limit is passed."""
+    pending = bytearray()
+    async for chunk in request.stream():
+        pending += chunk
+        if len(pending) >= STAGE_BATCH_BYTES or staged.size_bytes + len(pending) > limit_bytes:
+            await run_in_threadpool(staged.write, bytes(pending))
+            pending.clear()
+    await run_in_threadpool(staged.write, bytes(pending))
+
+
+def _check_declared_length(request: Request, limit_bytes: int) -> None:
+    """413 before a byte is read when the declared ``Content-Length`` is over the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise PayloadTooLarge(f"the upload declares {declared} bytes; the limit is {limit_bytes}")
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit_bytes`` (never buffered past)."""
+    _check_declared_length(request, limit_bytes)
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
