@@ -108,7 +108,11 @@ def test_a_deleted_route_table_and_a_killed_gateway_serve_again_within_2_s(stack
         wait_for(lambda: httpx.post(infer_url(stack), content=BODY).status_code == 200, 2, "200")
         time.sleep(2)
     assert [o for o in load.failures(since_s=back_at + 2.0)] == []
-    assert load.failures(until_s=killed_at) == []
+    # Before the kill nothing fails; a request still in flight on the gateway when it is
+    # killed may (the catalogue's "failures <= requests in flight").
+    ended_before_kill = [o for o in load.failures(until_s=killed_at)
+                         if o.at_s + o.latency_s < killed_at]  # fmt: skip
+    assert ended_before_kill == []
 
 
 def kill_serving_gateway(stack: Stack, load: Load) -> tuple[float, float]:
