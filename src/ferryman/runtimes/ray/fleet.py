@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -18,6 +20,7 @@ from pydantic import SecretStr
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ferryman.config import RaySettings, Settings
+from ferryman.errors import Unavailable
 from ferryman.gateway.routewatch import RouteFeed
 from ferryman.runtimes.ray.servers import GatewayServer, ReplicaServer
 
@@ -31,18 +34,44 @@ ActorHandle = Any
 """A Ray actor handle (Ray types its methods dynamically)."""
 
 
-def connect(settings: RaySettings) -> bool:
-    """Join the Ray cluster as a driver in the fleet's namespace; False if already joined."""
+CONNECT_TRIES = 4
+"""Joins tried before giving up, 2, 4 then 8 s apart: Ray Client starts a server process per
+driver on the head, and on a busy head that start can miss Ray's own deadline once."""
+
+
+def connect(
+    settings: RaySettings, tries: int = CONNECT_TRIES, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """Join the Ray cluster as a driver in the fleet's namespace; False if already joined.
+
+    A cluster that refuses the driver (no GCS there, or Ray Client's server failing to start)
+    is tried ``tries`` times, then :class:`Unavailable` says so in one line.
+    """
     if ray.is_initialized():
         return False
-    ray.init(
-        address=settings.address,
-        namespace=settings.namespace,
-        _node_ip_address=settings.node_ip_address,
-        logging_level=logging.WARNING,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    for attempt in range(1, tries + 1):
+        try:
+            ray.init(
+                address=settings.address,
+                namespace=settings.namespace,
+                _node_ip_address=settings.node_ip_address,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            break
+        except ConnectionError as exc:
+            ray.shutdown()  # a half-made client connection is dropped before the next try
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            why = lines[-1] if lines else type(exc).__name__
+            if attempt == tries:
+                raise Unavailable(
+                    f"the Ray cluster at {settings.address} did not take this driver "
+                    f"({tries} tries): {why}"
+                ) from exc
+            logger.warning("the Ray cluster at %s did not take this driver (%s); trying "
+                           "again in %d s", settings.address, why, 2**attempt)  # fmt: skip
+            sleep(2**attempt)
     logger.info("joined the Ray cluster at %s, namespace %s", settings.address, settings.namespace)
     return True
 
