@@ -12,7 +12,7 @@ import pytest
 from ferryman.config import CostSettings, load_settings
 from ferryman.reference import ReferenceData
 from ferryman.registry import DeploymentSpec, MetricSample, TokenRole, VariantSpec
-from tests.control.api.conftest import RunningServer, start_server
+from tests.control.api.conftest import RunningServer, serving
 from tests.serving.conftest import affine_model, golden
 
 TINY = {
@@ -28,11 +28,8 @@ TINY = {
 
 
 def serve_control(data_dir: Path, **settings: object) -> Iterator[RunningServer]:
-    server, thread, running = start_server(load_settings(data_dir=data_dir, **settings))
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
+    with serving(load_settings(data_dir=data_dir, **settings)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 
@@ -44,13 +46,30 @@ def start_server(
     return server, thread, RunningServer(f"http://127.0.0.1:{port}", token, registry, settings)
 
 
+@contextmanager
+def serving(settings: Settings) -> Iterator[RunningServer]:
+    """A control plane on ``settings`` for the block; stopped and its registry closed after."""
+    server, thread, running = start_server(settings)
+    try:
+        yield running
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        running.registry.close()
+
+
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[RunningServer]:
     settings = load_settings(
         data_dir=tmp_path / "data", control=ControlSettings(max_upload_bytes=64 * 1024)
     )
-    server, thread, running = start_server(settings)
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
+    with serving(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def api(control: RunningServer) -> Iterator[httpx.Client]:
+    """An admin client of the ``control`` fixture (a module's own ``control`` if it has one)."""
+    headers = {"authorization": f"Bearer {control.token}"}
+    with httpx.Client(base_url=control.url, headers=headers, timeout=10) as client:
+        yield client

@@ -14,7 +14,7 @@ import pytest
 
 from ferryman.config import ControlSettings, load_settings
 from tests.conftest import make_onnx
-from tests.control.api.conftest import RunningServer, start_server
+from tests.control.api.conftest import RunningServer, serving
 
 LIMIT = 4096
 
@@ -22,11 +22,8 @@ LIMIT = 4096
 @pytest.fixture
 def capped(tmp_path: Path) -> Iterator[RunningServer]:
     control = ControlSettings(max_upload_bytes=64 * 1024, max_body_bytes=LIMIT)
-    server, thread, running = start_server(load_settings(data_dir=tmp_path, control=control))
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
+    with serving(load_settings(data_dir=tmp_path, control=control)) as running:
+        yield running
 
 
 def _feedback(count: int, first: str = "") -> bytes:

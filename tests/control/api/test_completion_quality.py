@@ -19,24 +19,14 @@ from ferryman.control.metrics.source import FleetMetrics
 from ferryman.control.monitor.monitor import LoopView, Monitor, ScrapedReadings
 from ferryman.registry import CollectedPayload, DeploymentSpec, VariantSpec, WebhookTarget
 from tests.conftest import make_onnx
-from tests.control.api.conftest import RunningServer, start_server
+from tests.control.api.conftest import RunningServer, serving
 
 
 @pytest.fixture
 def control(tmp_path: Path, database_url: str) -> Iterator[RunningServer]:
     settings = load_settings(data_dir=tmp_path / "data", database_url=database_url)
-    server, thread, running = start_server(settings)
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
-
-
-@pytest.fixture
-def api(control: RunningServer) -> Iterator[httpx.Client]:
-    headers = {"authorization": f"Bearer {control.token}"}
-    with httpx.Client(base_url=control.url, headers=headers, timeout=10) as client:
-        yield client
+    with serving(settings) as running:
+        yield running
 
 
 def collect(control: RunningServer, variant: str, seqs: range, age_s: float = 0) -> None:

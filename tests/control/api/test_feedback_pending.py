@@ -14,7 +14,7 @@ import pytest
 
 from ferryman.config import ControlSettings, load_settings
 from ferryman.registry import CollectedPayload
-from tests.control.api.conftest import RunningServer, start_server
+from tests.control.api.conftest import RunningServer, serving
 
 CAP = 3
 
@@ -23,18 +23,8 @@ CAP = 3
 def control(tmp_path: Path, database_url: str) -> Iterator[RunningServer]:
     settings = load_settings(data_dir=tmp_path / "data", database_url=database_url,
                              control=ControlSettings(max_pending_feedback=CAP))  # fmt: skip
-    server, thread, running = start_server(settings)
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
-
-
-@pytest.fixture
-def api(control: RunningServer) -> Iterator[httpx.Client]:
-    headers = {"authorization": f"Bearer {control.token}"}
-    with httpx.Client(base_url=control.url, headers=headers, timeout=10) as client:
-        yield client
+    with serving(settings) as running:
+        yield running
 
 
 def rate(api: httpx.Client, *ids: str, vote: str = "up") -> httpx.Response:

@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -17,23 +18,20 @@ import pytest
 
 from ferryman.config import ControlSettings, load_settings
 from tests.conftest import make_onnx
-from tests.control.api.conftest import RunningServer, start_server
+from tests.control.api.conftest import RunningServer, serving
 
 CAP_BYTES = 8 << 20
 
 
-def _serve(data_dir: Path) -> Iterator[RunningServer]:
+def _serve(data_dir: Path) -> AbstractContextManager[RunningServer]:
     control = ControlSettings(max_upload_bytes=CAP_BYTES)
-    server, thread, running = start_server(load_settings(data_dir=data_dir, control=control))
-    yield running
-    server.should_exit = True
-    thread.join(timeout=10)
-    running.registry.close()
+    return serving(load_settings(data_dir=data_dir, control=control))
 
 
 @pytest.fixture
 def control(tmp_path: Path) -> Iterator[RunningServer]:
-    yield from _serve(tmp_path / "data")
+    with _serve(tmp_path / "data") as running:
+        yield running
 
 
 @pytest.fixture
@@ -150,7 +148,7 @@ def test_a_refused_file_leaves_nothing(control: RunningServer) -> None:
 
 def test_a_full_disk_is_507_and_leaves_nothing(tiny_disk: Path) -> None:
     """RELIABILITY F7 over HTTP: the store fills while the upload streams."""
-    for running in _serve(tiny_disk / "data"):
+    with _serve(tiny_disk / "data") as running:
         headers = {"authorization": f"Bearer {running.token}"}
         big = make_onnx(width=1_500_000)  # 6 MB, on a 4 MiB disk
         answer = httpx.post(running.url + "/api/v1/models/big/versions", content=big,
