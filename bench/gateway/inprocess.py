@@ -20,7 +20,7 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,16 @@ def scope_of(body: bytes) -> dict[str, Any]:
     return {"type": "http", "method": "POST", "path": PATH, "headers": headers}
 
 
-async def drive(gateway: Gateway, body: bytes, requests: int, concurrency: int) -> None:
+async def drive(
+    gateway: Gateway,
+    body: bytes,
+    requests: int,
+    concurrency: int,
+    scope: Callable[[int], dict[str, Any]] | None = None,
+) -> None:
+    """``requests`` of ``body``, ``concurrency`` in flight; ``scope(n)`` gives the n-th
+    request's ASGI scope (default: :func:`scope_of` the body)."""
+    make = scope or (lambda _: scope_of(body))
     left = requests
     message = {"type": "http.request", "body": body, "more_body": False}
 
@@ -77,7 +86,7 @@ async def drive(gateway: Gateway, body: bytes, requests: int, concurrency: int) 
         nonlocal left
         while left > 0:
             left -= 1
-            await gateway(scope_of(body), receive, send)
+            await gateway(make(left), receive, send)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 

@@ -21,7 +21,7 @@ import gc
 import json
 import sys
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ferryman.gateway import Gateway
 from ferryman.gateway.routes import RouteTable
 
 sys.path.insert(0, str(Path(__file__).parent))
-from inprocess import InstantTransport
+from inprocess import InstantTransport, drive
 from run import BODY, PATH
 
 BACKEND = "http://127.0.0.1:9"
@@ -46,9 +46,8 @@ def sticky_table() -> RouteTable:
     return RouteTable.model_validate({"generation": 1, "endpoints": {"digits": route}})
 
 
-async def drive(gateway: Gateway, body: bytes, requests: int, keys: int, concurrency: int) -> None:
-    left = requests
-    message = {"type": "http.request", "body": body, "more_body": False}
+def sticky_scopes(body: bytes, keys: int) -> Callable[[int], dict[str, Any]]:
+    """The n-th request's scope: one of ``keys`` sticky keys in turn."""
     scopes = [
         {"type": "http", "method": "POST", "path": PATH, "headers": [
             (b"host", b"127.0.0.1:8000"), (b"content-length", b"%d" % len(body)),
@@ -56,21 +55,11 @@ async def drive(gateway: Gateway, body: bytes, requests: int, keys: int, concurr
         for n in range(keys)
     ]  # fmt: skip
 
-    async def receive() -> dict[str, Any]:
-        return message
+    def scope(n: int) -> dict[str, Any]:
+        chosen = scopes[n % keys]
+        return {**chosen, "headers": list(chosen["headers"])}
 
-    async def send(reply: MutableMapping[str, Any]) -> None:
-        if reply["type"] == "http.response.start" and reply["status"] != 200:
-            raise RuntimeError(f"status {reply['status']}")
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            scope = scopes[left % keys]
-            await gateway({**scope, "headers": list(scope["headers"])}, receive, send)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return scope
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -83,14 +72,18 @@ async def main(args: argparse.Namespace) -> None:
         gateway.set_routes(sticky_table())
         if label == "off":
             gateway.metrics.key_cap = None
-        await drive(gateway, body, 2000, args.keys, args.concurrency)  # warm-up
+        await drive(
+            gateway, body, 2000, args.concurrency, sticky_scopes(body, args.keys)
+        )  # warm-up
         gateways[label] = gateway
     gc.freeze()
     best = {label: float("inf") for label in gateways}
     for _ in range(args.repeat):
         for label, gateway in gateways.items():
             started = time.process_time()
-            await drive(gateway, body, args.requests, args.keys, args.concurrency)
+            await drive(
+                gateway, body, args.requests, args.concurrency, sticky_scopes(body, args.keys)
+            )
             spent_us = (time.process_time() - started) / args.requests * 1e6
             best[label] = min(best[label], spent_us)
     for gateway in gateways.values():
