@@ -171,3 +171,26 @@ def test_the_collection_reads_on_at_once_while_a_pass_leaves_records_unread(
     assert kept_ids(registry) == sent
     (tally,) = registry.payloads.tallies("tiny")
     assert (tally.answered, tally.dropped) == (len(sent), 0)
+
+
+def test_a_pass_that_fails_behind_waits_its_interval(registry: Registry) -> None:
+    """A pass that fell behind and then failed (the registry gone mid-pass) must not start
+    the next one at once: failing passes back to back would spin and flood the log."""
+    passes = threading.Semaphore(0)
+
+    class FailingBehind(PayloadCollector):
+        def tick(self, table: RouteTable | None, stopping: threading.Event | None = None) -> int:
+            self.is_behind = True
+            passes.release()
+            raise RuntimeError("the registry went away")
+
+    with httpx.Client(timeout=1) as http:
+        collection = PayloadCollection(
+            FailingBehind(registry, http, Retention()), lambda: None, interval_s=3600.0
+        )
+        collection.start()
+        try:
+            assert passes.acquire(timeout=10)
+            assert not passes.acquire(timeout=0.5)  # no second pass within the hour
+        finally:
+            collection.stop()

@@ -221,7 +221,9 @@ class PayloadCollection:
             started = self._clock()
             try:
                 self._collector.tick(self._table(), self._stopping)
+                is_behind = self._collector.is_behind
             except Exception:  # the collection must outlive any one failed pass
                 logger.exception("payload collection pass failed; retrying")
-            if not self._collector.is_behind:
+                is_behind = False  # a failed pass waits its interval: no loop of failures
+            if not is_behind:
                 self._stopping.wait(max(0.0, self._interval_s - (self._clock() - started)))
