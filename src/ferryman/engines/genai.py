@@ -168,7 +168,7 @@ class _Stream:
         self.generator: Any = None
         self.left = params.max_tokens
         self._made: deque[int] = deque()
-        self._end: Exception | bool | None = False  # True: ended; an error: failed
+        self._end: Exception | bool = False  # True: ended; an error: failed
         self._wake: asyncio.Future[None] | None = None
 
     def take(self, made: int | Exception | None) -> bool:
